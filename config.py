@@ -1,0 +1,92 @@
+"""Settings, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str, default: str = "") -> list[str]:
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "development"
+    database_url: str = f"sqlite://{ROOT / 'crm.sqlite3'}"
+    broadcast_url: str = "memory://"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: list[str] = field(default_factory=list)
+    graphiql: bool = True
+    introspection: bool = True
+    max_query_depth: int = 12
+    max_query_tokens: int = 4000
+    max_aliases: int = 30
+    max_page_size: int = 100
+    default_page_size: int = 20
+    token_ttl_days: int = 30
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        environment = os.environ.get("CRM_ENV", "development")
+        production = environment == "production"
+        return cls(
+            environment=environment,
+            database_url=os.environ.get("DATABASE_URL") or cls.database_url,
+            broadcast_url=os.environ.get("BROADCAST_URL") or cls.broadcast_url,
+            host=os.environ.get("HOST", cls.host),
+            port=int(os.environ.get("PORT", cls.port)),
+            cors_origins=_list("CORS_ORIGINS"),
+            graphiql=_bool("GRAPHIQL", not production),
+            introspection=_bool("INTROSPECTION", not production),
+            max_query_depth=int(os.environ.get("MAX_QUERY_DEPTH", cls.max_query_depth)),
+            max_query_tokens=int(os.environ.get("MAX_QUERY_TOKENS", cls.max_query_tokens)),
+            max_aliases=int(os.environ.get("MAX_ALIASES", cls.max_aliases)),
+            token_ttl_days=int(os.environ.get("TOKEN_TTL_DAYS", cls.token_ttl_days)),
+            argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),
+            argon2_memory_kib=int(os.environ.get("ARGON2_MEMORY_KIB", cls.argon2_memory_kib)),
+            log_level=os.environ.get("LOG_LEVEL", cls.log_level),
+        )
+
+
+MODEL_MODULES = ["models"]
+
+
+def tortoise_config(database_url: str) -> dict:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "migrations": "migrations",
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+settings = Settings.from_env()
+
+# Read by the `tortoise` CLI ([tool.tortoise] in pyproject.toml).
+TORTOISE_ORM = tortoise_config(settings.database_url)

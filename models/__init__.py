@@ -1,0 +1,40 @@
+"""Tortoise models: rows only, no GraphQL."""
+
+from models.account import Account
+from models.contact import Contact, LifecycleStage
+from models.deal import (
+    Comment,
+    Lead,
+    LeadFollower,
+    LeadParticipant,
+    LeadStatus,
+    Opportunity,
+    OpportunityFollower,
+    OpportunityParticipant,
+    OpportunityStatus,
+    Visibility,
+)
+from models.organization import DEFAULT_STAGES, Organization, PipelineStage
+from models.user import AuthToken, Role, User
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "Account",
+    "AuthToken",
+    "Comment",
+    "Contact",
+    "Lead",
+    "LeadFollower",
+    "LeadParticipant",
+    "LeadStatus",
+    "LifecycleStage",
+    "Opportunity",
+    "OpportunityFollower",
+    "OpportunityParticipant",
+    "OpportunityStatus",
+    "Organization",
+    "PipelineStage",
+    "Role",
+    "User",
+    "Visibility",
+]

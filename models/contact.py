@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+
+from models.account import Account
+from models.base import SoftDeletedModel
+from models.organization import Organization
+from models.user import User
+
+
+class LifecycleStage(str, Enum):
+    PROSPECT = "PROSPECT"
+    POTENTIAL_CLIENT = "POTENTIAL_CLIENT"
+    ACTIVE_CLIENT = "ACTIVE_CLIENT"
+    INACTIVE_CLIENT = "INACTIVE_CLIENT"
+
+
+class Contact(SoftDeletedModel):
+    """A person at an account."""
+
+    id = fields.IntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="contacts", on_delete=fields.CASCADE
+    )
+    first_name = fields.CharField(max_length=100)
+    last_name = fields.CharField(max_length=100)
+    email = fields.CharField(max_length=254, null=True, db_index=True)
+    phone = fields.CharField(max_length=50, null=True)
+    title = fields.CharField(max_length=150, null=True)
+    account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="contacts", null=True, on_delete=fields.SET_NULL
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="contacts", on_delete=fields.RESTRICT
+    )
+    lifecycle_stage = fields.CharEnumField(
+        LifecycleStage, max_length=20, default=LifecycleStage.PROSPECT
+    )
+
+    organization_id: int
+    account_id: int | None
+    owner_id: int
+
+    class Meta:
+        table = "contact"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    def __str__(self) -> str:
+        return self.full_name

@@ -1,0 +1,222 @@
+"""Leads and opportunities, with their three roles: primary contact, participants, followers."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+
+from models.account import Account
+from models.base import SoftDeletedModel, TimestampedModel
+from models.contact import Contact
+from models.organization import Organization, PipelineStage
+from models.user import User
+
+
+class Visibility(str, Enum):
+    ORGANIZATION = "ORGANIZATION"  # everyone in the organization reads it
+    PRIVATE = "PRIVATE"  # owner, the owner's managers, followers and admins only
+
+
+class LeadStatus(str, Enum):
+    NEW = "NEW"
+    CONTACTED = "CONTACTED"
+    QUALIFIED = "QUALIFIED"
+    DISQUALIFIED = "DISQUALIFIED"
+    CONVERTED = "CONVERTED"
+
+
+class OpportunityStatus(str, Enum):
+    OPEN = "OPEN"
+    WON = "WON"
+    LOST = "LOST"
+
+
+class Lead(SoftDeletedModel):
+    id = fields.IntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="leads", on_delete=fields.CASCADE
+    )
+    title = fields.CharField(max_length=200)
+    source = fields.CharField(max_length=100, null=True)
+    status = fields.CharEnumField(LeadStatus, max_length=20, default=LeadStatus.NEW)
+    estimated_amount_cents = fields.BigIntField(null=True)
+    currency = fields.CharField(max_length=3, default="USD")
+    account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="leads", null=True, on_delete=fields.SET_NULL
+    )
+    contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="primary_for_leads", null=True, on_delete=fields.SET_NULL
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="leads", on_delete=fields.RESTRICT
+    )
+    visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
+    version = fields.IntField(default=1)
+
+    organization_id: int
+    account_id: int | None
+    contact_id: int | None
+    owner_id: int
+
+    class Meta:
+        table = "lead"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Opportunity(SoftDeletedModel):
+    id = fields.IntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="opportunities", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=200)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="opportunities", on_delete=fields.RESTRICT
+    )
+    amount_cents = fields.BigIntField(default=0, db_index=True)
+    currency = fields.CharField(max_length=3, default="USD")
+    stage: fields.ForeignKeyRelation[PipelineStage] = fields.ForeignKeyField(
+        "models.PipelineStage", related_name="opportunities", on_delete=fields.RESTRICT
+    )
+    probability = fields.IntField()  # percent; defaults from the stage
+    probability_overridden = fields.BooleanField(default=False)
+    expected_close_date = fields.DateField(db_index=True)
+    status = fields.CharEnumField(
+        OpportunityStatus, max_length=10, default=OpportunityStatus.OPEN
+    )
+    closed_at = fields.DatetimeField(null=True)
+    contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact",
+        related_name="primary_for_opportunities",
+        null=True,
+        on_delete=fields.SET_NULL,
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="opportunities", on_delete=fields.RESTRICT
+    )
+    visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
+    version = fields.IntField(default=1)
+
+    organization_id: int
+    account_id: int
+    contact_id: int | None
+    owner_id: int
+    stage_id: int
+
+    class Meta:
+        table = "opportunity"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# Link tables. Each points at its lead or opportunity through a column named `record`, so that the
+# code handling roles is the same for both kinds.
+
+
+class _Participant(TimestampedModel):
+    id = fields.IntField(primary_key=True)
+    role = fields.CharField(max_length=100, null=True)
+
+    record_id: int
+    contact_id: int
+
+    class Meta:
+        abstract = True
+
+
+class LeadParticipant(_Participant):
+    record: fields.ForeignKeyRelation[Lead] = fields.ForeignKeyField(
+        "models.Lead", related_name="participants", on_delete=fields.CASCADE
+    )
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="lead_participations", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "lead_participant"
+        unique_together = (("record", "contact"),)
+
+
+class OpportunityParticipant(_Participant):
+    record: fields.ForeignKeyRelation[Opportunity] = fields.ForeignKeyField(
+        "models.Opportunity", related_name="participants", on_delete=fields.CASCADE
+    )
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="opportunity_participations", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "opportunity_participant"
+        unique_together = (("record", "contact"),)
+
+
+class LeadFollower(TimestampedModel):
+    id = fields.IntField(primary_key=True)
+    record: fields.ForeignKeyRelation[Lead] = fields.ForeignKeyField(
+        "models.Lead", related_name="followers", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="followed_leads", on_delete=fields.CASCADE
+    )
+
+    record_id: int
+    user_id: int
+
+    class Meta:
+        table = "lead_follower"
+        unique_together = (("record", "user"),)
+
+
+class OpportunityFollower(TimestampedModel):
+    id = fields.IntField(primary_key=True)
+    record: fields.ForeignKeyRelation[Opportunity] = fields.ForeignKeyField(
+        "models.Opportunity", related_name="followers", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="followed_opportunities", on_delete=fields.CASCADE
+    )
+
+    record_id: int
+    user_id: int
+
+    class Meta:
+        table = "opportunity_follower"
+        unique_together = (("record", "user"),)
+
+
+class Comment(TimestampedModel):
+    """A comment on a lead or an opportunity (exactly one of the two is set)."""
+
+    id = fields.IntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="comments", on_delete=fields.CASCADE
+    )
+    lead: fields.ForeignKeyNullableRelation[Lead] = fields.ForeignKeyField(
+        "models.Lead", related_name="comments", null=True, on_delete=fields.CASCADE
+    )
+    opportunity: fields.ForeignKeyNullableRelation[Opportunity] = fields.ForeignKeyField(
+        "models.Opportunity", related_name="comments", null=True, on_delete=fields.CASCADE
+    )
+    author: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="comments", on_delete=fields.RESTRICT
+    )
+    body = fields.TextField()
+
+    organization_id: int
+    lead_id: int | None
+    opportunity_id: int | None
+    author_id: int
+
+    class Meta:
+        table = "comment"
+
+    def __str__(self) -> str:
+        return f"comment {self.id} by user {self.author_id}"
+
+
+AnyParticipant = LeadParticipant | OpportunityParticipant
+AnyFollower = LeadFollower | OpportunityFollower
+Deal = Lead | Opportunity

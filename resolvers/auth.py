@@ -1,0 +1,126 @@
+"""Passwords, tokens, sign-up, login and logout."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise.transactions import in_transaction
+
+from config import settings
+from models import AuthToken, Organization, Role, User
+from resolvers import validation
+from resolvers.errors import ApiError, ErrorCode, conflict
+from resolvers.organization import create_default_stages
+
+TOKEN_PREFIX = "crm_"
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+_hasher = PasswordHasher(
+    time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=1
+)
+# Verifying against this keeps a login for an unknown email as slow as one for a known email.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def hash_password(password: str) -> str:
+    # argon2 releases the GIL: hashing in a thread keeps the event loop serving others.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return await asyncio.to_thread(_hasher.verify, password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Session:
+    token: str
+    user: User
+    expires_at: datetime
+
+
+async def issue_token(user: User) -> Session:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = _now() + timedelta(days=settings.token_ttl_days)
+    await AuthToken.create(
+        user=user, token_hash=digest(token), expires_at=expires_at, last_used_at=_now()
+    )
+    return Session(token=token, user=user, expires_at=expires_at)
+
+
+async def authenticate(authorization: str | None) -> tuple[User | None, str | None, str | None]:
+    """Return (user, token digest, why not) for an Authorization header value."""
+    if not authorization:
+        return None, None, None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, None, "The Authorization header must be 'Bearer <token>'."
+    token_hash = digest(token.strip())
+    row = (
+        await AuthToken.filter(token_hash=token_hash, revoked_at__isnull=True)
+        .select_related("user")
+        .first()
+    )
+    now = _now()
+    if row is None or row.expires_at <= now:
+        return None, None, "The token is invalid, expired or revoked: log in again."
+    if not row.user.is_active:
+        return None, None, "This user has been deactivated."
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        await AuthToken.filter(id=row.id).update(last_used_at=now)
+    return row.user, token_hash, None
+
+
+async def sign_up(organization_name: str, full_name: str, email: str, password: str) -> Session:
+    org_name = validation.text(organization_name, "organizationName")
+    name = validation.text(full_name, "fullName")
+    address = validation.email(email).lower()
+    validation.password(password)
+    password_hash = await hash_password(password)
+    async with in_transaction():
+        if await User.filter(email=address).exists():
+            raise conflict("A user with this email already exists.", field="email")
+        organization = await Organization.create(name=org_name)
+        await create_default_stages(organization)
+        user = await User.create(
+            organization=organization,
+            email=address,
+            full_name=name,
+            password_hash=password_hash,
+            role=Role.ADMIN,
+        )
+        return await issue_token(user)
+
+
+async def login(email: str, password: str) -> Session:
+    address = email.strip().lower()
+    user = await User.filter(email=address).first() if validation.EMAIL_RE.match(address) else None
+    if user is None:
+        await verify_password(_DUMMY_HASH, password)
+    elif await verify_password(user.password_hash, password) and user.is_active:
+        return await issue_token(user)
+    raise ApiError(ErrorCode.UNAUTHENTICATED, "Wrong email or password.")
+
+
+async def logout(token_hash: str) -> None:
+    await AuthToken.filter(token_hash=token_hash, revoked_at__isnull=True).update(revoked_at=_now())
+
+
+async def revoke_all_tokens(user_id: int) -> None:
+    await AuthToken.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=_now())

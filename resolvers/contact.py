@@ -1,0 +1,106 @@
+"""Contacts: people at the accounts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models import Contact, Lead, LeadParticipant, Opportunity, OpportunityParticipant
+from resolvers import validation
+from resolvers.context import RequestContext
+from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
+from resolvers.pagination import search_condition
+from resolvers.permissions import check_assignable, require_edit
+from resolvers.records import get_or_not_found, referenced_account, referenced_user, scoped
+
+CONTACT_ORDER = {
+    "CREATED_AT": BY_ID,
+    "UPDATED_AT": BY_UPDATED_AT,
+    "LAST_NAME": SortKey("LAST_NAME", "last_name"),
+}
+
+
+async def list_contacts(
+    ctx: RequestContext, page: PageRequest, filters: dict[str, Any], order: str, descending: bool
+) -> Page[Contact]:
+    query = scoped(ctx, Contact)
+    if filters.get("search"):
+        query = query.filter(
+            search_condition(filters["search"], ["first_name", "last_name", "email"])
+        )
+    if filters.get("owner_ids"):
+        query = query.filter(owner_id__in=filters["owner_ids"])
+    if filters.get("account_id") is not None:
+        query = query.filter(account_id=filters["account_id"])
+    if filters.get("lifecycle_stages"):
+        query = query.filter(lifecycle_stage__in=filters["lifecycle_stages"])
+    if filters.get("updated_since") is not None:
+        query = query.filter(updated_at__gte=filters["updated_since"])
+    return await paginate(query, page, CONTACT_ORDER[order], descending=descending)
+
+
+async def _clean(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for name in ("first_name", "last_name"):
+        if name in values:
+            field = "firstName" if name == "first_name" else "lastName"
+            cleaned[name] = validation.text(values[name] or "", field, max_length=100)
+    if "email" in values:
+        cleaned["email"] = validation.optional_email(values["email"])
+    if "phone" in values:
+        cleaned["phone"] = validation.optional_text(values["phone"], "phone", max_length=50)
+    if "title" in values:
+        cleaned["title"] = validation.optional_text(values["title"], "title", max_length=150)
+    if "lifecycle_stage" in values and values["lifecycle_stage"] is not None:
+        cleaned["lifecycle_stage"] = values["lifecycle_stage"]
+    if "account_id" in values:
+        account_id = values["account_id"]
+        if account_id is not None:
+            await referenced_account(ctx, account_id, "accountId")
+        cleaned["account_id"] = account_id
+    return cleaned
+
+
+async def create_contact(ctx: RequestContext, values: dict[str, Any]) -> Contact:
+    viewer = ctx.require_viewer()
+    cleaned = await _clean(ctx, values)
+    owner = viewer
+    if values.get("owner_id") is not None:
+        owner = await referenced_user(ctx, values["owner_id"], "ownerId")
+        await check_assignable(ctx, owner)
+    return await Contact.create(organization_id=viewer.organization_id, owner=owner, **cleaned)
+
+
+async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str, Any]) -> Contact:
+    async with in_transaction():
+        contact = await get_or_not_found(ctx, Contact, contact_id, "contact")
+        await require_edit(ctx, contact.owner_id, "contact")
+        cleaned = await _clean(ctx, values)
+        if values.get("owner_id") is not None and values["owner_id"] != contact.owner_id:
+            owner = await referenced_user(ctx, values["owner_id"], "ownerId")
+            await check_assignable(ctx, owner)
+            cleaned["owner_id"] = owner.id
+        if cleaned:
+            contact.update_from_dict(cleaned)
+            await contact.save(update_fields=[*cleaned, "updated_at"])
+        return contact
+
+
+async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
+    """Soft-delete a contact; it stops being anyone's primary contact or participant."""
+    async with in_transaction():
+        contact = await get_or_not_found(ctx, Contact, contact_id, "contact")
+        await require_edit(ctx, contact.owner_id, "contact")
+        now = datetime.now(UTC)
+        for model in (Lead, Opportunity):
+            await model.filter(contact_id=contact.id).update(
+                contact_id=None, updated_at=now, version=F("version") + 1
+            )
+        for link in (LeadParticipant, OpportunityParticipant):
+            await link.filter(contact_id=contact.id).delete()
+        contact.deleted_at = now
+        await contact.save(update_fields=["deleted_at", "updated_at"])
+        return contact

@@ -1,0 +1,255 @@
+"""What leads and opportunities share: reading, deleting, and their three roles and comments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Subquery
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from models import Comment, Contact, User
+from models.deal import Deal
+from resolvers import validation
+from resolvers.context import RequestContext
+from resolvers.deal_kinds import DealKind
+from resolvers.errors import bad_input, conflict, not_found
+from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
+from resolvers.permissions import (
+    can_read_deal,
+    check_assignable,
+    readable_deals_filter,
+    require_edit,
+)
+from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
+
+
+async def readable_deals(ctx: RequestContext, kind: DealKind) -> QuerySet[Any]:
+    query = scoped(ctx, kind.model)
+    condition = await readable_deals_filter(ctx, kind)
+    return query if condition is None else query.filter(condition)
+
+
+def filter_deals(
+    ctx: RequestContext, kind: DealKind, query: QuerySet[Any], filters: dict[str, Any]
+) -> QuerySet[Any]:
+    """The filters leads and opportunities have in common."""
+    if filters.get("search"):
+        query = query.filter(search_condition(filters["search"], [kind.title_field]))
+    if filters.get("owner_ids"):
+        query = query.filter(owner_id__in=filters["owner_ids"])
+    if filters.get("account_id") is not None:
+        query = query.filter(account_id=filters["account_id"])
+    if filters.get("contact_id") is not None:
+        query = query.filter(contact_id=filters["contact_id"])
+    if filters.get("statuses"):
+        query = query.filter(status__in=filters["statuses"])
+    if filters.get("followed_by_viewer"):
+        followed = kind.follower.filter(user_id=ctx.require_viewer().id).values("record_id")
+        query = query.filter(id__in=Subquery(followed))
+    if filters.get("visibility") is not None:
+        query = query.filter(visibility=filters["visibility"])
+    if filters.get("updated_since") is not None:
+        query = query.filter(updated_at__gte=filters["updated_since"])
+    return query
+
+
+async def get_readable(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+    """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists)."""
+    row = await ctx.loaders.deal(kind).load(record_id)
+    if row is None or not await can_read_deal(ctx, kind, row):
+        raise not_found(kind.label)
+    return row
+
+
+async def get_editable(ctx: RequestContext, kind: DealKind, record_id: int, *, lock: bool = False) -> Deal:
+    query = scoped(ctx, kind.model).filter(id=record_id)
+    if lock:
+        query = query.select_for_update()
+    row = await query.first()
+    if row is None or not await can_read_deal(ctx, kind, row):
+        raise not_found(kind.label)
+    await require_edit(ctx, row.owner_id, kind.label)
+    return row
+
+
+async def touch(kind: DealKind, row: Deal) -> None:
+    """Record that a role changed: a new updated time and version, for syncs and for CONFLICT."""
+    now = datetime.now(UTC)
+    await kind.model.filter(id=row.id).update(updated_at=now, version=F("version") + 1)
+    row.updated_at = now
+    row.version += 1
+
+
+async def delete_deal(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        row.deleted_at = datetime.now(UTC)
+        await row.save(update_fields=["deleted_at", "updated_at"])
+        return row
+
+
+async def set_primary_contact(
+    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int | None
+) -> Deal:
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        if contact_id is not None:
+            await referenced_contact(ctx, contact_id, "contactId")
+            # The primary contact is never also a participant: promoting one moves them.
+            await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
+        if row.contact_id != contact_id:
+            row.contact_id = contact_id
+            await row.save(update_fields=["contact_id", "updated_at"])
+            await touch(kind, row)
+        return row
+
+
+async def add_participant(
+    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int, role: str | None
+) -> Deal:
+    label = validation.optional_text(role, "role", max_length=100)
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        contact: Contact = await referenced_contact(ctx, contact_id, "contactId")
+        if row.contact_id == contact.id:
+            raise bad_input("contactId", "This contact is the primary contact already.")
+        if await kind.participant.filter(record_id=row.id, contact_id=contact.id).exists():
+            raise bad_input("contactId", "This contact is a participant already.")
+        try:
+            await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
+        except IntegrityError:
+            raise bad_input("contactId", "This contact is a participant already.") from None
+        await touch(kind, row)
+        return row
+
+
+async def remove_participant(
+    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int
+) -> Deal:
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        removed = await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
+        if not removed:
+            raise bad_input("contactId", "This contact is not a participant.")
+        await touch(kind, row)
+        return row
+
+
+async def _follow(kind: DealKind, row: Deal, user: User) -> None:
+    if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
+        try:
+            await kind.follower.create(record_id=row.id, user_id=user.id)
+        except IntegrityError:  # a concurrent follow of the same user won the race
+            return
+        await touch(kind, row)
+
+
+async def _unfollow(kind: DealKind, row: Deal, user_id: int) -> None:
+    if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
+        await touch(kind, row)
+
+
+async def add_follower(ctx: RequestContext, kind: DealKind, record_id: int, user_id: int) -> Deal:
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        user = await referenced_user(ctx, user_id, "userId")
+        if not user.is_active:
+            raise bad_input("userId", "A deactivated user cannot follow records.")
+        await _follow(kind, row, user)
+        return row
+
+
+async def remove_follower(ctx: RequestContext, kind: DealKind, record_id: int, user_id: int) -> Deal:
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        await referenced_user(ctx, user_id, "userId")
+        await _unfollow(kind, row, user_id)
+        return row
+
+
+async def follow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+    viewer = ctx.require_viewer()
+    async with in_transaction():
+        row = await get_readable(ctx, kind, record_id)
+        await _follow(kind, row, viewer)
+        return row
+
+
+async def unfollow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+    viewer = ctx.require_viewer()
+    async with in_transaction():
+        row = await get_readable(ctx, kind, record_id)
+        await _unfollow(kind, row, viewer.id)
+        return row
+
+
+async def add_comment(ctx: RequestContext, kind: DealKind, record_id: int, body: str) -> Comment:
+    viewer = ctx.require_viewer()
+    text = validation.text(body, "body", max_length=10_000)
+    async with in_transaction():
+        row = await get_readable(ctx, kind, record_id)
+        comment = await Comment.create(
+            organization_id=viewer.organization_id,
+            author_id=viewer.id,
+            body=text,
+            **{kind.comment_field: row.id},
+        )
+        await touch(kind, row)
+        return comment
+
+
+async def list_comments(
+    ctx: RequestContext, kind: DealKind, record_id: int, page: PageRequest
+) -> Page[Comment]:
+    """Comments of a record the caller already read, newest first."""
+    query = Comment.filter(**{kind.comment_field: record_id})
+    return await paginate(query, page, BY_ID, descending=True)
+
+
+async def clean_common(ctx: RequestContext, values: dict[str, Any], row: Deal | None) -> dict[str, Any]:
+    """Owner, account, primary contact and visibility, as leads and opportunities take them."""
+    cleaned: dict[str, Any] = {}
+    owner_id = values.get("owner_id")
+    if owner_id is not None and (row is None or owner_id != row.owner_id):
+        owner = await referenced_user(ctx, owner_id, "ownerId")
+        await check_assignable(ctx, owner)
+        cleaned["owner_id"] = owner.id
+    if "account_id" in values:
+        if values["account_id"] is not None:
+            await referenced_account(ctx, values["account_id"], "accountId")
+        cleaned["account_id"] = values["account_id"]
+    if "contact_id" in values:
+        if values["contact_id"] is not None:
+            await referenced_contact(ctx, values["contact_id"], "contactId")
+        cleaned["contact_id"] = values["contact_id"]
+    if values.get("visibility") is not None:
+        cleaned["visibility"] = values["visibility"]
+    if "currency" in values:
+        cleaned["currency"] = validation.currency(values["currency"] or "")
+    return cleaned
+
+
+async def save_versioned(
+    kind: DealKind, row: Deal, cleaned: dict[str, Any], expected_version: int | None
+) -> Deal:
+    """Write the changed fields unless someone else wrote first: a stale version is a CONFLICT."""
+    if expected_version is not None and expected_version != row.version:
+        raise conflict(
+            f"This {kind.label} was changed by someone else (version {row.version}, "
+            f"you had {expected_version}): reload it and apply your change again.",
+            currentVersion=row.version,
+        )
+    changes = {name: value for name, value in cleaned.items() if getattr(row, name) != value}
+    if not changes:
+        return row
+    now = datetime.now(UTC)
+    written = await kind.model.filter(id=row.id, version=row.version).update(
+        **changes, updated_at=now, version=row.version + 1
+    )
+    if written != 1:
+        raise conflict(f"This {kind.label} was changed concurrently: reload it and try again.")
+    row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
+    return row

@@ -1,0 +1,48 @@
+"""The one error type of the API: a message with a code (and the input field it is about)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(str, Enum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    CONFLICT = "CONFLICT"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class ApiError(Exception):
+    """Raised by resolvers; graphql-core copies `extensions` into the GraphQL error."""
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": code.value, **extra}
+        if field is not None:
+            self.extensions["field"] = field
+
+
+def bad_input(field: str, message: str) -> ApiError:
+    return ApiError(ErrorCode.BAD_USER_INPUT, message, field=field)
+
+
+def not_found(what: str = "record") -> ApiError:
+    return ApiError(ErrorCode.NOT_FOUND, f"No {what} with this id.")
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(ErrorCode.FORBIDDEN, message)
+
+
+def conflict(message: str, **extra: Any) -> ApiError:
+    return ApiError(ErrorCode.CONFLICT, message, **extra)
+
+
+def unauthenticated(message: str = "Sign in first: send Authorization: Bearer <token>.") -> ApiError:
+    return ApiError(ErrorCode.UNAUTHENTICATED, message)

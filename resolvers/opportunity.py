@@ -1,0 +1,134 @@
+"""Opportunities: qualified needs with an amount, a stage, a probability and a close date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from models import Opportunity, OpportunityStatus, PipelineStage
+from resolvers import validation
+from resolvers.context import RequestContext
+from resolvers.deal import clean_common, filter_deals, get_editable, readable_deals, save_versioned
+from resolvers.deal_kinds import OPPORTUNITY
+from resolvers.errors import bad_input
+from resolvers.pagination import BY_DATE, BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey
+from resolvers.pagination import paginate
+from resolvers.records import referenced
+
+OPPORTUNITY_ORDER = {
+    "CREATED_AT": BY_ID,
+    "UPDATED_AT": BY_UPDATED_AT,
+    "NAME": SortKey("NAME", "name"),
+    "AMOUNT": SortKey("AMOUNT", "amount_cents"),
+    **BY_DATE,
+}
+
+
+async def list_opportunities(
+    ctx: RequestContext, page: PageRequest, filters: dict[str, Any], order: str, descending: bool
+) -> Page[Opportunity]:
+    query = filter_deals(ctx, OPPORTUNITY, await readable_deals(ctx, OPPORTUNITY), filters)
+    if filters.get("stage_ids"):
+        query = query.filter(stage_id__in=filters["stage_ids"])
+    if filters.get("amount_min") is not None:
+        query = query.filter(amount_cents__gte=validation.amount_cents(filters["amount_min"], "amountMin"))
+    if filters.get("amount_max") is not None:
+        query = query.filter(amount_cents__lte=validation.amount_cents(filters["amount_max"], "amountMax"))
+    if filters.get("close_date_from") is not None:
+        query = query.filter(expected_close_date__gte=filters["close_date_from"])
+    if filters.get("close_date_to") is not None:
+        query = query.filter(expected_close_date__lte=filters["close_date_to"])
+    return await paginate(query, page, OPPORTUNITY_ORDER[order], descending=descending)
+
+
+def _apply_stage(cleaned: dict[str, Any], stage: PipelineStage, row: Opportunity | None) -> None:
+    """A stage sets the status, and the probability unless the caller overrode it."""
+    cleaned["stage_id"] = stage.id
+    overridden = cleaned.get("probability_overridden", row.probability_overridden if row else False)
+    if not overridden:
+        cleaned["probability"] = stage.probability
+    status = (
+        OpportunityStatus.WON
+        if stage.is_won
+        else OpportunityStatus.LOST
+        if stage.is_lost
+        else OpportunityStatus.OPEN
+    )
+    cleaned["status"] = status
+    if row is None or status != row.status:
+        cleaned["closed_at"] = None if status == OpportunityStatus.OPEN else datetime.now(UTC)
+
+
+async def _clean(
+    ctx: RequestContext, values: dict[str, Any], row: Opportunity | None
+) -> dict[str, Any]:
+    cleaned = await clean_common(ctx, values, row)
+    if "account_id" in cleaned and cleaned["account_id"] is None:
+        raise bad_input("accountId", "An opportunity belongs to an account.")
+    if "name" in values:
+        cleaned["name"] = validation.text(values["name"] or "", "name")
+    if "amount" in values:
+        if values["amount"] is None:
+            raise bad_input("amount", "amount must not be null.")
+        cleaned["amount_cents"] = validation.amount_cents(values["amount"], "amount")
+    if "expected_close_date" in values:
+        if values["expected_close_date"] is None:
+            raise bad_input("expectedCloseDate", "An opportunity has an expected close date.")
+        cleaned["expected_close_date"] = validation.close_date(values["expected_close_date"])
+    if "probability" in values:
+        if values["probability"] is None:  # back to the stage's probability
+            cleaned["probability_overridden"] = False
+        else:
+            cleaned["probability"] = validation.probability(values["probability"])
+            cleaned["probability_overridden"] = True
+    stage_id = values.get("stage_id")
+    if stage_id is not None or row is None or "probability_overridden" in cleaned:
+        if stage_id is not None:
+            stage = await referenced(ctx, PipelineStage, stage_id, "stageId", "pipeline stage")
+        elif row is not None:
+            stage = await PipelineStage.get(id=row.stage_id)
+        else:
+            stage = await _first_open_stage(ctx)
+        if row is None or stage.id != row.stage_id or "probability_overridden" in cleaned:
+            _apply_stage(cleaned, stage, row)
+    return cleaned
+
+
+async def _first_open_stage(ctx: RequestContext) -> PipelineStage:
+    organization_id = ctx.require_viewer().organization_id
+    stage = (
+        await PipelineStage.filter(organization_id=organization_id, is_won=False, is_lost=False)
+        .order_by("position", "id")
+        .first()
+    )
+    if stage is None:
+        raise bad_input("stageId", "This organization has no open pipeline stage: name one.")
+    return stage
+
+
+async def create_opportunity(ctx: RequestContext, values: dict[str, Any]) -> Opportunity:
+    viewer = ctx.require_viewer()
+    for name, field in (("name", "name"), ("account_id", "accountId")):
+        if values.get(name) is None:
+            raise bad_input(field, f"{field} is required.")
+    if values.get("expected_close_date") is None:
+        raise bad_input("expectedCloseDate", "expectedCloseDate is required.")
+    cleaned = await _clean(ctx, {"amount": Decimal(0), **values}, None)
+    cleaned.setdefault("owner_id", viewer.id)
+    return await Opportunity.create(organization_id=viewer.organization_id, **cleaned)
+
+
+async def update_opportunity(
+    ctx: RequestContext, opportunity_id: int, values: dict[str, Any], expected_version: int | None
+) -> Opportunity:
+    async with in_transaction():
+        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True)
+        cleaned = await _clean(ctx, values, row)
+        if cleaned.get("contact_id") is not None:
+            await OPPORTUNITY.participant.filter(
+                record_id=row.id, contact_id=cleaned["contact_id"]
+            ).delete()
+        return await save_versioned(OPPORTUNITY, row, cleaned, expected_version)

@@ -1,0 +1,91 @@
+"""Who may read or change what. One check per record kind; every rule is tested."""
+
+from __future__ import annotations
+
+from tortoise.expressions import Q, Subquery
+
+from models import Role, User, Visibility
+from models.deal import Deal
+from resolvers.context import RequestContext
+from resolvers.deal_kinds import DealKind
+from resolvers.errors import bad_input, forbidden
+
+
+async def team_ids(ctx: RequestContext) -> set[int]:
+    """The ids of the viewer's reports, direct and indirect (one query, cached per request)."""
+    if ctx.team_ids is None:
+        viewer = ctx.require_viewer()
+        reports: dict[int, list[int]] = {}
+        rows = await User.filter(organization_id=viewer.organization_id).values_list(
+            "id", "manager_id"
+        )
+        for user_id, manager_id in rows:
+            if manager_id is not None:
+                reports.setdefault(manager_id, []).append(user_id)
+        team: set[int] = set()
+        pending = list(reports.get(viewer.id, []))
+        while pending:
+            member = pending.pop()
+            if member not in team and member != viewer.id:
+                team.add(member)
+                pending.extend(reports.get(member, []))
+        ctx.team_ids = team
+    return ctx.team_ids
+
+
+async def manages_owner(ctx: RequestContext, owner_id: int) -> bool:
+    """True for admins, the owner and the owner's managers up the chain."""
+    viewer = ctx.require_viewer()
+    if viewer.role == Role.ADMIN or owner_id == viewer.id:
+        return True
+    return owner_id in await team_ids(ctx)
+
+
+async def can_read_deal(ctx: RequestContext, kind: DealKind, deal: Deal) -> bool:
+    viewer = ctx.require_viewer()
+    if deal.organization_id != viewer.organization_id or deal.deleted_at is not None:
+        return False
+    if deal.visibility == Visibility.ORGANIZATION or await manages_owner(ctx, deal.owner_id):
+        return True
+    followers = await ctx.loaders.follower_ids(kind).load(deal.id)
+    return viewer.id in followers
+
+
+async def readable_deals_filter(ctx: RequestContext, kind: DealKind) -> Q | None:
+    """The SQL condition a list of leads or opportunities is filtered by (None: no filter)."""
+    viewer = ctx.require_viewer()
+    if viewer.role == Role.ADMIN:
+        return None
+    followed = Subquery(kind.follower.filter(user_id=viewer.id).values("record_id"))
+    return (
+        Q(visibility=Visibility.ORGANIZATION)
+        | Q(owner_id__in=[viewer.id, *await team_ids(ctx)])
+        | Q(id__in=followed)
+    )
+
+
+async def require_edit(ctx: RequestContext, owner_id: int, what: str) -> None:
+    if not await manages_owner(ctx, owner_id):
+        raise forbidden(f"Only admins, the owner and the owner's managers may change this {what}.")
+
+
+async def check_assignable(ctx: RequestContext, new_owner: User, field: str = "ownerId") -> None:
+    """Sellers keep records to themselves; managers assign within their team; admins to anyone."""
+    viewer = ctx.require_viewer()
+    if new_owner.organization_id != viewer.organization_id:
+        raise bad_input(field, "No user with this id.")
+    if not new_owner.is_active:
+        raise bad_input(field, "Records cannot be assigned to a deactivated user.")
+    if viewer.role == Role.ADMIN or new_owner.id == viewer.id:
+        return
+    if viewer.role == Role.SELLER:
+        raise forbidden("Sellers cannot assign records to other users.")
+    if new_owner.id not in await team_ids(ctx):
+        raise forbidden("Sales managers can assign records only within their team.")
+
+
+def require_admin(ctx: RequestContext) -> User:
+    viewer = ctx.require_viewer()
+    if viewer.role != Role.ADMIN:
+        raise forbidden("Only admins may do this.")
+    return viewer

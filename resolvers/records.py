@@ -1,0 +1,62 @@
+"""Small shared pieces of the record resolvers: lookups scoped to the viewer's organization."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from models import Account, Contact, User
+from resolvers.context import RequestContext
+from resolvers.errors import bad_input, not_found
+
+M = TypeVar("M", bound=Model)
+
+
+def scoped(ctx: RequestContext, model: type[M]) -> QuerySet[M]:
+    """The viewer's organization's live rows of a model."""
+    viewer = ctx.require_viewer()
+    query = model.filter(organization_id=viewer.organization_id)
+    if "deleted_at" in model._meta.fields_map:
+        query = query.filter(deleted_at__isnull=True)
+    return query
+
+
+async def get_or_not_found(ctx: RequestContext, model: type[M], record_id: int, what: str) -> M:
+    row = await scoped(ctx, model).filter(id=record_id).first()
+    if row is None:
+        raise not_found(what)
+    return row
+
+
+async def referenced(
+    ctx: RequestContext, model: type[M], record_id: int, field: str, what: str, *, lock: bool = False
+) -> M:
+    """A row named in an input (accountId, contactId...): a bad input when it is not there."""
+    query = scoped(ctx, model).filter(id=record_id)
+    if lock:
+        query = query.select_for_update()
+    row = await query.first()
+    if row is None:
+        raise bad_input(field, f"No {what} with this id.")
+    return row
+
+
+async def referenced_user(ctx: RequestContext, user_id: int, field: str) -> User:
+    return await referenced(ctx, User, user_id, field, "user")
+
+
+async def referenced_account(ctx: RequestContext, account_id: int, field: str) -> Account:
+    return await referenced(ctx, Account, account_id, field, "account")
+
+
+async def referenced_contact(ctx: RequestContext, contact_id: int, field: str) -> Contact:
+    return await referenced(ctx, Contact, contact_id, field, "contact")
+
+
+def provided(values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of an update that the client actually sent."""
+    from strawberry import UNSET
+
+    return {name: value for name, value in values.items() if value is not UNSET}

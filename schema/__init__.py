@@ -1,0 +1,68 @@
+"""The GraphQL schema: the sum of one slice per domain."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from config import Settings
+from schema.account import AccountMutations, AccountQueries
+from schema.auth import AuthMutations
+from schema.contact import ContactMutations, ContactQueries
+from schema.deal import Comment, DealMutations
+from schema.extensions import ErrorCodes
+from schema.lead import Lead, LeadMutations, LeadQueries
+from schema.node import NodeQueries
+from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
+from schema.organization import OrganizationQueries
+from schema.user import UserMutations, UserQueries
+
+
+@strawberry.type(description="Everything a client can read.")
+class Query(
+    NodeQueries,
+    UserQueries,
+    OrganizationQueries,
+    AccountQueries,
+    ContactQueries,
+    LeadQueries,
+    OpportunityQueries,
+):
+    pass
+
+
+@strawberry.type(description="Everything a client can change. Each mutation is one transaction.")
+class Mutation(
+    AuthMutations,
+    UserMutations,
+    AccountMutations,
+    ContactMutations,
+    LeadMutations,
+    OpportunityMutations,
+    DealMutations,
+):
+    pass
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    extensions: list = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        ErrorCodes,
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[Lead, Opportunity, Comment],
+        extensions=extensions,
+        config=StrawberryConfig(relay_max_results=100),
+    )

@@ -1,0 +1,152 @@
+"""What every slice of the schema uses: global ids, connections, ordering, input helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import fields as dataclass_fields
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from strawberry import UNSET, relay
+
+from resolvers.context import RequestContext
+from resolvers.errors import bad_input
+from resolvers.pagination import Page, PageRequest
+
+T = TypeVar("T")
+Info = strawberry.Info[RequestContext, None]
+
+
+def context(info: Info) -> RequestContext:
+    return info.context
+
+
+# Global ids ----------------------------------------------------------------------------------
+
+
+def to_global_id(type_name: str, pk: int) -> str:
+    return relay.to_base64(type_name, pk)
+
+
+def decode_id(value: relay.GlobalID | str, field: str, *type_names: str) -> tuple[str, int]:
+    """The (type name, primary key) of a global id, which must be of one of `type_names`."""
+    try:
+        gid = value if isinstance(value, relay.GlobalID) else relay.GlobalID.from_id(value)
+        pk = int(gid.node_id)
+    except (ValueError, TypeError):
+        raise bad_input(field, f"{value!s:.60} is not a valid id.") from None
+    if type_names and gid.type_name not in type_names:
+        expected = " or ".join(type_names)
+        raise bad_input(field, f"Expected the id of a {expected}, got a {gid.type_name} id.")
+    return gid.type_name, pk
+
+
+def pk_of(value: relay.GlobalID | str, field: str, type_name: str) -> int:
+    return decode_id(value, field, type_name)[1]
+
+
+def pks_of(values: Iterable[relay.GlobalID] | None, field: str, type_name: str) -> list[int]:
+    return [pk_of(value, field, type_name) for value in values or ()]
+
+
+def optional_pk(value: relay.GlobalID | None, field: str, type_name: str) -> int | None:
+    """UNSET stays UNSET, null stays None (clear the relation), an id becomes its key."""
+    if value is UNSET or value is None:
+        return value  # type: ignore[return-value]
+    return pk_of(value, field, type_name)
+
+
+def values_of(data: Any, ids: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The fields an input object was given (UNSET ones left out), global ids decoded.
+
+    `ids` maps an input field to (graphql field name, node type) for the ids it holds.
+    """
+    values: dict[str, Any] = {}
+    for item in dataclass_fields(data):
+        value = getattr(data, item.name)
+        if value is UNSET:
+            continue
+        if ids and item.name in ids:
+            field, type_name = ids[item.name]
+            if isinstance(value, list):
+                value = pks_of(value, field, type_name)
+            elif value is not None:
+                value = pk_of(value, field, type_name)
+        values[item.name] = value
+    return values
+
+
+# Connections ---------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="Sort direction.")
+class OrderDirection(Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.type(description="Where a page stands in its connection.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="A record in a connection, with the cursor to page from it.")
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(
+    description="A page of records. Cursors are keyset cursors: stable while rows are inserted."
+)
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    page: strawberry.Private[Page[Any]]
+
+    @strawberry.field(description="How many records match the filter, across all pages.")
+    async def total_count(self) -> int:
+        return await self.page.total_count()
+
+    @strawberry.field(description="The records of this page (the nodes of `edges`).")
+    def nodes(self) -> list[T]:
+        return [edge.node for edge in self.edges]
+
+
+def connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
+    edges = [
+        Edge(cursor=cursor, node=convert(row)) for row, cursor in zip(page.rows, page.cursors, strict=True)
+    ]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        ),
+        page=page,
+    )
+
+
+def page_request(
+    first: int | None, after: str | None, last: int | None, before: str | None
+) -> PageRequest:
+    return PageRequest(first=first, after=after, last=last, before=before)
+
+
+def ordering(order_by: Any, default: str) -> tuple[str, bool]:
+    """(sort key name, descending) from an orderBy input, or the default (newest first)."""
+    if order_by is None or order_by is UNSET:
+        return default, True
+    return order_by.field.value, order_by.direction == OrderDirection.DESC
+
+
+def filter_values(data: Any, ids: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    if data is None or data is UNSET:
+        return {}
+    return {name: value for name, value in values_of(data, ids).items() if value is not None}

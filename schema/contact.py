@@ -1,0 +1,196 @@
+"""Contacts: people at the accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry import UNSET, relay
+
+from models import Contact as ContactRow
+from models import LifecycleStage
+from resolvers import contact as contacts
+from schema.base import (
+    Connection,
+    Info,
+    OrderDirection,
+    connection,
+    context,
+    filter_values,
+    ordering,
+    page_request,
+    pk_of,
+    values_of,
+)
+from schema.user import User, load_user
+
+AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
+
+
+@strawberry.type(description="A person at an account.")
+class Contact(relay.Node):
+    id: relay.NodeID[int]
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    title: str | None = strawberry.field(description="Job title, such as CFO.")
+    lifecycle_stage: LifecycleStage
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    account_id: strawberry.Private[int | None]
+    owner_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: ContactRow) -> Contact:
+        return cls(
+            id=row.id,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            email=row.email,
+            phone=row.phone,
+            title=row.title,
+            lifecycle_stage=row.lifecycle_stage,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            deleted_at=row.deleted_at,
+            account_id=row.account_id,
+            owner_id=row.owner_id,
+        )
+
+    @strawberry.field(description="First and last name.")
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    @strawberry.field(description="The account the contact works at.")
+    async def account(self, info: Info) -> AccountRef | None:
+        from schema.account import load_account
+
+        return await load_account(info, self.account_id)
+
+    @strawberry.field(description="The user responsible for the contact.")
+    async def owner(self, info: Info) -> User:
+        return await load_user(info, self.owner_id)
+
+
+async def load_contact(info: Info, contact_id: int | None) -> Contact | None:
+    if contact_id is None:
+        return None
+    row = await context(info).loaders.contact.load(contact_id)
+    return Contact.from_row(row) if row else None
+
+
+@strawberry.enum(description="What contacts can be sorted by.")
+class ContactOrderField(Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    LAST_NAME = "LAST_NAME"
+
+
+@strawberry.input(description="Sort order of a contact list.")
+class ContactOrder:
+    field: ContactOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input(description="Filters on contacts; all given ones must match.")
+class ContactFilter:
+    search: str | None = strawberry.field(default=None, description="Words in names or email.")
+    owner_ids: list[relay.GlobalID] | None = None
+    account_id: relay.GlobalID | None = None
+    lifecycle_stages: list[LifecycleStage] | None = None
+    updated_since: datetime | None = None
+
+
+@strawberry.input(description="A new contact. The owner defaults to the viewer.")
+class CreateContactInput:
+    first_name: str
+    last_name: str
+    email: str | None = None
+    phone: str | None = None
+    title: str | None = None
+    account_id: relay.GlobalID | None = None
+    owner_id: relay.GlobalID | None = None
+    lifecycle_stage: LifecycleStage | None = None
+
+
+@strawberry.input(description="Changes to a contact; omitted fields stay as they are.")
+class UpdateContactInput:
+    id: relay.GlobalID
+    first_name: str | None = UNSET
+    last_name: str | None = UNSET
+    email: str | None = UNSET
+    phone: str | None = UNSET
+    title: str | None = UNSET
+    account_id: relay.GlobalID | None = UNSET
+    owner_id: relay.GlobalID | None = UNSET
+    lifecycle_stage: LifecycleStage | None = UNSET
+
+
+CONTACT_IDS = {"account_id": ("accountId", "Account"), "owner_id": ("ownerId", "User")}
+FILTER_IDS = {
+    "owner_ids": ("filter.ownerIds", "User"),
+    "account_id": ("filter.accountId", "Account"),
+}
+
+
+async def contacts_connection(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    filter: ContactFilter | None,
+    order_by: ContactOrder | None,
+    *,
+    account_id: int | None = None,
+) -> Connection[Contact]:
+    order, descending = ordering(order_by, "CREATED_AT")
+    filters = filter_values(filter, FILTER_IDS)
+    if account_id is not None:
+        filters["account_id"] = account_id
+    page = await contacts.list_contacts(
+        context(info), page_request(first, after, last, before), filters, order, descending
+    )
+    return connection(page, Contact.from_row)
+
+
+@strawberry.type
+class ContactQueries:
+    @strawberry.field(description="The organization's contacts (everyone in it reads them).")
+    async def contacts(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: ContactFilter | None = None,
+        order_by: ContactOrder | None = None,
+    ) -> Connection[Contact]:
+        return await contacts_connection(info, first, after, last, before, filter, order_by)
+
+
+@strawberry.type
+class ContactMutations:
+    @strawberry.mutation(description="Create a contact.")
+    async def create_contact(self, info: Info, input: CreateContactInput) -> Contact:
+        row = await contacts.create_contact(context(info), values_of(input, CONTACT_IDS))
+        return Contact.from_row(row)
+
+    @strawberry.mutation(description="Change a contact (admins, its owner, the owner's managers).")
+    async def update_contact(self, info: Info, input: UpdateContactInput) -> Contact:
+        values = values_of(input, CONTACT_IDS)
+        contact_id = pk_of(values.pop("id"), "id", "Contact")
+        return Contact.from_row(await contacts.update_contact(context(info), contact_id, values))
+
+    @strawberry.mutation(
+        description="Delete a contact. It stops being the primary contact or a participant of "
+        "leads and opportunities, and is kept with a deletion time for syncing partners."
+    )
+    async def delete_contact(self, info: Info, id: relay.GlobalID) -> Contact:
+        row = await contacts.delete_contact(context(info), pk_of(id, "id", "Contact"))
+        return Contact.from_row(row)

@@ -1,0 +1,245 @@
+"""What leads and opportunities share: the Deal interface, its three roles and comments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry import relay
+
+from models import Comment as CommentRow
+from models import Visibility
+from resolvers import deal as deals
+from resolvers.deal_kinds import KINDS, DealKind
+from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
+from schema.contact import Contact, load_contact
+from schema.user import User, load_user
+
+AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
+DEAL_TYPES = ("Lead", "Opportunity")
+
+
+@strawberry.type(description="A contact involved in a lead or opportunity besides its primary contact.")
+class Participant:
+    role: str | None = strawberry.field(description='What the contact does in the deal, e.g. "CFO".')
+    added_at: datetime
+    contact_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def contact(self, info: Info) -> Contact:
+        found = await load_contact(info, self.contact_id)
+        assert found is not None, "participants of deleted contacts are removed"
+        return found
+
+
+@strawberry.enum(description="Why a record has no default recipient.")
+class NoRecipientReason(Enum):
+    NO_PRIMARY_CONTACT = "NO_PRIMARY_CONTACT"
+    PRIMARY_CONTACT_HAS_NO_EMAIL = "PRIMARY_CONTACT_HAS_NO_EMAIL"
+
+
+@strawberry.type(
+    description="Who a message composed from a record goes to by default: its primary contact."
+)
+class DefaultRecipient:
+    email: str | None = strawberry.field(description="Null when there is no one to write to.")
+    contact: Contact | None
+    reason: NoRecipientReason | None = strawberry.field(description="Set when email is null.")
+    message: str | None = strawberry.field(description="The reason, for people.")
+
+
+@strawberry.interface(
+    description="A lead or an opportunity: a record with a primary contact, participants, "
+    "followers and comments."
+)
+class Deal(relay.Node):
+    id: relay.NodeID[int]
+    visibility: Visibility
+    version: int = strawberry.field(
+        description="Grows with every change; pass it back as expectedVersion to update safely."
+    )
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    kind: strawberry.Private[DealKind]
+    owner_id: strawberry.Private[int]
+    account_id: strawberry.Private[int | None]
+    contact_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The user responsible for the record.")
+    async def owner(self, info: Info) -> User:
+        return await load_user(info, self.owner_id)
+
+    @strawberry.field(description="The primary contact: the default recipient of messages.")
+    async def contact(self, info: Info) -> Contact | None:
+        return await load_contact(info, self.contact_id)
+
+    @strawberry.field(description="Other contacts involved, oldest first.")
+    async def participants(self, info: Info) -> list[Participant]:
+        rows = await context(info).loaders.participants(self.kind).load(self.id)
+        return [
+            Participant(role=row.role, added_at=row.created_at, contact_id=row.contact_id)
+            for row in rows
+        ]
+
+    @strawberry.field(description="Users told of every change, comment and development.")
+    async def followers(self, info: Info) -> list[User]:
+        ids = await context(info).loaders.follower_ids(self.kind).load(self.id)
+        return [await load_user(info, user_id) for user_id in ids]
+
+    @strawberry.field(description="Whether the viewer follows this record.")
+    async def is_followed_by_viewer(self, info: Info) -> bool:
+        ctx = context(info)
+        return ctx.require_viewer().id in await ctx.loaders.follower_ids(self.kind).load(self.id)
+
+    @strawberry.field(description="The primary contact's email, or why there is none.")
+    async def default_recipient(self, info: Info) -> DefaultRecipient:
+        contact = await load_contact(info, self.contact_id)
+        if contact is None:
+            return DefaultRecipient(
+                email=None,
+                contact=None,
+                reason=NoRecipientReason.NO_PRIMARY_CONTACT,
+                message="This record has no primary contact: set one to write to.",
+            )
+        if not contact.email:
+            return DefaultRecipient(
+                email=None,
+                contact=contact,
+                reason=NoRecipientReason.PRIMARY_CONTACT_HAS_NO_EMAIL,
+                message=f"{contact.full_name()} has no email address.",
+            )
+        return DefaultRecipient(email=contact.email, contact=contact, reason=None, message=None)
+
+    @strawberry.field(description="Comments, newest first.")
+    async def comments(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Comment]:
+        page = await deals.list_comments(
+            context(info), self.kind, self.id, page_request(first, after, last, before)
+        )
+        return connection(page, Comment.from_row)
+
+
+@strawberry.type(description="A comment on a lead or an opportunity.")
+class Comment(relay.Node):
+    id: relay.NodeID[int]
+    body: str
+    created_at: datetime
+    author_id: strawberry.Private[int]
+    lead_id: strawberry.Private[int | None]
+    opportunity_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, row: CommentRow) -> Comment:
+        return cls(
+            id=row.id,
+            body=row.body,
+            created_at=row.created_at,
+            author_id=row.author_id,
+            lead_id=row.lead_id,
+            opportunity_id=row.opportunity_id,
+        )
+
+    @strawberry.field
+    async def author(self, info: Info) -> User:
+        return await load_user(info, self.author_id)
+
+    @strawberry.field(description="The lead or opportunity commented on.")
+    async def record(self, info: Info) -> Deal:
+        kind, record_id = (
+            (KINDS["Lead"], self.lead_id)
+            if self.lead_id is not None
+            else (KINDS["Opportunity"], self.opportunity_id)
+        )
+        assert record_id is not None
+        return deal_from_row(kind, await deals.get_readable(context(info), kind, record_id))
+
+
+def deal_from_row(kind: DealKind, row: Any) -> Deal:
+    if kind.name == "Lead":
+        from schema.lead import Lead
+
+        return Lead.from_row(row)
+    from schema.opportunity import Opportunity
+
+    return Opportunity.from_row(row)
+
+
+def deal_ref(value: relay.GlobalID, field: str = "recordId") -> tuple[DealKind, int]:
+    type_name, pk = decode_id(value, field, *DEAL_TYPES)
+    return KINDS[type_name], pk
+
+
+@strawberry.input(description="A contact to add as a participant of a lead or opportunity.")
+class AddParticipantInput:
+    record_id: relay.GlobalID = strawberry.field(description="A Lead or Opportunity id.")
+    contact_id: relay.GlobalID
+    role: str | None = strawberry.field(default=None, description='For example "CFO".')
+
+
+@strawberry.type
+class DealMutations:
+    @strawberry.mutation(
+        description="Set (or, with null, clear) the primary contact of a lead or opportunity. "
+        "A participant promoted to primary contact stops being a participant."
+    )
+    async def set_primary_contact(
+        self, info: Info, record_id: relay.GlobalID, contact_id: relay.GlobalID | None
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
+        contact = None if contact_id is None else pk_of(contact_id, "contactId", "Contact")
+        return deal_from_row(kind, await deals.set_primary_contact(context(info), kind, pk, contact))
+
+    @strawberry.mutation(description="Add a participant (not the primary contact, not twice).")
+    async def add_participant(self, info: Info, input: AddParticipantInput) -> Deal:
+        kind, pk = deal_ref(input.record_id)
+        contact = pk_of(input.contact_id, "contactId", "Contact")
+        row = await deals.add_participant(context(info), kind, pk, contact, input.role)
+        return deal_from_row(kind, row)
+
+    @strawberry.mutation(description="Remove a participant.")
+    async def remove_participant(
+        self, info: Info, record_id: relay.GlobalID, contact_id: relay.GlobalID
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
+        contact = pk_of(contact_id, "contactId", "Contact")
+        return deal_from_row(kind, await deals.remove_participant(context(info), kind, pk, contact))
+
+    @strawberry.mutation(description="Make a user of the organization follow a record (editors).")
+    async def add_follower(
+        self, info: Info, record_id: relay.GlobalID, user_id: relay.GlobalID
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
+        user = pk_of(user_id, "userId", "User")
+        return deal_from_row(kind, await deals.add_follower(context(info), kind, pk, user))
+
+    @strawberry.mutation(description="Stop a user following a record (editors).")
+    async def remove_follower(
+        self, info: Info, record_id: relay.GlobalID, user_id: relay.GlobalID
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
+        user = pk_of(user_id, "userId", "User")
+        return deal_from_row(kind, await deals.remove_follower(context(info), kind, pk, user))
+
+    @strawberry.mutation(description="Follow a record the viewer can read.")
+    async def follow_record(self, info: Info, record_id: relay.GlobalID) -> Deal:
+        kind, pk = deal_ref(record_id)
+        return deal_from_row(kind, await deals.follow_record(context(info), kind, pk))
+
+    @strawberry.mutation(description="Stop following a record.")
+    async def unfollow_record(self, info: Info, record_id: relay.GlobalID) -> Deal:
+        kind, pk = deal_ref(record_id)
+        return deal_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
+
+    @strawberry.mutation(description="Comment on a record the viewer can read.")
+    async def add_comment(self, info: Info, record_id: relay.GlobalID, body: str) -> Comment:
+        kind, pk = deal_ref(record_id)
+        return Comment.from_row(await deals.add_comment(context(info), kind, pk, body))

@@ -1,0 +1,33 @@
+"""The model enums as GraphQL enums, with descriptions."""
+
+from __future__ import annotations
+
+import strawberry
+
+from models import LeadStatus, LifecycleStage, OpportunityStatus, Role, Visibility
+
+RoleEnum = strawberry.enum(
+    Role,
+    name="Role",
+    description="What a user may do: ADMIN manages the organization, SALES_MANAGER leads "
+    "sellers and owns their forecast, SELLER works their own records.",
+)
+LifecycleStageEnum = strawberry.enum(
+    LifecycleStage,
+    name="LifecycleStage",
+    description="Where a contact stands: PROSPECT (known, not yet contacted), POTENTIAL_CLIENT "
+    "(contacted, confirmed interest), ACTIVE_CLIENT (has bought), INACTIVE_CLIENT (has bought, "
+    "not for a while).",
+)
+LeadStatusEnum = strawberry.enum(LeadStatus, name="LeadStatus", description="Progress of a lead.")
+OpportunityStatusEnum = strawberry.enum(
+    OpportunityStatus,
+    name="OpportunityStatus",
+    description="OPEN while in the pipeline; WON or LOST once closed (set by the stage).",
+)
+VisibilityEnum = strawberry.enum(
+    Visibility,
+    name="Visibility",
+    description="ORGANIZATION: everyone in the organization reads the record. PRIVATE: only "
+    "its owner, the owner's managers, its followers and admins.",
+)

@@ -1,0 +1,176 @@
+"""Leads: prospect deals, not yet qualified."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry import UNSET, relay
+
+from models import Lead as LeadRow
+from models import LeadStatus, Visibility
+from models.base import from_cents
+from resolvers import deal as deals
+from resolvers import lead as leads
+from resolvers.deal_kinds import LEAD
+from schema.account import Account, load_account
+from schema.base import (
+    Connection,
+    Info,
+    OrderDirection,
+    connection,
+    context,
+    filter_values,
+    ordering,
+    page_request,
+    pk_of,
+    values_of,
+)
+from schema.deal import Deal
+
+
+@strawberry.type(description="A prospect deal, not yet qualified into an opportunity.")
+class Lead(Deal):
+    title: str
+    source: str | None = strawberry.field(description='Where the lead came from, e.g. "Website".')
+    status: LeadStatus
+    estimated_amount: Decimal | None
+    currency: str = strawberry.field(description="ISO 4217 code of estimatedAmount.")
+
+    @classmethod
+    def from_row(cls, row: LeadRow) -> Lead:
+        return cls(
+            id=row.id,
+            kind=LEAD,
+            title=row.title,
+            source=row.source,
+            status=row.status,
+            estimated_amount=from_cents(row.estimated_amount_cents),
+            currency=row.currency,
+            visibility=row.visibility,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            deleted_at=row.deleted_at,
+            owner_id=row.owner_id,
+            account_id=row.account_id,
+            contact_id=row.contact_id,
+        )
+
+    @strawberry.field(description="The client company, when known.")
+    async def account(self, info: Info) -> Account | None:
+        return await load_account(info, self.account_id)
+
+
+@strawberry.enum(description="What leads can be sorted by.")
+class LeadOrderField(Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    TITLE = "TITLE"
+
+
+@strawberry.input(description="Sort order of a lead list.")
+class LeadOrder:
+    field: LeadOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input(description="Filters on leads; all given ones must match.")
+class LeadFilter:
+    search: str | None = strawberry.field(default=None, description="Words in the title.")
+    owner_ids: list[relay.GlobalID] | None = None
+    account_id: relay.GlobalID | None = None
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
+    statuses: list[LeadStatus] | None = None
+    sources: list[str] | None = None
+    visibility: Visibility | None = None
+    followed_by_viewer: bool | None = None
+    updated_since: datetime | None = None
+
+
+@strawberry.input(description="A new lead. The owner defaults to the viewer.")
+class CreateLeadInput:
+    title: str
+    source: str | None = None
+    status: LeadStatus | None = None
+    estimated_amount: Decimal | None = None
+    currency: str = "USD"
+    account_id: relay.GlobalID | None = None
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
+    owner_id: relay.GlobalID | None = None
+    visibility: Visibility | None = None
+
+
+@strawberry.input(description="Changes to a lead; omitted fields stay as they are.")
+class UpdateLeadInput:
+    id: relay.GlobalID
+    expected_version: int | None = strawberry.field(
+        default=None, description="When given and stale, the update fails with CONFLICT."
+    )
+    title: str | None = UNSET
+    source: str | None = UNSET
+    status: LeadStatus | None = UNSET
+    estimated_amount: Decimal | None = UNSET
+    currency: str | None = UNSET
+    account_id: relay.GlobalID | None = UNSET
+    contact_id: relay.GlobalID | None = UNSET
+    owner_id: relay.GlobalID | None = UNSET
+    visibility: Visibility | None = UNSET
+
+
+LEAD_IDS = {
+    "account_id": ("accountId", "Account"),
+    "contact_id": ("contactId", "Contact"),
+    "owner_id": ("ownerId", "User"),
+}
+FILTER_IDS = {
+    "owner_ids": ("filter.ownerIds", "User"),
+    "account_id": ("filter.accountId", "Account"),
+    "contact_id": ("filter.contactId", "Contact"),
+}
+
+
+@strawberry.type
+class LeadQueries:
+    @strawberry.field(description="The leads the viewer may read.")
+    async def leads(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: LeadFilter | None = None,
+        order_by: LeadOrder | None = None,
+    ) -> Connection[Lead]:
+        order, descending = ordering(order_by, "CREATED_AT")
+        page = await leads.list_leads(
+            context(info),
+            page_request(first, after, last, before),
+            filter_values(filter, FILTER_IDS),
+            order,
+            descending,
+        )
+        return connection(page, Lead.from_row)
+
+
+@strawberry.type
+class LeadMutations:
+    @strawberry.mutation(description="Create a lead.")
+    async def create_lead(self, info: Info, input: CreateLeadInput) -> Lead:
+        return Lead.from_row(await leads.create_lead(context(info), values_of(input, LEAD_IDS)))
+
+    @strawberry.mutation(description="Change a lead (admins, its owner, the owner's managers).")
+    async def update_lead(self, info: Info, input: UpdateLeadInput) -> Lead:
+        values = values_of(input, LEAD_IDS)
+        lead_id = pk_of(values.pop("id"), "id", "Lead")
+        expected = values.pop("expected_version", None)
+        return Lead.from_row(await leads.update_lead(context(info), lead_id, values, expected))
+
+    @strawberry.mutation(
+        description="Delete a lead (editors). It is kept with a deletion time for syncing partners."
+    )
+    async def delete_lead(self, info: Info, id: relay.GlobalID) -> Lead:
+        return Lead.from_row(await deals.delete_deal(context(info), LEAD, pk_of(id, "id", "Lead")))

@@ -1,0 +1,114 @@
+"""node(id:) and nodes(ids:): any record by its global id, within the viewer's organization."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import strawberry
+from strawberry import relay
+
+from models import Comment as CommentRow
+from resolvers import deal as deals
+from resolvers.deal_kinds import KINDS
+from resolvers.errors import bad_input, not_found
+from schema.account import Account
+from schema.base import Info, context, decode_id
+from schema.contact import Contact
+from schema.deal import Comment, deal_from_row
+from schema.organization import Organization, PipelineStage
+from schema.user import User
+
+
+async def _user(info: Info, pk: int) -> Any:
+    row = await context(info).loaders.user.load(pk)
+    return User.from_row(row) if row else None
+
+
+async def _account(info: Info, pk: int) -> Any:
+    row = await context(info).loaders.account.load(pk)
+    return Account.from_row(row) if row else None
+
+
+async def _contact(info: Info, pk: int) -> Any:
+    row = await context(info).loaders.contact.load(pk)
+    return Contact.from_row(row) if row else None
+
+
+def _deal(type_name: str) -> Callable[[Info, int], Awaitable[Any]]:
+    kind = KINDS[type_name]
+
+    async def load(info: Info, pk: int) -> Any:
+        return deal_from_row(kind, await deals.get_readable(context(info), kind, pk))
+
+    return load
+
+
+async def _stage(info: Info, pk: int) -> Any:
+    row = await context(info).loaders.stage.load(pk)
+    return PipelineStage.from_row(row) if row else None
+
+
+async def _organization(info: Info, pk: int) -> Any:
+    viewer = context(info).require_viewer()
+    if pk != viewer.organization_id:
+        return None
+    from models import Organization as OrganizationRow
+
+    return Organization.from_row(await OrganizationRow.get(id=pk))
+
+
+async def _comment(info: Info, pk: int) -> Any:
+    ctx = context(info)
+    row = await CommentRow.filter(id=pk, organization_id=ctx.require_viewer().organization_id).first()
+    if row is None:
+        return None
+    kind, record_id = (
+        (KINDS["Lead"], row.lead_id) if row.lead_id else (KINDS["Opportunity"], row.opportunity_id)
+    )
+    await deals.get_readable(ctx, kind, record_id)  # NOT_FOUND unless the record is readable
+    return Comment.from_row(row)
+
+
+RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
+    "User": _user,
+    "Account": _account,
+    "Contact": _contact,
+    "Lead": _deal("Lead"),
+    "Opportunity": _deal("Opportunity"),
+    "PipelineStage": _stage,
+    "Organization": _organization,
+    "Comment": _comment,
+}
+MAX_NODES = 100
+
+
+async def resolve_node(info: Info, value: relay.GlobalID | str, field: str) -> relay.Node:
+    context(info).require_viewer()
+    type_name, pk = decode_id(value, field)
+    resolver = RESOLVERS.get(type_name)
+    if resolver is None:
+        raise bad_input(field, f"{type_name} is not a type of this API.")
+    found = await resolver(info, pk)
+    if found is None:
+        raise not_found(type_name)
+    return found
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(description="Any record by its global id (NOT_FOUND outside your reach).")
+    async def node(self, info: Info, id: strawberry.ID) -> relay.Node:
+        return await resolve_node(info, id, "id")
+
+    @strawberry.field(
+        description=f"Records by their global ids, in order (at most {MAX_NODES}); each one "
+        "out of reach is null with a NOT_FOUND error at its index."
+    )
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[relay.Node | None]:
+        context(info).require_viewer()
+        if len(ids) > MAX_NODES:
+            raise bad_input("ids", f"At most {MAX_NODES} ids at a time.")
+        return [resolve_node(info, value, f"ids.{index}") for index, value in enumerate(ids)]  # type: ignore[misc]
+
+

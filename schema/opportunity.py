@@ -1,0 +1,233 @@
+"""Opportunities: qualified needs with an amount, a stage, a probability and a close date."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry import UNSET, relay
+
+from models import Opportunity as OpportunityRow
+from models import OpportunityStatus, Visibility
+from models.base import from_cents
+from resolvers import deal as deals
+from resolvers import opportunity as opportunities
+from resolvers.deal_kinds import OPPORTUNITY
+from schema.account import Account, load_account
+from schema.base import (
+    Connection,
+    Info,
+    OrderDirection,
+    connection,
+    context,
+    filter_values,
+    ordering,
+    page_request,
+    pk_of,
+    values_of,
+)
+from schema.deal import Deal
+from schema.organization import PipelineStage
+
+
+@strawberry.type(description="A qualified need with an amount, a pipeline stage and a close date.")
+class Opportunity(Deal):
+    name: str
+    amount: Decimal = strawberry.field(description="Decimal amount, as a string, in `currency`.")
+    currency: str = strawberry.field(description="ISO 4217 currency code.")
+    probability: int = strawberry.field(
+        description="Percent; the stage's probability unless overridden."
+    )
+    probability_overridden: bool
+    expected_close_date: date
+    status: OpportunityStatus
+    closed_at: datetime | None = strawberry.field(description="When it was won or lost.")
+    stage_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: OpportunityRow) -> Opportunity:
+        return cls(
+            id=row.id,
+            kind=OPPORTUNITY,
+            name=row.name,
+            amount=from_cents(row.amount_cents),  # type: ignore[arg-type]
+            currency=row.currency,
+            probability=row.probability,
+            probability_overridden=row.probability_overridden,
+            expected_close_date=row.expected_close_date,
+            status=row.status,
+            closed_at=row.closed_at,
+            visibility=row.visibility,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            deleted_at=row.deleted_at,
+            owner_id=row.owner_id,
+            account_id=row.account_id,
+            contact_id=row.contact_id,
+            stage_id=row.stage_id,
+        )
+
+    @strawberry.field(description="The client company.")
+    async def account(self, info: Info) -> Account:
+        found = await load_account(info, self.account_id)
+        assert found is not None, "an account with live opportunities cannot be deleted"
+        return found
+
+    @strawberry.field(description="The pipeline stage.")
+    async def stage(self, info: Info) -> PipelineStage:
+        row = await context(info).loaders.stage.load(self.stage_id)
+        assert row is not None
+        return PipelineStage.from_row(row)
+
+
+@strawberry.enum(description="What opportunities can be sorted by.")
+class OpportunityOrderField(Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    NAME = "NAME"
+    AMOUNT = "AMOUNT"
+    EXPECTED_CLOSE_DATE = "EXPECTED_CLOSE_DATE"
+
+
+@strawberry.input(description="Sort order of an opportunity list.")
+class OpportunityOrder:
+    field: OpportunityOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input(description="Filters on opportunities; all given ones must match.")
+class OpportunityFilter:
+    search: str | None = strawberry.field(default=None, description="Words in the name.")
+    owner_ids: list[relay.GlobalID] | None = None
+    account_id: relay.GlobalID | None = None
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
+    stage_ids: list[relay.GlobalID] | None = None
+    statuses: list[OpportunityStatus] | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    close_date_from: date | None = None
+    close_date_to: date | None = None
+    visibility: Visibility | None = None
+    followed_by_viewer: bool | None = None
+    updated_since: datetime | None = None
+
+
+@strawberry.input(description="A new opportunity. The owner defaults to the viewer, the stage to "
+                  "the first open stage, the probability to the stage's.")
+class CreateOpportunityInput:
+    name: str
+    account_id: relay.GlobalID
+    expected_close_date: date
+    amount: Decimal = Decimal(0)
+    currency: str = "USD"
+    stage_id: relay.GlobalID | None = None
+    probability: int | None = None
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
+    owner_id: relay.GlobalID | None = None
+    visibility: Visibility | None = None
+
+
+@strawberry.input(description="Changes to an opportunity; omitted fields stay as they are.")
+class UpdateOpportunityInput:
+    id: relay.GlobalID
+    expected_version: int | None = strawberry.field(
+        default=None, description="When given and stale, the update fails with CONFLICT."
+    )
+    name: str | None = UNSET
+    account_id: relay.GlobalID | None = UNSET
+    amount: Decimal | None = UNSET
+    currency: str | None = UNSET
+    stage_id: relay.GlobalID | None = UNSET
+    probability: int | None = strawberry.field(
+        default=UNSET, description="null goes back to the stage's probability."
+    )
+    expected_close_date: date | None = UNSET
+    contact_id: relay.GlobalID | None = UNSET
+    owner_id: relay.GlobalID | None = UNSET
+    visibility: Visibility | None = UNSET
+
+
+OPPORTUNITY_IDS = {
+    "account_id": ("accountId", "Account"),
+    "contact_id": ("contactId", "Contact"),
+    "owner_id": ("ownerId", "User"),
+    "stage_id": ("stageId", "PipelineStage"),
+}
+FILTER_IDS = {
+    "owner_ids": ("filter.ownerIds", "User"),
+    "account_id": ("filter.accountId", "Account"),
+    "contact_id": ("filter.contactId", "Contact"),
+    "stage_ids": ("filter.stageIds", "PipelineStage"),
+}
+
+
+async def opportunities_connection(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    filter: OpportunityFilter | None,
+    order_by: OpportunityOrder | None,
+    *,
+    account_id: int | None = None,
+) -> Connection[Opportunity]:
+    order, descending = ordering(order_by, "CREATED_AT")
+    filters = filter_values(filter, FILTER_IDS)
+    if account_id is not None:
+        filters["account_id"] = account_id
+    page = await opportunities.list_opportunities(
+        context(info), page_request(first, after, last, before), filters, order, descending
+    )
+    return connection(page, Opportunity.from_row)
+
+
+@strawberry.type
+class OpportunityQueries:
+    @strawberry.field(description="The opportunities the viewer may read: the pipeline.")
+    async def opportunities(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: OpportunityFilter | None = None,
+        order_by: OpportunityOrder | None = None,
+    ) -> Connection[Opportunity]:
+        return await opportunities_connection(info, first, after, last, before, filter, order_by)
+
+
+@strawberry.type
+class OpportunityMutations:
+    @strawberry.mutation(description="Create an opportunity.")
+    async def create_opportunity(self, info: Info, input: CreateOpportunityInput) -> Opportunity:
+        values = values_of(input, OPPORTUNITY_IDS)
+        if values.get("probability") is None:
+            values.pop("probability", None)
+        if values.get("stage_id") is None:
+            values.pop("stage_id", None)
+        row = await opportunities.create_opportunity(context(info), values)
+        return Opportunity.from_row(row)
+
+    @strawberry.mutation(
+        description="Change an opportunity (admins, its owner, the owner's managers). Moving it "
+        "to a stage sets its status and, unless overridden, its probability."
+    )
+    async def update_opportunity(self, info: Info, input: UpdateOpportunityInput) -> Opportunity:
+        values = values_of(input, OPPORTUNITY_IDS)
+        opportunity_id = pk_of(values.pop("id"), "id", "Opportunity")
+        expected = values.pop("expected_version", None)
+        row = await opportunities.update_opportunity(context(info), opportunity_id, values, expected)
+        return Opportunity.from_row(row)
+
+    @strawberry.mutation(
+        description="Delete an opportunity (editors). It is kept with a deletion time for "
+        "syncing partners."
+    )
+    async def delete_opportunity(self, info: Info, id: relay.GlobalID) -> Opportunity:
+        row = await deals.delete_deal(context(info), OPPORTUNITY, pk_of(id, "id", "Opportunity"))
+        return Opportunity.from_row(row)
