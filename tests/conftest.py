@@ -1,0 +1,168 @@
+"""The suite runs the real app, served by uvicorn over loopback HTTP, on SQLite and PostgreSQL.
+
+Every test gets its own organization (signUp), so tests share a database without sharing data.
+The PostgreSQL database is created for the session and dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Cheap password hashing for the suite (the production defaults take ~50 ms a hash on purpose).
+os.environ.setdefault("ARGON2_TIME_COST", "1")
+os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
+
+import asyncio
+import logging
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+
+from config import settings
+from manage import migrate
+from server import create_app
+from tests.helpers import Api, Org, new_org
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+# One database per pytest process: Tortoise keeps the SQL dialect of its first init for the life
+# of a process, so `make test` runs the suite once on SQLite and once on PostgreSQL.
+DATABASE = os.environ.get("TEST_DATABASE", "sqlite")
+if DATABASE not in ("sqlite", "postgres"):
+    raise RuntimeError(f"TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    database: str
+    database_url: str
+    base_url: str
+
+
+async def _create_postgres_database() -> tuple[str, str]:
+    name = f"crm_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+    except (OSError, asyncpg.PostgresError) as error:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # under CI a missing database is a failure, never a skip
+        pytest.skip(message)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+async def _drop_postgres_database(name: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def pytest_report_header() -> str:
+    return f"database: {DATABASE}"
+
+
+@pytest.fixture(scope="session")
+async def live_server() -> AsyncIterator[LiveServer]:
+    database = DATABASE
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    pg_name = None
+    if database == "sqlite":
+        tmp = tempfile.TemporaryDirectory(prefix="crm-test-")
+        database_url = f"sqlite://{Path(tmp.name) / 'crm.sqlite3'}"
+    else:
+        pg_name, database_url = await _create_postgres_database()
+    await migrate(database_url)
+    port = _free_port()
+    app = create_app(replace(settings, database_url=database_url))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield LiveServer(database, database_url, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await task
+        if pg_name:
+            await _drop_postgres_database(pg_name)
+        if tmp:
+            tmp.cleanup()
+
+
+@pytest.fixture
+async def http(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def api(http: httpx.AsyncClient) -> Api:
+    """An anonymous GraphQL client."""
+    return Api(http)
+
+
+@pytest.fixture
+async def org(http: httpx.AsyncClient) -> Org:
+    """A fresh organization with an admin, a sales manager and two sellers."""
+    return await new_org(http)
+
+
+@pytest.fixture
+async def other_org(http: httpx.AsyncClient) -> Org:
+    return await new_org(http)
+
+
+class _Counter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().lstrip()
+        if message.split(" ", 1)[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}:
+            self.statements.append(message)
+
+
+@pytest.fixture
+def sql_statements() -> Iterator[callable]:  # type: ignore[valid-type]
+    """`with sql_statements() as seen:` collects the SQL statements the server runs meanwhile."""
+    logger = logging.getLogger("tortoise.db_client")
+
+    @contextmanager
+    def collect() -> Iterator[list[str]]:
+        counter = _Counter()
+        previous = logger.level
+        logger.addHandler(counter)
+        logger.setLevel(logging.DEBUG)
+        try:
+            yield counter.statements
+        finally:
+            logger.removeHandler(counter)
+            logger.setLevel(previous)
+
+    yield collect
