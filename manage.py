@@ -38,6 +38,30 @@ async def seed_demo(database_url: str) -> None:
     )
 
 
+async def pending_model_changes(database_url: str) -> list[str]:
+    """Names of the migrations `tortoise makemigrations` would write now (none: in sync)."""
+    from tortoise.context import TortoiseContext
+    from tortoise.migrations.autodetector import MigrationAutodetector
+
+    config = tortoise_config(database_url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=config)
+        assert ctx.apps is not None
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+    return [f"{writer.app_label}.{writer.name}" for writer in writers]
+
+
+def check_migrations() -> int:
+    pending = asyncio.run(pending_model_changes("sqlite://:memory:"))
+    if pending:
+        print("The models and the migrations disagree; run `tortoise makemigrations`. Missing:")
+        for name in pending:
+            print(f"  {name}")
+        return 1
+    print("The migrations match the models.")
+    return 0
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -55,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="Apply the migrations to DATABASE_URL.")
     commands.add_parser("seed-demo", help="Load the demo organization unless it is there.")
     commands.add_parser("export-schema", help="Write schema/schema.graphql.")
+    commands.add_parser("check-migrations", help="Fail when the models need a new migration.")
     args = parser.parse_args(argv)
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
@@ -62,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(seed_demo(settings.database_url))
     elif args.command == "export-schema":
         export_schema(SCHEMA_FILE)
+    elif args.command == "check-migrations":
+        return check_migrations()
     return 0
 
 

@@ -12,6 +12,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from config import Settings
+from schema import enums  # noqa: F401  (gives the model enums their GraphQL descriptions)
 from schema.account import AccountMutations, AccountQueries
 from schema.auth import AuthMutations
 from schema.contact import ContactMutations, ContactQueries
@@ -50,6 +51,12 @@ class Mutation(
     pass
 
 
+class CrmSchema(strawberry.Schema):
+    def process_errors(self, errors: list, execution_context: object = None) -> None:
+        """Strawberry logs every error with a traceback, client mistakes included; ErrorCodes
+        logs the unexpected ones (with the request id) instead."""
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
@@ -59,7 +66,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return CrmSchema(
         query=Query,
         mutation=Mutation,
         types=[Lead, Opportunity, Comment],

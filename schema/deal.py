@@ -86,8 +86,9 @@ class Deal(relay.Node):
 
     @strawberry.field(description="Users told of every change, comment and development.")
     async def followers(self, info: Info) -> list[User]:
-        ids = await context(info).loaders.follower_ids(self.kind).load(self.id)
-        return [await load_user(info, user_id) for user_id in ids]
+        loaders = context(info).loaders
+        ids = await loaders.follower_ids(self.kind).load(self.id)
+        return [User.from_row(row) for row in await loaders.user.load_many(ids) if row is not None]
 
     @strawberry.field(description="Whether the viewer follows this record.")
     async def is_followed_by_viewer(self, info: Info) -> bool:

@@ -28,7 +28,10 @@ class ErrorCodes(SchemaExtension):
         if result is not None and getattr(result, "errors", None):
             result.errors = [self._format(error, ctx) for error in result.errors]
             codes = sorted({(error.extensions or {})["code"] for error in result.errors})
-        operation_type = execution.operation_type.value if execution.operation_type else "unknown"
+        try:
+            operation_type = execution.operation_type.value
+        except RuntimeError:  # the document did not parse
+            operation_type = "unknown"
         outcome = "ok" if not codes else ",".join(codes)
         if isinstance(ctx, RequestContext):
             ctx.log_fields.update(

@@ -11,6 +11,7 @@ import os
 # Cheap password hashing for the suite (the production defaults take ~50 ms a hash on purpose).
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
+os.environ.setdefault("CORS_ORIGINS", "https://app.example")
 
 import asyncio
 import logging

@@ -1,0 +1,102 @@
+"""The frontend's pipeline query runs a constant number of SQL statements, whatever the page size."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from strawberry import relay
+
+from models import (
+    Account,
+    Contact,
+    Opportunity,
+    OpportunityFollower,
+    OpportunityParticipant,
+    PipelineStage,
+    User,
+)
+
+PIPELINE = """
+query Pipeline($first: Int!) {
+  opportunities(first: $first, orderBy: {field: AMOUNT, direction: DESC}) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges {
+      cursor
+      node {
+        id name amount currency probability expectedCloseDate status isFollowedByViewer
+        account { id name industry }
+        contact { id fullName email }
+        participants { role contact { id fullName email } }
+        followers { id fullName }
+        owner { id fullName }
+        stage { id name probability }
+      }
+    }
+  }
+}"""
+
+# The token, the viewer's team, the page, totalCount; then one batch per relation and wave of
+# loading: accounts, primary contacts, participants, follower ids, owners, stages; then the
+# participants' contacts and the followers' users. The number must not depend on the page size.
+EXPECTED_STATEMENTS = 12
+
+
+async def _seed_pipeline(owner_global_id: str, count: int) -> None:
+    owner = await User.get(id=int(relay.GlobalID.from_id(owner_global_id).node_id))
+    org_id = owner.organization_id
+    colleagues = await User.filter(organization_id=org_id).order_by("id")
+    stages = await PipelineStage.filter(organization_id=org_id).order_by("position")
+    accounts = [
+        await Account.create(organization_id=org_id, name=f"Pipeline account {i}", owner=owner)
+        for i in range(count)
+    ]
+    contacts = [
+        await Contact.create(
+            organization_id=org_id,
+            first_name="Pipe",
+            last_name=f"Line {i}",
+            email=f"pipe{i}@client.example",
+            account=accounts[i // 3],
+            owner=owner,
+        )
+        for i in range(count * 3)
+    ]
+    for i, account in enumerate(accounts):
+        opportunity = await Opportunity.create(
+            organization_id=org_id,
+            name=f"Pipeline deal {i}",
+            account=account,
+            amount_cents=(i % 7) * 100_000,
+            stage=stages[i % 4],
+            probability=stages[i % 4].probability,
+            expected_close_date=date(2027, 1, 1 + i % 28),
+            contact=contacts[3 * i],
+            owner=owner,
+        )
+        await OpportunityParticipant.bulk_create(
+            [
+                OpportunityParticipant(record=opportunity, contact=contacts[3 * i + 1], role="CFO"),
+                OpportunityParticipant(record=opportunity, contact=contacts[3 * i + 2], role=None),
+            ]
+        )
+        await OpportunityFollower.bulk_create(
+            [OpportunityFollower(record=opportunity, user=user) for user in colleagues[:2]]
+        )
+
+
+async def test_pipeline_statements_do_not_grow_with_the_page(org, sql_statements):
+    await _seed_pipeline(org.seller.id, 100)
+    counts = {}
+    for size in (10, 100):
+        with sql_statements() as seen:
+            data = await org.seller.api.data(PIPELINE, first=size)
+        page = data["opportunities"]
+        assert len(page["edges"]) == size
+        assert page["totalCount"] == 100
+        node = page["edges"][0]["node"]
+        assert len(node["participants"]) == 2 and len(node["followers"]) == 2
+        assert node["contact"]["email"].startswith("pipe")
+        counts[size] = len(seen)
+    heads = [s.split(" FROM ")[1][:60] if " FROM " in s else s[:60] for s in seen]
+    assert counts == {10: EXPECTED_STATEMENTS, 100: EXPECTED_STATEMENTS}, (counts, "\n".join(heads))

@@ -1,0 +1,49 @@
+"""The checked-in SDL and migrations must match the code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from config import ROOT
+from manage import SCHEMA_FILE, schema_sdl
+
+
+def test_exported_schema_is_current():
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_sdl(), (
+        "schema/schema.graphql is stale: run `make schema` and commit it"
+    )
+
+
+def test_migrations_match_the_models():
+    # A separate process: Tortoise binds one set of models per process, and the server runs here.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check-migrations"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_type_and_field_is_described():
+    from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLObjectType
+
+    from config import settings
+    from schema import build_schema
+
+    schema = build_schema(settings)._schema
+    undescribed = []
+    for name, graphql_type in schema.type_map.items():
+        if name.startswith("__") or name in {"String", "Int", "Boolean", "ID", "Float"}:
+            continue
+        if isinstance(graphql_type, GraphQLObjectType | GraphQLInputObjectType | GraphQLEnumType):
+            if not graphql_type.description and not name.endswith(("Connection", "Edge")):
+                undescribed.append(name)
+    for root in (schema.query_type, schema.mutation_type):
+        assert root is not None
+        undescribed += [
+            f"{root.name}.{field}" for field, value in root.fields.items() if not value.description
+        ]
+    assert undescribed == []
