@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -75,12 +74,21 @@ async def get_editable(ctx: RequestContext, kind: DealKind, record_id: int, *, l
     return row
 
 
-async def touch(kind: DealKind, row: Deal) -> None:
-    """Record that a role changed: a new updated time and version, for syncs and for CONFLICT."""
+async def lock(kind: DealKind, row: Deal) -> None:
+    """Take the record's row lock until the transaction ends (PostgreSQL; SQLite serializes
+    transactions anyway), so that role changes to one record happen one after the other."""
+    # (values_list would drop the FOR UPDATE: Tortoise adds it to model queries only.)
+    await kind.model.filter(id=row.id).select_for_update().first()
+
+
+async def touch(ctx: RequestContext, kind: DealKind, row: Deal) -> None:
+    """Record that a role changed: a new updated time and version, for syncs and for CONFLICT,
+    and forget what this request's loaders know of the record's roles."""
     now = datetime.now(UTC)
     await kind.model.filter(id=row.id).update(updated_at=now, version=F("version") + 1)
     row.updated_at = now
     row.version += 1
+    ctx.loaders.forget_roles(kind, row.id)
 
 
 async def delete_deal(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
@@ -103,7 +111,7 @@ async def set_primary_contact(
         if row.contact_id != contact_id:
             row.contact_id = contact_id
             await row.save(update_fields=["contact_id", "updated_at"])
-            await touch(kind, row)
+            await touch(ctx, kind, row)
         return row
 
 
@@ -118,11 +126,8 @@ async def add_participant(
             raise bad_input("contactId", "This contact is the primary contact already.")
         if await kind.participant.filter(record_id=row.id, contact_id=contact.id).exists():
             raise bad_input("contactId", "This contact is a participant already.")
-        try:
-            await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
-        except IntegrityError:
-            raise bad_input("contactId", "This contact is a participant already.") from None
-        await touch(kind, row)
+        await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
+        await touch(ctx, kind, row)
         return row
 
 
@@ -134,22 +139,20 @@ async def remove_participant(
         removed = await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
         if not removed:
             raise bad_input("contactId", "This contact is not a participant.")
-        await touch(kind, row)
+        await touch(ctx, kind, row)
         return row
 
 
-async def _follow(kind: DealKind, row: Deal, user: User) -> None:
+async def _follow(ctx: RequestContext, kind: DealKind, row: Deal, user: User) -> None:
+    # Callers hold the record's row lock, so the check and the insert cannot interleave.
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
-        try:
-            await kind.follower.create(record_id=row.id, user_id=user.id)
-        except IntegrityError:  # a concurrent follow of the same user won the race
-            return
-        await touch(kind, row)
+        await kind.follower.create(record_id=row.id, user_id=user.id)
+        await touch(ctx, kind, row)
 
 
-async def _unfollow(kind: DealKind, row: Deal, user_id: int) -> None:
+async def _unfollow(ctx: RequestContext, kind: DealKind, row: Deal, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
-        await touch(kind, row)
+        await touch(ctx, kind, row)
 
 
 async def add_follower(ctx: RequestContext, kind: DealKind, record_id: int, user_id: int) -> Deal:
@@ -158,7 +161,7 @@ async def add_follower(ctx: RequestContext, kind: DealKind, record_id: int, user
         user = await referenced_user(ctx, user_id, "userId")
         if not user.is_active:
             raise bad_input("userId", "A deactivated user cannot follow records.")
-        await _follow(kind, row, user)
+        await _follow(ctx, kind, row, user)
         return row
 
 
@@ -166,7 +169,7 @@ async def remove_follower(ctx: RequestContext, kind: DealKind, record_id: int, u
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         await referenced_user(ctx, user_id, "userId")
-        await _unfollow(kind, row, user_id)
+        await _unfollow(ctx, kind, row, user_id)
         return row
 
 
@@ -174,7 +177,8 @@ async def follow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> 
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
-        await _follow(kind, row, viewer)
+        await lock(kind, row)
+        await _follow(ctx, kind, row, viewer)
         return row
 
 
@@ -182,7 +186,8 @@ async def unfollow_record(ctx: RequestContext, kind: DealKind, record_id: int) -
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
-        await _unfollow(kind, row, viewer.id)
+        await lock(kind, row)
+        await _unfollow(ctx, kind, row, viewer.id)
         return row
 
 
@@ -197,7 +202,7 @@ async def add_comment(ctx: RequestContext, kind: DealKind, record_id: int, body:
             body=text,
             **{kind.comment_field: row.id},
         )
-        await touch(kind, row)
+        await touch(ctx, kind, row)
         return comment
 
 

@@ -90,6 +90,13 @@ class Loaders:
 
         return self._kind_loader(kind, "followers", lambda: DataLoader(load_fn=load))
 
+    def forget_roles(self, kind: DealKind, record_id: int) -> None:
+        """After a write to a record's roles, later loads in this request read them anew."""
+        for name in ("participants", "followers"):
+            loader = self._per_kind.get((kind.name, name))
+            if loader is not None:
+                loader.clear(record_id)
+
     def _kind_loader(self, kind: DealKind, name: str, make: Any) -> DataLoader[int, Any]:
         key = (kind.name, name)
         if key not in self._per_kind:

@@ -198,3 +198,53 @@ async def test_role_changes_bump_the_version(org):
     contact = await create_contact(org.seller)
     changed = await org.seller.api.data(SET_PRIMARY, record=opportunity["id"], contact=contact["id"])
     assert changed["setPrimaryContact"]["version"] == opportunity["version"] + 1
+
+
+async def test_unfollowing_shows_in_the_same_response(org):
+    record = await create_opportunity(org.seller, visibility="PRIVATE")
+    await org.seller.api.data(ADD_FOLLOWER, record=record["id"], user=org.outsider.id)
+    # The outsider reads the private record as a follower (which loads its followers), then
+    # unfollows: the answer must show the change, not what was loaded before it.
+    unfollowed = await org.outsider.api.data(UNFOLLOW, record=record["id"])
+    assert unfollowed["unfollowRecord"]["isFollowedByViewer"] is False
+
+
+async def test_concurrent_writes_to_one_record_never_lose_or_duplicate(org):
+    import asyncio
+
+    record = await create_opportunity(org.seller)
+    contact = await create_contact(org.seller)
+    follows = await asyncio.gather(
+        *[org.outsider.api.post(FOLLOW, {"record": record["id"]}) for _ in range(5)]
+    )
+    assert all("errors" not in body for body in follows)
+    adds = await asyncio.gather(
+        *[
+            org.seller.api.post(
+                ADD_PARTICIPANT, {"input": {"recordId": record["id"], "contactId": contact["id"]}}
+            )
+            for _ in range(5)
+        ]
+    )
+    codes = [body["errors"][0]["extensions"]["code"] for body in adds if "errors" in body]
+    assert len(codes) == 4 and set(codes) == {"BAD_USER_INPUT"}
+
+    version = (await detail(org.seller, record["id"]))["version"]
+    updates = await asyncio.gather(
+        *[
+            org.seller.api.post(
+                UPDATE_OPPORTUNITY,
+                {"input": {"id": record["id"], "expectedVersion": version, "name": f"Name {i}"}},
+            )
+            for i in range(5)
+        ]
+    )
+    winners = [body for body in updates if "errors" not in body]
+    assert len(winners) == 1
+    assert {body["errors"][0]["extensions"]["code"] for body in updates if "errors" in body} == {
+        "CONFLICT"
+    }
+    seen = await detail(org.seller, record["id"])
+    assert [f["id"] for f in seen["followers"]] == [org.outsider.id]
+    assert [p["contact"]["id"] for p in seen["participants"]] == [contact["id"]]
+    assert seen["version"] == version + 1

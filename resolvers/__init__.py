@@ -1,0 +1,1 @@
+"""The application: one module per domain, with permissions, validation and transactions."""
