@@ -10,10 +10,9 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import Comment, Contact, User
-from models.deal import Deal
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import DealKind
+from resolvers.deal_kinds import D, DealKind
 from resolvers.errors import bad_input, conflict, not_found
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import (
@@ -25,14 +24,14 @@ from resolvers.permissions import (
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
 
 
-async def readable_deals(ctx: RequestContext, kind: DealKind) -> QuerySet[Any]:
+async def readable_deals(ctx: RequestContext, kind: DealKind[D]) -> QuerySet[Any]:
     query = scoped(ctx, kind.model)
     condition = await readable_deals_filter(ctx, kind)
     return query if condition is None else query.filter(condition)
 
 
 def filter_deals(
-    ctx: RequestContext, kind: DealKind, query: QuerySet[Any], filters: dict[str, Any]
+    ctx: RequestContext, kind: DealKind[D], query: QuerySet[Any], filters: dict[str, Any]
 ) -> QuerySet[Any]:
     """The filters leads and opportunities have in common."""
     if filters.get("search"):
@@ -55,7 +54,7 @@ def filter_deals(
     return query
 
 
-async def get_readable(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists)."""
     row = await ctx.loaders.deal(kind).load(record_id)
     if row is None or not await can_read_deal(ctx, kind, row):
@@ -63,7 +62,7 @@ async def get_readable(ctx: RequestContext, kind: DealKind, record_id: int) -> D
     return row
 
 
-async def get_editable(ctx: RequestContext, kind: DealKind, record_id: int, *, lock: bool = False) -> Deal:
+async def get_editable(ctx: RequestContext, kind: DealKind[D], record_id: int, *, lock: bool = False) -> D:
     query = scoped(ctx, kind.model).filter(id=record_id)
     if lock:
         query = query.select_for_update()
@@ -74,14 +73,14 @@ async def get_editable(ctx: RequestContext, kind: DealKind, record_id: int, *, l
     return row
 
 
-async def lock(kind: DealKind, row: Deal) -> None:
+async def lock(kind: DealKind[D], row: D) -> None:
     """Take the record's row lock until the transaction ends (PostgreSQL; SQLite serializes
     transactions anyway), so that role changes to one record happen one after the other."""
     # (values_list would drop the FOR UPDATE: Tortoise adds it to model queries only.)
     await kind.model.filter(id=row.id).select_for_update().first()
 
 
-async def touch(ctx: RequestContext, kind: DealKind, row: Deal) -> None:
+async def touch(ctx: RequestContext, kind: DealKind[D], row: D) -> None:
     """Record that a role changed: a new updated time and version, for syncs and for CONFLICT,
     and forget what this request's loaders know of the record's roles."""
     now = datetime.now(UTC)
@@ -91,7 +90,7 @@ async def touch(ctx: RequestContext, kind: DealKind, row: Deal) -> None:
     ctx.loaders.forget_roles(kind, row.id)
 
 
-async def delete_deal(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+async def delete_deal(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         row.deleted_at = datetime.now(UTC)
@@ -100,8 +99,8 @@ async def delete_deal(ctx: RequestContext, kind: DealKind, record_id: int) -> De
 
 
 async def set_primary_contact(
-    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int | None
-) -> Deal:
+    ctx: RequestContext, kind: DealKind[D], record_id: int, contact_id: int | None
+) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         if contact_id is not None:
@@ -116,8 +115,8 @@ async def set_primary_contact(
 
 
 async def add_participant(
-    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int, role: str | None
-) -> Deal:
+    ctx: RequestContext, kind: DealKind[D], record_id: int, contact_id: int, role: str | None
+) -> D:
     label = validation.optional_text(role, "role", max_length=100)
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
@@ -132,8 +131,8 @@ async def add_participant(
 
 
 async def remove_participant(
-    ctx: RequestContext, kind: DealKind, record_id: int, contact_id: int
-) -> Deal:
+    ctx: RequestContext, kind: DealKind[D], record_id: int, contact_id: int
+) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         removed = await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
@@ -143,19 +142,19 @@ async def remove_participant(
         return row
 
 
-async def _follow(ctx: RequestContext, kind: DealKind, row: Deal, user: User) -> None:
+async def _follow(ctx: RequestContext, kind: DealKind[D], row: D, user: User) -> None:
     # Callers hold the record's row lock, so the check and the insert cannot interleave.
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
         await kind.follower.create(record_id=row.id, user_id=user.id)
         await touch(ctx, kind, row)
 
 
-async def _unfollow(ctx: RequestContext, kind: DealKind, row: Deal, user_id: int) -> None:
+async def _unfollow(ctx: RequestContext, kind: DealKind[D], row: D, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
         await touch(ctx, kind, row)
 
 
-async def add_follower(ctx: RequestContext, kind: DealKind, record_id: int, user_id: int) -> Deal:
+async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         user = await referenced_user(ctx, user_id, "userId")
@@ -165,7 +164,7 @@ async def add_follower(ctx: RequestContext, kind: DealKind, record_id: int, user
         return row
 
 
-async def remove_follower(ctx: RequestContext, kind: DealKind, record_id: int, user_id: int) -> Deal:
+async def remove_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         await referenced_user(ctx, user_id, "userId")
@@ -173,7 +172,7 @@ async def remove_follower(ctx: RequestContext, kind: DealKind, record_id: int, u
         return row
 
 
-async def follow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+async def follow_record(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
@@ -182,7 +181,7 @@ async def follow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> 
         return row
 
 
-async def unfollow_record(ctx: RequestContext, kind: DealKind, record_id: int) -> Deal:
+async def unfollow_record(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
@@ -191,30 +190,28 @@ async def unfollow_record(ctx: RequestContext, kind: DealKind, record_id: int) -
         return row
 
 
-async def add_comment(ctx: RequestContext, kind: DealKind, record_id: int, body: str) -> Comment:
+async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, body: str) -> Comment:
     viewer = ctx.require_viewer()
     text = validation.text(body, "body", max_length=10_000)
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
+        target: dict[str, Any] = {kind.comment_field: row.id}
         comment = await Comment.create(
-            organization_id=viewer.organization_id,
-            author_id=viewer.id,
-            body=text,
-            **{kind.comment_field: row.id},
+            organization_id=viewer.organization_id, author_id=viewer.id, body=text, **target
         )
         await touch(ctx, kind, row)
         return comment
 
 
 async def list_comments(
-    ctx: RequestContext, kind: DealKind, record_id: int, page: PageRequest
+    ctx: RequestContext, kind: DealKind[D], record_id: int, page: PageRequest
 ) -> Page[Comment]:
     """Comments of a record the caller already read, newest first."""
     query = Comment.filter(**{kind.comment_field: record_id})
     return await paginate(query, page, BY_ID, descending=True)
 
 
-async def clean_common(ctx: RequestContext, values: dict[str, Any], row: Deal | None) -> dict[str, Any]:
+async def clean_common(ctx: RequestContext, values: dict[str, Any], row: D | None) -> dict[str, Any]:
     """Owner, account, primary contact and visibility, as leads and opportunities take them."""
     cleaned: dict[str, Any] = {}
     owner_id = values.get("owner_id")
@@ -238,8 +235,8 @@ async def clean_common(ctx: RequestContext, values: dict[str, Any], row: Deal | 
 
 
 async def save_versioned(
-    kind: DealKind, row: Deal, cleaned: dict[str, Any], expected_version: int | None
-) -> Deal:
+    kind: DealKind[D], row: D, cleaned: dict[str, Any], expected_version: int | None
+) -> D:
     """Write the changed fields unless someone else wrote first: a stale version is a CONFLICT."""
     if expected_version is not None and expected_version != row.version:
         raise conflict(

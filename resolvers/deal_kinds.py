@@ -6,6 +6,7 @@ A DealKind names the tables of one kind, so that the code handling roles is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from models import (
     Lead,
@@ -17,10 +18,13 @@ from models import (
 )
 
 
+D = TypeVar("D", Lead, Opportunity)
+
+
 @dataclass(frozen=True)
-class DealKind:
+class DealKind(Generic[D]):
     name: str
-    model: type[Lead] | type[Opportunity]
+    model: type[D]
     participant: type[LeadParticipant] | type[OpportunityParticipant]
     follower: type[LeadFollower] | type[OpportunityFollower]
     comment_field: str  # the column of `comment` pointing at this kind
@@ -31,8 +35,8 @@ class DealKind:
         return self.name.lower()
 
 
-LEAD = DealKind("Lead", Lead, LeadParticipant, LeadFollower, "lead_id", "title")
-OPPORTUNITY = DealKind(
+LEAD: DealKind[Lead] = DealKind("Lead", Lead, LeadParticipant, LeadFollower, "lead_id", "title")
+OPPORTUNITY: DealKind[Opportunity] = DealKind(
     "Opportunity",
     Opportunity,
     OpportunityParticipant,
@@ -40,4 +44,4 @@ OPPORTUNITY = DealKind(
     "opportunity_id",
     "name",
 )
-KINDS = {kind.name: kind for kind in (LEAD, OPPORTUNITY)}
+KINDS: dict[str, DealKind[Any]] = {kind.name: kind for kind in (LEAD, OPPORTUNITY)}

@@ -123,8 +123,8 @@ async def seed_demo() -> bool:
                 owner=owner,
                 visibility=Visibility.PRIVATE if index % 5 == 4 else Visibility.ORGANIZATION,
             )
-            for contact, role in zip(contacts[1:], ["CFO", "IT Director"], strict=True):
-                await OpportunityParticipant.create(record=opportunity, contact=contact, role=role)
+            for contact, label in zip(contacts[1:], ["CFO", "IT Director"], strict=True):
+                await OpportunityParticipant.create(record=opportunity, contact=contact, role=label)
             for follower in rng.sample(everyone, 2):
                 await OpportunityFollower.create(record=opportunity, user=follower)
             lead = await Lead.create(

@@ -57,10 +57,10 @@ class Loaders:
     def stage(self) -> DataLoader[int, PipelineStage | None]:
         return self._rows_by_id(PipelineStage, live_only=False)
 
-    def deal(self, kind: DealKind) -> DataLoader[int, Any]:
+    def deal(self, kind: DealKind[Any]) -> DataLoader[int, Any]:
         return self._kind_loader(kind, "deal", lambda: self._rows_by_id(kind.model, live_only=True))
 
-    def participants(self, kind: DealKind) -> DataLoader[int, list[Any]]:
+    def participants(self, kind: DealKind[Any]) -> DataLoader[int, list[Any]]:
         """Participant rows (contact id and role) of each lead or opportunity, oldest first."""
 
         async def load(keys: list[int]) -> list[list[Any]]:
@@ -74,7 +74,7 @@ class Loaders:
 
         return self._kind_loader(kind, "participants", lambda: DataLoader(load_fn=load))
 
-    def follower_ids(self, kind: DealKind) -> DataLoader[int, list[int]]:
+    def follower_ids(self, kind: DealKind[Any]) -> DataLoader[int, list[int]]:
         """The ids of the users following each lead or opportunity, in the order they followed."""
 
         async def load(keys: list[int]) -> list[list[int]]:
@@ -90,14 +90,14 @@ class Loaders:
 
         return self._kind_loader(kind, "followers", lambda: DataLoader(load_fn=load))
 
-    def forget_roles(self, kind: DealKind, record_id: int) -> None:
+    def forget_roles(self, kind: DealKind[Any], record_id: int) -> None:
         """After a write to a record's roles, later loads in this request read them anew."""
         for name in ("participants", "followers"):
             loader = self._per_kind.get((kind.name, name))
             if loader is not None:
                 loader.clear(record_id)
 
-    def _kind_loader(self, kind: DealKind, name: str, make: Any) -> DataLoader[int, Any]:
+    def _kind_loader(self, kind: DealKind[Any], name: str, make: Any) -> DataLoader[int, Any]:
         key = (kind.name, name)
         if key not in self._per_kind:
             self._per_kind[key] = make()

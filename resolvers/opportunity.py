@@ -15,14 +15,14 @@ from resolvers.deal import clean_common, filter_deals, get_editable, readable_de
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input
 from resolvers.pagination import BY_DATE, BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey
-from resolvers.pagination import paginate
+from resolvers.pagination import integer_key, paginate
 from resolvers.records import referenced
 
 OPPORTUNITY_ORDER = {
     "CREATED_AT": BY_ID,
     "UPDATED_AT": BY_UPDATED_AT,
     "NAME": SortKey("NAME", "name"),
-    "AMOUNT": SortKey("AMOUNT", "amount_cents"),
+    "AMOUNT": integer_key("AMOUNT", "amount_cents"),
     **BY_DATE,
 }
 

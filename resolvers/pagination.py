@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
@@ -22,6 +22,29 @@ from config import settings
 from resolvers.errors import bad_input
 
 M = TypeVar("M", bound=Model)
+_MAX_ID = 2**31 - 1  # ids are IntField: 32-bit integers on PostgreSQL
+_MAX_BIGINT = 2**63 - 1
+
+
+# Cursor values come back from clients: each key checks its value's type (a wrong one is a bad
+# cursor, not a database error).
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a text value")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if type(value) is not int or not -_MAX_BIGINT <= value <= _MAX_BIGINT:
+        raise ValueError("not a 64-bit integer")
+    return value
+
+
+def _parse_time(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("time without an offset")
+    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -30,7 +53,7 @@ class SortKey:
 
     name: str
     field: str | None  # None: by id alone
-    parse: Callable[[Any], Any] = lambda value: value
+    parse: Callable[[Any], Any] = _text  # a cursor's value back to a field value (text by default)
     dump: Callable[[Any], Any] = lambda value: value
 
 
@@ -39,7 +62,7 @@ def _dump_time(value: datetime | date) -> str:
 
 
 BY_ID = SortKey("ID", None)
-BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", datetime.fromisoformat, _dump_time)
+BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", _parse_time, _dump_time)
 BY_DATE = {
     "EXPECTED_CLOSE_DATE": SortKey(
         "EXPECTED_CLOSE_DATE", "expected_close_date", date.fromisoformat, _dump_time
@@ -49,6 +72,10 @@ BY_DATE = {
 
 def text_key(name: str, field: str) -> SortKey:
     return SortKey(name, field)
+
+
+def integer_key(name: str, field: str) -> SortKey:
+    return SortKey(name, field, _integer)
 
 
 @dataclass
@@ -84,7 +111,9 @@ def decode_cursor(key: SortKey, cursor: str, field: str) -> tuple[Any, int]:
         if name != key.name:
             raise ValueError("cursor of another order")
         *sort_values, row_id = values
-        if not isinstance(row_id, int) or len(sort_values) != (1 if key.field else 0):
+        if type(row_id) is not int or not 0 < row_id <= _MAX_ID:
+            raise ValueError("malformed row id")
+        if len(sort_values) != (1 if key.field else 0):
             raise ValueError("malformed cursor")
         sort_value = key.parse(sort_values[0]) if key.field else None
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
@@ -96,11 +125,11 @@ def decode_cursor(key: SortKey, cursor: str, field: str) -> tuple[Any, int]:
 
 def _after_condition(key: SortKey, value: Any, row_id: int, descending: bool) -> Q:
     op = "lt" if descending else "gt"
+    after_id: dict[str, Any] = {f"id__{op}": row_id}
     if key.field is None:
-        return Q(**{f"id__{op}": row_id})
-    return Q(**{f"{key.field}__{op}": value}) | Q(
-        **{key.field: value, f"id__{op}": row_id}
-    )
+        return Q(**after_id)
+    beyond: dict[str, Any] = {f"{key.field}__{op}": value}
+    return Q(**beyond) | Q(**{key.field: value}, **after_id)
 
 
 def _order(key: SortKey, descending: bool) -> list[str]:

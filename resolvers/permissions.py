@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise.expressions import Q, Subquery
 
 from models import Role, User, Visibility
@@ -41,7 +43,7 @@ async def manages_owner(ctx: RequestContext, owner_id: int) -> bool:
     return owner_id in await team_ids(ctx)
 
 
-async def can_read_deal(ctx: RequestContext, kind: DealKind, deal: Deal) -> bool:
+async def can_read_deal(ctx: RequestContext, kind: DealKind[Any], deal: Deal) -> bool:
     viewer = ctx.require_viewer()
     if deal.organization_id != viewer.organization_id or deal.deleted_at is not None:
         return False
@@ -51,7 +53,7 @@ async def can_read_deal(ctx: RequestContext, kind: DealKind, deal: Deal) -> bool
     return viewer.id in followers
 
 
-async def readable_deals_filter(ctx: RequestContext, kind: DealKind) -> Q | None:
+async def readable_deals_filter(ctx: RequestContext, kind: DealKind[Any]) -> Q | None:
     """The SQL condition a list of leads or opportunities is filtered by (None: no filter)."""
     viewer = ctx.require_viewer()
     if viewer.role == Role.ADMIN:

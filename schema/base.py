@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import fields as dataclass_fields
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -146,7 +147,16 @@ def ordering(order_by: Any, default: str) -> tuple[str, bool]:
     return order_by.field.value, order_by.direction == OrderDirection.DESC
 
 
+def _in_utc(value: Any) -> Any:
+    """Filter times in UTC (SQLite compares stored times as text); a time without offset is UTC."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
 def filter_values(data: Any, ids: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     if data is None or data is UNSET:
         return {}
-    return {name: value for name, value in values_of(data, ids).items() if value is not None}
+    return {
+        name: _in_utc(value) for name, value in values_of(data, ids).items() if value is not None
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import UNSET, relay
@@ -25,6 +25,9 @@ from schema.base import (
     values_of,
 )
 from schema.user import User, load_user
+
+if TYPE_CHECKING:
+    from schema.account import Account
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 

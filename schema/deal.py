@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -16,6 +16,9 @@ from resolvers.deal_kinds import KINDS, DealKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, load_contact
 from schema.user import User, load_user
+
+if TYPE_CHECKING:
+    from schema.account import Account
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")

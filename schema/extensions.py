@@ -25,8 +25,9 @@ class ErrorCodes(SchemaExtension):
         ctx = execution.context
         result = execution.result
         codes: list[str] = []
-        if result is not None and getattr(result, "errors", None):
-            result.errors = [self._format(error, ctx) for error in result.errors]
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [self._format(error, ctx) for error in errors]
             codes = sorted({(error.extensions or {})["code"] for error in result.errors})
         try:
             operation_type = execution.operation_type.value

@@ -66,6 +66,7 @@ async def _comment(info: Info, pk: int) -> Any:
     kind, record_id = (
         (KINDS["Lead"], row.lead_id) if row.lead_id else (KINDS["Opportunity"], row.opportunity_id)
     )
+    assert record_id is not None, "a comment is on a lead or an opportunity"
     await deals.get_readable(ctx, kind, record_id)  # NOT_FOUND unless the record is readable
     return Comment.from_row(row)
 

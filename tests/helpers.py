@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -164,3 +165,8 @@ async def create_opportunity(member: Member, **overrides: Any) -> dict[str, Any]
 async def create_lead(member: Member, **overrides: Any) -> dict[str, Any]:
     values = {"title": f"Lead {next(_counter)}", **overrides}
     return (await member.api.data(CREATE_LEAD, input=values))["createLead"]
+
+
+def global_id(type_name: str, pk: int | str) -> str:
+    """A well-formed global id, as the API writes them (base64 of "Type:pk")."""
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
