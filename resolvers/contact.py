@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
 from models import Contact, Lead, LeadParticipant, Opportunity, OpportunityParticipant
@@ -99,7 +99,13 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             await model.filter(contact_id=contact.id).update(
                 contact_id=None, updated_at=now, version=F("version") + 1
             )
-        for link in (LeadParticipant, OpportunityParticipant):
+        for model, link in ((Lead, LeadParticipant), (Opportunity, OpportunityParticipant)):
+            # Losing a participant changes the record too (as removeParticipant does): a new
+            # update time for syncing partners and a new version for CONFLICT checks.
+            involved = link.filter(contact_id=contact.id).values("record_id")
+            await model.filter(id__in=Subquery(involved)).update(
+                updated_at=now, version=F("version") + 1
+            )
             await link.filter(contact_id=contact.id).delete()
         contact.deleted_at = now
         await contact.save(update_fields=["deleted_at", "updated_at"])

@@ -186,6 +186,6 @@ async def paginate(
 def search_condition(words: str, fields: list[str]) -> Q:
     """Every word must appear (case-insensitively) in at least one of the fields."""
     condition = Q()
-    for word in words.split()[:8]:
+    for word in words.replace("\x00", "").split()[:8]:  # NUL matches nothing (and PG refuses it)
         condition &= Q(*[Q(**{f"{name}__icontains": word}) for name in fields], join_type="OR")
     return condition

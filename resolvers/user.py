@@ -6,7 +6,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Role, User
+from models import Organization, Role, User
 from resolvers import validation
 from resolvers.auth import hash_password, revoke_all_tokens
 from resolvers.context import RequestContext
@@ -88,6 +88,9 @@ async def _active_admins(organization_id: int) -> int:
 async def update_user(ctx: RequestContext, user_id: int, changes: dict[str, Any]) -> User:
     admin = require_admin(ctx)
     async with in_transaction():
+        # One user change at a time per organization: two admins deactivating or demoting each
+        # other at once must not both count the other as the remaining active admin.
+        await Organization.filter(id=admin.organization_id).select_for_update().first()
         user = await get_or_not_found(ctx, User, user_id, "user")
         updates: dict[str, Any] = {}
         if "full_name" in changes:
@@ -104,7 +107,11 @@ async def update_user(ctx: RequestContext, user_id: int, changes: dict[str, Any]
             new_role = changes["role"]
             if new_role == Role.SELLER and await User.filter(manager_id=user.id).exists():
                 raise conflict("Reassign this user's reports before making them a seller.")
-            if user.role == Role.ADMIN and await _active_admins(admin.organization_id) <= 1:
+            if (
+                user.role == Role.ADMIN
+                and user.is_active
+                and await _active_admins(admin.organization_id) <= 1
+            ):
                 raise conflict("An organization keeps at least one active admin.")
             updates["role"] = new_role
         if "is_active" in changes and changes["is_active"] is not None:

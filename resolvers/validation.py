@@ -21,6 +21,8 @@ def text(value: str, field: str, *, max_length: int = 200) -> str:
         raise bad_input(field, f"{field} must not be empty.")
     if len(cleaned) > max_length:
         raise bad_input(field, f"{field} must be at most {max_length} characters.")
+    if "\x00" in cleaned:  # PostgreSQL text cannot hold it
+        raise bad_input(field, f"{field} must not contain NUL characters.")
     return cleaned
 
 
@@ -50,12 +52,16 @@ def website(value: str | None, field: str = "website") -> str | None:
         return None
     if "://" not in cleaned:
         cleaned = f"https://{cleaned}"
+    if len(cleaned) > 500:  # the prefix counts: the column holds 500
+        raise bad_input(field, f"{field} must be at most 500 characters.")
     if not URL_RE.match(cleaned):
         raise bad_input(field, f"{value!r} is not a valid web address.")
     return cleaned
 
 
 def password(value: str, field: str = "password") -> str:
+    if not value.strip():
+        raise bad_input(field, "Passwords must not be empty or only spaces.")
     if len(value) < 10:
         raise bad_input(field, "Passwords must be at least 10 characters long.")
     if len(value) > 200:

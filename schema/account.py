@@ -125,7 +125,7 @@ class AccountOrder:
 @strawberry.input(description="Filters on accounts; all given ones must match.")
 class AccountFilter:
     search: str | None = strawberry.field(default=None, description="Words in name or website.")
-    owner_ids: list[relay.GlobalID] | None = None
+    owner_ids: list[strawberry.ID] | None = None
     industry: str | None = None
     country: str | None = None
     region: str | None = None
@@ -143,19 +143,19 @@ class CreateAccountInput:
     country: str | None = None
     region: str | None = None
     city: str | None = None
-    owner_id: relay.GlobalID | None = None
+    owner_id: strawberry.ID | None = None
 
 
 @strawberry.input(description="Changes to an account; omitted fields stay as they are.")
 class UpdateAccountInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     name: str | None = UNSET
     industry: str | None = UNSET
     website: str | None = UNSET
     country: str | None = UNSET
     region: str | None = UNSET
     city: str | None = UNSET
-    owner_id: relay.GlobalID | None = UNSET
+    owner_id: strawberry.ID | None = UNSET
 
 
 OWNER_IDS = {"owner_id": ("ownerId", "User")}
@@ -202,6 +202,6 @@ class AccountMutations:
         description="Delete an account that has no live contacts, leads or opportunities. "
         "It is kept with a deletion time so that syncing partners learn of it."
     )
-    async def delete_account(self, info: Info, id: relay.GlobalID) -> Account:
+    async def delete_account(self, info: Info, id: strawberry.ID) -> Account:
         row = await accounts.delete_account(context(info), pk_of(id, "id", "Account"))
         return Account.from_row(row)

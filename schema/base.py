@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
@@ -26,15 +27,29 @@ def context(info: Info) -> RequestContext:
 # Global ids ----------------------------------------------------------------------------------
 
 
+_PK_RE = re.compile(r"-?[0-9]{1,10}")
+_MAX_PK = 2**31 - 1
+
+
 def to_global_id(type_name: str, pk: int) -> str:
     return relay.to_base64(type_name, pk)
 
 
-def decode_id(value: relay.GlobalID | str, field: str, *type_names: str) -> tuple[str, int]:
-    """The (type name, primary key) of a global id, which must be of one of `type_names`."""
+def decode_id(value: str, field: str, *type_names: str) -> tuple[str, int]:
+    """The (type name, primary key) of a global id, which must be of one of `type_names`.
+
+    Inputs take ids as plain `ID` strings and decode them here, so that a malformed id is a
+    BAD_USER_INPUT naming its field, like any other bad value.
+    """
     try:
-        gid = value if isinstance(value, relay.GlobalID) else relay.GlobalID.from_id(value)
+        gid = relay.GlobalID.from_id(value)
+        # Plain ASCII digits only (int() also takes " 1", "1_0" and other scripts' digits), and
+        # within the 32-bit key columns: a larger key would fail in the database, not here.
+        if not _PK_RE.fullmatch(gid.node_id):
+            raise ValueError(gid.node_id)
         pk = int(gid.node_id)
+        if not -_MAX_PK <= pk <= _MAX_PK:
+            raise ValueError(gid.node_id)
     except (ValueError, TypeError):
         raise bad_input(field, f"{value!s:.60} is not a valid id.") from None
     if type_names and gid.type_name not in type_names:
@@ -43,19 +58,12 @@ def decode_id(value: relay.GlobalID | str, field: str, *type_names: str) -> tupl
     return gid.type_name, pk
 
 
-def pk_of(value: relay.GlobalID | str, field: str, type_name: str) -> int:
+def pk_of(value: str, field: str, type_name: str) -> int:
     return decode_id(value, field, type_name)[1]
 
 
-def pks_of(values: Iterable[relay.GlobalID] | None, field: str, type_name: str) -> list[int]:
+def pks_of(values: Iterable[str] | None, field: str, type_name: str) -> list[int]:
     return [pk_of(value, field, type_name) for value in values or ()]
-
-
-def optional_pk(value: relay.GlobalID | None, field: str, type_name: str) -> int | None:
-    """UNSET stays UNSET, null stays None (clear the relation), an id becomes its key."""
-    if value is UNSET or value is None:
-        return value  # type: ignore[return-value]
-    return pk_of(value, field, type_name)
 
 
 def values_of(data: Any, ids: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:

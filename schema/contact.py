@@ -102,8 +102,8 @@ class ContactOrder:
 @strawberry.input(description="Filters on contacts; all given ones must match.")
 class ContactFilter:
     search: str | None = strawberry.field(default=None, description="Words in names or email.")
-    owner_ids: list[relay.GlobalID] | None = None
-    account_id: relay.GlobalID | None = None
+    owner_ids: list[strawberry.ID] | None = None
+    account_id: strawberry.ID | None = None
     lifecycle_stages: list[LifecycleStage] | None = None
     updated_since: datetime | None = None
 
@@ -115,21 +115,21 @@ class CreateContactInput:
     email: str | None = None
     phone: str | None = None
     title: str | None = None
-    account_id: relay.GlobalID | None = None
-    owner_id: relay.GlobalID | None = None
+    account_id: strawberry.ID | None = None
+    owner_id: strawberry.ID | None = None
     lifecycle_stage: LifecycleStage | None = None
 
 
 @strawberry.input(description="Changes to a contact; omitted fields stay as they are.")
 class UpdateContactInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     first_name: str | None = UNSET
     last_name: str | None = UNSET
     email: str | None = UNSET
     phone: str | None = UNSET
     title: str | None = UNSET
-    account_id: relay.GlobalID | None = UNSET
-    owner_id: relay.GlobalID | None = UNSET
+    account_id: strawberry.ID | None = UNSET
+    owner_id: strawberry.ID | None = UNSET
     lifecycle_stage: LifecycleStage | None = UNSET
 
 
@@ -194,6 +194,6 @@ class ContactMutations:
         description="Delete a contact. It stops being the primary contact or a participant of "
         "leads and opportunities, and is kept with a deletion time for syncing partners."
     )
-    async def delete_contact(self, info: Info, id: relay.GlobalID) -> Contact:
+    async def delete_contact(self, info: Info, id: strawberry.ID) -> Contact:
         row = await contacts.delete_contact(context(info), pk_of(id, "id", "Contact"))
         return Contact.from_row(row)

@@ -177,15 +177,15 @@ def deal_from_row(kind: DealKind, row: Any) -> Deal:
     return Opportunity.from_row(row)
 
 
-def deal_ref(value: relay.GlobalID, field: str = "recordId") -> tuple[DealKind, int]:
+def deal_ref(value: strawberry.ID, field: str = "recordId") -> tuple[DealKind, int]:
     type_name, pk = decode_id(value, field, *DEAL_TYPES)
     return KINDS[type_name], pk
 
 
 @strawberry.input(description="A contact to add as a participant of a lead or opportunity.")
 class AddParticipantInput:
-    record_id: relay.GlobalID = strawberry.field(description="A Lead or Opportunity id.")
-    contact_id: relay.GlobalID
+    record_id: strawberry.ID = strawberry.field(description="A Lead or Opportunity id.")
+    contact_id: strawberry.ID
     role: str | None = strawberry.field(default=None, description='For example "CFO".')
 
 
@@ -196,7 +196,7 @@ class DealMutations:
         "A participant promoted to primary contact stops being a participant."
     )
     async def set_primary_contact(
-        self, info: Info, record_id: relay.GlobalID, contact_id: relay.GlobalID | None
+        self, info: Info, record_id: strawberry.ID, contact_id: strawberry.ID | None
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         contact = None if contact_id is None else pk_of(contact_id, "contactId", "Contact")
@@ -211,7 +211,7 @@ class DealMutations:
 
     @strawberry.mutation(description="Remove a participant.")
     async def remove_participant(
-        self, info: Info, record_id: relay.GlobalID, contact_id: relay.GlobalID
+        self, info: Info, record_id: strawberry.ID, contact_id: strawberry.ID
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         contact = pk_of(contact_id, "contactId", "Contact")
@@ -219,7 +219,7 @@ class DealMutations:
 
     @strawberry.mutation(description="Make a user of the organization follow a record (editors).")
     async def add_follower(
-        self, info: Info, record_id: relay.GlobalID, user_id: relay.GlobalID
+        self, info: Info, record_id: strawberry.ID, user_id: strawberry.ID
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         user = pk_of(user_id, "userId", "User")
@@ -227,23 +227,23 @@ class DealMutations:
 
     @strawberry.mutation(description="Stop a user following a record (editors).")
     async def remove_follower(
-        self, info: Info, record_id: relay.GlobalID, user_id: relay.GlobalID
+        self, info: Info, record_id: strawberry.ID, user_id: strawberry.ID
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         user = pk_of(user_id, "userId", "User")
         return deal_from_row(kind, await deals.remove_follower(context(info), kind, pk, user))
 
     @strawberry.mutation(description="Follow a record the viewer can read.")
-    async def follow_record(self, info: Info, record_id: relay.GlobalID) -> Deal:
+    async def follow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
         kind, pk = deal_ref(record_id)
         return deal_from_row(kind, await deals.follow_record(context(info), kind, pk))
 
     @strawberry.mutation(description="Stop following a record.")
-    async def unfollow_record(self, info: Info, record_id: relay.GlobalID) -> Deal:
+    async def unfollow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
         kind, pk = deal_ref(record_id)
         return deal_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
 
     @strawberry.mutation(description="Comment on a record the viewer can read.")
-    async def add_comment(self, info: Info, record_id: relay.GlobalID, body: str) -> Comment:
+    async def add_comment(self, info: Info, record_id: strawberry.ID, body: str) -> Comment:
         kind, pk = deal_ref(record_id)
         return Comment.from_row(await deals.add_comment(context(info), kind, pk, body))

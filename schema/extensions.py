@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.extensions import SchemaExtension
 
 from observability import GRAPHQL_OPERATIONS
@@ -46,6 +47,18 @@ class ErrorCodes(SchemaExtension):
         original = error.original_error
         if isinstance(original, ApiError):
             return error
+        if isinstance(original, StrawberryInputCoercionError):
+            # An argument Strawberry could not convert before calling the resolver. (Ids are
+            # plain ID strings that our resolvers decode, naming the field; this is the rest.)
+            return GraphQLError(
+                error.message,
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                None,
+                {"code": ErrorCode.BAD_USER_INPUT.value},
+            )
         if error.path is None:
             # Raised before execution: syntax, validation, variable coercion, limits.
             code = (

@@ -80,9 +80,9 @@ class LeadOrder:
 @strawberry.input(description="Filters on leads; all given ones must match.")
 class LeadFilter:
     search: str | None = strawberry.field(default=None, description="Words in the title.")
-    owner_ids: list[relay.GlobalID] | None = None
-    account_id: relay.GlobalID | None = None
-    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
+    owner_ids: list[strawberry.ID] | None = None
+    account_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
     statuses: list[LeadStatus] | None = None
     sources: list[str] | None = None
     visibility: Visibility | None = None
@@ -97,15 +97,15 @@ class CreateLeadInput:
     status: LeadStatus | None = None
     estimated_amount: Decimal | None = None
     currency: str = "USD"
-    account_id: relay.GlobalID | None = None
-    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
-    owner_id: relay.GlobalID | None = None
+    account_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
 
 
 @strawberry.input(description="Changes to a lead; omitted fields stay as they are.")
 class UpdateLeadInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     expected_version: int | None = strawberry.field(
         default=None, description="When given and stale, the update fails with CONFLICT."
     )
@@ -114,9 +114,9 @@ class UpdateLeadInput:
     status: LeadStatus | None = UNSET
     estimated_amount: Decimal | None = UNSET
     currency: str | None = UNSET
-    account_id: relay.GlobalID | None = UNSET
-    contact_id: relay.GlobalID | None = UNSET
-    owner_id: relay.GlobalID | None = UNSET
+    account_id: strawberry.ID | None = UNSET
+    contact_id: strawberry.ID | None = UNSET
+    owner_id: strawberry.ID | None = UNSET
     visibility: Visibility | None = UNSET
 
 
@@ -172,5 +172,5 @@ class LeadMutations:
     @strawberry.mutation(
         description="Delete a lead (editors). It is kept with a deletion time for syncing partners."
     )
-    async def delete_lead(self, info: Info, id: relay.GlobalID) -> Lead:
+    async def delete_lead(self, info: Info, id: strawberry.ID) -> Lead:
         return Lead.from_row(await deals.delete_deal(context(info), LEAD, pk_of(id, "id", "Lead")))

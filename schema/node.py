@@ -84,7 +84,7 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
 MAX_NODES = 100
 
 
-async def resolve_node(info: Info, value: relay.GlobalID | str, field: str) -> relay.Node:
+async def resolve_node(info: Info, value: str, field: str) -> relay.Node:
     context(info).require_viewer()
     type_name, pk = decode_id(value, field)
     resolver = RESOLVERS.get(type_name)

@@ -101,10 +101,10 @@ class OpportunityOrder:
 @strawberry.input(description="Filters on opportunities; all given ones must match.")
 class OpportunityFilter:
     search: str | None = strawberry.field(default=None, description="Words in the name.")
-    owner_ids: list[relay.GlobalID] | None = None
-    account_id: relay.GlobalID | None = None
-    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
-    stage_ids: list[relay.GlobalID] | None = None
+    owner_ids: list[strawberry.ID] | None = None
+    account_id: strawberry.ID | None = None
+    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    stage_ids: list[strawberry.ID] | None = None
     statuses: list[OpportunityStatus] | None = None
     amount_min: Decimal | None = None
     amount_max: Decimal | None = None
@@ -119,34 +119,34 @@ class OpportunityFilter:
                   "the first open stage, the probability to the stage's.")
 class CreateOpportunityInput:
     name: str
-    account_id: relay.GlobalID
+    account_id: strawberry.ID
     expected_close_date: date
     amount: Decimal = Decimal(0)
     currency: str = "USD"
-    stage_id: relay.GlobalID | None = None
+    stage_id: strawberry.ID | None = None
     probability: int | None = None
-    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Primary contact.")
-    owner_id: relay.GlobalID | None = None
+    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
 
 
 @strawberry.input(description="Changes to an opportunity; omitted fields stay as they are.")
 class UpdateOpportunityInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     expected_version: int | None = strawberry.field(
         default=None, description="When given and stale, the update fails with CONFLICT."
     )
     name: str | None = UNSET
-    account_id: relay.GlobalID | None = UNSET
+    account_id: strawberry.ID | None = UNSET
     amount: Decimal | None = UNSET
     currency: str | None = UNSET
-    stage_id: relay.GlobalID | None = UNSET
+    stage_id: strawberry.ID | None = UNSET
     probability: int | None = strawberry.field(
         default=UNSET, description="null goes back to the stage's probability."
     )
     expected_close_date: date | None = UNSET
-    contact_id: relay.GlobalID | None = UNSET
-    owner_id: relay.GlobalID | None = UNSET
+    contact_id: strawberry.ID | None = UNSET
+    owner_id: strawberry.ID | None = UNSET
     visibility: Visibility | None = UNSET
 
 
@@ -228,6 +228,6 @@ class OpportunityMutations:
         description="Delete an opportunity (editors). It is kept with a deletion time for "
         "syncing partners."
     )
-    async def delete_opportunity(self, info: Info, id: relay.GlobalID) -> Opportunity:
+    async def delete_opportunity(self, info: Info, id: strawberry.ID) -> Opportunity:
         row = await deals.delete_deal(context(info), OPPORTUNITY, pk_of(id, "id", "Opportunity"))
         return Opportunity.from_row(row)

@@ -80,7 +80,7 @@ class UserFilter:
     search: str | None = strawberry.field(default=None, description="Words in name or email.")
     roles: list[Role] | None = None
     is_active: bool | None = None
-    manager_id: relay.GlobalID | None = None
+    manager_id: strawberry.ID | None = None
     updated_since: datetime | None = None
 
 
@@ -90,16 +90,16 @@ class CreateUserInput:
     full_name: str
     password: str = strawberry.field(description="At least 10 characters.")
     role: Role = Role.SELLER
-    manager_id: relay.GlobalID | None = None
+    manager_id: strawberry.ID | None = None
 
 
 @strawberry.input(description="Changes to a user (admins only); omitted fields stay as they are.")
 class UpdateUserInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     email: str | None = UNSET
     full_name: str | None = UNSET
     role: Role | None = UNSET
-    manager_id: relay.GlobalID | None = UNSET
+    manager_id: strawberry.ID | None = UNSET
     is_active: bool | None = strawberry.field(
         default=UNSET, description="false deactivates the user and revokes their tokens."
     )
