@@ -34,7 +34,7 @@ async def seed_demo(database_url: str) -> None:
         print(f"  {role.value:<14} {name:<12} {email}")
     print(
         '  mutation { login(email: "admin@demo.example", password: "demo-password") { token } }\n'
-        '  then send the header  Authorization: Bearer <token>'
+        "  then send the header  Authorization: Bearer <token>"
     )
 
 

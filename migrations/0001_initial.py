@@ -85,7 +85,7 @@ class Migration(migrations.Migration):
                 ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('last_used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'auth_token', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An opaque bearer token. Only its SHA-256 digest is stored (a table comment: no semicolons).'},
+            options={'table': 'auth_token', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An opaque bearer token. Only its SHA-256 digest is stored.'},
             bases=['TimestampedModel'],
         ),
         ops.CreateModel(

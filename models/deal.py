@@ -83,9 +83,7 @@ class Opportunity(SoftDeletedModel):
     probability = fields.IntField()  # percent; defaults from the stage
     probability_overridden = fields.BooleanField(default=False)
     expected_close_date = fields.DateField(db_index=True)
-    status = fields.CharEnumField(
-        OpportunityStatus, max_length=10, default=OpportunityStatus.OPEN
-    )
+    status = fields.CharEnumField(OpportunityStatus, max_length=10, default=OpportunityStatus.OPEN)
     closed_at = fields.DatetimeField(null=True)
     contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
         "models.Contact",

@@ -40,7 +40,9 @@ class User(TimestampedModel):
 
 
 class AuthToken(TimestampedModel):
-    """An opaque bearer token. Only its SHA-256 digest is stored (a table comment: no semicolons)."""
+    """An opaque bearer token. Only its SHA-256 digest is stored."""
+
+    # The docstring is the table comment: Tortoise splits migration SQL on semicolons.
 
     id = fields.IntField(primary_key=True)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(

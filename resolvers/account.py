@@ -11,8 +11,15 @@ from models import Account, Contact, Lead, Opportunity
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.errors import conflict
-from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
-from resolvers.pagination import search_condition
+from resolvers.pagination import (
+    BY_ID,
+    BY_UPDATED_AT,
+    Page,
+    PageRequest,
+    SortKey,
+    paginate,
+    search_condition,
+)
 from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import get_or_not_found, referenced_user, scoped
 

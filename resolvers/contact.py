@@ -11,8 +11,15 @@ from tortoise.transactions import in_transaction
 from models import Contact, Lead, LeadParticipant, Opportunity, OpportunityParticipant
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
-from resolvers.pagination import search_condition
+from resolvers.pagination import (
+    BY_ID,
+    BY_UPDATED_AT,
+    Page,
+    PageRequest,
+    SortKey,
+    paginate,
+    search_condition,
+)
 from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import get_or_not_found, referenced_account, referenced_user, scoped
 

@@ -62,7 +62,9 @@ async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -
     return row
 
 
-async def get_editable(ctx: RequestContext, kind: DealKind[D], record_id: int, *, lock: bool = False) -> D:
+async def get_editable(
+    ctx: RequestContext, kind: DealKind[D], record_id: int, *, lock: bool = False
+) -> D:
     query = scoped(ctx, kind.model).filter(id=record_id)
     if lock:
         query = query.select_for_update()
@@ -164,7 +166,9 @@ async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, u
         return row
 
 
-async def remove_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
+async def remove_follower(
+    ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int
+) -> D:
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
         await referenced_user(ctx, user_id, "userId")
@@ -211,7 +215,9 @@ async def list_comments(
     return await paginate(query, page, BY_ID, descending=True)
 
 
-async def clean_common(ctx: RequestContext, values: dict[str, Any], row: D | None) -> dict[str, Any]:
+async def clean_common(
+    ctx: RequestContext, values: dict[str, Any], row: D | None
+) -> dict[str, Any]:
     """Owner, account, primary contact and visibility, as leads and opportunities take them."""
     cleaned: dict[str, Any] = {}
     owner_id = values.get("owner_id")

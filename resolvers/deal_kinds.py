@@ -17,7 +17,6 @@ from models import (
     OpportunityParticipant,
 )
 
-
 D = TypeVar("D", Lead, Opportunity)
 
 

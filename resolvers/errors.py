@@ -44,5 +44,7 @@ def conflict(message: str, **extra: Any) -> ApiError:
     return ApiError(ErrorCode.CONFLICT, message, **extra)
 
 
-def unauthenticated(message: str = "Sign in first: send Authorization: Bearer <token>.") -> ApiError:
+def unauthenticated(
+    message: str = "Sign in first: send Authorization: Bearer <token>.",
+) -> ApiError:
     return ApiError(ErrorCode.UNAUTHENTICATED, message)

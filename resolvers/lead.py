@@ -60,5 +60,7 @@ async def update_lead(
         row = await get_editable(ctx, LEAD, lead_id, lock=True)
         cleaned = await _clean(ctx, values, row)
         if cleaned.get("contact_id") is not None:
-            await LEAD.participant.filter(record_id=row.id, contact_id=cleaned["contact_id"]).delete()
+            await LEAD.participant.filter(
+                record_id=row.id, contact_id=cleaned["contact_id"]
+            ).delete()
         return await save_versioned(LEAD, row, cleaned, expected_version)

@@ -14,8 +14,16 @@ from resolvers.context import RequestContext
 from resolvers.deal import clean_common, filter_deals, get_editable, readable_deals, save_versioned
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input
-from resolvers.pagination import BY_DATE, BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey
-from resolvers.pagination import integer_key, paginate
+from resolvers.pagination import (
+    BY_DATE,
+    BY_ID,
+    BY_UPDATED_AT,
+    Page,
+    PageRequest,
+    SortKey,
+    integer_key,
+    paginate,
+)
 from resolvers.records import referenced
 
 OPPORTUNITY_ORDER = {
@@ -34,9 +42,13 @@ async def list_opportunities(
     if filters.get("stage_ids"):
         query = query.filter(stage_id__in=filters["stage_ids"])
     if filters.get("amount_min") is not None:
-        query = query.filter(amount_cents__gte=validation.amount_cents(filters["amount_min"], "amountMin"))
+        query = query.filter(
+            amount_cents__gte=validation.amount_cents(filters["amount_min"], "amountMin")
+        )
     if filters.get("amount_max") is not None:
-        query = query.filter(amount_cents__lte=validation.amount_cents(filters["amount_max"], "amountMax"))
+        query = query.filter(
+            amount_cents__lte=validation.amount_cents(filters["amount_max"], "amountMax")
+        )
     if filters.get("close_date_from") is not None:
         query = query.filter(expected_close_date__gte=filters["close_date_from"])
     if filters.get("close_date_to") is not None:

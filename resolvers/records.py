@@ -31,7 +31,13 @@ async def get_or_not_found(ctx: RequestContext, model: type[M], record_id: int, 
 
 
 async def referenced(
-    ctx: RequestContext, model: type[M], record_id: int, field: str, what: str, *, lock: bool = False
+    ctx: RequestContext,
+    model: type[M],
+    record_id: int,
+    field: str,
+    what: str,
+    *,
+    lock: bool = False,
 ) -> M:
     """A row named in an input (accountId, contactId...): a bad input when it is not there."""
     query = scoped(ctx, model).filter(id=record_id)

@@ -15,7 +15,11 @@ from resolvers.pagination import BY_ID, Page, PageRequest, SortKey, paginate, se
 from resolvers.permissions import require_admin
 from resolvers.records import get_or_not_found, referenced_user, scoped
 
-USER_ORDER = {"CREATED_AT": BY_ID, "NAME": SortKey("NAME", "full_name"), "EMAIL": SortKey("EMAIL", "email")}
+USER_ORDER = {
+    "CREATED_AT": BY_ID,
+    "NAME": SortKey("NAME", "full_name"),
+    "EMAIL": SortKey("EMAIL", "email"),
+}
 
 
 async def list_users(

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from schema.opportunity import Opportunity, OpportunityFilter, OpportunityOrder
 
 
-
 @strawberry.type(description="A client company.")
 class Account(relay.Node):
     id: relay.NodeID[int]

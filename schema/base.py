@@ -128,7 +128,8 @@ class Connection(Generic[T]):
 
 def connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
     edges = [
-        Edge(cursor=cursor, node=convert(row)) for row, cursor in zip(page.rows, page.cursors, strict=True)
+        Edge(cursor=cursor, node=convert(row))
+        for row, cursor in zip(page.rows, page.cursors, strict=True)
     ]
     return Connection(
         edges=edges,

@@ -24,9 +24,13 @@ AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")
 
 
-@strawberry.type(description="A contact involved in a lead or opportunity besides its primary contact.")
+@strawberry.type(
+    description="A contact involved in a lead or opportunity besides its primary contact."
+)
 class Participant:
-    role: str | None = strawberry.field(description='What the contact does in the deal, e.g. "CFO".')
+    role: str | None = strawberry.field(
+        description='What the contact does in the deal, e.g. "CFO".'
+    )
     added_at: datetime
     contact_id: strawberry.Private[int]
 
@@ -200,7 +204,9 @@ class DealMutations:
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         contact = None if contact_id is None else pk_of(contact_id, "contactId", "Contact")
-        return deal_from_row(kind, await deals.set_primary_contact(context(info), kind, pk, contact))
+        return deal_from_row(
+            kind, await deals.set_primary_contact(context(info), kind, pk, contact)
+        )
 
     @strawberry.mutation(description="Add a participant (not the primary contact, not twice).")
     async def add_participant(self, info: Info, input: AddParticipantInput) -> Deal:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import Enum
 
 import strawberry
-from strawberry import UNSET, relay
+from strawberry import UNSET
 
 from models import Lead as LeadRow
 from models import LeadStatus, Visibility
@@ -82,7 +82,9 @@ class LeadFilter:
     search: str | None = strawberry.field(default=None, description="Words in the title.")
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
-    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    contact_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Primary contact."
+    )
     statuses: list[LeadStatus] | None = None
     sources: list[str] | None = None
     visibility: Visibility | None = None
@@ -98,7 +100,9 @@ class CreateLeadInput:
     estimated_amount: Decimal | None = None
     currency: str = "USD"
     account_id: strawberry.ID | None = None
-    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    contact_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Primary contact."
+    )
     owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
 

@@ -60,7 +60,9 @@ async def _organization(info: Info, pk: int) -> Any:
 
 async def _comment(info: Info, pk: int) -> Any:
     ctx = context(info)
-    row = await CommentRow.filter(id=pk, organization_id=ctx.require_viewer().organization_id).first()
+    row = await CommentRow.filter(
+        id=pk, organization_id=ctx.require_viewer().organization_id
+    ).first()
     if row is None:
         return None
     kind, record_id = (
@@ -111,5 +113,3 @@ class NodeQueries:
         if len(ids) > MAX_NODES:
             raise bad_input("ids", f"At most {MAX_NODES} ids at a time.")
         return [resolve_node(info, value, f"ids.{index}") for index, value in enumerate(ids)]  # type: ignore[misc]
-
-

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import Enum
 
 import strawberry
-from strawberry import UNSET, relay
+from strawberry import UNSET
 
 from models import Opportunity as OpportunityRow
 from models import OpportunityStatus, Visibility
@@ -103,7 +103,9 @@ class OpportunityFilter:
     search: str | None = strawberry.field(default=None, description="Words in the name.")
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
-    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    contact_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Primary contact."
+    )
     stage_ids: list[strawberry.ID] | None = None
     statuses: list[OpportunityStatus] | None = None
     amount_min: Decimal | None = None
@@ -115,8 +117,10 @@ class OpportunityFilter:
     updated_since: datetime | None = None
 
 
-@strawberry.input(description="A new opportunity. The owner defaults to the viewer, the stage to "
-                  "the first open stage, the probability to the stage's.")
+@strawberry.input(
+    description="A new opportunity. The owner defaults to the viewer, the stage to "
+    "the first open stage, the probability to the stage's."
+)
 class CreateOpportunityInput:
     name: str
     account_id: strawberry.ID
@@ -125,7 +129,9 @@ class CreateOpportunityInput:
     currency: str = "USD"
     stage_id: strawberry.ID | None = None
     probability: int | None = None
-    contact_id: strawberry.ID | None = strawberry.field(default=None, description="Primary contact.")
+    contact_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Primary contact."
+    )
     owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
 
@@ -221,7 +227,9 @@ class OpportunityMutations:
         values = values_of(input, OPPORTUNITY_IDS)
         opportunity_id = pk_of(values.pop("id"), "id", "Opportunity")
         expected = values.pop("expected_version", None)
-        row = await opportunities.update_opportunity(context(info), opportunity_id, values, expected)
+        row = await opportunities.update_opportunity(
+            context(info), opportunity_id, values, expected
+        )
         return Opportunity.from_row(row)
 
     @strawberry.mutation(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+
 import strawberry
 from strawberry import UNSET, relay
 
@@ -139,7 +140,9 @@ class UserQueries:
 class UserMutations:
     @strawberry.mutation(description="Add a user to the viewer's organization (admins only).")
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
-        manager_id = None if input.manager_id is None else pk_of(input.manager_id, "managerId", "User")
+        manager_id = (
+            None if input.manager_id is None else pk_of(input.manager_id, "managerId", "User")
+        )
         row = await users.create_user(
             context(info),
             email=input.email,
@@ -159,9 +162,7 @@ class UserMutations:
         return User.from_row(await users.update_user(context(info), user_id, values))
 
     @strawberry.mutation(description="Change the viewer's own password.")
-    async def change_password(
-        self, info: Info, current_password: str, new_password: str
-    ) -> User:
+    async def change_password(self, info: Info, current_password: str, new_password: str) -> User:
         ctx = context(info)
         await users.change_password(ctx, current_password, new_password)
         return User.from_row(ctx.require_viewer())
