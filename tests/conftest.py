@@ -33,7 +33,9 @@ from manage import migrate
 from server import create_app
 from tests.helpers import Api, Org, new_org
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 # One database per pytest process: Tortoise keeps the SQL dialect of its first init for the life
 # of a process, so `make test` runs the suite once on SQLite and once on PostgreSQL.
 DATABASE = os.environ.get("TEST_DATABASE", "sqlite")

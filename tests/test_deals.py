@@ -95,7 +95,9 @@ async def test_primary_contact_participants_and_default_recipient(org):
             ADD_PARTICIPANT, input={"recordId": record["id"], "contactId": it["id"]}
         )
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
-        removed = await org.seller.api.data(REMOVE_PARTICIPANT, record=record["id"], contact=it["id"])
+        removed = await org.seller.api.data(
+            REMOVE_PARTICIPANT, record=record["id"], contact=it["id"]
+        )
         assert removed["removeParticipant"]["participants"] == []
         await org.seller.api.data(SET_PRIMARY, record=record["id"], contact=None)
         assert (await detail(org.seller, record["id"]))["contact"] is None
@@ -196,7 +198,9 @@ async def test_stale_version_is_a_conflict_and_writes_nothing(org):
 async def test_role_changes_bump_the_version(org):
     opportunity = await create_opportunity(org.seller)
     contact = await create_contact(org.seller)
-    changed = await org.seller.api.data(SET_PRIMARY, record=opportunity["id"], contact=contact["id"])
+    changed = await org.seller.api.data(
+        SET_PRIMARY, record=opportunity["id"], contact=contact["id"]
+    )
     assert changed["setPrimaryContact"]["version"] == opportunity["version"] + 1
 
 

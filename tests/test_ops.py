@@ -53,13 +53,17 @@ async def test_cors_allows_configured_origins_only(http):
     allowed = await http.options("/graphql", headers={"origin": ORIGIN, **preflight})
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
-    refused = await http.options("/graphql", headers={"origin": "https://evil.example", **preflight})
+    refused = await http.options(
+        "/graphql", headers={"origin": "https://evil.example", **preflight}
+    )
     assert "access-control-allow-origin" not in refused.headers
 
 
 async def test_depth_alias_and_token_limits(org):
-    deep = "{ viewer { manager { manager { manager { manager { manager { manager { manager " \
+    deep = (
+        "{ viewer { manager { manager { manager { manager { manager { manager { manager "
         "{ manager { manager { manager { manager { manager { id } } } } } } } } } } } } } }"
+    )
     error = await org.admin.api.error(deep)
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "depth" in error["message"]

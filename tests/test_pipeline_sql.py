@@ -1,4 +1,4 @@
-"""The frontend's pipeline query runs a constant number of SQL statements, whatever the page size."""
+"""The frontend's pipeline query runs a constant number of SQL statements, whatever its size."""
 
 from __future__ import annotations
 
