@@ -44,9 +44,14 @@ def filter_deals(
         query = query.filter(contact_id=filters["contact_id"])
     if filters.get("statuses"):
         query = query.filter(status__in=filters["statuses"])
-    if filters.get("followed_by_viewer"):
-        followed = kind.follower.filter(user_id=ctx.require_viewer().id).values("record_id")
-        query = query.filter(id__in=Subquery(followed))
+    if filters.get("followed_by_viewer") is not None:
+        followed = Subquery(
+            kind.follower.filter(user_id=ctx.require_viewer().id).values("record_id")
+        )
+        if filters["followed_by_viewer"]:
+            query = query.filter(id__in=followed)
+        else:
+            query = query.exclude(id__in=followed)
     if filters.get("visibility") is not None:
         query = query.filter(visibility=filters["visibility"])
     if filters.get("updated_since") is not None:

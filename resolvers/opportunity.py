@@ -43,11 +43,11 @@ async def list_opportunities(
         query = query.filter(stage_id__in=filters["stage_ids"])
     if filters.get("amount_min") is not None:
         query = query.filter(
-            amount_cents__gte=validation.amount_cents(filters["amount_min"], "amountMin")
+            amount_cents__gte=validation.amount_cents(filters["amount_min"], "filter.amountMin")
         )
     if filters.get("amount_max") is not None:
         query = query.filter(
-            amount_cents__lte=validation.amount_cents(filters["amount_max"], "amountMax")
+            amount_cents__lte=validation.amount_cents(filters["amount_max"], "filter.amountMax")
         )
     if filters.get("close_date_from") is not None:
         query = query.filter(expected_close_date__gte=filters["close_date_from"])

@@ -33,6 +33,9 @@ from manage import migrate
 from server import create_app
 from tests.helpers import Api, Org, new_org
 
+# tests.paging holds assertions of its own: let pytest explain their failures.
+pytest.register_assert_rewrite("tests.paging")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )

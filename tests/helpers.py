@@ -77,6 +77,16 @@ CREATE_LEAD = """
 mutation($input: CreateLeadInput!) {
   createLead(input: $input) { id title status version visibility owner { id } contact { id } }
 }"""
+UPDATE = {
+    name: f"""mutation($input: Update{name}Input!) {{
+  update{name}(input: $input) {{ id updatedAt }}
+}}"""
+    for name in ("User", "Account", "Contact", "Lead", "Opportunity")
+}
+DELETE = {
+    name: f"mutation($id: ID!) {{ delete{name}(id: $id) {{ id deletedAt }} }}"
+    for name in ("Account", "Contact", "Lead", "Opportunity")
+}
 
 
 def unique_email(prefix: str = "user") -> str:
