@@ -215,6 +215,4 @@ class Comment(TimestampedModel):
         return f"comment {self.id} by user {self.author_id}"
 
 
-AnyParticipant = LeadParticipant | OpportunityParticipant
-AnyFollower = LeadFollower | OpportunityFollower
 Deal = Lead | Opportunity

@@ -70,10 +70,6 @@ BY_DATE = {
 }
 
 
-def text_key(name: str, field: str) -> SortKey:
-    return SortKey(name, field)
-
-
 def integer_key(name: str, field: str) -> SortKey:
     return SortKey(name, field, _integer)
 

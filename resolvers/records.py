@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
@@ -59,10 +59,3 @@ async def referenced_account(ctx: RequestContext, account_id: int, field: str) -
 
 async def referenced_contact(ctx: RequestContext, contact_id: int, field: str) -> Contact:
     return await referenced(ctx, Contact, contact_id, field, "contact")
-
-
-def provided(values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of an update that the client actually sent."""
-    from strawberry import UNSET
-
-    return {name: value for name, value in values.items() if value is not UNSET}

@@ -31,10 +31,6 @@ _PK_RE = re.compile(r"-?[0-9]{1,10}")
 _MAX_PK = 2**31 - 1
 
 
-def to_global_id(type_name: str, pk: int) -> str:
-    return relay.to_base64(type_name, pk)
-
-
 def decode_id(value: str, field: str, *type_names: str) -> tuple[str, int]:
     """The (type name, primary key) of a global id, which must be of one of `type_names`.
 
