@@ -113,6 +113,8 @@ def create_app(config: Settings = settings) -> Starlette:
 
 def main() -> None:
     configure_logging(settings.log_level)
+    ide = " (GraphiQL in a browser)" if settings.graphiql else ""
+    print(f"Serving http://{settings.host}:{settings.port}/graphql{ide}", flush=True)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
