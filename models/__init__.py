@@ -14,6 +14,7 @@ from models.deal import (
     OpportunityStatus,
     Visibility,
 )
+from models.event import Event, EventKind, Notification
 from models.organization import DEFAULT_STAGES, Organization, PipelineStage
 from models.user import AuthToken, Role, User
 
@@ -23,11 +24,14 @@ __all__ = [
     "AuthToken",
     "Comment",
     "Contact",
+    "Event",
+    "EventKind",
     "Lead",
     "LeadFollower",
     "LeadParticipant",
     "LeadStatus",
     "LifecycleStage",
+    "Notification",
     "Opportunity",
     "OpportunityFollower",
     "OpportunityParticipant",

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import F, Subquery
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models import Contact, Lead, LeadParticipant, Opportunity, OpportunityParticipant
+from models import Contact, EventKind
 from resolvers import validation
 from resolvers.context import RequestContext
+from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
+from resolvers.events import describe, record_event
 from resolvers.pagination import (
     BY_ID,
     BY_UPDATED_AT,
@@ -102,18 +104,26 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
         contact = await get_or_not_found(ctx, Contact, contact_id, "contact")
         await require_edit(ctx, contact.owner_id, "contact")
         now = datetime.now(UTC)
-        for model in (Lead, Opportunity):
-            await model.filter(contact_id=contact.id).update(
-                contact_id=None, updated_at=now, version=F("version") + 1
+        changed: list[tuple[DealKind[Any], int, EventKind, dict[str, Any]]] = []
+        kinds: tuple[DealKind[Any], ...] = (LEAD, OPPORTUNITY)
+        for kind in kinds:
+            primary_of: list[int] = await kind.model.filter(contact_id=contact.id).values_list(
+                "id", flat=True
             )
-        for model, link in ((Lead, LeadParticipant), (Opportunity, OpportunityParticipant)):
-            # Losing a participant changes the record too (as removeParticipant does): a new
-            # update time for syncing partners and a new version for CONFLICT checks.
-            involved = link.filter(contact_id=contact.id).values("record_id")
-            await model.filter(id__in=Subquery(involved)).update(
-                updated_at=now, version=F("version") + 1
-            )
-            await link.filter(contact_id=contact.id).delete()
+            links = await kind.participant.filter(contact_id=contact.id).values("record_id")
+            participant_of = [link["record_id"] for link in links]
+            await kind.model.filter(contact_id=contact.id).update(contact_id=None)
+            await kind.participant.filter(contact_id=contact.id).delete()
+            # Losing a role changes the record too (as removeParticipant does): a new update
+            # time for syncing partners, a new version for CONFLICT checks, and an event.
+            touched = {*primary_of, *participant_of}
+            await kind.model.filter(id__in=touched).update(updated_at=now, version=F("version") + 1)
+            unset = describe({"contact_id": (contact.id, None)})
+            ref = {"contactId": unset["contactId"]["old"]}
+            changed += [(kind, pk, EventKind.PRIMARY_CONTACT_SET, unset) for pk in primary_of]
+            changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED, ref) for pk in participant_of]
         contact.deleted_at = now
         await contact.save(update_fields=["deleted_at", "updated_at"])
+        for kind, pk, event_kind, details in changed:
+            await record_event(ctx, kind, pk, event_kind, details)
         return contact

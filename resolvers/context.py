@@ -22,6 +22,8 @@ class RequestContext:
     # The viewer's reports, transitively; filled on first use by resolvers.permissions.
     team_ids: set[int] | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
+    # Events this request wrote, to publish once their transaction has committed.
+    written_events: list[Any] = field(default_factory=list)
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from strawberry import relay
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import Comment, Contact, User
+from models import Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import D, DealKind
 from resolvers.errors import bad_input, conflict, not_found
+from resolvers.events import describe, record_event
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import (
     can_read_deal,
@@ -102,6 +104,7 @@ async def delete_deal(ctx: RequestContext, kind: DealKind[D], record_id: int) ->
         row = await get_editable(ctx, kind, record_id, lock=True)
         row.deleted_at = datetime.now(UTC)
         await row.save(update_fields=["deleted_at", "updated_at"])
+        await record_event(ctx, kind, row.id, EventKind.DELETED)
         return row
 
 
@@ -115,9 +118,11 @@ async def set_primary_contact(
             # The primary contact is never also a participant: promoting one moves them.
             await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
         if row.contact_id != contact_id:
+            diff = {"contact_id": (row.contact_id, contact_id)}
             row.contact_id = contact_id
             await row.save(update_fields=["contact_id", "updated_at"])
             await touch(ctx, kind, row)
+            await record_event(ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, describe(diff))
         return row
 
 
@@ -134,6 +139,8 @@ async def add_participant(
             raise bad_input("contactId", "This contact is a participant already.")
         await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
         await touch(ctx, kind, row)
+        details = {**_contact_ref(contact.id), "role": label}
+        await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_ADDED, details)
         return row
 
 
@@ -146,6 +153,9 @@ async def remove_participant(
         if not removed:
             raise bad_input("contactId", "This contact is not a participant.")
         await touch(ctx, kind, row)
+        await record_event(
+            ctx, kind, row.id, EventKind.PARTICIPANT_REMOVED, _contact_ref(contact_id)
+        )
         return row
 
 
@@ -154,11 +164,13 @@ async def _follow(ctx: RequestContext, kind: DealKind[D], row: D, user: User) ->
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
         await kind.follower.create(record_id=row.id, user_id=user.id)
         await touch(ctx, kind, row)
+        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_ADDED, _user_ref(user.id))
 
 
 async def _unfollow(ctx: RequestContext, kind: DealKind[D], row: D, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
         await touch(ctx, kind, row)
+        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, _user_ref(user_id))
 
 
 async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
@@ -209,6 +221,8 @@ async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, bo
             organization_id=viewer.organization_id, author_id=viewer.id, body=text, **target
         )
         await touch(ctx, kind, row)
+        details = {"commentId": relay.to_base64("Comment", comment.id), "body": text}
+        await record_event(ctx, kind, row.id, EventKind.COMMENT_ADDED, details)
         return comment
 
 
@@ -245,10 +259,40 @@ async def clean_common(
     return cleaned
 
 
+def _contact_ref(contact_id: int) -> dict[str, str]:
+    return {"contactId": relay.to_base64("Contact", contact_id)}
+
+
+def _user_ref(user_id: int) -> dict[str, str]:
+    return {"userId": relay.to_base64("User", user_id)}
+
+
+async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str, Any]) -> D:
+    """Create a lead or opportunity and log it, with its initial values, in one transaction."""
+    viewer = ctx.require_viewer()
+    async with in_transaction():
+        row = await kind.model.create(organization_id=viewer.organization_id, **cleaned)
+        initial = describe({name: (None, value) for name, value in cleaned.items()})
+        await record_event(ctx, kind, row.id, EventKind.CREATED, initial)
+        return row
+
+
+def _update_kind(diff: dict[str, tuple[Any, Any]]) -> EventKind:
+    status = diff.get("status", (None, None))[1]
+    if status in (OpportunityStatus.WON, OpportunityStatus.LOST):
+        return EventKind.WON if status == OpportunityStatus.WON else EventKind.LOST
+    return EventKind.STAGE_CHANGED if "stage_id" in diff else EventKind.UPDATED
+
+
 async def save_versioned(
-    kind: DealKind[D], row: D, cleaned: dict[str, Any], expected_version: int | None
+    ctx: RequestContext,
+    kind: DealKind[D],
+    row: D,
+    cleaned: dict[str, Any],
+    expected_version: int | None,
 ) -> D:
-    """Write the changed fields unless someone else wrote first: a stale version is a CONFLICT."""
+    """Write the changed fields unless someone else wrote first (a stale version is a CONFLICT),
+    and log the change with each field's old and new value."""
     if expected_version is not None and expected_version != row.version:
         raise conflict(
             f"This {kind.label} was changed by someone else (version {row.version}, "
@@ -264,5 +308,7 @@ async def save_versioned(
     )
     if written != 1:
         raise conflict(f"This {kind.label} was changed concurrently: reload it and try again.")
+    diff = {name: (getattr(row, name), value) for name, value in changes.items()}
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
+    await record_event(ctx, kind, row.id, _update_kind(diff), describe(diff))
     return row

@@ -9,7 +9,14 @@ from tortoise.transactions import in_transaction
 from models import Lead, LeadStatus
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal import clean_common, filter_deals, get_editable, readable_deals, save_versioned
+from resolvers.deal import (
+    clean_common,
+    create_deal,
+    filter_deals,
+    get_editable,
+    readable_deals,
+    save_versioned,
+)
 from resolvers.deal_kinds import LEAD
 from resolvers.errors import bad_input
 from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
@@ -50,7 +57,7 @@ async def create_lead(ctx: RequestContext, values: dict[str, Any]) -> Lead:
     viewer = ctx.require_viewer()
     cleaned = await _clean(ctx, values, None)
     cleaned.setdefault("owner_id", viewer.id)
-    return await Lead.create(organization_id=viewer.organization_id, **cleaned)
+    return await create_deal(ctx, LEAD, cleaned)
 
 
 async def update_lead(
@@ -63,4 +70,4 @@ async def update_lead(
             await LEAD.participant.filter(
                 record_id=row.id, contact_id=cleaned["contact_id"]
             ).delete()
-        return await save_versioned(LEAD, row, cleaned, expected_version)
+        return await save_versioned(ctx, LEAD, row, cleaned, expected_version)

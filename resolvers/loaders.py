@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
-from models import Account, Contact, PipelineStage, User
+from models import Account, Contact, Event, PipelineStage, User
 
 if TYPE_CHECKING:
     from resolvers.deal_kinds import DealKind
@@ -56,6 +56,10 @@ class Loaders:
     @cached_property
     def stage(self) -> DataLoader[int, PipelineStage | None]:
         return self._rows_by_id(PipelineStage, live_only=False)
+
+    @cached_property
+    def event(self) -> DataLoader[int, Event | None]:
+        return self._rows_by_id(Event, live_only=False)
 
     def deal(self, kind: DealKind[Any]) -> DataLoader[int, Any]:
         return self._kind_loader(kind, "deal", lambda: self._rows_by_id(kind.model, live_only=True))

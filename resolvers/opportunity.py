@@ -11,7 +11,14 @@ from tortoise.transactions import in_transaction
 from models import Opportunity, OpportunityStatus, PipelineStage
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal import clean_common, filter_deals, get_editable, readable_deals, save_versioned
+from resolvers.deal import (
+    clean_common,
+    create_deal,
+    filter_deals,
+    get_editable,
+    readable_deals,
+    save_versioned,
+)
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input
 from resolvers.pagination import (
@@ -130,7 +137,7 @@ async def create_opportunity(ctx: RequestContext, values: dict[str, Any]) -> Opp
         raise bad_input("expectedCloseDate", "expectedCloseDate is required.")
     cleaned = await _clean(ctx, {"amount": Decimal(0), **values}, None)
     cleaned.setdefault("owner_id", viewer.id)
-    return await Opportunity.create(organization_id=viewer.organization_id, **cleaned)
+    return await create_deal(ctx, OPPORTUNITY, cleaned)
 
 
 async def update_opportunity(
@@ -143,4 +150,4 @@ async def update_opportunity(
             await OPPORTUNITY.participant.filter(
                 record_id=row.id, contact_id=cleaned["contact_id"]
             ).delete()
-        return await save_versioned(OPPORTUNITY, row, cleaned, expected_version)
+        return await save_versioned(ctx, OPPORTUNITY, row, cleaned, expected_version)

@@ -17,6 +17,7 @@ from schema.account import AccountMutations, AccountQueries
 from schema.auth import AuthMutations
 from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
+from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.node import NodeQueries
@@ -34,6 +35,7 @@ class Query(
     ContactQueries,
     LeadQueries,
     OpportunityQueries,
+    NotificationQueries,
 ):
     pass
 
@@ -47,6 +49,7 @@ class Mutation(
     LeadMutations,
     OpportunityMutations,
     DealMutations,
+    NotificationMutations,
 ):
     pass
 

@@ -19,6 +19,7 @@ from schema.user import User, load_user
 
 if TYPE_CHECKING:
     from schema.account import Account
+    from schema.event import Event
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")
@@ -120,6 +121,25 @@ class Deal(relay.Node):
                 message=f"{contact.full_name()} has no email address.",
             )
         return DefaultRecipient(email=contact.email, contact=contact, reason=None, message=None)
+
+    @strawberry.field(
+        description="Everything that happened to the record, newest first: the audit trail."
+    )
+    async def history(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Annotated[Event, strawberry.lazy("schema.event")]]:
+        from resolvers.notification import list_history
+        from schema.event import Event
+
+        page = await list_history(
+            context(info), self.kind.name, self.id, page_request(first, after, last, before)
+        )
+        return connection(page, Event.from_row)
 
     @strawberry.field(description="Comments, newest first.")
     async def comments(

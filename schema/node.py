@@ -73,6 +73,26 @@ async def _comment(info: Info, pk: int) -> Any:
     return Comment.from_row(row)
 
 
+async def _event(info: Info, pk: int) -> Any:
+    from models import Event as EventRow
+    from resolvers.notification import event_record
+    from schema.event import Event
+
+    ctx = context(info)
+    row = await EventRow.filter(id=pk, organization_id=ctx.require_viewer().organization_id).first()
+    if row is None or await event_record(ctx, row) is None:
+        return None
+    return Event.from_row(row)
+
+
+async def _notification(info: Info, pk: int) -> Any:
+    from models import Notification as NotificationRow
+    from schema.event import Notification
+
+    row = await NotificationRow.filter(id=pk, user_id=context(info).require_viewer().id).first()
+    return None if row is None else Notification.from_row(row)
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": _user,
     "Account": _account,
@@ -82,6 +102,8 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "PipelineStage": _stage,
     "Organization": _organization,
     "Comment": _comment,
+    "Event": _event,
+    "Notification": _notification,
 }
 MAX_NODES = 100
 

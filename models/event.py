@@ -1,0 +1,83 @@
+"""The event log: every change to a lead or opportunity, written in the transaction of the change.
+
+It is the audit trail (`history`), the source of notifications, and what live subscribers replay
+from. Event ids are handed out in commit order (see resolvers/events.py), so "every event after
+id N" never skips one that committed late.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.organization import Organization
+from models.user import User
+
+
+class EventKind(str, Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    STAGE_CHANGED = "STAGE_CHANGED"
+    WON = "WON"
+    LOST = "LOST"
+    CONVERTED = "CONVERTED"
+    DELETED = "DELETED"
+    PRIMARY_CONTACT_SET = "PRIMARY_CONTACT_SET"
+    PARTICIPANT_ADDED = "PARTICIPANT_ADDED"
+    PARTICIPANT_REMOVED = "PARTICIPANT_REMOVED"
+    FOLLOWER_ADDED = "FOLLOWER_ADDED"
+    FOLLOWER_REMOVED = "FOLLOWER_REMOVED"
+    COMMENT_ADDED = "COMMENT_ADDED"
+
+
+class Event(Model):
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="events", on_delete=fields.CASCADE
+    )
+    record_type = fields.CharField(max_length=20)  # "Lead" or "Opportunity"
+    record_id = fields.IntField()
+    kind = fields.CharEnumField(EventKind, max_length=30)
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="events", null=True, on_delete=fields.SET_NULL
+    )
+    # {"field": {"old": ..., "new": ...}} for field updates; details (comment, contact...) else.
+    changes: dict = fields.JSONField(default=dict)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    organization_id: int
+    actor_id: int | None
+
+    class Meta:
+        table = "event"
+        indexes = (("record_type", "record_id", "id"),)
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.record_type} {self.record_id}"
+
+
+class Notification(Model):
+    """One per follower per event, except for the event's actor."""
+
+    id = fields.BigIntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="notifications", on_delete=fields.CASCADE
+    )
+    event: fields.ForeignKeyRelation[Event] = fields.ForeignKeyField(
+        "models.Event", related_name="notifications", on_delete=fields.CASCADE
+    )
+    read_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    user_id: int
+    event_id: int
+
+    class Meta:
+        table = "notification"
+        unique_together = (("user", "event"),)
+        indexes = (("user_id", "read_at"),)
+
+    def __str__(self) -> str:
+        return f"notification {self.id} of user {self.user_id}"

@@ -1,0 +1,103 @@
+"""Writing the event log: one event per change, in the transaction of the change.
+
+Appends are serialized: on PostgreSQL each writer takes a transaction-level advisory lock just
+before inserting its event and keeps it until commit, so event ids become visible in id order and
+a reader asking for "every event after id N" can never miss one that committed late. (SQLite runs
+one write transaction at a time anyway.) The lock is held only for the last statements of a
+mutation: the event, its notifications, then commit.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from strawberry import relay
+from tortoise import connections
+
+from models import Event, EventKind, Notification
+from models.base import from_cents
+from resolvers.context import RequestContext
+from resolvers.deal_kinds import DealKind
+
+EVENT_APPEND_LOCK = 4_711_001  # pg_advisory_xact_lock key of the event log
+
+# Model field -> (API field, how its values are shown in `changes`).
+_ID_FIELDS = {
+    "owner_id": ("ownerId", "User"),
+    "account_id": ("accountId", "Account"),
+    "contact_id": ("contactId", "Contact"),
+    "stage_id": ("stageId", "PipelineStage"),
+}
+_MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
+    """Field-level changes as the API names them: {"amount": {"old": "10.00", "new": ...}}."""
+    described: dict[str, dict[str, Any]] = {}
+    for name, (old, new) in diff.items():
+        if name in ("updated_at", "version", "probability_overridden"):
+            continue
+        if name in _ID_FIELDS:
+            field, type_name = _ID_FIELDS[name]
+            old, new = (
+                None if value is None else relay.to_base64(type_name, value) for value in (old, new)
+            )
+        elif name in _MONEY_FIELDS:
+            field = _MONEY_FIELDS[name]
+            old, new = (
+                str(from_cents(value)) if value is not None else None for value in (old, new)
+            )
+        else:
+            field = _camel(name)
+        described[field] = {"old": _plain(old), "new": _plain(new)}
+    return described
+
+
+async def record_event(
+    ctx: RequestContext,
+    kind: DealKind[Any],
+    record_id: int,
+    event_kind: EventKind,
+    changes: dict[str, Any] | None = None,
+) -> Event:
+    """Append an event and its followers' notifications. Call it last in the transaction."""
+    viewer = ctx.require_viewer()
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query(f"SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK})")
+    event = await Event.create(
+        organization_id=viewer.organization_id,
+        record_type=kind.name,
+        record_id=record_id,
+        kind=event_kind,
+        actor_id=viewer.id,
+        changes=changes or {},
+    )
+    followers = await kind.follower.filter(record_id=record_id).values_list("user_id", flat=True)
+    await Notification.bulk_create(
+        [
+            Notification(user_id=user_id, event_id=event.id)
+            for user_id in followers
+            if user_id != viewer.id
+        ]
+    )
+    ctx.written_events.append(event)
+    return event

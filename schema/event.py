@@ -1,0 +1,129 @@
+"""The event log as the API shows it (history, notifications), and the viewer's notifications."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from models import Event as EventRow
+from models import EventKind
+from models import Notification as NotificationRow
+from resolvers import notification as notifications
+from schema.base import Connection, Info, connection, context, page_request, pks_of
+from schema.user import User
+
+if TYPE_CHECKING:
+    from schema.deal import Deal
+
+DealRef = Annotated["Deal", strawberry.lazy("schema.deal")]
+
+EventKindEnum = strawberry.enum(
+    EventKind,
+    name="EventKind",
+    description="What happened to a lead or opportunity.",
+)
+
+
+@strawberry.type(description="A change, comment or development of a lead or opportunity.")
+class Event(relay.Node):
+    id: relay.NodeID[int]
+    kind: EventKind
+    changes: JSON = strawberry.field(
+        description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
+        "money is a decimal string); for role and comment events, their details."
+    )
+    created_at: datetime
+    record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
+    record_id: strawberry.ID = strawberry.field(description="The record's global id.")
+    actor_id: strawberry.Private[int | None]
+    row: strawberry.Private[EventRow]
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> Event:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            changes=JSON(row.changes),
+            created_at=row.created_at,
+            record_type=row.record_type,
+            record_id=strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
+            actor_id=row.actor_id,
+            row=row,
+        )
+
+    @strawberry.field(description="Who did it.")
+    async def actor(self, info: Info) -> User | None:
+        if self.actor_id is None:
+            return None
+        row = await context(info).loaders.user.load(self.actor_id)
+        return User.from_row(row) if row else None
+
+    @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
+    async def record(self, info: Info) -> DealRef | None:
+        from schema.deal import deal_from_row
+
+        row = await notifications.event_record(context(info), self.row)
+        return None if row is None else deal_from_row(row_kind(self.row), row)
+
+
+def row_kind(row: EventRow) -> Any:
+    from resolvers.deal_kinds import KINDS
+
+    return KINDS[row.record_type]
+
+
+@strawberry.type(description="An event on a record the viewer follows, done by someone else.")
+class Notification(relay.Node):
+    id: relay.NodeID[int]
+    read_at: datetime | None
+    created_at: datetime
+    event_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: NotificationRow) -> Notification:
+        return cls(id=row.id, read_at=row.read_at, created_at=row.created_at, event_id=row.event_id)
+
+    @strawberry.field
+    async def event(self, info: Info) -> Event:
+        row = await context(info).loaders.event.load(self.event_id)
+        assert row is not None
+        return Event.from_row(row)
+
+
+@strawberry.type
+class NotificationQueries:
+    @strawberry.field(description="The viewer's notifications, newest first.")
+    async def notifications(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        unread_only: bool = False,
+    ) -> Connection[Notification]:
+        page = await notifications.list_notifications(
+            context(info), page_request(first, after, last, before), unread_only
+        )
+        return connection(page, Notification.from_row)
+
+    @strawberry.field(description="How many of the viewer's notifications are unread.")
+    async def unread_notification_count(self, info: Info) -> int:
+        return await notifications.unread_count(context(info))
+
+
+@strawberry.type
+class NotificationMutations:
+    @strawberry.mutation(
+        description="Mark the given notifications read, or all of them when `ids` is omitted. "
+        "Returns how many were unread."
+    )
+    async def mark_notifications_read(
+        self, info: Info, ids: list[strawberry.ID] | None = None
+    ) -> int:
+        pks = None if ids is None else pks_of(ids, "ids", "Notification")
+        return await notifications.mark_read(context(info), pks)
