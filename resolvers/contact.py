@@ -12,7 +12,7 @@ from models import Contact, EventKind
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
-from resolvers.events import describe, record_event
+from resolvers.events import describe, record_event, ref
 from resolvers.pagination import (
     BY_ID,
     BY_UPDATED_AT,
@@ -119,9 +119,9 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             touched = {*primary_of, *participant_of}
             await kind.model.filter(id__in=touched).update(updated_at=now, version=F("version") + 1)
             unset = describe({"contact_id": (contact.id, None)})
-            ref = {"contactId": unset["contactId"]["old"]}
+            removed = ref("contact_id", contact.id)
             changed += [(kind, pk, EventKind.PRIMARY_CONTACT_SET, unset) for pk in primary_of]
-            changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED, ref) for pk in participant_of]
+            changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED, removed) for pk in participant_of]
         contact.deleted_at = now
         await contact.save(update_fields=["deleted_at", "updated_at"])
         for kind, pk, event_kind, details in changed:

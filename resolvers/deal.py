@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from strawberry import relay
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -15,7 +14,7 @@ from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import D, DealKind
 from resolvers.errors import bad_input, conflict, not_found
-from resolvers.events import describe, record_event
+from resolvers.events import describe, record_event, ref
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import (
     can_read_deal,
@@ -139,7 +138,7 @@ async def add_participant(
             raise bad_input("contactId", "This contact is a participant already.")
         await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
         await touch(ctx, kind, row)
-        details = {**_contact_ref(contact.id), "role": label}
+        details = {**ref("contact_id", contact.id), "role": label}
         await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_ADDED, details)
         return row
 
@@ -154,7 +153,7 @@ async def remove_participant(
             raise bad_input("contactId", "This contact is not a participant.")
         await touch(ctx, kind, row)
         await record_event(
-            ctx, kind, row.id, EventKind.PARTICIPANT_REMOVED, _contact_ref(contact_id)
+            ctx, kind, row.id, EventKind.PARTICIPANT_REMOVED, ref("contact_id", contact_id)
         )
         return row
 
@@ -164,13 +163,13 @@ async def _follow(ctx: RequestContext, kind: DealKind[D], row: D, user: User) ->
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
         await kind.follower.create(record_id=row.id, user_id=user.id)
         await touch(ctx, kind, row)
-        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_ADDED, _user_ref(user.id))
+        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_ADDED, ref("user_id", user.id))
 
 
 async def _unfollow(ctx: RequestContext, kind: DealKind[D], row: D, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
         await touch(ctx, kind, row)
-        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, _user_ref(user_id))
+        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, ref("user_id", user_id))
 
 
 async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
@@ -221,7 +220,7 @@ async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, bo
             organization_id=viewer.organization_id, author_id=viewer.id, body=text, **target
         )
         await touch(ctx, kind, row)
-        details = {"commentId": relay.to_base64("Comment", comment.id), "body": text}
+        details = {**ref("comment_id", comment.id), "body": text}
         await record_event(ctx, kind, row.id, EventKind.COMMENT_ADDED, details)
         return comment
 
@@ -257,14 +256,6 @@ async def clean_common(
     if "currency" in values:
         cleaned["currency"] = validation.currency(values["currency"] or "")
     return cleaned
-
-
-def _contact_ref(contact_id: int) -> dict[str, str]:
-    return {"contactId": relay.to_base64("Contact", contact_id)}
-
-
-def _user_ref(user_id: int) -> dict[str, str]:
-    return {"userId": relay.to_base64("User", user_id)}
 
 
 async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str, Any]) -> D:

@@ -20,15 +20,19 @@ from tortoise import connections
 from models import Event, EventKind, Notification
 from models.base import from_cents
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import DealKind
+from resolvers.deal_kinds import KINDS, DealKind
+from resolvers.errors import ApiError
+from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 
 EVENT_APPEND_LOCK = 4_711_001  # pg_advisory_xact_lock key of the event log
 
 # Model field -> (API field, how its values are shown in `changes`).
 _ID_FIELDS = {
     "owner_id": ("ownerId", "User"),
+    "user_id": ("userId", "User"),
     "account_id": ("accountId", "Account"),
     "contact_id": ("contactId", "Contact"),
+    "comment_id": ("commentId", "Comment"),
     "stage_id": ("stageId", "PipelineStage"),
 }
 _MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
@@ -49,6 +53,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _global_id(type_name: str, pk: int | None) -> str | None:
+    return None if pk is None else relay.to_base64(type_name, pk)
+
+
+def ref(name: str, pk: int) -> dict[str, str | None]:
+    """A record named in an event's details, as the API names it: ref("contact_id", 7) is
+    {"contactId": <global id of Contact 7>}."""
+    field, type_name = _ID_FIELDS[name]
+    return {field: _global_id(type_name, pk)}
+
+
 def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
     """Field-level changes as the API names them: {"amount": {"old": "10.00", "new": ...}}."""
     described: dict[str, dict[str, Any]] = {}
@@ -57,9 +72,7 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
             continue
         if name in _ID_FIELDS:
             field, type_name = _ID_FIELDS[name]
-            old, new = (
-                None if value is None else relay.to_base64(type_name, value) for value in (old, new)
-            )
+            old, new = _global_id(type_name, old), _global_id(type_name, new)
         elif name in _MONEY_FIELDS:
             field = _MONEY_FIELDS[name]
             old, new = (
@@ -101,3 +114,26 @@ async def record_event(
     )
     ctx.written_events.append(event)
     return event
+
+
+async def list_history(
+    ctx: RequestContext, record_type: str, record_id: int, page: PageRequest
+) -> Page[Event]:
+    """The events of a record the caller already read, newest first."""
+    query = Event.filter(
+        organization_id=ctx.require_viewer().organization_id,
+        record_type=record_type,
+        record_id=record_id,
+    )
+    return await paginate(query, page, BY_ID, descending=True)
+
+
+async def event_record(ctx: RequestContext, event: Event) -> Any | None:
+    """The live lead or opportunity of an event, when the viewer may read it."""
+    from resolvers.deal import get_readable  # resolvers.deal records events: import late
+
+    kind = KINDS[event.record_type]
+    try:
+        return await get_readable(ctx, kind, event.record_id)
+    except ApiError:
+        return None

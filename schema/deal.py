@@ -133,7 +133,7 @@ class Deal(relay.Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Annotated[Event, strawberry.lazy("schema.event")]]:
-        from resolvers.notification import list_history
+        from resolvers.events import list_history
         from schema.event import Event
 
         page = await list_history(

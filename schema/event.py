@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import relay
@@ -12,9 +12,11 @@ from strawberry.scalars import JSON
 from models import Event as EventRow
 from models import EventKind
 from models import Notification as NotificationRow
+from resolvers import events
 from resolvers import notification as notifications
+from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
-from schema.user import User
+from schema.user import User, load_optional_user
 
 if TYPE_CHECKING:
     from schema.deal import Deal
@@ -57,23 +59,14 @@ class Event(relay.Node):
 
     @strawberry.field(description="Who did it.")
     async def actor(self, info: Info) -> User | None:
-        if self.actor_id is None:
-            return None
-        row = await context(info).loaders.user.load(self.actor_id)
-        return User.from_row(row) if row else None
+        return await load_optional_user(info, self.actor_id)
 
     @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
     async def record(self, info: Info) -> DealRef | None:
         from schema.deal import deal_from_row
 
-        row = await notifications.event_record(context(info), self.row)
-        return None if row is None else deal_from_row(row_kind(self.row), row)
-
-
-def row_kind(row: EventRow) -> Any:
-    from resolvers.deal_kinds import KINDS
-
-    return KINDS[row.record_type]
+        row = await events.event_record(context(info), self.row)
+        return None if row is None else deal_from_row(KINDS[self.row.record_type], row)
 
 
 @strawberry.type(description="An event on a record the viewer follows, done by someone else.")

@@ -12,27 +12,12 @@ from models import Comment as CommentRow
 from resolvers import deal as deals
 from resolvers.deal_kinds import KINDS
 from resolvers.errors import bad_input, not_found
-from schema.account import Account
+from schema.account import load_account
 from schema.base import Info, context, decode_id
-from schema.contact import Contact
+from schema.contact import load_contact
 from schema.deal import Comment, deal_from_row
 from schema.organization import Organization, PipelineStage
-from schema.user import User
-
-
-async def _user(info: Info, pk: int) -> Any:
-    row = await context(info).loaders.user.load(pk)
-    return User.from_row(row) if row else None
-
-
-async def _account(info: Info, pk: int) -> Any:
-    row = await context(info).loaders.account.load(pk)
-    return Account.from_row(row) if row else None
-
-
-async def _contact(info: Info, pk: int) -> Any:
-    row = await context(info).loaders.contact.load(pk)
-    return Contact.from_row(row) if row else None
+from schema.user import load_optional_user
 
 
 def _deal(type_name: str) -> Callable[[Info, int], Awaitable[Any]]:
@@ -75,7 +60,7 @@ async def _comment(info: Info, pk: int) -> Any:
 
 async def _event(info: Info, pk: int) -> Any:
     from models import Event as EventRow
-    from resolvers.notification import event_record
+    from resolvers.events import event_record
     from schema.event import Event
 
     ctx = context(info)
@@ -94,9 +79,9 @@ async def _notification(info: Info, pk: int) -> Any:
 
 
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
-    "User": _user,
-    "Account": _account,
-    "Contact": _contact,
+    "User": load_optional_user,
+    "Account": load_account,
+    "Contact": load_contact,
     "Lead": _deal("Lead"),
     "Opportunity": _deal("Opportunity"),
     "PipelineStage": _stage,

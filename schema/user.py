@@ -51,10 +51,14 @@ class User(relay.Node):
 
     @strawberry.field(description="The sales manager (or admin) this user reports to.")
     async def manager(self, info: Info) -> User | None:
-        if self.manager_id is None:
-            return None
-        row = await context(info).loaders.user.load(self.manager_id)
-        return User.from_row(row) if row else None
+        return await load_optional_user(info, self.manager_id)
+
+
+async def load_optional_user(info: Info, user_id: int | None) -> User | None:
+    if user_id is None:
+        return None
+    row = await context(info).loaders.user.load(user_id)
+    return User.from_row(row) if row else None
 
 
 async def load_user(info: Info, user_id: int) -> User:
