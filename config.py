@@ -40,6 +40,13 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     log_level: str = "INFO"
+    # Live updates (subscriptions/): the bus channel, how often each process re-reads the event
+    # log without a doorbell, how many events a subscriber may lag before it is cut off, and
+    # how often open subscriptions re-check their token.
+    bus_channel: str = "crm-events"
+    event_poll_seconds: float = 2.0
+    subscription_queue_size: int = 1000
+    auth_recheck_seconds: float = 30.0
 
     @property
     def is_production(self) -> bool:
@@ -65,6 +72,14 @@ class Settings:
             argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),
             argon2_memory_kib=int(os.environ.get("ARGON2_MEMORY_KIB", cls.argon2_memory_kib)),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
+            bus_channel=os.environ.get("BUS_CHANNEL") or cls.bus_channel,
+            event_poll_seconds=float(os.environ.get("EVENT_POLL_SECONDS", cls.event_poll_seconds)),
+            subscription_queue_size=int(
+                os.environ.get("SUBSCRIPTION_QUEUE_SIZE", cls.subscription_queue_size)
+            ),
+            auth_recheck_seconds=float(
+                os.environ.get("AUTH_RECHECK_SECONDS", cls.auth_recheck_seconds)
+            ),
         )
 
 

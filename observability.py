@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -23,6 +23,18 @@ HTTP_DURATION = Histogram(
 )
 GRAPHQL_OPERATIONS = Counter(
     "crm_graphql_operations_total", "GraphQL operations executed", ["type", "outcome"]
+)
+LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")
+LIVE_DELIVERIES = Counter(
+    "crm_live_deliveries_total", "Events and notifications handed to live subscribers"
+)
+LIVE_ENDED = Counter(
+    "crm_live_subscriptions_cut_total",
+    "Live subscriptions the server ended (overflow: too far behind; revoked: session ended)",
+    ["reason"],
+)
+EVENT_BUS_CONNECTED = Gauge(
+    "crm_event_bus_connected", "1 while this process's event bus connection is up"
 )
 KNOWN_ROUTES = {"/graphql", "/healthz", "/readyz", "/metrics"}
 

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +20,11 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.types.unset import UNSET, UnsetType
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
@@ -28,12 +33,59 @@ from observability import RequestLogMiddleware, configure_logging
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from schema import build_schema
-from subscriptions.bus import create_bus
+from subscriptions.hub import Hub
 
 log = logging.getLogger("crm.server")
 
 
+class TransportWsHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws, refusing a bad connection_init with 4401 Unauthorized.
+
+    Strawberry closes a refused connection with 4403 Forbidden, which graphql-ws clients take
+    as a reason to reconnect (and fail again) forever; 4401 is one of the codes they give up on.
+    """
+
+    async def handle_connection_init(self, message: Any) -> None:
+        payload = message.get("payload") or {}
+        if (
+            isinstance(payload, dict)
+            and not self.connection_init_received
+            and not self.connection_timed_out
+        ):
+            ctx = cast(RequestContext, self.context)
+            ctx.connection_params = payload
+            if not await authenticate_connection(ctx):
+                self.connection_init_received = True
+                if self.connection_init_timeout_task:
+                    self.connection_init_timeout_task.cancel()
+                await self.websocket.close(code=4401, reason="Unauthorized")
+                return
+        await super().handle_connection_init(message)
+
+
+async def authenticate_connection(ctx: RequestContext) -> bool:
+    """Sign a websocket in with the connection_init payload's authorization (or, for clients
+    that can set headers, the upgrade request's Authorization header)."""
+    if ctx.viewer is not None:
+        return True
+    params = ctx.connection_params or {}
+    authorization = params.get("authorization") or params.get("Authorization")
+    if not isinstance(authorization, str) or not authorization:
+        ctx.auth_error = 'Send {"authorization": "Bearer <token>"} in connection_init.'
+        return False
+    ctx.viewer, ctx.token_hash, ctx.auth_error = await authenticate(authorization)
+    if ctx.viewer is not None:
+        ctx.log_fields.update(organization=ctx.viewer.organization_id, user=ctx.viewer.id)
+    return ctx.viewer is not None
+
+
 class CrmGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = TransportWsHandler
+
+    def __init__(self, *args: Any, hub: Hub, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hub = hub
+
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
         viewer, token_hash, auth_error = await authenticate(request.headers.get("authorization"))
@@ -45,24 +97,36 @@ class CrmGraphQL(GraphQL):
             request=request,
             response=response,
             log_fields=state.setdefault("log", {}),
+            hub=self.hub,
         )
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id
             ctx.log_fields["user"] = viewer.id
         return ctx
 
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+        # The legacy graphql-ws protocol answers a refusal with connection_error.
+        if not await authenticate_connection(context):
+            raise ConnectionRejectionError(
+                {"message": context.auth_error, "extensions": {"code": "UNAUTHENTICATED"}}
+            )
+        return UNSET
+
 
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(_: Request) -> Response:
+async def readyz(request: Request) -> Response:
     try:
         await connections.get("default").execute_query("SELECT 1")
     except Exception as error:  # any failure to reach the database means not ready
         log.warning("database not reachable: %s", error)
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    # The bus being down makes live delivery slower (each process polls the log), not wrong:
+    # it is reported, and the process stays ready.
+    bus = "ok" if request.app.state.hub.bus_connected else "reconnecting"
+    return JSONResponse({"status": "ok", "database": "ok", "bus": bus})
 
 
 async def metrics(_: Request) -> Response:
@@ -70,21 +134,30 @@ async def metrics(_: Request) -> Response:
 
 
 def create_app(config: Settings = settings) -> Starlette:
+    hub = Hub(
+        config.broadcast_url,
+        config.bus_channel,
+        poll_seconds=config.event_poll_seconds,
+        queue_size=config.subscription_queue_size,
+        auth_recheck_seconds=config.auth_recheck_seconds,
+    )
     graphql = CrmGraphQL(
         build_schema(config),
         graphql_ide="graphiql" if config.graphiql else None,
         allowed_origins=config.cors_origins,
+        keep_alive=True,  # legacy graphql-ws: "ka" messages keep proxies from idling us out
+        keep_alive_interval=15,
+        hub=hub,
     )
-    bus = create_bus(config.broadcast_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=tortoise_config(config.database_url)):
-            await bus.connect()
+            await hub.start()
             try:
                 yield
             finally:
-                await bus.disconnect()
+                await hub.stop()
 
     app = Starlette(
         routes=[
@@ -107,7 +180,7 @@ def create_app(config: Settings = settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.bus = bus
+    app.state.hub = hub
     return app
 
 

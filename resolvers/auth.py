@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from tortoise.transactions import in_transaction
 from config import settings
 from models import AuthToken, Organization, Role, User
 from resolvers import validation
+from resolvers.context import RequestContext
 from resolvers.errors import ApiError, ErrorCode, conflict
 from resolvers.organization import create_default_stages
 
@@ -118,9 +120,26 @@ async def login(email: str, password: str) -> Session:
     raise ApiError(ErrorCode.UNAUTHENTICATED, "Wrong email or password.")
 
 
-async def logout(token_hash: str) -> None:
-    await AuthToken.filter(token_hash=token_hash, revoked_at__isnull=True).update(revoked_at=_now())
+async def logout(ctx: RequestContext) -> None:
+    """Revoke the token of this request (open subscriptions on it end too)."""
+    ctx.require_viewer()
+    await AuthToken.filter(token_hash=ctx.token_hash, revoked_at__isnull=True).update(
+        revoked_at=_now()
+    )
+    ctx.sessions_revoked = True
 
 
-async def revoke_all_tokens(user_id: int) -> None:
+async def revoke_all_tokens(ctx: RequestContext, user_id: int) -> None:
     await AuthToken.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=_now())
+    ctx.sessions_revoked = True
+
+
+async def valid_token_hashes(token_hashes: Iterable[str]) -> set[str]:
+    """Which of these tokens still sign someone in: not revoked, not expired, user active."""
+    rows = await AuthToken.filter(
+        token_hash__in=list(token_hashes),
+        revoked_at__isnull=True,
+        expires_at__gt=_now(),
+        user__is_active=True,
+    ).values_list("token_hash", flat=True)
+    return {str(token_hash) for token_hash in rows}

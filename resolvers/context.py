@@ -22,13 +22,25 @@ class RequestContext:
     # The viewer's reports, transitively; filled on first use by resolvers.permissions.
     team_ids: set[int] | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
-    # Events this request wrote, to publish once their transaction has committed.
+    # Events this request wrote, to announce once their transaction has committed.
     written_events: list[Any] = field(default_factory=list)
+    # Set when this request revoked sessions, so that open subscriptions re-check theirs.
+    sessions_revoked: bool = False
+    # The process's live hub (subscriptions.hub.Hub); None outside the server.
+    hub: Any = None
+    # Over websockets: the connection_init payload.
+    connection_params: dict[str, Any] | None = None
 
     @cached_property
     def loaders(self) -> Loaders:
         org_id = self.viewer.organization_id if self.viewer else 0
         return Loaders(org_id)
+
+    def forget_cached(self) -> None:
+        """Drop what loaders and permission checks cached: a websocket's context lives as long
+        as the connection, and each delivered event must see the rows as they are now."""
+        self.__dict__.pop("loaders", None)
+        self.team_ids = None
 
     def require_viewer(self) -> User:
         if self.viewer is None:

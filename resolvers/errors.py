@@ -13,6 +13,8 @@ class ErrorCode(str, Enum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     CONFLICT = "CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
+    # A live subscription fell too far behind and was ended; resume it with `after`.
+    SUBSCRIPTION_OVERFLOW = "SUBSCRIPTION_OVERFLOW"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 

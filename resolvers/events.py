@@ -22,9 +22,10 @@ from models.base import from_cents
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
 from resolvers.errors import ApiError
-from resolvers.pagination import BY_ID, Page, PageRequest, paginate
+from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
 EVENT_APPEND_LOCK = 4_711_001  # pg_advisory_xact_lock key of the event log
+_MAX_EVENT_ID = 2**63 - 1
 
 # Model field -> (API field, how its values are shown in `changes`).
 _ID_FIELDS = {
@@ -137,3 +138,13 @@ async def event_record(ctx: RequestContext, event: Event) -> Any | None:
         return await get_readable(ctx, kind, event.record_id)
     except ApiError:
         return None
+
+
+def event_cursor(event_id: int) -> str:
+    """Where a reader of the log stands: after the event with this id. The same cursors as the
+    `history` connection's, so an edge cursor of `history` is a valid `after` too."""
+    return id_cursor(event_id)
+
+
+def parse_event_cursor(cursor: str, field: str) -> int:
+    return decode_cursor(BY_ID, cursor, field, min_id=0, max_id=_MAX_EVENT_ID)[1]

@@ -96,18 +96,29 @@ class Page(Generic[M]):
 
 def encode_cursor(key: SortKey, row: Model) -> str:
     values = [key.dump(getattr(row, key.field))] if key.field else []
-    payload = json.dumps([key.name, *values, row.pk], separators=(",", ":"))
+    return _encode([key.name, *values, row.pk])
+
+
+def id_cursor(pk: int) -> str:
+    """The BY_ID cursor of a row with this id (event cursors: BigInt ids, see decode_cursor)."""
+    return _encode([BY_ID.name, pk])
+
+
+def _encode(values: list[Any]) -> str:
+    payload = json.dumps(values, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode_cursor(key: SortKey, cursor: str, field: str) -> tuple[Any, int]:
+def decode_cursor(
+    key: SortKey, cursor: str, field: str, *, min_id: int = 1, max_id: int = _MAX_ID
+) -> tuple[Any, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         name, *values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if name != key.name:
             raise ValueError("cursor of another order")
         *sort_values, row_id = values
-        if type(row_id) is not int or not 0 < row_id <= _MAX_ID:
+        if type(row_id) is not int or not min_id <= row_id <= max_id:
             raise ValueError("malformed row id")
         if len(sort_values) != (1 if key.field else 0):
             raise ValueError("malformed cursor")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
@@ -13,25 +14,30 @@ from resolvers.deal_kinds import DealKind
 from resolvers.errors import bad_input, forbidden
 
 
+def reports_of(user_id: int, managers: Iterable[tuple[int, int | None]]) -> set[int]:
+    """The ids of a user's reports, direct and indirect, from (user id, manager id) pairs."""
+    reports: dict[int, list[int]] = {}
+    for member_id, manager_id in managers:
+        if manager_id is not None:
+            reports.setdefault(manager_id, []).append(member_id)
+    team: set[int] = set()
+    pending = list(reports.get(user_id, []))
+    while pending:
+        member = pending.pop()
+        if member not in team and member != user_id:
+            team.add(member)
+            pending.extend(reports.get(member, []))
+    return team
+
+
 async def team_ids(ctx: RequestContext) -> set[int]:
     """The ids of the viewer's reports, direct and indirect (one query, cached per request)."""
     if ctx.team_ids is None:
         viewer = ctx.require_viewer()
-        reports: dict[int, list[int]] = {}
         rows = await User.filter(organization_id=viewer.organization_id).values_list(
             "id", "manager_id"
         )
-        for user_id, manager_id in rows:
-            if manager_id is not None:
-                reports.setdefault(manager_id, []).append(user_id)
-        team: set[int] = set()
-        pending = list(reports.get(viewer.id, []))
-        while pending:
-            member = pending.pop()
-            if member not in team and member != viewer.id:
-                team.add(member)
-                pending.extend(reports.get(member, []))
-        ctx.team_ids = team
+        ctx.team_ids = reports_of(viewer.id, rows)
     return ctx.team_ids
 
 
@@ -43,12 +49,32 @@ async def manages_owner(ctx: RequestContext, owner_id: int) -> bool:
     return owner_id in await team_ids(ctx)
 
 
+def sees_deal(viewer: User, team: set[int], deal: Deal, is_follower: bool) -> bool:
+    """The read rule for a lead or opportunity, deletion aside: the whole organization sees it
+    unless it is private; a private one is seen by admins, its owner and the owner's managers,
+    and its followers. `team` is the viewer's reports (see reports_of)."""
+    if deal.organization_id != viewer.organization_id:
+        return False
+    return (
+        deal.visibility == Visibility.ORGANIZATION
+        or viewer.role == Role.ADMIN
+        or deal.owner_id == viewer.id
+        or deal.owner_id in team
+        or is_follower
+    )
+
+
 async def can_read_deal(ctx: RequestContext, kind: DealKind[Any], deal: Deal) -> bool:
     viewer = ctx.require_viewer()
-    if deal.organization_id != viewer.organization_id or deal.deleted_at is not None:
+    if deal.deleted_at is not None:
         return False
-    if deal.visibility == Visibility.ORGANIZATION or await manages_owner(ctx, deal.owner_id):
+    # The team is looked up only where it decides.
+    needs_team = deal.visibility != Visibility.ORGANIZATION and viewer.role != Role.ADMIN
+    team = await team_ids(ctx) if needs_team else set()
+    if sees_deal(viewer, team, deal, is_follower=False):
         return True
+    if deal.organization_id != viewer.organization_id:
+        return False
     followers = await ctx.loaders.follower_ids(kind).load(deal.id)
     return viewer.id in followers
 

@@ -122,7 +122,7 @@ async def update_user(ctx: RequestContext, user_id: int, changes: dict[str, Any]
             if not changes["is_active"] and user.is_active:
                 if user.role == Role.ADMIN and await _active_admins(admin.organization_id) <= 1:
                     raise conflict("An organization keeps at least one active admin.")
-                await revoke_all_tokens(user.id)
+                await revoke_all_tokens(ctx, user.id)
             updates["is_active"] = changes["is_active"]
         if updates:
             user.update_from_dict(updates)

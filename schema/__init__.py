@@ -18,8 +18,9 @@ from schema.auth import AuthMutations
 from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
-from schema.extensions import ErrorCodes
+from schema.extensions import AnnounceCommits, ErrorCodes
 from schema.lead import Lead, LeadMutations, LeadQueries
+from schema.live import LiveQueries, Subscription
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries
@@ -36,6 +37,7 @@ class Query(
     LeadQueries,
     OpportunityQueries,
     NotificationQueries,
+    LiveQueries,
 ):
     pass
 
@@ -66,12 +68,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ErrorCodes,
+        AnnounceCommits,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     return CrmSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[Lead, Opportunity, Comment],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100),

@@ -51,8 +51,5 @@ class AuthMutations:
 
     @strawberry.mutation(description="Revoke the token this request was made with.")
     async def logout(self, info: Info) -> bool:
-        ctx = context(info)
-        ctx.require_viewer()
-        assert ctx.token_hash is not None
-        await auth.logout(ctx.token_hash)
+        await auth.logout(context(info))
         return True

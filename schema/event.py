@@ -41,6 +41,10 @@ class Event(relay.Node):
     created_at: datetime
     record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
     record_id: strawberry.ID = strawberry.field(description="The record's global id.")
+    cursor: str = strawberry.field(
+        description="Where this event stands in the log: pass it as `after` to a subscription "
+        "to resume right after it."
+    )
     actor_id: strawberry.Private[int | None]
     row: strawberry.Private[EventRow]
 
@@ -53,6 +57,7 @@ class Event(relay.Node):
             created_at=row.created_at,
             record_type=row.record_type,
             record_id=strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
+            cursor=events.event_cursor(row.id),
             actor_id=row.actor_id,
             row=row,
         )

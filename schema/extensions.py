@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.exceptions import StrawberryInputCoercionError
@@ -21,15 +22,17 @@ class ErrorCodes(SchemaExtension):
     """Every error leaves with an `extensions.code`; unexpected ones are logged and masked."""
 
     def on_operation(self) -> Iterator[None]:
+        self._streamed = False
         yield
         execution = self.execution_context
         ctx = execution.context
         result = execution.result
         codes: list[str] = []
+        if not self._streamed:
+            self._format_result(result, ctx)
         errors = getattr(result, "errors", None)
         if result is not None and errors:
-            result.errors = [self._format(error, ctx) for error in errors]
-            codes = sorted({(error.extensions or {})["code"] for error in result.errors})
+            codes = sorted({(error.extensions or {}).get("code", "") for error in errors})
         try:
             operation_type = execution.operation_type.value
         except RuntimeError:  # the document did not parse
@@ -42,6 +45,18 @@ class ErrorCodes(SchemaExtension):
                 outcome=outcome,
             )
         GRAPHQL_OPERATIONS.labels(operation_type, "ok" if not codes else "error").inc()
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Over websockets each result is sent as it comes (subscription events, and queries
+        and mutations too), before on_operation ends: format each on its way out."""
+        self._streamed = True
+        self._format_result(result, self.execution_context.context)
+        yield
+
+    def _format_result(self, result: Any, ctx: object) -> None:
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [self._format(error, ctx) for error in errors]
 
     def _format(self, error: GraphQLError, ctx: object) -> GraphQLError:
         original = error.original_error
@@ -89,3 +104,19 @@ class ErrorCodes(SchemaExtension):
             None,
             {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
         )
+
+
+class AnnounceCommits(SchemaExtension):
+    """After an operation, whose transaction has committed by then, tell the live hub what it
+    wrote: events to read from the log, sessions to re-check. Never before the commit."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context.context
+        if not isinstance(ctx, RequestContext) or ctx.hub is None:
+            return
+        if ctx.written_events or ctx.sessions_revoked:
+            ctx.hub.announce(events=bool(ctx.written_events), sessions=ctx.sessions_revoked)
+            # A websocket's context outlives the operation: start the next one clean.
+            ctx.written_events.clear()
+            ctx.sessions_revoked = False

@@ -1,1 +1,1 @@
-"""Live updates. For now: the event bus's lifecycle; the events and subscriptions come next."""
+"""Live updates: the event bus, the per-process hub, and the feeds subscribers read."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import uuid
@@ -180,3 +181,23 @@ async def create_lead(member: Member, **overrides: Any) -> dict[str, Any]:
 def global_id(type_name: str, pk: int | str) -> str:
     """A well-formed global id, as the API writes them (base64 of "Type:pk")."""
     return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+async def live_subscriptions(http: httpx.AsyncClient) -> int:
+    """How many live subscriptions the server process holds (its /metrics gauge)."""
+    metrics = (await http.get("/metrics")).text
+    for line in metrics.splitlines():
+        if line.startswith("crm_live_subscriptions "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no crm_live_subscriptions gauge in /metrics")
+
+
+async def wait_for_subscriptions(http: httpx.AsyncClient, count: int, seconds: float = 5.0) -> int:
+    """Wait until the server holds at least `count` live subscriptions (so that a change made
+    next is dispatched to them live, not replayed), and return how many it holds."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (held := await live_subscriptions(http)) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{held} live subscriptions after {seconds}s, expected {count}")
+        await asyncio.sleep(0.02)
+    return held

@@ -17,7 +17,7 @@ async def test_health_and_readiness(http):
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "database": "ok"}
+    assert ready.json() == {"status": "ok", "database": "ok", "bus": "ok"}
 
 
 async def test_metrics_count_requests_and_operations(http, org):

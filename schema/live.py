@@ -1,0 +1,84 @@
+"""Live updates over websockets: the events of a record, of followed records, notifications."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated
+
+import strawberry
+
+from models import Event as EventRow
+from models import Notification as NotificationRow
+from resolvers.deal_kinds import KINDS
+from schema.base import Info, context, decode_id
+from schema.event import Event, Notification
+from subscriptions import feeds
+
+_AFTER = (
+    "Replay first every event after this cursor (an event's `cursor`, or a `history` edge "
+    "cursor), then continue live, with no gap and no duplicate. Without it: from now on."
+)
+
+
+@strawberry.type
+class LiveQueries:
+    @strawberry.field(
+        description="The newest event of the viewer's organization, as a cursor. Read what a "
+        "view needs and this cursor in one query, then subscribe with `after: liveCursor`: "
+        "whatever happens in between is replayed, so the view misses nothing."
+    )
+    async def live_cursor(self, info: Info) -> str:
+        return await feeds.live_cursor(context(info))
+
+
+@strawberry.type(
+    description="Live updates, over websockets at /graphql (graphql-transport-ws, or the legacy "
+    'graphql-ws). Authenticate in connection_init: {"authorization": "Bearer <token>"}. '
+    "A subscription that falls too far behind ends with SUBSCRIPTION_OVERFLOW and a "
+    "`resumeAfter` cursor; one whose session is revoked ends with UNAUTHENTICATED."
+)
+class Subscription:
+    @strawberry.subscription(
+        description="Every change, comment and development of one lead or opportunity the "
+        "viewer may read, as it commits."
+    )
+    async def record_events(
+        self,
+        info: Info,
+        record_id: strawberry.ID,
+        after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
+    ) -> AsyncGenerator[Event, None]:
+        type_name, pk = decode_id(record_id, "recordId", "Lead", "Opportunity")
+        return _events(await feeds.record_events(context(info), KINDS[type_name], pk, after))
+
+    @strawberry.subscription(
+        description="The events of every lead and opportunity the viewer follows, the viewer's "
+        "own changes included. Following or unfollowing a record takes effect at once."
+    )
+    async def followed_events(
+        self,
+        info: Info,
+        after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
+    ) -> AsyncGenerator[Event, None]:
+        return _events(await feeds.followed_events(context(info), after))
+
+    @strawberry.subscription(
+        description="The viewer's new notifications as they are written (one per event on a "
+        "followed record, never for the viewer's own acts). Missed ones are in `notifications`."
+    )
+    async def notification_added(self, info: Info) -> AsyncGenerator[Notification, None]:
+        return _notifications(await feeds.notification_added(context(info)))
+
+
+# The resolvers above check their arguments and access before they return a stream, so that a
+# refusal is the operation's `error` message; these turn the rows of that stream into types.
+async def _events(rows: AsyncIterator[EventRow]) -> AsyncGenerator[Event, None]:
+    async for row in rows:
+        yield Event.from_row(row)
+
+
+async def _notifications(
+    rows: AsyncIterator[NotificationRow],
+) -> AsyncGenerator[Notification, None]:
+    async for row in rows:
+        yield Notification.from_row(row)

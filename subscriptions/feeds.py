@@ -1,0 +1,158 @@
+"""The live feeds: replay from the event log after a cursor, then what the hub hands over.
+
+Opening a feed checks everything first (session, arguments, access) and only then returns the
+stream, so that a refusal is the subscription's `error` message rather than a first result.
+
+Each feed is a rule (which events it wants, for whom) and a replay query over the log. The hub
+applies the rule to every new event, on the rows of the moment, so following or unfollowing a
+record, a change of visibility or of team takes effect on an open subscription at the next event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from models import Event, Notification, User
+from resolvers.auth import valid_token_hashes
+from resolvers.context import RequestContext
+from resolvers.deal import get_readable
+from resolvers.deal_kinds import KINDS, DealKind
+from resolvers.errors import ApiError, ErrorCode, unauthenticated
+from resolvers.events import event_cursor, parse_event_cursor
+from subscriptions.hub import Delivery, Hub, Snapshot, Subscriber, SubscriptionEnded, Wants
+
+REPLAY_PAGE = 200
+REVOKED = "Your session was revoked or has expired, or your user was deactivated: sign in again."
+
+
+async def record_events(
+    ctx: RequestContext, kind: DealKind[Any], record_id: int, after: str | None
+) -> AsyncIterator[Event]:
+    """The events of one lead or opportunity the viewer may read."""
+    viewer = await _current_viewer(ctx)
+    start_after = _cursor(after)
+    await get_readable(ctx, kind, record_id)
+
+    def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
+        if event.record_type != kind.name or event.record_id != record_id:
+            return None
+        return event if snapshot.may_read(user, event) else None
+
+    replay = Event.filter(
+        organization_id=viewer.organization_id, record_type=kind.name, record_id=record_id
+    )
+    return _stream(ctx, wants, replay, start_after)
+
+
+async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterator[Event]:
+    """The events of every lead and opportunity the viewer follows at the time of the event."""
+    viewer = await _current_viewer(ctx)
+    start_after = _cursor(after)
+
+    def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
+        return event if snapshot.follows(user.id, event) else None
+
+    followed = Q(
+        *(
+            Q(
+                record_type=kind.name,
+                record_id__in=Subquery(kind.follower.filter(user_id=viewer.id).values("record_id")),
+            )
+            for kind in KINDS.values()
+        ),
+        join_type=Q.OR,
+    )
+    replay = Event.filter(followed, organization_id=viewer.organization_id)
+    return _stream(ctx, wants, replay, start_after)
+
+
+async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]:
+    """The viewer's new notifications, as they are written."""
+    await _current_viewer(ctx)
+
+    def wants(snapshot: Snapshot, user: User, event: Event) -> Notification | None:
+        return snapshot.notifications.get(event.id, {}).get(user.id)
+
+    return _stream(ctx, wants, None, None)
+
+
+async def live_cursor(ctx: RequestContext) -> str:
+    """Where the viewer's organization's event log stands now."""
+    viewer = ctx.require_viewer()
+    newest = (
+        await Event.filter(organization_id=viewer.organization_id)
+        .order_by("-id")
+        .first()
+        .values_list("id", flat=True)
+    )
+    return event_cursor(int(cast(int | None, newest) or 0))
+
+
+async def _current_viewer(ctx: RequestContext) -> User:
+    """The viewer, whose token must still be valid: a websocket authenticates once, at
+    connection_init, and may subscribe much later."""
+    viewer = ctx.require_viewer()
+    if ctx.token_hash is not None and not await valid_token_hashes([ctx.token_hash]):
+        _sign_out(ctx)
+    return viewer
+
+
+def _sign_out(ctx: RequestContext) -> None:
+    ctx.viewer = None
+    ctx.auth_error = REVOKED
+    raise unauthenticated(REVOKED)
+
+
+def _cursor(after: str | None) -> int | None:
+    return None if after is None else parse_event_cursor(after, "after")
+
+
+async def _stream(
+    ctx: RequestContext, wants: Wants, replay: QuerySet[Event] | None, after: int | None
+) -> AsyncIterator[Any]:
+    viewer = ctx.require_viewer()
+    hub: Hub = ctx.hub
+    async with hub.subscribe(viewer.organization_id, viewer.id, ctx.token_hash, wants) as feed:
+        last = feed.start if after is None else after
+        if replay is not None and after is not None:
+            while last < feed.start:
+                page = (
+                    await replay.filter(id__gt=last, id__lte=feed.start)
+                    .order_by("id")
+                    .limit(REPLAY_PAGE)
+                )
+                for event in page:
+                    ctx.forget_cached()
+                    yield event
+                    last = event.id
+                if len(page) < REPLAY_PAGE:
+                    break
+            last = max(last, feed.start)
+        while True:
+            delivery = await _next(ctx, feed, last)
+            if delivery.event.id <= last:
+                continue  # the client had it already (a cursor ahead of this process)
+            ctx.forget_cached()
+            ctx.loaders.event.prime(delivery.event.id, delivery.event)
+            if delivery.actor is not None:
+                ctx.loaders.user.prime(delivery.actor.id, delivery.actor)
+            yield delivery.item
+            last = delivery.event.id
+
+
+async def _next(ctx: RequestContext, feed: Subscriber, last: int) -> Delivery:
+    try:
+        return await feed.next()
+    except SubscriptionEnded as ended:
+        if ended.reason == "revoked":
+            _sign_out(ctx)
+        raise ApiError(
+            ErrorCode.SUBSCRIPTION_OVERFLOW,
+            f"This subscription fell more than {feed.limit} events behind and was ended: "
+            "subscribe again with `after` set to `resumeAfter` to get the rest.",
+            resumeAfter=event_cursor(last),
+        ) from None

@@ -1,0 +1,348 @@
+"""The per-process hub: reads the event log as it grows and hands each event to local subscribers.
+
+One reader per process follows the log (`id > last_seen`, in id order, which is commit order:
+see resolvers/events.py). It wakes on a doorbell from the bus, on a local commit, and on a timer,
+so a lost doorbell or a bus outage delays delivery but loses nothing. For each batch it loads,
+in a constant number of statements whatever the number of subscribers, what the read rules need
+(the records, their followers, the organizations' users, the notifications) and then offers each
+event to each subscriber of its organization whose feed wants it and who may read it.
+
+A subscriber registers while no batch is being dispatched and learns `last_seen` at that moment:
+events up to it come from the log (replay), later ones from its queue, so nothing is missed or
+sent twice. Its queue is bounded: a subscriber that falls too far behind is cut off and told the
+cursor to resume from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+
+from models import Event, Notification, User
+from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
+from resolvers.auth import valid_token_hashes
+from resolvers.deal_kinds import KINDS
+from resolvers.permissions import reports_of, sees_deal
+from subscriptions.bus import RECONNECTED, create_bus
+
+log = logging.getLogger("crm.hub")
+
+BATCH = 500  # events read from the log at a time
+
+
+class SubscriptionEnded(Exception):
+    """Why the hub stopped feeding a subscriber: `reason` is "overflow" or "revoked"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Snapshot:
+    """What the read rules need for one batch of events, loaded once for all subscribers."""
+
+    deals: dict[tuple[str, int], Any]
+    followers: dict[tuple[str, int], set[int]]
+    users: dict[int, User]
+    notifications: dict[int, dict[int, Notification]]  # event id -> user id -> notification
+    _teams: dict[int, set[int]] = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, events: list[Event], organization_ids: set[int]) -> Snapshot:
+        ids_by_kind: dict[str, set[int]] = defaultdict(set)
+        for event in events:
+            if event.organization_id in organization_ids:
+                ids_by_kind[event.record_type].add(event.record_id)
+        deals: dict[tuple[str, int], Any] = {}
+        followers: dict[tuple[str, int], set[int]] = defaultdict(set)
+        for name, record_ids in ids_by_kind.items():
+            kind = KINDS[name]
+            for row in await kind.model.filter(id__in=record_ids):
+                deals[name, row.id] = row
+            rows = await kind.follower.filter(record_id__in=record_ids).values_list(
+                "record_id", "user_id"
+            )
+            for record_id, user_id in rows:
+                followers[name, record_id].add(user_id)
+        users = await User.filter(organization_id__in=organization_ids) if deals else []
+        notifications: dict[int, dict[int, Notification]] = defaultdict(dict)
+        event_ids = [event.id for event in events if event.organization_id in organization_ids]
+        for notification in await Notification.filter(event_id__in=event_ids) if deals else []:
+            notifications[notification.event_id][notification.user_id] = notification
+        return cls(deals, followers, {user.id: user for user in users}, notifications)
+
+    def team(self, user: User) -> set[int]:
+        if user.id not in self._teams:
+            managers = (
+                (member.id, member.manager_id)
+                for member in self.users.values()
+                if member.organization_id == user.organization_id
+            )
+            self._teams[user.id] = reports_of(user.id, managers)
+        return self._teams[user.id]
+
+    def follows(self, user_id: int, event: Event) -> bool:
+        return user_id in self.followers.get((event.record_type, event.record_id), ())
+
+    def may_read(self, user: User, event: Event) -> bool:
+        """The read rule of resolvers.permissions, on this batch's rows. A deleted record's
+        DELETED event still reaches those who could read it."""
+        deal = self.deals.get((event.record_type, event.record_id))
+        if deal is None:
+            return False
+        return sees_deal(user, self.team(user), deal, self.follows(user.id, event))
+
+
+# What a feed takes from an event, for a user: the event, a notification, or None.
+Wants = Callable[[Snapshot, User, Event], Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An item for a subscriber, with the rows its fields need (the event and who did it), so
+    that delivering it runs no query."""
+
+    item: Any
+    event: Event
+    actor: User | None
+
+
+class Subscriber:
+    """One live subscription of this process: its feed's rule and a bounded queue."""
+
+    def __init__(
+        self, organization_id: int, user_id: int, token_hash: str | None, wants: Wants, limit: int
+    ) -> None:
+        self.organization_id = organization_id
+        self.user_id = user_id
+        self.token_hash = token_hash
+        self.wants = wants
+        self.limit = limit
+        self.start = 0  # last_seen when it registered: replay covers up to here
+        self._items: deque[Delivery] = deque()
+        self._ready = asyncio.Event()
+        self._ended: SubscriptionEnded | None = None
+
+    def offer(self, item: Delivery) -> None:
+        if self._ended is not None:
+            return
+        if len(self._items) >= self.limit:
+            self.end(SubscriptionEnded("overflow"), keep_queued=True)
+            LIVE_ENDED.labels("overflow").inc()
+            return
+        LIVE_DELIVERIES.inc()
+        self._items.append(item)
+        self._ready.set()
+
+    def end(self, why: SubscriptionEnded, *, keep_queued: bool) -> None:
+        """Stop feeding it; what is queued is still delivered unless the reason forbids it."""
+        self._ended = why
+        if not keep_queued:
+            self._items.clear()
+        self._ready.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended is not None
+
+    async def next(self) -> Delivery:
+        while not self._items:
+            if self._ended is not None:
+                raise self._ended
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class Hub:
+    def __init__(
+        self,
+        broadcast_url: str,
+        channel: str,
+        *,
+        poll_seconds: float,
+        queue_size: int,
+        auth_recheck_seconds: float,
+    ) -> None:
+        self.broadcast, self.backend = create_bus(broadcast_url)
+        self.channel = channel
+        self.poll_seconds = poll_seconds
+        self.queue_size = queue_size
+        self.auth_recheck_seconds = auth_recheck_seconds
+        self.last_seen = 0
+        self._subscribers: dict[int, set[Subscriber]] = defaultdict(set)
+        self._wake = asyncio.Event()
+        self._recheck = asyncio.Event()
+        self._dispatching = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publishes: set[asyncio.Task[None]] = set()
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.last_seen = await _log_head()
+        await self.broadcast.connect()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="hub bus listener"),
+            asyncio.create_task(self._follow_log(), name="hub log reader"),
+            asyncio.create_task(self._check_sessions(), name="hub session checker"),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._publishes]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._publishes, return_exceptions=True)
+        await self.broadcast.disconnect()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(group) for group in self._subscribers.values())
+
+    @property
+    def bus_connected(self) -> bool:
+        return bool(getattr(self.backend, "connected", True))
+
+    # Announcing ----------------------------------------------------------------------------
+
+    def announce(self, *, events: bool = False, sessions: bool = False) -> None:
+        """After a commit: wake this process's reader and ring the other processes' doorbell.
+
+        The bus is not waited for: a mutation's answer never depends on it, and a doorbell that
+        does not get through only delays the other processes until their next poll."""
+        if events:
+            self._wake.set()
+        if sessions:
+            self._recheck.set()
+        message = orjson.dumps({"events": events, "sessions": sessions}).decode()
+        task = asyncio.create_task(self._publish(message))
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
+
+    async def _publish(self, message: str) -> None:
+        try:
+            await asyncio.wait_for(self.broadcast.publish(self.channel, message), timeout=5)
+        except Exception as error:  # the bus is down: the poll covers for the doorbell
+            log.warning("could not ring the event bus: %s", error)
+
+    async def _listen(self) -> None:
+        async with self.broadcast.subscribe(self.channel) as bus:
+            while True:
+                message = await bus.get()
+                if message.message == RECONNECTED:
+                    self._wake.set()
+                    self._recheck.set()
+                    continue
+                try:
+                    doorbell = orjson.loads(message.message)
+                except orjson.JSONDecodeError:
+                    log.warning("ignoring a malformed bus message %.80r", message.message)
+                    continue
+                if doorbell.get("events"):
+                    self._wake.set()
+                if doorbell.get("sessions"):
+                    self._recheck.set()
+
+    # Following the log ---------------------------------------------------------------------
+
+    async def _follow_log(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            self._wake.clear()
+            try:
+                await self.catch_up()
+            except Exception:  # the database is unreachable for now: try again later
+                log.exception("could not read the event log")
+                await asyncio.sleep(self.poll_seconds)
+
+    async def catch_up(self) -> None:
+        """Dispatch every event after last_seen, batch by batch."""
+        while True:
+            async with self._dispatching:
+                if not self._subscribers:
+                    self.last_seen = max(self.last_seen, await _log_head())
+                    return
+                events = await Event.filter(id__gt=self.last_seen).order_by("id").limit(BATCH)
+                if not events:
+                    return
+                snapshot = await Snapshot.load(events, set(self._subscribers))
+                for event in events:
+                    self._dispatch(event, snapshot)
+                    self.last_seen = event.id
+            if len(events) < BATCH:
+                return
+
+    def _dispatch(self, event: Event, snapshot: Snapshot) -> None:
+        for subscriber in list(self._subscribers.get(event.organization_id, ())):
+            user = snapshot.users.get(subscriber.user_id)
+            if user is None or not user.is_active:
+                self._drop(subscriber, SubscriptionEnded("revoked"))
+                continue
+            item = subscriber.wants(snapshot, user, event)
+            if item is not None:
+                actor = snapshot.users.get(event.actor_id) if event.actor_id else None
+                subscriber.offer(Delivery(item, event, actor))
+                if subscriber.ended:
+                    self._remove(subscriber)  # overflowed: it holds no more than its limit
+
+    # Subscribers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, organization_id: int, user_id: int, token_hash: str | None, wants: Wants
+    ) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(organization_id, user_id, token_hash, wants, self.queue_size)
+        async with self._dispatching:  # between batches: last_seen is exact
+            subscriber.start = self.last_seen
+            self._subscribers[organization_id].add(subscriber)
+            LIVE_SUBSCRIPTIONS.inc()
+        try:
+            yield subscriber
+        finally:
+            self._remove(subscriber)
+
+    def _remove(self, subscriber: Subscriber) -> None:
+        group = self._subscribers.get(subscriber.organization_id)
+        if group is not None and subscriber in group:
+            group.discard(subscriber)
+            LIVE_SUBSCRIPTIONS.dec()
+            if not group:
+                del self._subscribers[subscriber.organization_id]
+
+    def _drop(self, subscriber: Subscriber, why: SubscriptionEnded) -> None:
+        subscriber.end(why, keep_queued=False)
+        self._remove(subscriber)
+        LIVE_ENDED.labels(why.reason).inc()
+
+    async def _check_sessions(self) -> None:
+        """End the subscriptions whose token was revoked or expired or whose user was
+        deactivated: at once when a process says so on the bus, and on a timer."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), timeout=self.auth_recheck_seconds)
+            self._recheck.clear()
+            subscribers = [sub for group in self._subscribers.values() for sub in group]
+            hashes = {sub.token_hash for sub in subscribers if sub.token_hash}
+            if not hashes:
+                continue
+            try:
+                valid = await valid_token_hashes(hashes)
+            except Exception:
+                log.exception("could not check the sessions of open subscriptions")
+                continue
+            for subscriber in subscribers:
+                if subscriber.token_hash and subscriber.token_hash not in valid:
+                    self._drop(subscriber, SubscriptionEnded("revoked"))
+
+
+async def _log_head() -> int:
+    head = await Event.all().order_by("-id").first().values_list("id", flat=True)
+    return int(cast(int | None, head) or 0)
