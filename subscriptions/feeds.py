@@ -23,7 +23,15 @@ from resolvers.deal import get_readable
 from resolvers.deal_kinds import KINDS, DealKind
 from resolvers.errors import ApiError, ErrorCode, unauthenticated
 from resolvers.events import event_cursor, parse_event_cursor
-from subscriptions.hub import Delivery, Hub, Snapshot, Subscriber, SubscriptionEnded, Wants
+from subscriptions.hub import (
+    Delivery,
+    Hub,
+    Snapshot,
+    Subscriber,
+    SubscriptionEnded,
+    Wants,
+    log_head,
+)
 
 REPLAY_PAGE = 200
 REVOKED = "Your session was revoked or has expired, or your user was deactivated: sign in again."
@@ -117,7 +125,9 @@ async def _stream(
     viewer = ctx.require_viewer()
     hub: Hub = ctx.hub
     async with hub.subscribe(viewer.organization_id, viewer.id, ctx.token_hash, wants) as feed:
-        last = feed.start if after is None else after
+        # Without a cursor the feed starts now: the hub may not have read the newest events
+        # yet, and those committed before this subscription are not for it.
+        last = await log_head() if after is None else after
         if replay is not None and after is not None:
             while last < feed.start:
                 page = (

@@ -188,7 +188,7 @@ class Hub:
     # Lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.last_seen = await _log_head()
+        self.last_seen = await log_head()
         await self.broadcast.connect()
         self._tasks = [
             asyncio.create_task(self._listen(), name="hub bus listener"),
@@ -268,7 +268,7 @@ class Hub:
         while True:
             async with self._dispatching:
                 if not self._subscribers:
-                    self.last_seen = max(self.last_seen, await _log_head())
+                    self.last_seen = max(self.last_seen, await log_head())
                     return
                 events = await Event.filter(id__gt=self.last_seen).order_by("id").limit(BATCH)
                 if not events:
@@ -343,6 +343,6 @@ class Hub:
                     self._drop(subscriber, SubscriptionEnded("revoked"))
 
 
-async def _log_head() -> int:
+async def log_head() -> int:
     head = await Event.all().order_by("-id").first().values_list("id", flat=True)
     return int(cast(int | None, head) or 0)

@@ -1,0 +1,232 @@
+"""Live updates across server processes, on the real Redis and Postgres buses; outages; overflow.
+
+Each test starts its own server processes on the suite's database. Their poll of the event log is
+set to a minute, so an event that arrives within a second came through the bus (or, after an
+outage, through the re-read the reconnection triggers), never through the poll.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from tests.conftest import POSTGRES_ADMIN_URL, LiveServer
+from tests.helpers import create_contact, create_lead, live_subscriptions, wait_for_subscriptions
+from tests.processes import RedisServer, ServerProcess
+from tests.test_deals import ADD_FOLLOWER, COMMENT, SET_PRIMARY
+from tests.test_live import FOLLOWED_EVENTS, LIVE_CURSOR, LOGOUT, event
+from tests.ws import PROTOCOLS, live_client
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SLOW_POLL = {"EVENT_POLL_SECONDS": "60", "AUTH_RECHECK_SECONDS": "60"}
+
+
+async def _require_redis() -> None:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as error:
+        message = f"Redis is not reachable at {REDIS_URL}: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # under CI a missing Redis is a failure, never a skip
+        pytest.skip(message)
+    finally:
+        await client.aclose()
+
+
+def _env(live_server: LiveServer, broadcast_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": live_server.database_url,
+        "BROADCAST_URL": broadcast_url,
+        "BUS_CHANNEL": f"crm-test-{uuid.uuid4().hex[:8]}",  # no crosstalk between tests
+        **SLOW_POLL,
+        **extra,
+    }
+
+
+async def _pair(live_server: LiveServer, broadcast_url: str) -> AsyncIterator[tuple[str, str]]:
+    env = _env(live_server, broadcast_url)
+    async with ServerProcess(env) as first, ServerProcess(env) as second:
+        yield first.base_url, second.base_url
+
+
+@pytest.fixture(params=["redis", "postgres"])
+async def two_processes(request, live_server) -> AsyncIterator[tuple[str, str]]:
+    if request.param == "redis":
+        await _require_redis()
+        url = REDIS_URL
+    else:
+        url = POSTGRES_ADMIN_URL
+    async for pair in _pair(live_server, url):
+        yield pair
+
+
+async def _metrics(base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False)
+
+
+async def _comment(base_url: str, member, record: str, body: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False) as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": COMMENT, "variables": {"record": record, "body": body}},
+            headers={"authorization": f"Bearer {member.api.token}"},
+        )
+    assert response.status_code == 200 and not response.json().get("errors"), response.text
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_change_on_one_process_reaches_a_follower_on_another(
+    two_processes, org, other_org, protocol
+):
+    writer_url, reader_url = two_processes
+    lead = await create_lead(org.seller)
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
+    async with (
+        await _metrics(reader_url) as reader,
+        live_client(reader_url, org.teammate.api.token, protocol) as follower,
+        live_client(reader_url, other_org.admin.api.token, protocol) as stranger,
+    ):
+        before = await wait_for_subscriptions(reader, 0)
+        feed = await follower.subscribe(FOLLOWED_EVENTS)
+        elsewhere = await stranger.subscribe(FOLLOWED_EVENTS)
+        await wait_for_subscriptions(reader, before + 2)
+        for n in range(3):
+            await _comment(writer_url, org.seller, lead["id"], f"from the other process {n}")
+        got = [event(p, "followedEvents") for p in await feed.take(3, timeout=1.0)]
+        assert [e["changes"]["body"] for e in got] == [
+            f"from the other process {n}" for n in range(3)
+        ]
+        await elsewhere.expect_nothing(0.3)
+
+        # Logging out on one process ends the subscriptions on the other at once.
+        async with httpx.AsyncClient(base_url=writer_url, trust_env=False) as http:
+            await http.post(
+                "/graphql",
+                json={"query": LOGOUT},
+                headers={"authorization": f"Bearer {org.teammate.api.token}"},
+            )
+        ended = await feed.closed_or_completed(timeout=2.0)
+        assert ended.how == "completed"
+        assert ended.payloads[-1]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_redis_restarting_loses_nothing(live_server, org):
+    lead = await create_lead(org.seller)
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
+    async with RedisServer() as bus:
+        env = _env(live_server, bus.url)
+        async with (
+            ServerProcess(env) as writer,
+            ServerProcess(env) as reader,
+            await _metrics(reader.base_url) as reader_http,
+            live_client(reader.base_url, org.teammate.api.token) as follower,
+        ):
+            before = await wait_for_subscriptions(reader_http, 0)
+            feed = await follower.subscribe(FOLLOWED_EVENTS)
+            await wait_for_subscriptions(reader_http, before + 1)
+            await _comment(writer.base_url, org.seller, lead["id"], "before")
+            assert event(await feed.next(timeout=1.0), "followedEvents")["changes"]["body"] == (
+                "before"
+            )
+
+            await bus.stop()
+            # Writes go on while the bus is down: they commit, they just cannot ring.
+            for n in range(3):
+                await _comment(writer.base_url, org.seller, lead["id"], f"during {n}")
+            assert (await reader_http.get("/readyz")).json()["bus"] == "reconnecting"
+            await feed.expect_nothing(0.5)
+
+            await bus.start()
+            got = [event(p, "followedEvents") for p in await feed.take(3, timeout=5.0)]
+            assert [e["changes"]["body"] for e in got] == [f"during {n}" for n in range(3)]
+            assert (await reader_http.get("/readyz")).json()["bus"] == "ok"
+            # ... and the doorbell works again, between both processes.
+            await _comment(writer.base_url, org.seller, lead["id"], "after")
+            assert event(await feed.next(timeout=2.0), "followedEvents")["changes"]["body"] == (
+                "after"
+            )
+            await feed.expect_nothing(0.3)
+
+
+async def test_postgres_bus_reconnects_after_its_connection_is_killed(live_server, org):
+    import asyncpg
+
+    lead = await create_lead(org.seller)
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
+    env = _env(live_server, POSTGRES_ADMIN_URL)
+    async with (
+        ServerProcess(env) as writer,
+        ServerProcess(env) as reader,
+        await _metrics(reader.base_url) as reader_http,
+        live_client(reader.base_url, org.teammate.api.token) as follower,
+    ):
+        before = await wait_for_subscriptions(reader_http, 0)
+        feed = await follower.subscribe(FOLLOWED_EVENTS)
+        await wait_for_subscriptions(reader_http, before + 1)
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'crm-bus' AND query ILIKE 'LISTEN%'"
+            )
+        finally:
+            await admin.close()
+        assert killed >= 2  # both processes' listeners
+        for n in range(2):
+            await _comment(writer.base_url, org.seller, lead["id"], f"around the drop {n}")
+        got = [event(p, "followedEvents") for p in await feed.take(2, timeout=5.0)]
+        assert [e["changes"]["body"] for e in got] == ["around the drop 0", "around the drop 1"]
+        await _comment(writer.base_url, org.seller, lead["id"], "after")
+        assert event(await feed.next(timeout=2.0), "followedEvents")["changes"]["body"] == "after"
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_and_resumes_without_loss(live_server, org):
+    # One commit writes 8 events (a contact that is the primary contact of 8 leads is deleted):
+    # the hub hands them over at once, and a queue of 3 overflows whatever the client does.
+    contact = await create_contact(org.seller)
+    leads = [(await create_lead(org.seller))["id"] for _ in range(8)]
+    for lead in leads:
+        await org.seller.api.data(SET_PRIMARY, record=lead, contact=contact["id"])
+        await org.seller.api.data(ADD_FOLLOWER, record=lead, user=org.teammate.id)
+    env = _env(live_server, "memory://", SUBSCRIPTION_QUEUE_SIZE="3")
+    async with (
+        ServerProcess(env) as server,
+        await _metrics(server.base_url) as http,
+        live_client(server.base_url, org.teammate.api.token) as follower,
+    ):
+        before = await wait_for_subscriptions(http, 0)
+        feed = await follower.subscribe(FOLLOWED_EVENTS)
+        await wait_for_subscriptions(http, before + 1)
+        response = await http.post(
+            "/graphql",
+            json={
+                "query": "mutation($id: ID!) { deleteContact(id: $id) { id } }",
+                "variables": {"id": contact["id"]},
+            },
+            headers={"authorization": f"Bearer {org.seller.api.token}"},
+        )
+        assert not response.json().get("errors"), response.text
+        delivered = [event(p, "followedEvents") for p in await feed.take(3, timeout=2.0)]
+        # The error comes as the stream's last result (an execution error), then it completes.
+        ended = await feed.closed_or_completed(timeout=2.0)
+        assert ended.how == "completed"
+        assert [p["data"] for p in ended.payloads] == [None]
+        extensions = ended.payloads[0]["errors"][0]["extensions"]
+        assert extensions["code"] == "SUBSCRIPTION_OVERFLOW"
+        assert extensions["resumeAfter"] == delivered[-1]["cursor"]
+        assert await live_subscriptions(http) == before  # the server let go of it
+
+        resumed = await follower.subscribe(FOLLOWED_EVENTS, {"after": extensions["resumeAfter"]})
+        rest = [event(p, "followedEvents") for p in await resumed.take(5, timeout=2.0)]
+        await resumed.expect_nothing(0.3)
+    records = [e["recordId"] for e in delivered + rest]
+    assert sorted(records) == sorted(leads)
+    assert {e["kind"] for e in delivered + rest} == {"PRIMARY_CONTACT_SET"}
+    mark = (await org.teammate.api.data(LIVE_CURSOR))["liveCursor"]
+    assert mark == rest[-1]["cursor"]
