@@ -10,17 +10,27 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as redis
 
 from tests.conftest import POSTGRES_ADMIN_URL, LiveServer
-from tests.helpers import create_contact, create_lead, live_subscriptions, wait_for_subscriptions
+from tests.helpers import (
+    Member,
+    Org,
+    create_contact,
+    create_lead,
+    live_subscriptions,
+    wait_for_subscriptions,
+)
 from tests.processes import RedisServer, ServerProcess
 from tests.test_deals import ADD_FOLLOWER, COMMENT, SET_PRIMARY
 from tests.test_live import FOLLOWED_EVENTS, LIVE_CURSOR, LOGOUT, event
-from tests.ws import PROTOCOLS, live_client
+from tests.ws import PROTOCOLS, Subscription, live_client
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW_POLL = {"EVENT_POLL_SECONDS": "60", "AUTH_RECHECK_SECONDS": "60"}
@@ -116,59 +126,69 @@ async def test_a_change_on_one_process_reaches_a_follower_on_another(
         assert ended.payloads[-1]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_redis_restarting_loses_nothing(live_server, org):
+@dataclass
+class Follower:
+    """A follower of a lead subscribed on one process, while changes are made on another."""
+
+    lead: str
+    writer_url: str
+    reader: httpx.AsyncClient  # the subscriber's process
+    feed: Subscription
+    seller: Member
+
+    async def comment(self, body: str) -> None:
+        await _comment(self.writer_url, self.seller, self.lead, body)
+
+    async def bodies(self, count: int, seconds: float) -> list[str]:
+        payloads = await self.feed.take(count, timeout=seconds)
+        return [event(p, "followedEvents")["changes"]["body"] for p in payloads]
+
+
+@asynccontextmanager
+async def follower_across_processes(
+    live_server: LiveServer, org: Org, broadcast_url: str
+) -> AsyncIterator[Follower]:
     lead = await create_lead(org.seller)
     await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
-    async with RedisServer() as bus:
-        env = _env(live_server, bus.url)
-        async with (
-            ServerProcess(env) as writer,
-            ServerProcess(env) as reader,
-            await _metrics(reader.base_url) as reader_http,
-            live_client(reader.base_url, org.teammate.api.token) as follower,
-        ):
-            before = await wait_for_subscriptions(reader_http, 0)
-            feed = await follower.subscribe(FOLLOWED_EVENTS)
-            await wait_for_subscriptions(reader_http, before + 1)
-            await _comment(writer.base_url, org.seller, lead["id"], "before")
-            assert event(await feed.next(timeout=1.0), "followedEvents")["changes"]["body"] == (
-                "before"
-            )
-
-            await bus.stop()
-            # Writes go on while the bus is down: they commit, they just cannot ring.
-            for n in range(3):
-                await _comment(writer.base_url, org.seller, lead["id"], f"during {n}")
-            assert (await reader_http.get("/readyz")).json()["bus"] == "reconnecting"
-            await feed.expect_nothing(0.5)
-
-            await bus.start()
-            got = [event(p, "followedEvents") for p in await feed.take(3, timeout=5.0)]
-            assert [e["changes"]["body"] for e in got] == [f"during {n}" for n in range(3)]
-            assert (await reader_http.get("/readyz")).json()["bus"] == "ok"
-            # ... and the doorbell works again, between both processes.
-            await _comment(writer.base_url, org.seller, lead["id"], "after")
-            assert event(await feed.next(timeout=2.0), "followedEvents")["changes"]["body"] == (
-                "after"
-            )
-            await feed.expect_nothing(0.3)
-
-
-async def test_postgres_bus_reconnects_after_its_connection_is_killed(live_server, org):
-    import asyncpg
-
-    lead = await create_lead(org.seller)
-    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
-    env = _env(live_server, POSTGRES_ADMIN_URL)
+    env = _env(live_server, broadcast_url)
     async with (
         ServerProcess(env) as writer,
         ServerProcess(env) as reader,
         await _metrics(reader.base_url) as reader_http,
-        live_client(reader.base_url, org.teammate.api.token) as follower,
+        live_client(reader.base_url, org.teammate.api.token) as client,
     ):
         before = await wait_for_subscriptions(reader_http, 0)
-        feed = await follower.subscribe(FOLLOWED_EVENTS)
+        feed = await client.subscribe(FOLLOWED_EVENTS)
         await wait_for_subscriptions(reader_http, before + 1)
+        follower = Follower(lead["id"], writer.base_url, reader_http, feed, org.seller)
+        await follower.comment("before")
+        assert await follower.bodies(1, seconds=1.0) == ["before"]
+        yield follower
+
+
+async def test_redis_restarting_loses_nothing(live_server, org):
+    async with (
+        RedisServer() as bus,
+        follower_across_processes(live_server, org, bus.url) as follower,
+    ):
+        await bus.stop()
+        # Writes go on while the bus is down: they commit, they just cannot ring.
+        for n in range(3):
+            await follower.comment(f"during {n}")
+        assert (await follower.reader.get("/readyz")).json()["bus"] == "reconnecting"
+        await follower.feed.expect_nothing(0.5)
+
+        await bus.start()
+        assert await follower.bodies(3, seconds=5.0) == [f"during {n}" for n in range(3)]
+        assert (await follower.reader.get("/readyz")).json()["bus"] == "ok"
+        # ... and the doorbell works again, between both processes.
+        await follower.comment("after")
+        assert await follower.bodies(1, seconds=2.0) == ["after"]
+        await follower.feed.expect_nothing(0.3)
+
+
+async def test_postgres_bus_reconnects_after_its_connection_is_killed(live_server, org):
+    async with follower_across_processes(live_server, org, POSTGRES_ADMIN_URL) as follower:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
         try:
             killed = await admin.fetchval(
@@ -179,11 +199,10 @@ async def test_postgres_bus_reconnects_after_its_connection_is_killed(live_serve
             await admin.close()
         assert killed >= 2  # both processes' listeners
         for n in range(2):
-            await _comment(writer.base_url, org.seller, lead["id"], f"around the drop {n}")
-        got = [event(p, "followedEvents") for p in await feed.take(2, timeout=5.0)]
-        assert [e["changes"]["body"] for e in got] == ["around the drop 0", "around the drop 1"]
-        await _comment(writer.base_url, org.seller, lead["id"], "after")
-        assert event(await feed.next(timeout=2.0), "followedEvents")["changes"]["body"] == "after"
+            await follower.comment(f"around the drop {n}")
+        assert await follower.bodies(2, seconds=5.0) == [f"around the drop {n}" for n in range(2)]
+        await follower.comment("after")
+        assert await follower.bodies(1, seconds=2.0) == ["after"]
 
 
 async def test_a_subscriber_that_falls_behind_is_cut_off_and_resumes_without_loss(live_server, org):
