@@ -85,7 +85,7 @@ async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]
     def wants(snapshot: Snapshot, user: User, event: Event) -> Notification | None:
         return snapshot.notifications.get(event.id, {}).get(user.id)
 
-    return _stream(ctx, wants, None, None)
+    return _stream(ctx, wants, None, None, notifications=True)
 
 
 async def live_cursor(ctx: RequestContext) -> str:
@@ -120,11 +120,18 @@ def _cursor(after: str | None) -> int | None:
 
 
 async def _stream(
-    ctx: RequestContext, wants: Wants, replay: QuerySet[Event] | None, after: int | None
+    ctx: RequestContext,
+    wants: Wants,
+    replay: QuerySet[Event] | None,
+    after: int | None,
+    *,
+    notifications: bool = False,
 ) -> AsyncIterator[Any]:
     viewer = ctx.require_viewer()
     hub: Hub = ctx.hub
-    async with hub.subscribe(viewer.organization_id, viewer.id, ctx.token_hash, wants) as feed:
+    async with hub.subscribe(
+        viewer.organization_id, viewer.id, ctx.token_hash, wants, notifications=notifications
+    ) as feed:
         # Without a cursor the feed starts now: the hub may not have read the newest events
         # yet, and those committed before this subscription are not for it.
         last = await log_head() if after is None else after

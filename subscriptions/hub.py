@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import orjson
 
-from models import Event, Notification, User
+from models import Event, Notification, User, Visibility
 from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
 from resolvers.auth import valid_token_hashes
 from resolvers.deal_kinds import KINDS
@@ -51,16 +51,18 @@ class Snapshot:
 
     deals: dict[tuple[str, int], Any]
     followers: dict[tuple[str, int], set[int]]
-    users: dict[int, User]
+    users: dict[int, User]  # the subscribers and the actors
+    managers: dict[int, list[tuple[int, int | None]]]  # organization -> (user, manager) pairs
     notifications: dict[int, dict[int, Notification]]  # event id -> user id -> notification
     _teams: dict[int, set[int]] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, events: list[Event], organization_ids: set[int]) -> Snapshot:
+    async def load(cls, events: list[Event], subscribers: list[Subscriber]) -> Snapshot:
+        organization_ids = {sub.organization_id for sub in subscribers}
+        events = [event for event in events if event.organization_id in organization_ids]
         ids_by_kind: dict[str, set[int]] = defaultdict(set)
         for event in events:
-            if event.organization_id in organization_ids:
-                ids_by_kind[event.record_type].add(event.record_id)
+            ids_by_kind[event.record_type].add(event.record_id)
         deals: dict[tuple[str, int], Any] = {}
         followers: dict[tuple[str, int], set[int]] = defaultdict(set)
         for name, record_ids in ids_by_kind.items():
@@ -72,21 +74,31 @@ class Snapshot:
             )
             for record_id, user_id in rows:
                 followers[name, record_id].add(user_id)
-        users = await User.filter(organization_id__in=organization_ids) if deals else []
+        if not events:
+            return cls(deals, followers, {}, {}, {})
+        user_ids = {sub.user_id for sub in subscribers}
+        user_ids |= {event.actor_id for event in events if event.actor_id is not None}
+        users = {user.id: user for user in await User.filter(id__in=user_ids)}
+        # Teams decide only for private records (sees_deal): who reports to whom, when needed.
+        managers: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
+        if any(deal.visibility == Visibility.PRIVATE for deal in deals.values()):
+            rows = await User.filter(organization_id__in=organization_ids).values_list(
+                "organization_id", "id", "manager_id"
+            )
+            for organization_id, member_id, manager_id in rows:
+                managers[organization_id].append((member_id, manager_id))
         notifications: dict[int, dict[int, Notification]] = defaultdict(dict)
-        event_ids = [event.id for event in events if event.organization_id in organization_ids]
-        for notification in await Notification.filter(event_id__in=event_ids) if deals else []:
-            notifications[notification.event_id][notification.user_id] = notification
-        return cls(deals, followers, {user.id: user for user in users}, notifications)
+        readers = {sub.user_id for sub in subscribers if sub.notifications}
+        if readers:
+            for notification in await Notification.filter(
+                event_id__in=[event.id for event in events], user_id__in=readers
+            ):
+                notifications[notification.event_id][notification.user_id] = notification
+        return cls(deals, followers, users, managers, notifications)
 
     def team(self, user: User) -> set[int]:
         if user.id not in self._teams:
-            managers = (
-                (member.id, member.manager_id)
-                for member in self.users.values()
-                if member.organization_id == user.organization_id
-            )
-            self._teams[user.id] = reports_of(user.id, managers)
+            self._teams[user.id] = reports_of(user.id, self.managers[user.organization_id])
         return self._teams[user.id]
 
     def follows(self, user_id: int, event: Event) -> bool:
@@ -119,13 +131,20 @@ class Subscriber:
     """One live subscription of this process: its feed's rule and a bounded queue."""
 
     def __init__(
-        self, organization_id: int, user_id: int, token_hash: str | None, wants: Wants, limit: int
+        self,
+        organization_id: int,
+        user_id: int,
+        token_hash: str | None,
+        wants: Wants,
+        limit: int,
+        notifications: bool,
     ) -> None:
         self.organization_id = organization_id
         self.user_id = user_id
         self.token_hash = token_hash
         self.wants = wants
         self.limit = limit
+        self.notifications = notifications  # its feed reads notifications, not only events
         self.start = 0  # last_seen when it registered: replay covers up to here
         self._items: deque[Delivery] = deque()
         self._ready = asyncio.Event()
@@ -273,7 +292,8 @@ class Hub:
                 events = await Event.filter(id__gt=self.last_seen).order_by("id").limit(BATCH)
                 if not events:
                     return
-                snapshot = await Snapshot.load(events, set(self._subscribers))
+                subscribers = [sub for group in self._subscribers.values() for sub in group]
+                snapshot = await Snapshot.load(events, subscribers)
                 for event in events:
                     self._dispatch(event, snapshot)
                     self.last_seen = event.id
@@ -297,9 +317,17 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, organization_id: int, user_id: int, token_hash: str | None, wants: Wants
+        self,
+        organization_id: int,
+        user_id: int,
+        token_hash: str | None,
+        wants: Wants,
+        *,
+        notifications: bool = False,
     ) -> AsyncIterator[Subscriber]:
-        subscriber = Subscriber(organization_id, user_id, token_hash, wants, self.queue_size)
+        subscriber = Subscriber(
+            organization_id, user_id, token_hash, wants, self.queue_size, notifications
+        )
         async with self._dispatching:  # between batches: last_seen is exact
             subscriber.start = self.last_seen
             self._subscribers[organization_id].add(subscriber)

@@ -156,8 +156,9 @@ async def test_a_private_record_is_live_only_for_its_readers(live_server, http, 
         await sub.expect_nothing(0.5)
         # ... while the manager, who reads the seller's private records, does receive them.
         async with live_client(live_server.base_url, org.manager.api.token, protocol) as boss:
-            mark = await cursor(org.seller)
-            manager = await boss.subscribe(RECORD_EVENTS, {"id": shared["id"], "after": mark})
+            held = await wait_for_subscriptions(http, 0)
+            manager = await boss.subscribe(RECORD_EVENTS, {"id": shared["id"]})
+            await wait_for_subscriptions(http, held + 1)
             await org.seller.api.data(COMMENT, record=shared["id"], body="Second")
             got = event(await manager.next(timeout=1.0), "recordEvents")
             assert got["changes"]["body"] == "Second"
