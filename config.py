@@ -47,6 +47,9 @@ class Settings:
     event_poll_seconds: float = 2.0
     subscription_queue_size: int = 1000
     auth_recheck_seconds: float = 30.0
+    # permessage-deflate on websockets: off by default, since events are small and each
+    # compressed connection holds about 40 KiB of zlib state (bench/fanout.py measures it).
+    ws_compression: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -80,6 +83,7 @@ class Settings:
             auth_recheck_seconds=float(
                 os.environ.get("AUTH_RECHECK_SECONDS", cls.auth_recheck_seconds)
             ),
+            ws_compression=_bool("WS_COMPRESSION", cls.ws_compression),
         )
 
 

@@ -195,6 +195,7 @@ def main() -> None:
         log_config=None,
         proxy_headers=True,
         access_log=False,  # RequestLogMiddleware writes the structured access log
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 
