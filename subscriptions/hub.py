@@ -222,10 +222,6 @@ class Hub:
         await self.broadcast.disconnect()
 
     @property
-    def subscriber_count(self) -> int:
-        return sum(len(group) for group in self._subscribers.values())
-
-    @property
     def bus_connected(self) -> bool:
         return bool(getattr(self.backend, "connected", True))
 
