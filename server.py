@@ -98,6 +98,7 @@ class CrmGraphQL(GraphQL):
             response=response,
             log_fields=state.setdefault("log", {}),
             hub=self.hub,
+            over_websocket=request.scope["type"] == "websocket",
         )
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id

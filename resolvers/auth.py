@@ -74,6 +74,12 @@ async def authenticate(authorization: str | None) -> tuple[User | None, str | No
     if scheme.lower() != "bearer" or not token.strip():
         return None, None, "The Authorization header must be 'Bearer <token>'."
     token_hash = digest(token.strip())
+    user, why = await session_user(token_hash)
+    return user, token_hash if user else None, why
+
+
+async def session_user(token_hash: str) -> tuple[User | None, str | None]:
+    """The user a token signs in now, or (None, why not)."""
     row = (
         await AuthToken.filter(token_hash=token_hash, revoked_at__isnull=True)
         .select_related("user")
@@ -81,12 +87,25 @@ async def authenticate(authorization: str | None) -> tuple[User | None, str | No
     )
     now = _now()
     if row is None or row.expires_at <= now:
-        return None, None, "The token is invalid, expired or revoked: log in again."
+        return None, "The token is invalid, expired or revoked: log in again."
     if not row.user.is_active:
-        return None, None, "This user has been deactivated."
+        return None, "This user has been deactivated."
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         await AuthToken.filter(id=row.id).update(last_used_at=now)
-    return row.user, token_hash, None
+    return row.user, None
+
+
+async def refresh_session(ctx: RequestContext) -> None:
+    """Re-read a websocket's session before each of its operations: the connection signed in
+    once, and its token may have been revoked, its user deactivated or given another role since.
+    Whatever the previous operations cached goes too."""
+    ctx.forget_cached()
+    if ctx.token_hash is None:
+        return
+    ctx.viewer, why = await session_user(ctx.token_hash)
+    if ctx.viewer is None:
+        ctx.auth_error = why
+        ctx.token_hash = None
 
 
 async def sign_up(organization_name: str, full_name: str, email: str, password: str) -> Session:
@@ -126,12 +145,12 @@ async def logout(ctx: RequestContext) -> None:
     await AuthToken.filter(token_hash=ctx.token_hash, revoked_at__isnull=True).update(
         revoked_at=_now()
     )
-    ctx.sessions_revoked = True
+    ctx.writes.sessions_revoked = True
 
 
 async def revoke_all_tokens(ctx: RequestContext, user_id: int) -> None:
     await AuthToken.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=_now())
-    ctx.sessions_revoked = True
+    ctx.writes.sessions_revoked = True
 
 
 async def valid_token_hashes(token_hashes: Iterable[str]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -9,6 +10,24 @@ from typing import Any
 from models import User
 from resolvers.errors import unauthenticated
 from resolvers.loaders import Loaders
+
+
+@dataclass
+class OperationWrites:
+    # Events written, to announce once their transaction has committed.
+    events: list[Any] = field(default_factory=list)
+    # Sessions revoked, so that open subscriptions re-check theirs.
+    sessions_revoked: bool = False
+
+
+_writes: ContextVar[OperationWrites | None] = ContextVar("crm_operation_writes", default=None)
+
+
+def begin_operation() -> OperationWrites:
+    """Start recording what an operation writes (in its task's context)."""
+    writes = OperationWrites()
+    _writes.set(writes)
+    return writes
 
 
 @dataclass
@@ -22,14 +41,21 @@ class RequestContext:
     # The viewer's reports, transitively; filled on first use by resolvers.permissions.
     team_ids: set[int] | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
-    # Events this request wrote, to announce once their transaction has committed.
-    written_events: list[Any] = field(default_factory=list)
-    # Set when this request revoked sessions, so that open subscriptions re-check theirs.
-    sessions_revoked: bool = False
     # The process's live hub (subscriptions.hub.Hub); None outside the server.
     hub: Any = None
+    # A websocket's context serves every operation of the connection (see schema.extensions).
+    over_websocket: bool = False
     # Over websockets: the connection_init payload.
     connection_params: dict[str, Any] | None = None
+
+    @property
+    def writes(self) -> OperationWrites:
+        """What the current operation wrote. Per operation, not per context: the operations of
+        one websocket share its context and may run at the same time."""
+        writes = _writes.get()
+        if writes is None:  # outside an operation (manage.py): nobody will announce them
+            writes = begin_operation()
+        return writes
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -113,7 +113,7 @@ async def record_event(
             if user_id != viewer.id
         ]
     )
-    ctx.written_events.append(event)
+    ctx.writes.events.append(event)
     return event
 
 

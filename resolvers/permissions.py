@@ -14,19 +14,24 @@ from resolvers.deal_kinds import DealKind
 from resolvers.errors import bad_input, forbidden
 
 
-def reports_of(user_id: int, managers: Iterable[tuple[int, int | None]]) -> set[int]:
-    """The ids of a user's reports, direct and indirect, from (user id, manager id) pairs."""
+def reporting_lines(managers: Iterable[tuple[int, int | None]]) -> dict[int, list[int]]:
+    """Manager id -> direct reports, from (user id, manager id) pairs."""
     reports: dict[int, list[int]] = {}
     for member_id, manager_id in managers:
         if manager_id is not None:
             reports.setdefault(manager_id, []).append(member_id)
+    return reports
+
+
+def reports_of(user_id: int, lines: dict[int, list[int]]) -> set[int]:
+    """The ids of a user's reports, direct and indirect (see reporting_lines)."""
     team: set[int] = set()
-    pending = list(reports.get(user_id, []))
+    pending = list(lines.get(user_id, []))
     while pending:
         member = pending.pop()
         if member not in team and member != user_id:
             team.add(member)
-            pending.extend(reports.get(member, []))
+            pending.extend(lines.get(member, []))
     return team
 
 
@@ -37,7 +42,7 @@ async def team_ids(ctx: RequestContext) -> set[int]:
         rows = await User.filter(organization_id=viewer.organization_id).values_list(
             "id", "manager_id"
         )
-        ctx.team_ids = reports_of(viewer.id, rows)
+        ctx.team_ids = reports_of(viewer.id, reporting_lines(rows))
     return ctx.team_ids
 
 

@@ -18,7 +18,7 @@ from schema.auth import AuthMutations
 from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
-from schema.extensions import AnnounceCommits, ErrorCodes
+from schema.extensions import ErrorCodes, OperationScope
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.live import LiveQueries, Subscription
 from schema.node import NodeQueries
@@ -68,7 +68,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ErrorCodes,
-        AnnounceCommits,
+        OperationScope,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

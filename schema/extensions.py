@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -11,7 +11,8 @@ from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.extensions import SchemaExtension
 
 from observability import GRAPHQL_OPERATIONS
-from resolvers.context import RequestContext
+from resolvers.auth import refresh_session
+from resolvers.context import RequestContext, begin_operation
 from resolvers.errors import ApiError, ErrorCode
 
 log = logging.getLogger("crm.graphql")
@@ -106,17 +107,20 @@ class ErrorCodes(SchemaExtension):
         )
 
 
-class AnnounceCommits(SchemaExtension):
-    """After an operation, whose transaction has committed by then, tell the live hub what it
-    wrote: events to read from the log, sessions to re-check. Never before the commit."""
+class OperationScope(SchemaExtension):
+    """What each operation starts and ends with.
 
-    def on_operation(self) -> Iterator[None]:
-        yield
+    Before: a fresh record of what it writes (per operation: the operations of one websocket
+    share its context), and over websockets a re-read session and empty caches. After, its
+    transaction having committed by then: tell the live hub what it wrote (events to read from
+    the log, sessions to re-check). Never before the commit."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
-        if not isinstance(ctx, RequestContext) or ctx.hub is None:
-            return
-        if ctx.written_events or ctx.sessions_revoked:
-            ctx.hub.announce(events=bool(ctx.written_events), sessions=ctx.sessions_revoked)
-            # A websocket's context outlives the operation: start the next one clean.
-            ctx.written_events.clear()
-            ctx.sessions_revoked = False
+        writes = begin_operation()
+        if isinstance(ctx, RequestContext) and ctx.over_websocket:
+            await refresh_session(ctx)
+        yield
+        wrote = writes.events or writes.sessions_revoked
+        if wrote and isinstance(ctx, RequestContext) and ctx.hub is not None:
+            ctx.hub.announce(events=bool(writes.events), sessions=writes.sessions_revoked)

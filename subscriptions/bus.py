@@ -122,18 +122,22 @@ class _ResilientBackend(BroadcastBackend):
 class RedisBackend(_ResilientBackend):
     """Redis PUBLISH/SUBSCRIBE, reconnecting by itself when Redis restarts."""
 
-    PING_SECONDS = 5.0  # a ping on the subscription connection finds a half-open socket
+    # A ping on the subscription connection every few seconds; no answer for two of them means
+    # a half-open socket (a network drop sends no reset), so the listener starts over.
+    PING_SECONDS = 5.0
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._publisher = self._client()
+        # The publisher retries once: its first command after a Redis restart finds the pooled
+        # connection dead, and the doorbell should still go out.
+        self._publisher = self._client(retries=1)
 
-    def _client(self) -> redis.Redis:
-        # No silent retries inside redis-py: a dropped connection must surface here, so that the
-        # listener resubscribes and announces RECONNECTED.
+    def _client(self, retries: int = 0) -> redis.Redis:
+        # No silent retries on the listener: a dropped connection must surface here, so that it
+        # resubscribes and announces RECONNECTED.
         return redis.Redis.from_url(
             self._url,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), retries),
             socket_connect_timeout=2,
             socket_keepalive=True,
         )
@@ -152,14 +156,19 @@ class RedisBackend(_ResilientBackend):
             await pubsub.subscribe(*self._channels)
             self._ready()
             loop = asyncio.get_running_loop()
-            next_ping = loop.time() + self.PING_SECONDS
+            heard = next_ping = loop.time()
             while True:
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "message":
-                    self._deliver(message["channel"].decode(), message["data"].decode())
-                if loop.time() >= next_ping:
+                now = loop.time()
+                if message is not None:
+                    heard = now  # a message or the answer to a ping
+                    if message["type"] == "message":
+                        self._deliver(message["channel"].decode(), message["data"].decode())
+                if now - heard > 2 * self.PING_SECONDS:
+                    raise ConnectionError("Redis stopped answering pings")
+                if now >= next_ping:
                     await pubsub.ping()
-                    next_ping = loop.time() + self.PING_SECONDS
+                    next_ping = now + self.PING_SECONDS
         finally:
             try:
                 await pubsub.aclose()

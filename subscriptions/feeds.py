@@ -17,11 +17,10 @@ from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models import Event, Notification, User
-from resolvers.auth import valid_token_hashes
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import KINDS, DealKind
-from resolvers.errors import ApiError, ErrorCode, unauthenticated
+from resolvers.errors import ApiError, ErrorCode, bad_input, unauthenticated
 from resolvers.events import event_cursor, parse_event_cursor
 from subscriptions.hub import (
     Delivery,
@@ -41,8 +40,8 @@ async def record_events(
     ctx: RequestContext, kind: DealKind[Any], record_id: int, after: str | None
 ) -> AsyncIterator[Event]:
     """The events of one lead or opportunity the viewer may read."""
-    viewer = await _current_viewer(ctx)
-    start_after = _cursor(after)
+    viewer = ctx.require_viewer()
+    start_after = await _start_after(after)
     await get_readable(ctx, kind, record_id)
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
@@ -58,8 +57,8 @@ async def record_events(
 
 async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterator[Event]:
     """The events of every lead and opportunity the viewer follows at the time of the event."""
-    viewer = await _current_viewer(ctx)
-    start_after = _cursor(after)
+    viewer = ctx.require_viewer()
+    start_after = await _start_after(after)
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
         return event if snapshot.follows(user.id, event) else None
@@ -80,7 +79,7 @@ async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterat
 
 async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]:
     """The viewer's new notifications, as they are written."""
-    await _current_viewer(ctx)
+    ctx.require_viewer()
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Notification | None:
         return snapshot.notifications.get(event.id, {}).get(user.id)
@@ -100,23 +99,26 @@ async def live_cursor(ctx: RequestContext) -> str:
     return event_cursor(int(cast(int | None, newest) or 0))
 
 
-async def _current_viewer(ctx: RequestContext) -> User:
-    """The viewer, whose token must still be valid: a websocket authenticates once, at
-    connection_init, and may subscribe much later."""
-    viewer = ctx.require_viewer()
-    if ctx.token_hash is not None and not await valid_token_hashes([ctx.token_hash]):
-        _sign_out(ctx)
-    return viewer
-
-
 def _sign_out(ctx: RequestContext) -> None:
     ctx.viewer = None
     ctx.auth_error = REVOKED
     raise unauthenticated(REVOKED)
 
 
-def _cursor(after: str | None) -> int | None:
-    return None if after is None else parse_event_cursor(after, "after")
+async def _start_after(after: str | None) -> int:
+    """Where an event feed starts: after the client's cursor, or after the log's newest event
+    (read before the feed registers, so that nothing committed meanwhile is skipped)."""
+    head = await log_head()
+    if after is None:
+        return head
+    position = parse_event_cursor(after, "after")
+    if position > head:
+        raise bad_input(
+            "after",
+            "This cursor is ahead of the event log (from another deployment, or a restored "
+            "database): reload the view and subscribe without `after`.",
+        )
+    return position
 
 
 async def _stream(
@@ -127,14 +129,14 @@ async def _stream(
     *,
     notifications: bool = False,
 ) -> AsyncIterator[Any]:
+    """`after` with a `replay` query: the events after it, then live. Without (notifications):
+    what the hub hands over from the moment the feed registers."""
     viewer = ctx.require_viewer()
     hub: Hub = ctx.hub
     async with hub.subscribe(
         viewer.organization_id, viewer.id, ctx.token_hash, wants, notifications=notifications
     ) as feed:
-        # Without a cursor the feed starts now: the hub may not have read the newest events
-        # yet, and those committed before this subscription are not for it.
-        last = await log_head() if after is None else after
+        last = feed.start if after is None else after
         if replay is not None and after is not None:
             while last < feed.start:
                 page = (
@@ -150,7 +152,7 @@ async def _stream(
                     break
             last = max(last, feed.start)
         while True:
-            delivery = await _next(ctx, feed, last)
+            delivery = await _next(ctx, feed, last, notifications)
             if delivery.event.id <= last:
                 continue  # the client had it already (a cursor ahead of this process)
             ctx.forget_cached()
@@ -161,12 +163,18 @@ async def _stream(
             last = delivery.event.id
 
 
-async def _next(ctx: RequestContext, feed: Subscriber, last: int) -> Delivery:
+async def _next(ctx: RequestContext, feed: Subscriber, last: int, notifications: bool) -> Delivery:
     try:
         return await feed.next()
     except SubscriptionEnded as ended:
         if ended.reason == "revoked":
             _sign_out(ctx)
+        if notifications:
+            raise ApiError(
+                ErrorCode.SUBSCRIPTION_OVERFLOW,
+                f"This subscription fell more than {feed.limit} notifications behind and was "
+                "ended: subscribe again, and read what you missed in `notifications`.",
+            ) from None
         raise ApiError(
             ErrorCode.SUBSCRIPTION_OVERFLOW,
             f"This subscription fell more than {feed.limit} events behind and was ended: "

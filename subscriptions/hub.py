@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,12 +29,13 @@ from models import Event, Notification, User, Visibility
 from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
 from resolvers.auth import valid_token_hashes
 from resolvers.deal_kinds import KINDS
-from resolvers.permissions import reports_of, sees_deal
+from resolvers.permissions import reporting_lines, reports_of, sees_deal
 from subscriptions.bus import RECONNECTED, create_bus
 
 log = logging.getLogger("crm.hub")
 
 BATCH = 500  # events read from the log at a time
+CHUNK = 5000  # ids in one IN (...): far below the drivers' 32,767 parameters
 
 
 class SubscriptionEnded(Exception):
@@ -52,14 +53,14 @@ class Snapshot:
     deals: dict[tuple[str, int], Any]
     followers: dict[tuple[str, int], set[int]]
     users: dict[int, User]  # the subscribers and the actors
-    managers: dict[int, list[tuple[int, int | None]]]  # organization -> (user, manager) pairs
+    lines: dict[int, dict[int, list[int]]]  # organization -> its reporting_lines
     notifications: dict[int, dict[int, Notification]]  # event id -> user id -> notification
     _teams: dict[int, set[int]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, events: list[Event], subscribers: list[Subscriber]) -> Snapshot:
+        """`subscribers`: those of the organizations of `events` (only they are offered them)."""
         organization_ids = {sub.organization_id for sub in subscribers}
-        events = [event for event in events if event.organization_id in organization_ids]
         ids_by_kind: dict[str, set[int]] = defaultdict(set)
         for event in events:
             ids_by_kind[event.record_type].add(event.record_id)
@@ -78,27 +79,31 @@ class Snapshot:
             return cls(deals, followers, {}, {}, {})
         user_ids = {sub.user_id for sub in subscribers}
         user_ids |= {event.actor_id for event in events if event.actor_id is not None}
-        users = {user.id: user for user in await User.filter(id__in=user_ids)}
+        users = {user.id: user for user in await _in_chunks(User, user_ids)}
         # Teams decide only for private records (sees_deal): who reports to whom, when needed.
-        managers: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
+        pairs: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
         if any(deal.visibility == Visibility.PRIVATE for deal in deals.values()):
             rows = await User.filter(organization_id__in=organization_ids).values_list(
                 "organization_id", "id", "manager_id"
             )
             for organization_id, member_id, manager_id in rows:
-                managers[organization_id].append((member_id, manager_id))
+                pairs[organization_id].append((member_id, manager_id))
+        lines = {
+            organization_id: reporting_lines(found) for organization_id, found in pairs.items()
+        }
         notifications: dict[int, dict[int, Notification]] = defaultdict(dict)
         readers = {sub.user_id for sub in subscribers if sub.notifications}
         if readers:
-            for notification in await Notification.filter(
-                event_id__in=[event.id for event in events], user_id__in=readers
+            event_ids = [event.id for event in events]
+            for notification in await _in_chunks(
+                Notification, readers, "user_id", event_id__in=event_ids
             ):
                 notifications[notification.event_id][notification.user_id] = notification
-        return cls(deals, followers, users, managers, notifications)
+        return cls(deals, followers, users, lines, notifications)
 
     def team(self, user: User) -> set[int]:
         if user.id not in self._teams:
-            self._teams[user.id] = reports_of(user.id, self.managers[user.organization_id])
+            self._teams[user.id] = reports_of(user.id, self.lines.get(user.organization_id, {}))
         return self._teams[user.id]
 
     def follows(self, user_id: int, event: Event) -> bool:
@@ -210,10 +215,22 @@ class Hub:
         self.last_seen = await log_head()
         await self.broadcast.connect()
         self._tasks = [
-            asyncio.create_task(self._listen(), name="hub bus listener"),
-            asyncio.create_task(self._follow_log(), name="hub log reader"),
-            asyncio.create_task(self._check_sessions(), name="hub session checker"),
+            asyncio.create_task(self._keep(self._listen), name="hub bus listener"),
+            asyncio.create_task(self._keep(self._follow_log), name="hub log reader"),
+            asyncio.create_task(self._keep(self._check_sessions), name="hub session checker"),
         ]
+
+    async def _keep(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the hub's loops for the life of the process: an unexpected error is
+        logged and the loop starts again (its state is in the log, not in the loop)."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting it", loop.__name__)
+                await asyncio.sleep(1)
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._publishes]:
@@ -258,6 +275,9 @@ class Hub:
                 try:
                     doorbell = orjson.loads(message.message)
                 except orjson.JSONDecodeError:
+                    doorbell = None
+                if not isinstance(doorbell, dict):
+                    # Anyone who can reach the bus can write to the channel: read nothing in.
                     log.warning("ignoring a malformed bus message %.80r", message.message)
                     continue
                 if doorbell.get("events"):
@@ -288,7 +308,12 @@ class Hub:
                 events = await Event.filter(id__gt=self.last_seen).order_by("id").limit(BATCH)
                 if not events:
                     return
-                subscribers = [sub for group in self._subscribers.values() for sub in group]
+                organizations = {event.organization_id for event in events}
+                subscribers = [
+                    sub
+                    for organization_id in organizations & self._subscribers.keys()
+                    for sub in self._subscribers[organization_id]
+                ]
                 snapshot = await Snapshot.load(events, subscribers)
                 for event in events:
                     self._dispatch(event, snapshot)
@@ -370,3 +395,15 @@ class Hub:
 async def log_head() -> int:
     head = await Event.all().order_by("-id").first().values_list("id", flat=True)
     return int(cast(int | None, head) or 0)
+
+
+async def _in_chunks(
+    model: type[Any], ids: Iterable[int], field: str = "id", **filters: Any
+) -> list[Any]:
+    """model.filter(field__in=ids, **filters), a chunk of ids at a time."""
+    ordered = sorted(ids)
+    rows: list[Any] = []
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        rows += await model.filter(**{f"{field}__in": chunk}, **filters)
+    return rows

@@ -354,6 +354,8 @@ async def test_bad_subscription_arguments_name_their_field(live_server, org, pro
             (RECORD_EVENTS, {"id": global_id("Account", 1)}, "recordId"),
             (RECORD_EVENTS, {"id": lead["id"], "after": "not-a-cursor"}, "after"),
             (FOLLOWED_EVENTS, {"after": "WyJJRCIsLTFd"}, "after"),  # ["ID",-1]
+            # ["ID", 2**40]: a cursor ahead of the log (another deployment's, say)
+            (FOLLOWED_EVENTS, {"after": "WyJJRCIsMTA5OTUxMTYyNzc3Nl0"}, "after"),
         ]
         for query, variables, field in cases:
             sub = await client.subscribe(query, variables)

@@ -135,6 +135,7 @@ class Follower:
     reader: httpx.AsyncClient  # the subscriber's process
     feed: Subscription
     seller: Member
+    channel: str  # the processes' bus channel
 
     async def comment(self, body: str) -> None:
         await _comment(self.writer_url, self.seller, self.lead, body)
@@ -160,7 +161,9 @@ async def follower_across_processes(
         before = await wait_for_subscriptions(reader_http, 0)
         feed = await client.subscribe(FOLLOWED_EVENTS)
         await wait_for_subscriptions(reader_http, before + 1)
-        follower = Follower(lead["id"], writer.base_url, reader_http, feed, org.seller)
+        follower = Follower(
+            lead["id"], writer.base_url, reader_http, feed, org.seller, env["BUS_CHANNEL"]
+        )
         await follower.comment("before")
         assert await follower.bodies(1, seconds=1.0) == ["before"]
         yield follower
@@ -271,3 +274,16 @@ async def test_a_feed_without_after_starts_now_on_a_process_behind_the_log(live_
         got = event(await feed.next(timeout=1.0), "followedEvents")
         assert got["changes"]["body"] == "after subscribing"
         await feed.expect_nothing(0.3)
+
+
+async def test_garbage_on_the_bus_channel_is_ignored(live_server, org):
+    await _require_redis()
+    async with follower_across_processes(live_server, org, REDIS_URL) as follower:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            for garbage in ("1", "not json", "[]", '{"events": "yes"'):
+                await client.publish(follower.channel, garbage)
+        finally:
+            await client.aclose()
+        await follower.comment("after the garbage")
+        assert await follower.bodies(1, seconds=1.0) == ["after the garbage"]

@@ -16,11 +16,13 @@ from subscriptions import feeds, hub
 from tests.helpers import create_contact, create_lead, create_opportunity, wait_for_subscriptions
 from tests.test_deals import ADD_FOLLOWER, COMMENT, SET_PRIMARY
 from tests.test_live import (
+    DEACTIVATE,
     FOLLOWED_EVENTS,
     LIVE_CURSOR,
     LOGOUT,
     NOTIFICATION_ADDED,
     RECORD_EVENTS,
+    UPDATE_LEAD,
     cursor,
     event,
 )
@@ -202,3 +204,63 @@ def test_sees_deal_never_crosses_organizations():
     admin: Any = NS(id=1, organization_id=1, role=Role.ADMIN)
     deal: Any = NS(organization_id=2, visibility=Visibility.ORGANIZATION, owner_id=1)
     assert not sees_deal(admin, {1}, deal, is_follower=True)
+
+
+LEAD_TITLE = "query($id: ID!) { node(id: $id) { ... on Lead { title visibility } } }"
+VIEWER = "{ viewer { id role } }"
+
+
+async def run_once(client, query: str, variables: dict | None = None) -> dict:
+    """A query or mutation over the websocket (graphql-transport-ws carries them; Strawberry's
+    legacy graphql-ws takes subscriptions only)."""
+    return await (await client.subscribe(query, variables)).next(timeout=2.0)
+
+
+async def test_every_operation_on_a_websocket_sees_the_session_and_rows_of_now(
+    live_server,
+    org,
+):
+    member = await org.add_user("SELLER", org.manager)
+    lead = await create_lead(org.seller)
+    async with live_client(live_server.base_url, member.api.token) as client:
+        # Rows: the connection read the lead once; it turns private; the next read is refused,
+        # as over HTTP, and no replay of its events gets through either.
+        mark = await cursor(member)
+        assert (await run_once(client, LEAD_TITLE, {"id": lead["id"]}))["data"]["node"] == {
+            "title": lead["title"],
+            "visibility": "ORGANIZATION",
+        }
+        await org.seller.api.data(UPDATE_LEAD, input={"id": lead["id"], "visibility": "PRIVATE"})
+        await org.seller.api.data(COMMENT, record=lead["id"], body="confidential")
+        answer = await run_once(client, LEAD_TITLE, {"id": lead["id"]})
+        assert answer["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        replay = await client.subscribe(RECORD_EVENTS, {"id": lead["id"], "after": mark})
+        with pytest.raises(OperationError) as error:
+            await replay.next()
+        assert error.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+        # Session: signed out elsewhere, the connection can neither read nor write.
+        assert (await run_once(client, VIEWER))["data"]["viewer"]["id"] == member.id
+        await member.api.data(LOGOUT)
+        for query, variables in ((VIEWER, None), (COMMENT, {"record": lead["id"], "body": "x"})):
+            answer = await run_once(client, query, variables)
+            assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_deactivated_or_demoted_user_loses_their_rights_on_an_open_websocket(
+    live_server,
+    org,
+):
+    admin = await org.add_user("ADMIN")
+    lead = await create_lead(org.seller)
+    demote = """mutation($id: ID!) { updateUser(input: {id: $id, role: SELLER}) { id } }"""
+    async with live_client(live_server.base_url, admin.api.token) as client:
+        assert (await run_once(client, VIEWER))["data"]["viewer"]["role"] == "ADMIN"
+        await org.admin.api.data(demote, id=admin.id)
+        assert (await run_once(client, VIEWER))["data"]["viewer"]["role"] == "SELLER"
+        rename = {"input": {"id": lead["id"], "title": "Not theirs"}}
+        answer = await run_once(client, UPDATE_LEAD, rename)
+        assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        await org.admin.api.data(DEACTIVATE, id=admin.id)
+        answer = await run_once(client, COMMENT, {"record": lead["id"], "body": "x"})
+        assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
