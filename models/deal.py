@@ -53,11 +53,17 @@ class Lead(SoftDeletedModel):
     )
     visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
     version = fields.IntField(default=1)
+    # Set by convertLead: the opportunity this lead became, and when.
+    converted_opportunity: fields.ForeignKeyNullableRelation[Opportunity] = fields.ForeignKeyField(
+        "models.Opportunity", related_name="converted_leads", null=True, on_delete=fields.SET_NULL
+    )
+    converted_at = fields.DatetimeField(null=True)
 
     organization_id: int
     account_id: int | None
     contact_id: int | None
     owner_id: int
+    converted_opportunity_id: int | None
 
     class Meta:
         table = "lead"

@@ -13,7 +13,7 @@ from models import Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import D, DealKind
-from resolvers.errors import bad_input, conflict, not_found
+from resolvers.errors import ApiError, bad_input, conflict, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import (
@@ -66,6 +66,14 @@ async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -
     if row is None or not await can_read_deal(ctx, kind, row):
         raise not_found(kind.label)
     return row
+
+
+async def readable_or_none(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D | None:
+    """A related lead or opportunity, or None when it is gone or out of the viewer's reach."""
+    try:
+        return await get_readable(ctx, kind, record_id)
+    except ApiError:
+        return None
 
 
 async def get_editable(
@@ -275,21 +283,29 @@ def _update_kind(diff: dict[str, tuple[Any, Any]]) -> EventKind:
     return EventKind.STAGE_CHANGED if "stage_id" in diff else EventKind.UPDATED
 
 
-async def save_versioned(
-    ctx: RequestContext,
-    kind: DealKind[D],
-    row: D,
-    cleaned: dict[str, Any],
-    expected_version: int | None,
-) -> D:
-    """Write the changed fields unless someone else wrote first (a stale version is a CONFLICT),
-    and log the change with each field's old and new value."""
+def check_version(kind: DealKind[D], row: D, expected_version: int | None) -> None:
     if expected_version is not None and expected_version != row.version:
         raise conflict(
             f"This {kind.label} was changed by someone else (version {row.version}, "
             f"you had {expected_version}): reload it and apply your change again.",
             currentVersion=row.version,
         )
+
+
+async def save_versioned(
+    ctx: RequestContext,
+    kind: DealKind[D],
+    row: D,
+    cleaned: dict[str, Any],
+    expected_version: int | None,
+    *,
+    event_kind: EventKind | None = None,
+    details: dict[str, Any] | None = None,
+) -> D:
+    """Write the changed fields unless someone else wrote first (a stale version is a CONFLICT),
+    and log the change with each field's old and new value (and `details`), as `event_kind` or
+    the kind the change implies."""
+    check_version(kind, row, expected_version)
     changes = {name: value for name, value in cleaned.items() if getattr(row, name) != value}
     if not changes:
         return row
@@ -301,5 +317,6 @@ async def save_versioned(
         raise conflict(f"This {kind.label} was changed concurrently: reload it and try again.")
     diff = {name: (getattr(row, name), value) for name, value in changes.items()}
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
-    await record_event(ctx, kind, row.id, _update_kind(diff), describe(diff))
+    changed = {**describe(diff), **(details or {})}
+    await record_event(ctx, kind, row.id, event_kind or _update_kind(diff), changed)
     return row

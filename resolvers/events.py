@@ -21,7 +21,6 @@ from models import Event, EventKind, Notification
 from models.base import from_cents
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
-from resolvers.errors import ApiError
 from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
 EVENT_APPEND_LOCK = 4_711_001  # pg_advisory_xact_lock key of the event log
@@ -35,6 +34,9 @@ _ID_FIELDS = {
     "contact_id": ("contactId", "Contact"),
     "comment_id": ("commentId", "Comment"),
     "stage_id": ("stageId", "PipelineStage"),
+    "lead_id": ("leadId", "Lead"),
+    "opportunity_id": ("opportunityId", "Opportunity"),
+    "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }
 _MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
 
@@ -54,7 +56,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _global_id(type_name: str, pk: int | None) -> str | None:
+def global_id(type_name: str, pk: int | None) -> str | None:
     return None if pk is None else relay.to_base64(type_name, pk)
 
 
@@ -62,7 +64,7 @@ def ref(name: str, pk: int) -> dict[str, str | None]:
     """A record named in an event's details, as the API names it: ref("contact_id", 7) is
     {"contactId": <global id of Contact 7>}."""
     field, type_name = _ID_FIELDS[name]
-    return {field: _global_id(type_name, pk)}
+    return {field: global_id(type_name, pk)}
 
 
 def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
@@ -73,7 +75,7 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
             continue
         if name in _ID_FIELDS:
             field, type_name = _ID_FIELDS[name]
-            old, new = _global_id(type_name, old), _global_id(type_name, new)
+            old, new = global_id(type_name, old), global_id(type_name, new)
         elif name in _MONEY_FIELDS:
             field = _MONEY_FIELDS[name]
             old, new = (
@@ -91,8 +93,11 @@ async def record_event(
     record_id: int,
     event_kind: EventKind,
     changes: dict[str, Any] | None = None,
+    *,
+    notify: bool = True,
 ) -> Event:
-    """Append an event and its followers' notifications. Call it last in the transaction."""
+    """Append an event and (unless `notify` is off, where another event of the same change
+    tells the same people) its followers' notifications. Call it last in the transaction."""
     viewer = ctx.require_viewer()
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
@@ -105,14 +110,17 @@ async def record_event(
         actor_id=viewer.id,
         changes=changes or {},
     )
-    followers = await kind.follower.filter(record_id=record_id).values_list("user_id", flat=True)
-    await Notification.bulk_create(
-        [
-            Notification(user_id=user_id, event_id=event.id)
-            for user_id in followers
-            if user_id != viewer.id
-        ]
-    )
+    if notify:
+        followers = await kind.follower.filter(record_id=record_id).values_list(
+            "user_id", flat=True
+        )
+        await Notification.bulk_create(
+            [
+                Notification(user_id=user_id, event_id=event.id)
+                for user_id in followers
+                if user_id != viewer.id
+            ]
+        )
     ctx.writes.events.append(event)
     return event
 
@@ -131,13 +139,9 @@ async def list_history(
 
 async def event_record(ctx: RequestContext, event: Event) -> Any | None:
     """The live lead or opportunity of an event, when the viewer may read it."""
-    from resolvers.deal import get_readable  # resolvers.deal records events: import late
+    from resolvers.deal import readable_or_none  # resolvers.deal records events: import late
 
-    kind = KINDS[event.record_type]
-    try:
-        return await get_readable(ctx, kind, event.record_id)
-    except ApiError:
-        return None
+    return await readable_or_none(ctx, KINDS[event.record_type], event.record_id)
 
 
 def event_cursor(event_id: int) -> str:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Lead, LeadStatus
+from models import (
+    Account,
+    EventKind,
+    Lead,
+    LeadStatus,
+    Opportunity,
+    OpportunityFollower,
+    OpportunityParticipant,
+)
+from models.base import from_cents
 from resolvers import validation
+from resolvers.account import create_account
 from resolvers.context import RequestContext
 from resolvers.deal import (
+    check_version,
     clean_common,
     create_deal,
     filter_deals,
@@ -17,9 +31,12 @@ from resolvers.deal import (
     readable_deals,
     save_versioned,
 )
-from resolvers.deal_kinds import LEAD
-from resolvers.errors import bad_input
+from resolvers.deal_kinds import LEAD, OPPORTUNITY
+from resolvers.errors import bad_input, conflict
+from resolvers.events import global_id, record_event, ref
+from resolvers.opportunity import create_opportunity
 from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
+from resolvers.records import referenced_account
 
 LEAD_ORDER = {"CREATED_AT": BY_ID, "UPDATED_AT": BY_UPDATED_AT, "TITLE": SortKey("TITLE", "title")}
 
@@ -71,3 +88,107 @@ async def update_lead(
                 record_id=row.id, contact_id=cleaned["contact_id"]
             ).delete()
         return await save_versioned(ctx, LEAD, row, cleaned, expected_version)
+
+
+@dataclass
+class Conversion:
+    lead: Lead
+    opportunity: Opportunity
+    account: Account
+
+
+async def convert_lead(
+    ctx: RequestContext, lead_id: int, values: dict[str, Any], expected_version: int | None
+) -> Conversion:
+    """Turn a lead into an opportunity, in one transaction: the account (the one given, the
+    lead's, or a new one), the primary contact, the participants and the followers carry over;
+    the lead becomes CONVERTED and points to the opportunity; both histories record it."""
+    if values.get("account_id") is not None and values.get("account_name") is not None:
+        raise bad_input("accountName", "Give accountId or accountName, not both.")
+    async with in_transaction():
+        lead = await get_editable(ctx, LEAD, lead_id, lock=True)
+        check_version(LEAD, lead, expected_version)
+        if lead.status == LeadStatus.CONVERTED:
+            raise conflict(
+                "This lead was converted already.",
+                field="leadId",
+                opportunityId=global_id("Opportunity", lead.converted_opportunity_id),
+            )
+        if lead.status == LeadStatus.DISQUALIFIED:
+            raise conflict(
+                "A disqualified lead cannot be converted: requalify it first.", field="leadId"
+            )
+        owner_id = values.get("owner_id") or lead.owner_id
+        account = await _conversion_account(ctx, lead, values, owner_id)
+        opportunity = await create_opportunity(
+            ctx,
+            {
+                "name": _given_or(values, "opportunity_name", "opportunityName", lead.title),
+                "account_id": account.id,
+                "amount": _conversion_amount(lead, values),
+                "currency": values.get("currency") or lead.currency,
+                "expected_close_date": values.get("expected_close_date"),
+                "stage_id": values.get("stage_id"),
+                "owner_id": owner_id,
+                "contact_id": lead.contact_id,
+                "visibility": lead.visibility,
+            },
+        )
+        participants = await LEAD.participant.filter(record_id=lead.id).exclude(
+            contact_id=opportunity.contact_id
+        )
+        await OpportunityParticipant.bulk_create(
+            [
+                OpportunityParticipant(
+                    record_id=opportunity.id, contact_id=link.contact_id, role=link.role
+                )
+                for link in participants
+            ]
+        )
+        followers: list[int] = await LEAD.follower.filter(
+            record_id=lead.id, user__is_active=True
+        ).values_list("user_id", flat=True)  # type: ignore[assignment]
+        await OpportunityFollower.bulk_create(
+            [OpportunityFollower(record_id=opportunity.id, user_id=user) for user in followers]
+        )
+        carried = {
+            **ref("lead_id", lead.id),
+            "participants": [
+                ref("contact_id", link.contact_id)["contactId"] for link in participants
+            ],
+            "followers": [ref("user_id", user)["userId"] for user in followers],
+        }
+        # The lead's CONVERTED event notifies its followers, who are the opportunity's now.
+        await record_event(
+            ctx, OPPORTUNITY, opportunity.id, EventKind.CONVERTED, carried, notify=False
+        )
+        now = datetime.now(UTC)
+        cleaned = {
+            "status": LeadStatus.CONVERTED,
+            "converted_opportunity_id": opportunity.id,
+            "converted_at": now,
+        }
+        await save_versioned(ctx, LEAD, lead, cleaned, None, event_kind=EventKind.CONVERTED)
+        return Conversion(lead, opportunity, account)
+
+
+async def _conversion_account(
+    ctx: RequestContext, lead: Lead, values: dict[str, Any], owner_id: int
+) -> Account:
+    if values.get("account_id") is not None:
+        return await referenced_account(ctx, values["account_id"], "accountId")
+    if lead.account_id is not None and values.get("account_name") is None:
+        return await referenced_account(ctx, lead.account_id, "accountId")
+    name = _given_or(values, "account_name", "accountName", lead.title)
+    return await create_account(ctx, {"name": name, "owner_id": owner_id})
+
+
+def _given_or(values: dict[str, Any], name: str, field: str, default: str) -> str:
+    """A name the input gives (which must be valid: a blank one is an error) or the default."""
+    return default if values.get(name) is None else validation.text(values[name], field)
+
+
+def _conversion_amount(lead: Lead, values: dict[str, Any]) -> Decimal:
+    if values.get("amount") is not None:
+        return values["amount"]
+    return from_cents(lead.estimated_amount_cents) or Decimal(0)

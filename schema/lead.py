@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import UNSET
@@ -14,7 +15,7 @@ from models import LeadStatus, Visibility
 from models.base import from_cents
 from resolvers import deal as deals
 from resolvers import lead as leads
-from resolvers.deal_kinds import LEAD
+from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from schema.account import Account, load_account
 from schema.base import (
     Connection,
@@ -30,6 +31,11 @@ from schema.base import (
 )
 from schema.deal import Deal
 
+if TYPE_CHECKING:
+    from schema.opportunity import Opportunity
+
+OpportunityRef = Annotated["Opportunity", strawberry.lazy("schema.opportunity")]
+
 
 @strawberry.type(description="A prospect deal, not yet qualified into an opportunity.")
 class Lead(Deal):
@@ -38,6 +44,10 @@ class Lead(Deal):
     status: LeadStatus
     estimated_amount: Decimal | None
     currency: str = strawberry.field(description="ISO 4217 code of estimatedAmount.")
+    converted_at: datetime | None = strawberry.field(
+        description="When convertLead turned this lead into an opportunity."
+    )
+    converted_opportunity_id: strawberry.Private[int | None]
 
     @classmethod
     def from_row(cls, row: LeadRow) -> Lead:
@@ -57,11 +67,26 @@ class Lead(Deal):
             owner_id=row.owner_id,
             account_id=row.account_id,
             contact_id=row.contact_id,
+            converted_at=row.converted_at,
+            converted_opportunity_id=row.converted_opportunity_id,
         )
 
     @strawberry.field(description="The client company, when known.")
     async def account(self, info: Info) -> Account | None:
         return await load_account(info, self.account_id)
+
+    @strawberry.field(
+        description="The opportunity this lead became, unless it is deleted or out of reach."
+    )
+    async def converted_opportunity(self, info: Info) -> OpportunityRef | None:
+        from schema.opportunity import Opportunity
+
+        if self.converted_opportunity_id is None:
+            return None
+        row = await deals.readable_or_none(
+            context(info), OPPORTUNITY, self.converted_opportunity_id
+        )
+        return None if row is None else Opportunity.from_row(row)
 
 
 @strawberry.enum(description="What leads can be sorted by.")
@@ -124,9 +149,49 @@ class UpdateLeadInput:
     visibility: Visibility | None = UNSET
 
 
+@strawberry.input(
+    description="Turn a lead into an opportunity. The account is `accountId`, else the lead's "
+    "account, else a new one named `accountName` (default: the lead's title); the primary "
+    "contact, participants and followers carry over; the owner defaults to the lead's."
+)
+class ConvertLeadInput:
+    lead_id: strawberry.ID
+    expected_close_date: date = strawberry.field(
+        description="The opportunity's expected close date."
+    )
+    expected_version: int | None = strawberry.field(
+        default=None, description="The lead's version: when given and stale, CONFLICT."
+    )
+    account_id: strawberry.ID | None = None
+    account_name: str | None = None
+    opportunity_name: str | None = strawberry.field(
+        default=None, description="Default: the lead's title."
+    )
+    amount: Decimal | None = strawberry.field(
+        default=None, description="Default: the lead's estimated amount, else 0."
+    )
+    currency: str | None = strawberry.field(default=None, description="Default: the lead's.")
+    stage_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Default: the first open pipeline stage."
+    )
+    owner_id: strawberry.ID | None = None
+
+
+@strawberry.type(description="What convertLead made: the converted lead, its opportunity.")
+class ConvertLeadPayload:
+    lead: Lead
+    opportunity: OpportunityRef
+    account: Account
+
+
 LEAD_IDS = {
     "account_id": ("accountId", "Account"),
     "contact_id": ("contactId", "Contact"),
+    "owner_id": ("ownerId", "User"),
+}
+CONVERT_IDS = {
+    "account_id": ("accountId", "Account"),
+    "stage_id": ("stageId", "PipelineStage"),
     "owner_id": ("ownerId", "User"),
 }
 FILTER_IDS = {
@@ -172,6 +237,23 @@ class LeadMutations:
         lead_id = pk_of(values.pop("id"), "id", "Lead")
         expected = values.pop("expected_version", None)
         return Lead.from_row(await leads.update_lead(context(info), lead_id, values, expected))
+
+    @strawberry.mutation(
+        description="Turn a lead into an opportunity in one transaction (editors of the lead). "
+        "A converted or disqualified lead cannot be converted (CONFLICT)."
+    )
+    async def convert_lead(self, info: Info, input: ConvertLeadInput) -> ConvertLeadPayload:
+        from schema.opportunity import Opportunity
+
+        values = values_of(input, CONVERT_IDS)
+        lead_id = pk_of(values.pop("lead_id"), "leadId", "Lead")
+        expected = values.pop("expected_version", None)
+        done = await leads.convert_lead(context(info), lead_id, values, expected)
+        return ConvertLeadPayload(
+            lead=Lead.from_row(done.lead),
+            opportunity=Opportunity.from_row(done.opportunity),
+            account=Account.from_row(done.account),
+        )
 
     @strawberry.mutation(
         description="Delete a lead (editors). It is kept with a deletion time for syncing partners."
