@@ -1,6 +1,7 @@
 """Tortoise models: rows only, no GraphQL."""
 
 from models.account import Account
+from models.activity import Activity, ActivityAttendee, ActivityKind, ActivityStatus
 from models.contact import Contact, LifecycleStage
 from models.deal import (
     Comment,
@@ -21,6 +22,10 @@ from models.user import AuthToken, Role, User
 __all__ = [
     "DEFAULT_STAGES",
     "Account",
+    "Activity",
+    "ActivityAttendee",
+    "ActivityKind",
+    "ActivityStatus",
     "AuthToken",
     "Comment",
     "Contact",

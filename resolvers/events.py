@@ -35,6 +35,7 @@ _ID_FIELDS = {
     "comment_id": ("commentId", "Comment"),
     "stage_id": ("stageId", "PipelineStage"),
     "lead_id": ("leadId", "Lead"),
+    "activity_id": ("activityId", "Activity"),
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }
@@ -71,7 +72,7 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
     """Field-level changes as the API names them: {"amount": {"old": "10.00", "new": ...}}."""
     described: dict[str, dict[str, Any]] = {}
     for name, (old, new) in diff.items():
-        if name in ("updated_at", "version", "probability_overridden"):
+        if name in ("updated_at", "version", "probability_overridden", "scheduled_at"):
             continue
         if name in _ID_FIELDS:
             field, type_name = _ID_FIELDS[name]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
-from models import Account, Contact, Event, PipelineStage, User
+from models import Account, ActivityAttendee, Contact, Event, PipelineStage, User
 
 if TYPE_CHECKING:
     from resolvers.deal_kinds import DealKind
@@ -60,6 +60,23 @@ class Loaders:
     @cached_property
     def event(self) -> DataLoader[int, Event | None]:
         return self._rows_by_id(Event, live_only=False)
+
+    @cached_property
+    def attendee_ids(self) -> DataLoader[int, list[int]]:
+        """The ids of the live contacts taking part in each activity."""
+
+        async def load(keys: list[int]) -> list[list[int]]:
+            grouped: dict[int, list[int]] = defaultdict(list)
+            rows = await (
+                ActivityAttendee.filter(activity_id__in=keys, contact__deleted_at__isnull=True)
+                .order_by("id")
+                .values_list("activity_id", "contact_id")
+            )
+            for activity_id, contact_id in rows:
+                grouped[activity_id].append(contact_id)
+            return [grouped[key] for key in keys]
+
+        return DataLoader(load_fn=load)
 
     def deal(self, kind: DealKind[Any]) -> DataLoader[int, Any]:
         return self._kind_loader(kind, "deal", lambda: self._rows_by_id(kind.model, live_only=True))

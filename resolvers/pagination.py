@@ -62,7 +62,7 @@ def _dump_time(value: datetime | date) -> str:
 
 
 BY_ID = SortKey("ID", None)
-BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", _parse_time, _dump_time)
+BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", _parse_time, _dump_time)  # see time_key
 BY_DATE = {
     "EXPECTED_CLOSE_DATE": SortKey(
         "EXPECTED_CLOSE_DATE", "expected_close_date", date.fromisoformat, _dump_time
@@ -72,6 +72,10 @@ BY_DATE = {
 
 def integer_key(name: str, field: str) -> SortKey:
     return SortKey(name, field, _integer)
+
+
+def time_key(name: str, field: str) -> SortKey:
+    return SortKey(name, field, _parse_time, _dump_time)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from strawberry.schema.config import StrawberryConfig
 from config import Settings
 from schema import enums  # noqa: F401  (gives the model enums their GraphQL descriptions)
 from schema.account import AccountMutations, AccountQueries
+from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
 from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
@@ -38,6 +39,7 @@ class Query(
     OpportunityQueries,
     NotificationQueries,
     LiveQueries,
+    ActivityQueries,
 ):
     pass
 
@@ -52,6 +54,7 @@ class Mutation(
     OpportunityMutations,
     DealMutations,
     NotificationMutations,
+    ActivityMutations,
 ):
     pass
 
@@ -76,7 +79,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Lead, Opportunity, Comment],
+        types=[Lead, Opportunity, Comment, Activity],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100),
     )

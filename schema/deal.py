@@ -19,6 +19,7 @@ from schema.user import User, load_user
 
 if TYPE_CHECKING:
     from schema.account import Account
+    from schema.activity import Activity
     from schema.event import Event
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
@@ -140,6 +141,23 @@ class Deal(relay.Node):
             context(info), self.kind.name, self.id, page_request(first, after, last, before)
         )
         return connection(page, Event.from_row)
+
+    @strawberry.field(description="Its activities (visits, meetings, calls...), in time order.")
+    async def activities(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Annotated[Activity, strawberry.lazy("schema.activity")]]:
+        from resolvers.activity import list_deal_activities
+        from schema.activity import Activity
+
+        page = await list_deal_activities(
+            context(info), self.kind, self.id, page_request(first, after, last, before)
+        )
+        return connection(page, Activity.from_row)
 
     @strawberry.field(description="Comments, newest first.")
     async def comments(

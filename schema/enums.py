@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import strawberry
 
-from models import LeadStatus, LifecycleStage, OpportunityStatus, Role, Visibility
+from models import (
+    ActivityKind,
+    ActivityStatus,
+    LeadStatus,
+    LifecycleStage,
+    OpportunityStatus,
+    Role,
+    Visibility,
+)
 
 RoleEnum = strawberry.enum(
     Role,
@@ -30,4 +38,12 @@ VisibilityEnum = strawberry.enum(
     name="Visibility",
     description="ORGANIZATION: everyone in the organization reads the record. PRIVATE: only "
     "its owner, the owner's managers, its followers and admins.",
+)
+ActivityKindEnum = strawberry.enum(
+    ActivityKind, name="ActivityKind", description="A visit, meeting, call, email or task."
+)
+ActivityStatusEnum = strawberry.enum(
+    ActivityStatus,
+    name="ActivityStatus",
+    description="PLANNED until it is done (with an outcome) or cancelled.",
 )

@@ -78,6 +78,13 @@ async def _notification(info: Info, pk: int) -> Any:
     return None if row is None else Notification.from_row(row)
 
 
+async def _activity(info: Info, pk: int) -> Any:
+    from resolvers.activity import get_activity
+    from schema.activity import Activity
+
+    return Activity.from_row(await get_activity(context(info), pk))
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": load_optional_user,
     "Account": load_account,
@@ -89,6 +96,7 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Comment": _comment,
     "Event": _event,
     "Notification": _notification,
+    "Activity": _activity,
 }
 MAX_NODES = 100
 
