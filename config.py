@@ -50,6 +50,10 @@ class Settings:
     # permessage-deflate on websockets: off by default, since events are small and each
     # compressed connection holds about 40 KiB of zlib state (bench/fanout.py measures it).
     ws_compression: bool = False
+    # Outgoing mail: smtp://user:pass@host:port (smtps:// for TLS, smtp+starttls:// to upgrade).
+    # Without it, sent messages wait in the outbox.
+    smtp_url: str = ""
+    smtp_from: str = "crm@localhost"
 
     @property
     def is_production(self) -> bool:
@@ -84,6 +88,8 @@ class Settings:
                 os.environ.get("AUTH_RECHECK_SECONDS", cls.auth_recheck_seconds)
             ),
             ws_compression=_bool("WS_COMPRESSION", cls.ws_compression),
+            smtp_url=os.environ.get("SMTP_URL", cls.smtp_url),
+            smtp_from=os.environ.get("SMTP_FROM", cls.smtp_from),
         )
 
 

@@ -16,6 +16,7 @@ from models.deal import (
     Visibility,
 )
 from models.event import Event, EventKind, Notification
+from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, Organization, PipelineStage
 from models.user import AuthToken, Role, User
 
@@ -36,6 +37,8 @@ __all__ = [
     "LeadParticipant",
     "LeadStatus",
     "LifecycleStage",
+    "Message",
+    "MessageStatus",
     "Notification",
     "Opportunity",
     "OpportunityFollower",

@@ -38,6 +38,7 @@ class Contact(SoftDeletedModel):
     lifecycle_stage = fields.CharEnumField(
         LifecycleStage, max_length=20, default=LifecycleStage.PROSPECT
     )
+    do_not_contact = fields.BooleanField(default=False)  # asked not to receive messages
 
     organization_id: int
     account_id: int | None

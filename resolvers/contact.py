@@ -63,6 +63,8 @@ async def _clean(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
         cleaned["phone"] = validation.optional_text(values["phone"], "phone", max_length=50)
     if "title" in values:
         cleaned["title"] = validation.optional_text(values["title"], "title", max_length=150)
+    if values.get("do_not_contact") is not None:
+        cleaned["do_not_contact"] = values["do_not_contact"]
     if "lifecycle_stage" in values and values["lifecycle_stage"] is not None:
         cleaned["lifecycle_stage"] = values["lifecycle_stage"]
     if "account_id" in values:

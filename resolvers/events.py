@@ -36,6 +36,7 @@ _ID_FIELDS = {
     "stage_id": ("stageId", "PipelineStage"),
     "lead_id": ("leadId", "Lead"),
     "activity_id": ("activityId", "Activity"),
+    "message_id": ("messageId", "Message"),
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }

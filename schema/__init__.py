@@ -22,6 +22,7 @@ from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.live import LiveQueries, Subscription
+from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries
@@ -40,6 +41,7 @@ class Query(
     NotificationQueries,
     LiveQueries,
     ActivityQueries,
+    MessageQueries,
 ):
     pass
 
@@ -55,6 +57,7 @@ class Mutation(
     DealMutations,
     NotificationMutations,
     ActivityMutations,
+    MessageMutations,
 ):
     pass
 
@@ -79,7 +82,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Lead, Opportunity, Comment, Activity],
+        types=[Lead, Opportunity, Comment, Activity, Message],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100),
     )

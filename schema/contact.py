@@ -41,6 +41,9 @@ class Contact(relay.Node):
     phone: str | None
     title: str | None = strawberry.field(description="Job title, such as CFO.")
     lifecycle_stage: LifecycleStage
+    do_not_contact: bool = strawberry.field(
+        description="Asked not to be contacted: sendMessage refuses to write to them."
+    )
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
@@ -57,6 +60,7 @@ class Contact(relay.Node):
             phone=row.phone,
             title=row.title,
             lifecycle_stage=row.lifecycle_stage,
+            do_not_contact=row.do_not_contact,
             created_at=row.created_at,
             updated_at=row.updated_at,
             deleted_at=row.deleted_at,
@@ -118,6 +122,7 @@ class CreateContactInput:
     account_id: strawberry.ID | None = None
     owner_id: strawberry.ID | None = None
     lifecycle_stage: LifecycleStage | None = None
+    do_not_contact: bool | None = None
 
 
 @strawberry.input(description="Changes to a contact; omitted fields stay as they are.")
@@ -131,6 +136,7 @@ class UpdateContactInput:
     account_id: strawberry.ID | None = UNSET
     owner_id: strawberry.ID | None = UNSET
     lifecycle_stage: LifecycleStage | None = UNSET
+    do_not_contact: bool | None = UNSET
 
 
 CONTACT_IDS = {"account_id": ("accountId", "Account"), "owner_id": ("ownerId", "User")}

@@ -47,6 +47,7 @@ class Participant:
 class NoRecipientReason(Enum):
     NO_PRIMARY_CONTACT = "NO_PRIMARY_CONTACT"
     PRIMARY_CONTACT_HAS_NO_EMAIL = "PRIMARY_CONTACT_HAS_NO_EMAIL"
+    PRIMARY_CONTACT_DO_NOT_CONTACT = "PRIMARY_CONTACT_DO_NOT_CONTACT"
 
 
 @strawberry.type(
@@ -106,22 +107,17 @@ class Deal(relay.Node):
 
     @strawberry.field(description="The primary contact's email, or why there is none.")
     async def default_recipient(self, info: Info) -> DefaultRecipient:
-        contact = await load_contact(info, self.contact_id)
-        if contact is None:
-            return DefaultRecipient(
-                email=None,
-                contact=None,
-                reason=NoRecipientReason.NO_PRIMARY_CONTACT,
-                message="This record has no primary contact: set one to write to.",
-            )
-        if not contact.email:
-            return DefaultRecipient(
-                email=None,
-                contact=contact,
-                reason=NoRecipientReason.PRIMARY_CONTACT_HAS_NO_EMAIL,
-                message=f"{contact.full_name()} has no email address.",
-            )
-        return DefaultRecipient(email=contact.email, contact=contact, reason=None, message=None)
+        from resolvers.message import why_unreachable
+
+        row = await context(info).loaders.contact.load(self.contact_id) if self.contact_id else None
+        contact = None if row is None else Contact.from_row(row)
+        problem = why_unreachable(row)
+        if problem is None and contact is not None:
+            return DefaultRecipient(email=contact.email, contact=contact, reason=None, message=None)
+        reason, message = problem or ("NO_PRIMARY_CONTACT", "")
+        return DefaultRecipient(
+            email=None, contact=contact, reason=NoRecipientReason(reason), message=message
+        )
 
     @strawberry.field(
         description="Everything that happened to the record, newest first: the audit trail."

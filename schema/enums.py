@@ -9,6 +9,7 @@ from models import (
     ActivityStatus,
     LeadStatus,
     LifecycleStage,
+    MessageStatus,
     OpportunityStatus,
     Role,
     Visibility,
@@ -46,4 +47,10 @@ ActivityStatusEnum = strawberry.enum(
     ActivityStatus,
     name="ActivityStatus",
     description="PLANNED until it is done (with an outcome) or cancelled.",
+)
+MessageStatusEnum = strawberry.enum(
+    MessageStatus,
+    name="MessageStatus",
+    description="OUTBOX: recorded, not delivered (no SMTP server configured); SENT: accepted by "
+    "the SMTP server; FAILED: every delivery attempt failed (see lastError).",
 )

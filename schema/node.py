@@ -85,6 +85,14 @@ async def _activity(info: Info, pk: int) -> Any:
     return Activity.from_row(await get_activity(context(info), pk))
 
 
+async def _message(info: Info, pk: int) -> Any:
+    from resolvers.message import visible_messages
+    from schema.message import Message
+
+    row = await visible_messages(context(info)).filter(id=pk).first()
+    return None if row is None else Message.from_row(row)
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": load_optional_user,
     "Account": load_account,
@@ -97,6 +105,7 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Event": _event,
     "Notification": _notification,
     "Activity": _activity,
+    "Message": _message,
 }
 MAX_NODES = 100
 

@@ -1,0 +1,229 @@
+"""Messages from a lead or opportunity: a draft to its primary contact (the default recipient),
+then sending it, which records the message and an EMAIL activity and delivers it by SMTP when
+SMTP_URL is set (else it waits in the outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import aiosmtplib
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from config import settings
+from models import (
+    Activity,
+    ActivityAttendee,
+    ActivityKind,
+    ActivityStatus,
+    Contact,
+    EventKind,
+    Message,
+    MessageStatus,
+    Role,
+)
+from resolvers import validation
+from resolvers.context import RequestContext
+from resolvers.deal import get_readable
+from resolvers.deal_kinds import DealKind
+from resolvers.errors import bad_input
+from resolvers.events import global_id, record_event, ref
+from resolvers.pagination import BY_ID, Page, PageRequest, paginate
+from resolvers.records import referenced_contact
+
+log = logging.getLogger("crm.mail")
+
+NO_PRIMARY_CONTACT = "NO_PRIMARY_CONTACT"
+HAS_NO_EMAIL = "PRIMARY_CONTACT_HAS_NO_EMAIL"
+DO_NOT_CONTACT = "PRIMARY_CONTACT_DO_NOT_CONTACT"
+DELIVERY_ATTEMPTS = 3
+RETRY_SECONDS = (0.5, 2.0)
+
+
+def why_unreachable(contact: Contact | None) -> tuple[str, str] | None:
+    """Why a record's primary contact cannot be written to: (reason code, message), or None."""
+    if contact is None:
+        return NO_PRIMARY_CONTACT, "This record has no primary contact: set one to write to."
+    if not contact.email:
+        return HAS_NO_EMAIL, f"{contact.full_name} has no email address."
+    if contact.do_not_contact:
+        return DO_NOT_CONTACT, f"{contact.full_name} asked not to be contacted."
+    return None
+
+
+@dataclass
+class Draft:
+    to: Contact | None
+    cc: list[Contact]
+    subject: str
+    body: str
+    problem: tuple[str, str] | None
+    context: dict[str, Any]
+
+
+async def compose(ctx: RequestContext, kind: DealKind[Any], record_id: int) -> Draft:
+    row = await get_readable(ctx, kind, record_id)
+    loaders = ctx.loaders
+    contact = await loaders.contact.load(row.contact_id) if row.contact_id else None
+    problem = why_unreachable(contact)
+    links = await loaders.participants(kind).load(row.id)
+    participants = await loaders.contact.load_many([link.contact_id for link in links])
+    cc = [p for p in participants if p is not None and p.email and not p.do_not_contact]
+    title = getattr(row, kind.title_field)
+    account = await loaders.account.load(row.account_id) if row.account_id else None
+    greeting = f"Hello {contact.first_name},\n\n" if contact is not None else ""
+    return Draft(
+        to=None if problem else contact,
+        cc=cc,
+        subject=title if account is None else f"{account.name}: {title}",
+        body=greeting,
+        problem=problem,
+        context={
+            "recordId": global_id(kind.name, row.id),
+            "recordType": kind.name,
+            "title": title,
+            "account": None if account is None else account.name,
+        },
+    )
+
+
+async def _recipient(ctx: RequestContext, contact_id: int, field: str) -> Contact:
+    contact = await referenced_contact(ctx, contact_id, field)
+    problem = why_unreachable(contact)
+    if problem is not None:
+        raise bad_input(field, problem[1].replace("This record has no primary contact", "No one"))
+    return contact
+
+
+async def send(
+    ctx: RequestContext,
+    kind: DealKind[Any],
+    record_id: int,
+    values: dict[str, Any],
+) -> Message:
+    viewer = ctx.require_viewer()
+    subject = validation.text(values.get("subject") or "", "subject", max_length=300)
+    body = validation.text(values.get("body") or "", "body", max_length=100_000)
+    async with in_transaction():
+        row = await get_readable(ctx, kind, record_id)
+        to_id = values.get("to_contact_id") or row.contact_id
+        if to_id is None:
+            raise bad_input("toContactId", "This record has no primary contact: name a recipient.")
+        to = await _recipient(ctx, to_id, "toContactId")
+        cc = [
+            await _recipient(ctx, pk, "ccContactIds")
+            for pk in dict.fromkeys(values.get("cc_contact_ids") or [])
+            if pk != to.id
+        ]
+        now = datetime.now(UTC)
+        activity = await Activity.create(
+            organization_id=viewer.organization_id,
+            kind=ActivityKind.EMAIL,
+            subject=subject[:200],
+            notes=body,
+            starts_at=now,
+            scheduled_at=now,
+            status=ActivityStatus.DONE,
+            closed_at=now,
+            owner_id=viewer.id,
+            account_id=row.account_id,
+            contact_id=to.id,
+            **{kind.comment_field: row.id},
+        )
+        await ActivityAttendee.bulk_create(
+            [ActivityAttendee(activity_id=activity.id, contact_id=c.id) for c in (to, *cc)]
+        )
+        message = await Message.create(
+            organization_id=viewer.organization_id,
+            sender_id=viewer.id,
+            to_contact_id=to.id,
+            to_email=to.email,
+            cc=[{"contactId": global_id("Contact", c.id), "email": c.email} for c in cc],
+            subject=subject,
+            body=body,
+            activity_id=activity.id,
+            **{kind.comment_field: row.id},
+        )
+        details = {
+            **ref("message_id", message.id),
+            **ref("activity_id", activity.id),
+            **ref("contact_id", to.id),
+            "subject": subject,
+        }
+        await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details)
+    if settings.smtp_url:
+        await deliver(message, viewer.full_name, viewer.email)
+    return message
+
+
+def _email(message: Message, sender_name: str, reply_to: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = formataddr((sender_name, settings.smtp_from))
+    email["Reply-To"] = reply_to
+    email["To"] = message.to_email
+    if message.cc:
+        email["Cc"] = ", ".join(entry["email"] for entry in message.cc)
+    email["Subject"] = message.subject
+    email["Message-ID"] = make_msgid(domain=settings.smtp_from.rpartition("@")[2] or None)
+    email["X-CRM-Message"] = global_id("Message", message.id) or ""
+    email.set_content(message.body)
+    return email
+
+
+async def deliver(message: Message, sender_name: str, reply_to: str) -> None:
+    """Hand the message to the SMTP server, retrying a failed attempt; record the outcome.
+    Called after the commit: a slow or failing server never holds the transaction."""
+    url = urlparse(settings.smtp_url)
+    email = _email(message, sender_name, reply_to)
+    for attempt in range(DELIVERY_ATTEMPTS):
+        message.attempts += 1
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=url.hostname or "localhost",
+                port=url.port or (465 if url.scheme == "smtps" else 25),
+                username=unquote(url.username) if url.username else None,
+                password=unquote(url.password) if url.password else None,
+                use_tls=url.scheme == "smtps",
+                start_tls=url.scheme == "smtp+starttls",
+                timeout=10,
+            )
+        except (aiosmtplib.SMTPException, OSError) as error:
+            message.last_error = f"{type(error).__name__}: {error}"[:1000]
+            log.warning(
+                "delivery of message %s failed (attempt %s): %s", message.id, attempt + 1, error
+            )
+            if attempt + 1 < DELIVERY_ATTEMPTS:
+                await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+            continue
+        message.status = MessageStatus.SENT
+        message.sent_at = datetime.now(UTC)
+        message.last_error = None  # type: ignore[assignment]
+        break
+    else:
+        message.status = MessageStatus.FAILED
+    await message.save(update_fields=["status", "attempts", "last_error", "sent_at", "updated_at"])
+
+
+def visible_messages(ctx: RequestContext) -> QuerySet[Message]:
+    """The viewer's messages; an admin's: the organization's."""
+    viewer = ctx.require_viewer()
+    query = Message.filter(organization_id=viewer.organization_id)
+    return query if viewer.role == Role.ADMIN else query.filter(sender_id=viewer.id)
+
+
+async def list_messages(
+    ctx: RequestContext, page: PageRequest, statuses: list[MessageStatus] | None
+) -> Page[Message]:
+    """Newest first; with statuses OUTBOX and FAILED, the outbox."""
+    query = visible_messages(ctx)
+    if statuses:
+        query = query.filter(status__in=statuses)
+    return await paginate(query, page, BY_ID, descending=True)
