@@ -62,6 +62,17 @@ def check_migrations() -> int:
     return 0
 
 
+async def lifecycle_sweep(database_url: str) -> None:
+    from resolvers.lifecycle import sweep
+
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        moved = await sweep()
+    finally:
+        await Tortoise.close_connections()
+    print(f"{moved} contact(s) became inactive clients.")
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -80,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed-demo", help="Load the demo organization unless it is there.")
     commands.add_parser("export-schema", help="Write schema/schema.graphql.")
     commands.add_parser("check-migrations", help="Fail when the models need a new migration.")
+    commands.add_parser(
+        "lifecycle-sweep",
+        help="Move active clients whose last win is too old to inactive (run it daily).",
+    )
     args = parser.parse_args(argv)
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
@@ -89,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         export_schema(SCHEMA_FILE)
     elif args.command == "check-migrations":
         return check_migrations()
+    elif args.command == "lifecycle-sweep":
+        asyncio.run(lifecycle_sweep(settings.database_url))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from models.account import Account
 from models.activity import Activity, ActivityAttendee, ActivityKind, ActivityStatus
-from models.contact import Contact, LifecycleStage
+from models.contact import Contact, LifecycleChange, LifecycleStage
 from models.deal import (
     Comment,
     Lead,
@@ -36,6 +36,7 @@ __all__ = [
     "LeadFollower",
     "LeadParticipant",
     "LeadStatus",
+    "LifecycleChange",
     "LifecycleStage",
     "Message",
     "MessageStatus",

@@ -3,6 +3,7 @@ from __future__ import annotations
 from enum import Enum
 
 from tortoise import fields
+from tortoise.models import Model
 
 from models.account import Account
 from models.base import SoftDeletedModel
@@ -39,6 +40,8 @@ class Contact(SoftDeletedModel):
         LifecycleStage, max_length=20, default=LifecycleStage.PROSPECT
     )
     do_not_contact = fields.BooleanField(default=False)  # asked not to receive messages
+    # A manager set the stage by hand: it stays until they clear it.
+    lifecycle_pinned = fields.BooleanField(default=False)
 
     organization_id: int
     account_id: int | None
@@ -53,3 +56,29 @@ class Contact(SoftDeletedModel):
 
     def __str__(self) -> str:
         return self.full_name
+
+
+class LifecycleChange(Model):
+    """A contact's move from one lifecycle stage to another, and why."""
+
+    id = fields.IntField(primary_key=True)
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="lifecycle_changes", on_delete=fields.CASCADE
+    )
+    from_stage = fields.CharEnumField(LifecycleStage, max_length=20)
+    to_stage = fields.CharEnumField(LifecycleStage, max_length=20)
+    cause = fields.CharField(max_length=30)  # ACTIVITY_COMPLETED, OPPORTUNITY_WON, ...
+    reason = fields.TextField()
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="lifecycle_changes", null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    contact_id: int
+    actor_id: int | None
+
+    class Meta:
+        table = "lifecycle_change"
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id}: {self.from_stage} -> {self.to_stage}"

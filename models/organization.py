@@ -15,6 +15,8 @@ class Organization(TimestampedModel):
 
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=200)
+    # An active client with no win for this long becomes an inactive client.
+    inactive_client_after_days = fields.IntField(default=180)
 
     users: fields.ReverseRelation[User]
     stages: fields.ReverseRelation[PipelineStage]

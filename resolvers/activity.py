@@ -15,7 +15,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind
-from resolvers import validation
+from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable, readable_deals, readable_or_none
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
@@ -187,6 +187,8 @@ async def complete_activity(ctx: RequestContext, activity_id: int, outcome: str 
             row, {"status": ActivityStatus.DONE, "outcome": text, "closed_at": datetime.now(UTC)}
         )
         await _log(ctx, row, EventKind.ACTIVITY_COMPLETED, {"outcome": text})
+        attendees = await ActivityAttendee.filter(activity_id=row.id).values_list("contact_id")
+        await lifecycle.refresh_contacts(ctx, [row.contact_id, *(pk for (pk,) in attendees)])
         return row
 
 

@@ -10,7 +10,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import Comment, Contact, EventKind, OpportunityStatus, User
-from resolvers import validation
+from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import D, DealKind
 from resolvers.errors import ApiError, bad_input, conflict, not_found
@@ -130,6 +130,7 @@ async def set_primary_contact(
             await row.save(update_fields=["contact_id", "updated_at"])
             await touch(ctx, kind, row)
             await record_event(ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, describe(diff))
+            await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
 
@@ -148,6 +149,7 @@ async def add_participant(
         await touch(ctx, kind, row)
         details = {**ref("contact_id", contact.id), "role": label}
         await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_ADDED, details)
+        await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
 
@@ -273,6 +275,7 @@ async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str,
         row = await kind.model.create(organization_id=viewer.organization_id, **cleaned)
         initial = describe({name: (None, value) for name, value in cleaned.items()})
         await record_event(ctx, kind, row.id, EventKind.CREATED, initial)
+        await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
 
@@ -319,4 +322,5 @@ async def save_versioned(
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
     changed = {**describe(diff), **(details or {})}
     await record_event(ctx, kind, row.id, event_kind or _update_kind(diff), changed)
+    await lifecycle.refresh_deal(ctx, kind, row)
     return row

@@ -29,7 +29,7 @@ from models import (
     MessageStatus,
     Role,
 )
-from resolvers import validation
+from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import DealKind
@@ -158,6 +158,7 @@ async def send(
             "subject": subject,
         }
         await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details)
+        await lifecycle.refresh_contacts(ctx, [to.id, *(c.id for c in cc)])
     if settings.smtp_url:
         await deliver(message, viewer.full_name, viewer.email)
     return message

@@ -21,6 +21,7 @@ from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
 from schema.lead import Lead, LeadMutations, LeadQueries
+from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
 from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
@@ -58,6 +59,7 @@ class Mutation(
     NotificationMutations,
     ActivityMutations,
     MessageMutations,
+    LifecycleMutations,
 ):
     pass
 

@@ -28,6 +28,7 @@ from schema.user import User, load_user
 
 if TYPE_CHECKING:
     from schema.account import Account
+    from schema.lifecycle import LifecycleChange
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 
@@ -43,6 +44,9 @@ class Contact(relay.Node):
     lifecycle_stage: LifecycleStage
     do_not_contact: bool = strawberry.field(
         description="Asked not to be contacted: sendMessage refuses to write to them."
+    )
+    lifecycle_pinned: bool = strawberry.field(
+        description="A manager set the lifecycle stage by hand: the facts do not move it."
     )
     created_at: datetime
     updated_at: datetime
@@ -61,6 +65,7 @@ class Contact(relay.Node):
             title=row.title,
             lifecycle_stage=row.lifecycle_stage,
             do_not_contact=row.do_not_contact,
+            lifecycle_pinned=row.lifecycle_pinned,
             created_at=row.created_at,
             updated_at=row.updated_at,
             deleted_at=row.deleted_at,
@@ -71,6 +76,21 @@ class Contact(relay.Node):
     @strawberry.field(description="First and last name.")
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @strawberry.field(description="How the contact moved through the lifecycle, newest first.")
+    async def lifecycle_history(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Annotated[LifecycleChange, strawberry.lazy("schema.lifecycle")]]:
+        from resolvers.lifecycle import list_changes
+        from schema.lifecycle import LifecycleChange
+
+        page = await list_changes(context(info), self.id, page_request(first, after, last, before))
+        return connection(page, LifecycleChange.from_row)
 
     @strawberry.field(description="The account the contact works at.")
     async def account(self, info: Info) -> AccountRef | None:

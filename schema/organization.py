@@ -41,10 +41,18 @@ class Organization(relay.Node):
     id: relay.NodeID[int]
     name: str
     created_at: datetime
+    inactive_client_after_days: int = strawberry.field(
+        description="An active client with no win for this many days becomes inactive."
+    )
 
     @classmethod
     def from_row(cls, row: OrganizationRow) -> Organization:
-        return cls(id=row.id, name=row.name, created_at=row.created_at)
+        return cls(
+            id=row.id,
+            name=row.name,
+            created_at=row.created_at,
+            inactive_client_after_days=row.inactive_client_after_days,
+        )
 
     @strawberry.field(description="The pipeline stages, in order.")
     async def stages(self) -> list[PipelineStage]:
