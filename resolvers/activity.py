@@ -14,7 +14,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind
+from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind, User
 from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable, readable_deals, readable_or_none
@@ -22,7 +22,14 @@ from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import Page, PageRequest, paginate, time_key
-from resolvers.permissions import check_assignable, manages_owner, require_edit
+from resolvers.permissions import (
+    check_assignable,
+    manages_owner,
+    reporting_lines,
+    reports_of,
+    require_edit,
+    sees_deal,
+)
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
@@ -81,6 +88,10 @@ def _schedule(values: dict[str, Any], row: Activity | None) -> dict[str, Any]:
     for name in ("starts_at", "due_date", "duration_minutes"):
         if name in values:
             cleaned[name] = values[name]
+    if cleaned.get("starts_at") is not None:
+        cleaned["starts_at"] = validation.moment(cleaned["starts_at"], "startsAt")
+    if cleaned.get("due_date") is not None:
+        cleaned["due_date"] = validation.close_date(cleaned["due_date"], "dueDate")
     starts_at = cleaned.get("starts_at", row.starts_at if row else None)
     due_date = cleaned.get("due_date", row.due_date if row else None)
     if starts_at is None and due_date is None:
@@ -116,6 +127,21 @@ async def _links(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
     return links
 
 
+async def _check_owner_reads(ctx: RequestContext, owner_id: int, links: dict[str, Any]) -> None:
+    """An activity's owner must see it: one on a private record goes only to its readers."""
+    for kind, name in ((LEAD, "lead_id"), (OPPORTUNITY, "opportunity_id")):
+        if links.get(name) is None:
+            continue
+        deal = await kind.model.get(id=links[name])
+        owner = await User.get(id=owner_id)
+        pairs = await User.filter(organization_id=owner.organization_id).values_list(
+            "id", "manager_id"
+        )
+        follows = await kind.follower.filter(record_id=deal.id, user_id=owner_id).exists()
+        if not sees_deal(owner, reports_of(owner_id, reporting_lines(pairs)), deal, follows):
+            raise bad_input("ownerId", f"This user may not read the {kind.label}.")
+
+
 async def _attendees(ctx: RequestContext, contact_ids: list[int] | None) -> list[int]:
     unique = list(dict.fromkeys(contact_ids or []))
     found = set(await scoped(ctx, Contact).filter(id__in=unique).values_list("id", flat=True))
@@ -149,6 +175,8 @@ async def plan_activity(ctx: RequestContext, values: dict[str, Any]) -> Activity
         owner_id = owner.id
     async with in_transaction():
         links = await _links(ctx, values)
+        if owner_id != viewer.id:
+            await _check_owner_reads(ctx, owner_id, links)
         attendees = await _attendees(ctx, values.get("attendee_ids"))
         row = await Activity.create(
             organization_id=viewer.organization_id, owner_id=owner_id, **cleaned, **links

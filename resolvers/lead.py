@@ -177,7 +177,12 @@ async def _conversion_account(
 ) -> Account:
     if values.get("account_id") is not None:
         return await referenced_account(ctx, values["account_id"], "accountId")
-    if lead.account_id is not None and values.get("account_name") is None:
+    if lead.account_id is not None:
+        if values.get("account_name") is not None:
+            raise bad_input(
+                "accountName",
+                "This lead has an account: omit accountName, or give accountId for another one.",
+            )
         return await referenced_account(ctx, lead.account_id, "accountId")
     name = _given_or(values, "account_name", "accountName", lead.title)
     return await create_account(ctx, {"name": name, "owner_id": owner_id})

@@ -82,7 +82,7 @@ async def compose(ctx: RequestContext, kind: DealKind[Any], record_id: int) -> D
     return Draft(
         to=None if problem else contact,
         cc=cc,
-        subject=title if account is None else f"{account.name}: {title}",
+        subject=(title if account is None else f"{account.name}: {title}")[:300],
         body=greeting,
         problem=problem,
         context={
@@ -109,7 +109,7 @@ async def send(
     values: dict[str, Any],
 ) -> Message:
     viewer = ctx.require_viewer()
-    subject = validation.text(values.get("subject") or "", "subject", max_length=300)
+    subject = validation.single_line(values.get("subject") or "", "subject", max_length=300)
     body = validation.text(values.get("body") or "", "body", max_length=100_000)
     async with in_transaction():
         row = await get_readable(ctx, kind, record_id)
@@ -182,7 +182,12 @@ async def deliver(message: Message, sender_name: str, reply_to: str) -> None:
     """Hand the message to the SMTP server, retrying a failed attempt; record the outcome.
     Called after the commit: a slow or failing server never holds the transaction."""
     url = urlparse(settings.smtp_url)
-    email = _email(message, sender_name, reply_to)
+    try:
+        email = _email(message, sender_name, reply_to)
+    except ValueError as error:  # a header the email library refuses (after the commit: record it)
+        message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
+        await message.save(update_fields=["status", "last_error", "updated_at"])
+        return
     for attempt in range(DELIVERY_ATTEMPTS):
         message.attempts += 1
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from models.base import to_cents
@@ -23,6 +23,18 @@ def text(value: str, field: str, *, max_length: int = 200) -> str:
         raise bad_input(field, f"{field} must be at most {max_length} characters.")
     if "\x00" in cleaned:  # PostgreSQL text cannot hold it
         raise bad_input(field, f"{field} must not contain NUL characters.")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no database takes it
+        raise bad_input(field, f"{field} is not valid Unicode text.") from None
+    return cleaned
+
+
+def single_line(value: str, field: str, *, max_length: int = 200) -> str:
+    """Text that becomes an email header (a subject): no line breaks, which would add headers."""
+    cleaned = text(value, field, max_length=max_length)
+    if "\r" in cleaned or "\n" in cleaned:
+        raise bad_input(field, f"{field} must be a single line.")
     return cleaned
 
 
@@ -95,6 +107,15 @@ def probability(value: int, field: str = "probability") -> int:
     if not 0 <= value <= 100:
         raise bad_input(field, "probability is a percentage from 0 to 100.")
     return value
+
+
+def moment(value: datetime, field: str) -> datetime:
+    """A time in the supported range (as dates are), in UTC; one without an offset is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not datetime(2000, 1, 2, tzinfo=UTC) <= value <= datetime(2199, 12, 31, tzinfo=UTC):
+        raise bad_input(field, f"{field} must be between 2000-01-02 and 2199-12-31.")
+    return value.astimezone(UTC)
 
 
 def close_date(value: date, field: str = "expectedCloseDate") -> date:

@@ -95,9 +95,9 @@ class Activity(relay.Node):
 
     @strawberry.field(description="The contacts taking part.")
     async def attendees(self, info: Info) -> list[Contact]:
-        ids = await context(info).loaders.attendee_ids.load(self.id)
-        found = [await load_contact(info, pk) for pk in ids]
-        return [contact for contact in found if contact is not None]
+        loaders = context(info).loaders
+        rows = await loaders.contact.load_many(await loaders.attendee_ids.load(self.id))
+        return [Contact.from_row(row) for row in rows if row is not None]
 
 
 @strawberry.input(

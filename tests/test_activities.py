@@ -141,6 +141,9 @@ async def test_reschedule_complete_and_cancel(org):
         ({"opportunityId": "T3Bwb3J0dW5pdHk6OTk5OTk5"}, "opportunityId"),
         ({"attendeeIds": ["Q29udGFjdDo5OTk5OTk5"]}, "attendeeIds"),
         ({"ownerId": "VXNlcjo5OTk5OTk5"}, "ownerId"),
+        ({"dueDate": None, "startsAt": "0001-01-01T00:30:00+01:00"}, "startsAt"),
+        ({"dueDate": None, "startsAt": "9999-12-31T23:30:00-01:00"}, "startsAt"),
+        ({"dueDate": "1900-01-01"}, "dueDate"),
     ],
 )
 async def test_bad_input_names_its_field_and_plans_nothing(org, change, field):
@@ -264,3 +267,27 @@ async def test_activities_of_a_private_record_are_out_of_reach_with_it(org):
         "BAD_USER_INPUT",
         "leadId",
     )
+
+
+async def test_a_time_without_an_offset_is_utc(org):
+    account = await create_account(org.seller)
+    call = await plan(org.seller, accountId=account["id"], startsAt="2030-01-01T10:00:00")
+    assert call["startsAt"] == "2030-01-01T10:00:00+00:00"
+    window = {"from": "2030-01-01T09:00:00Z", "to": "2030-01-01T11:00:00Z"}
+    found = (await org.seller.api.data(AGENDA, filter=window))["agenda"]["nodes"]
+    assert [a["id"] for a in found] == [call["id"]]
+
+
+async def test_an_activity_goes_only_to_an_owner_who_may_read_its_record(org):
+    lead = await create_lead(org.manager, visibility="PRIVATE")
+    values = {"leadId": lead["id"], "ownerId": org.seller.id}
+    error = await org.manager.api.error(
+        PLAN, input={"kind": "CALL", "subject": "x", "startsAt": at(1), **values}
+    )
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+        "BAD_USER_INPUT",
+        "ownerId",
+    )
+    await org.manager.api.data(ADD_FOLLOWER, record=lead["id"], user=org.seller.id)
+    assigned = await plan(org.manager, **values)
+    assert (await org.seller.api.data(NODE, id=assigned["id"]))["node"]["id"] == assigned["id"]

@@ -149,13 +149,19 @@ async def test_converting_twice_or_a_disqualified_lead_is_a_clear_error(org):
         ({"opportunityName": "  "}, "BAD_USER_INPUT", "opportunityName"),
         ({"accountName": ""}, "BAD_USER_INPUT", "accountName"),
         ({"accountName": "Acme", "accountId": "QWNjb3VudDox"}, "BAD_USER_INPUT", "accountName"),
+        ({"accountName": "Acme", "leadAccount": True}, "BAD_USER_INPUT", "accountName"),
         ({"expectedVersion": 0}, "CONFLICT", None),
         ({"leadId": "TGVhZDo5OTk5OTk5"}, "NOT_FOUND", None),
     ],
 )
 async def test_a_failed_conversion_changes_nothing(org, change, code, field):
     contact = await create_contact(org.seller)
-    lead = await create_lead(org.seller, contactId=contact["id"])
+    account = (
+        {"accountId": (await create_account(org.seller))["id"]}
+        if change.pop("leadAccount", False)
+        else {}
+    )
+    lead = await create_lead(org.seller, contactId=contact["id"], **account)
     await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
     before = (await org.seller.api.data(COUNTS), await history(org.seller, lead["id"]))
     state = (await org.seller.api.data(LEAD_STATE, id=lead["id"]))["node"]

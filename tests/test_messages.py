@@ -137,6 +137,7 @@ async def test_without_smtp_a_sent_message_waits_in_the_outbox_with_its_activity
         ({"toContactId": "Q29udGFjdDo5OTk5OTk5"}, "toContactId"),
         ({"ccContactIds": ["bm9wZQ=="]}, "ccContactIds"),
         ({"recordId": "QWNjb3VudDox"}, "recordId"),
+        ({"subject": "Offer\r\nBcc: spy@evil.example"}, "subject"),  # no header injection
     ],
 )
 async def test_bad_input_sends_nothing(org, change, field):
@@ -253,3 +254,23 @@ async def test_an_unreachable_smtp_server_is_retried_then_the_message_fails(live
     assert [m["id"] for m in failed] == [sent["id"]]
     # The message and its event committed before delivery was tried.
     assert (await history(org.seller, opportunity["id"]))[0]["kind"] == "MESSAGE_SENT"
+
+
+async def test_text_that_is_not_unicode_is_bad_input(http, org):
+    opportunity, _, _ = await deal_with_contacts(org.seller)
+    # A lone surrogate can only be written as a JSON escape: send the request as raw text.
+    mutation = "mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }"
+    variables = '{"input": {"recordId": "RECORD", "subject": "S", "body": "x\\ud800y"}}'
+    raw = f'{{"query": "{mutation}", "variables": {variables}}}'.replace(
+        "RECORD", opportunity["id"]
+    )
+    response = await http.post(
+        "/graphql",
+        content=raw.encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {org.seller.api.token}",
+        },
+    )
+    error = response.json()["errors"][0]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "body")
