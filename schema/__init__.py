@@ -26,7 +26,7 @@ from schema.live import LiveQueries, Subscription
 from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
-from schema.organization import OrganizationQueries
+from schema.organization import OrganizationQueries, PipelineMutations
 from schema.user import UserMutations, UserQueries
 
 
@@ -60,6 +60,7 @@ class Mutation(
     ActivityMutations,
     MessageMutations,
     LifecycleMutations,
+    PipelineMutations,
 ):
     pass
 

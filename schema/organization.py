@@ -9,8 +9,9 @@ from strawberry import relay
 
 from models import Organization as OrganizationRow
 from models import PipelineStage as PipelineStageRow
+from resolvers import organization as organizations
 from resolvers.organization import list_stages
-from schema.base import Info, context
+from schema.base import Info, context, pk_of, values_of
 
 
 @strawberry.type(description="A stage of the sales pipeline, configured per organization.")
@@ -70,3 +71,63 @@ class OrganizationQueries:
     async def pipeline_stages(self, info: Info) -> list[PipelineStage]:
         viewer = context(info).require_viewer()
         return [PipelineStage.from_row(row) for row in await list_stages(viewer.organization_id)]
+
+
+@strawberry.input(description="A new pipeline stage (admins).")
+class CreatePipelineStageInput:
+    name: str
+    probability: int = strawberry.field(description="Percent: 100 for a won stage, 0 for lost.")
+    position: int | None = strawberry.field(
+        default=None, description="Where it goes, from 1 (default: last); later stages move down."
+    )
+    is_won: bool = False
+    is_lost: bool = False
+
+
+@strawberry.input(description="Changes to a pipeline stage (admins); omitted fields stay.")
+class UpdatePipelineStageInput:
+    id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    probability: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The default for opportunities moved here from now on; opportunities at "
+        "the stage keep theirs.",
+    )
+    position: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Move it to this position, from 1."
+    )
+    is_won: bool | None = strawberry.UNSET
+    is_lost: bool | None = strawberry.UNSET
+
+
+@strawberry.type
+class PipelineMutations:
+    @strawberry.mutation(
+        description="Add a pipeline stage (admins). Names are unique in the organization."
+    )
+    async def create_pipeline_stage(
+        self, info: Info, input: CreatePipelineStageInput
+    ) -> PipelineStage:
+        row = await organizations.create_stage(context(info), values_of(input))
+        return PipelineStage.from_row(row)
+
+    @strawberry.mutation(
+        description="Rename, re-weight, move or re-flag a stage (admins). A stage in use cannot "
+        "start or stop winning or losing (CONFLICT)."
+    )
+    async def update_pipeline_stage(
+        self, info: Info, input: UpdatePipelineStageInput
+    ) -> PipelineStage:
+        values = values_of(input)
+        stage_id = pk_of(values.pop("id"), "id", "PipelineStage")
+        return PipelineStage.from_row(
+            await organizations.update_stage(context(info), stage_id, values)
+        )
+
+    @strawberry.mutation(
+        description="Remove a stage no opportunity uses (admins). The pipeline keeps an open, a "
+        "won and a lost stage (CONFLICT otherwise)."
+    )
+    async def delete_pipeline_stage(self, info: Info, id: strawberry.ID) -> PipelineStage:
+        row = await organizations.delete_stage(context(info), pk_of(id, "id", "PipelineStage"))
+        return PipelineStage.from_row(row)
