@@ -11,6 +11,8 @@ from tortoise.transactions import in_transaction
 
 from models import (
     Account,
+    Activity,
+    ActivityStatus,
     EventKind,
     Lead,
     LeadStatus,
@@ -151,12 +153,18 @@ async def convert_lead(
         await OpportunityFollower.bulk_create(
             [OpportunityFollower(record_id=opportunity.id, user_id=user) for user in followers]
         )
+        # The work still planned on the lead goes on with the opportunity; what was done stays
+        # in the lead's history.
+        moved = await Activity.filter(lead_id=lead.id, status=ActivityStatus.PLANNED).update(
+            lead_id=None, opportunity_id=opportunity.id
+        )
         carried = {
             **ref("lead_id", lead.id),
             "participants": [
                 ref("contact_id", link.contact_id)["contactId"] for link in participants
             ],
             "followers": [ref("user_id", user)["userId"] for user in followers],
+            "plannedActivities": moved,
         }
         # The lead's CONVERTED event notifies its followers, who are the opportunity's now.
         await record_event(

@@ -90,6 +90,28 @@ async def test_a_lead_becomes_an_opportunity_with_its_account_contact_roles_and_
     assert [n["node"]["event"]["kind"] for n in notes].count("CONVERTED") == 1
 
 
+async def test_planned_activities_move_to_the_opportunity(org):
+    from tests.test_activities import COMPLETE, DEAL_ACTIVITIES, plan
+
+    lead = await create_lead(org.seller)
+    done = await plan(org.seller, leadId=lead["id"], subject="First call")
+    await org.seller.api.data(COMPLETE, id=done["id"])
+    await plan(org.seller, leadId=lead["id"], subject="Demo")
+    converted = (
+        await org.seller.api.data(CONVERT, input={"leadId": lead["id"], "expectedCloseDate": CLOSE})
+    )["convertLead"]
+
+    def subjects(node: dict) -> list[str]:
+        return [a["subject"] for a in node["activities"]["nodes"]]
+
+    opportunity = converted["opportunity"]["id"]
+    on_opportunity = (await org.seller.api.data(DEAL_ACTIVITIES, id=opportunity))["node"]
+    assert subjects(on_opportunity) == ["Demo"]
+    on_lead = (await org.seller.api.data(DEAL_ACTIVITIES, id=lead["id"]))["node"]
+    assert subjects(on_lead) == ["First call"]
+    assert (await history(org.seller, opportunity))[0]["changes"]["plannedActivities"] == 1
+
+
 async def test_without_an_account_one_is_made_for_the_owner(org):
     lead = await create_lead(org.seller, estimatedAmount=None)
     named = await create_lead(org.seller)
