@@ -279,6 +279,10 @@ async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str,
         return row
 
 
+# The fields of a lead or opportunity its contacts' lifecycle stage depends on.
+LIFECYCLE_FACTS = {"status", "contact_id", "account_id"}
+
+
 def _update_kind(diff: dict[str, tuple[Any, Any]]) -> EventKind:
     status = diff.get("status", (None, None))[1]
     if status in (OpportunityStatus.WON, OpportunityStatus.LOST):
@@ -322,5 +326,6 @@ async def save_versioned(
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
     changed = {**describe(diff), **(details or {})}
     await record_event(ctx, kind, row.id, event_kind or _update_kind(diff), changed)
-    await lifecycle.refresh_deal(ctx, kind, row)
+    if diff.keys() & LIFECYCLE_FACTS:
+        await lifecycle.refresh_deal(ctx, kind, row)
     return row
