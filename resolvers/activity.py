@@ -22,14 +22,7 @@ from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import Page, PageRequest, paginate, time_key
-from resolvers.permissions import (
-    check_assignable,
-    manages_owner,
-    reporting_lines,
-    reports_of,
-    require_edit,
-    sees_deal,
-)
+from resolvers.permissions import check_assignable, manages_owner, require_edit, user_reads_deal
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
@@ -133,12 +126,7 @@ async def _check_owner_reads(ctx: RequestContext, owner_id: int, links: dict[str
         if links.get(name) is None:
             continue
         deal = await kind.model.get(id=links[name])
-        owner = await User.get(id=owner_id)
-        pairs = await User.filter(organization_id=owner.organization_id).values_list(
-            "id", "manager_id"
-        )
-        follows = await kind.follower.filter(record_id=deal.id, user_id=owner_id).exists()
-        if not sees_deal(owner, reports_of(owner_id, reporting_lines(pairs)), deal, follows):
+        if not await user_reads_deal(await User.get(id=owner_id), kind, deal):
             raise bad_input("ownerId", f"This user may not read the {kind.label}.")
 
 

@@ -84,6 +84,18 @@ async def can_read_deal(ctx: RequestContext, kind: DealKind[Any], deal: Deal) ->
     return viewer.id in followers
 
 
+async def user_reads_deal(user: User, kind: DealKind[Any], deal: Deal) -> bool:
+    """can_read_deal for a user other than the viewer (say, an owner being assigned)."""
+    team: set[int] = set()
+    if deal.visibility != Visibility.ORGANIZATION and user.role != Role.ADMIN:
+        pairs = await User.filter(organization_id=user.organization_id).values_list(
+            "id", "manager_id"
+        )
+        team = reports_of(user.id, reporting_lines(pairs))
+    follows = await kind.follower.filter(record_id=deal.id, user_id=user.id).exists()
+    return deal.deleted_at is None and sees_deal(user, team, deal, follows)
+
+
 async def readable_deals_filter(ctx: RequestContext, kind: DealKind[Any]) -> Q | None:
     """The SQL condition a list of leads or opportunities is filtered by (None: no filter)."""
     viewer = ctx.require_viewer()
