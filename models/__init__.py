@@ -16,8 +16,9 @@ from models.deal import (
     Visibility,
 )
 from models.event import Event, EventKind, Notification
+from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
-from models.organization import DEFAULT_STAGES, Organization, PipelineStage
+from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
 from models.user import AuthToken, Role, User
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Contact",
     "Event",
     "EventKind",
+    "ForecastCategory",
     "Lead",
     "LeadFollower",
     "LeadParticipant",
@@ -46,7 +48,9 @@ __all__ = [
     "OpportunityParticipant",
     "OpportunityStatus",
     "Organization",
+    "PeriodKind",
     "PipelineStage",
+    "Quota",
     "Role",
     "User",
     "Visibility",

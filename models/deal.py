@@ -9,7 +9,7 @@ from tortoise import fields
 from models.account import Account
 from models.base import SoftDeletedModel, TimestampedModel
 from models.contact import Contact
-from models.organization import Organization, PipelineStage
+from models.organization import ForecastCategory, Organization, PipelineStage
 from models.user import User
 
 
@@ -91,6 +91,11 @@ class Opportunity(SoftDeletedModel):
     expected_close_date = fields.DateField(db_index=True)
     status = fields.CharEnumField(OpportunityStatus, max_length=10, default=OpportunityStatus.OPEN)
     closed_at = fields.DatetimeField(null=True)
+    lost_reason = fields.TextField(null=True)  # required when it is lost
+    forecast_category = fields.CharEnumField(
+        ForecastCategory, max_length=20, default=ForecastCategory.PIPELINE
+    )  # defaults from the stage
+    forecast_category_overridden = fields.BooleanField(default=False)
     contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
         "models.Contact",
         related_name="primary_for_opportunities",

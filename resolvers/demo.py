@@ -19,7 +19,9 @@ from models import (
     OpportunityFollower,
     OpportunityParticipant,
     Organization,
+    PeriodKind,
     PipelineStage,
+    Quota,
     Role,
     User,
     Visibility,
@@ -65,7 +67,7 @@ async def seed_demo() -> bool:
     rng = random.Random(7)
     password_hash = await hash_password(DEMO_PASSWORD)
     async with in_transaction():
-        org = await Organization.create(name="Demo Company")
+        org = await Organization.create(name="Demo Company", currency="EUR")
         stages = await create_default_stages(org)
         users: dict[str, User] = {}
         for email, name, role, manager_email in DEMO_USERS:
@@ -118,6 +120,7 @@ async def seed_demo() -> bool:
                 currency="EUR",
                 stage=stage,
                 probability=stage.probability,
+                forecast_category=stage.forecast_category,
                 expected_close_date=today + timedelta(days=rng.randrange(10, 180)),
                 contact=contacts[0],
                 owner=owner,
@@ -140,4 +143,14 @@ async def seed_demo() -> bool:
             )
             await LeadParticipant.create(record=lead, contact=contacts[2], role="Sponsor")
             await LeadFollower.create(record=lead, user=users["manager@demo.example"])
+        quarter_start = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        for seller in sellers:
+            await Quota.create(
+                organization=org,
+                user=seller,
+                period_kind=PeriodKind.QUARTER,
+                period_start=quarter_start,
+                amount_cents=400_000_00,
+                set_by=users["manager@demo.example"],
+            )
     return True

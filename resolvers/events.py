@@ -40,6 +40,13 @@ _ID_FIELDS = {
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }
+_UNSHOWN = {
+    "updated_at",
+    "version",
+    "probability_overridden",
+    "forecast_category_overridden",
+    "scheduled_at",
+}
 _MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
 
 
@@ -73,7 +80,7 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
     """Field-level changes as the API names them: {"amount": {"old": "10.00", "new": ...}}."""
     described: dict[str, dict[str, Any]] = {}
     for name, (old, new) in diff.items():
-        if name in ("updated_at", "version", "probability_overridden", "scheduled_at"):
+        if name in _UNSHOWN:
             continue
         if name in _ID_FIELDS:
             field, type_name = _ID_FIELDS[name]

@@ -8,7 +8,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Opportunity, OpportunityStatus, PipelineStage
+from models import ForecastCategory, Opportunity, OpportunityStatus, PipelineStage
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal import (
@@ -48,6 +48,8 @@ async def list_opportunities(
     query = filter_deals(ctx, OPPORTUNITY, await readable_deals(ctx, OPPORTUNITY), filters)
     if filters.get("stage_ids"):
         query = query.filter(stage_id__in=filters["stage_ids"])
+    if filters.get("forecast_categories"):
+        query = query.filter(forecast_category__in=filters["forecast_categories"])
     if filters.get("amount_min") is not None:
         query = query.filter(
             amount_cents__gte=validation.amount_cents(filters["amount_min"], "filter.amountMin")
@@ -64,7 +66,9 @@ async def list_opportunities(
 
 
 def _apply_stage(cleaned: dict[str, Any], stage: PipelineStage, row: Opportunity | None) -> None:
-    """A stage sets the status, and the probability unless the caller overrode it."""
+    """A stage sets the status, and the probability and forecast category unless the caller
+    overrode them. A closed opportunity's category follows its status: CLOSED when won, OMITTED
+    when lost."""
     cleaned["stage_id"] = stage.id
     overridden = cleaned.get("probability_overridden", row.probability_overridden if row else False)
     if not overridden:
@@ -79,6 +83,55 @@ def _apply_stage(cleaned: dict[str, Any], stage: PipelineStage, row: Opportunity
     cleaned["status"] = status
     if row is None or status != row.status:
         cleaned["closed_at"] = None if status == OpportunityStatus.OPEN else datetime.now(UTC)
+    if status != OpportunityStatus.OPEN:
+        if cleaned.get("forecast_category_overridden"):
+            raise bad_input(
+                "forecastCategory",
+                "A won opportunity is CLOSED and a lost one OMITTED: the category of a closed "
+                "opportunity cannot be set.",
+            )
+        cleaned["forecast_category"] = (
+            ForecastCategory.CLOSED if status == OpportunityStatus.WON else ForecastCategory.OMITTED
+        )
+        cleaned["forecast_category_overridden"] = False
+        return
+    category_overridden = cleaned.get(
+        "forecast_category_overridden", row.forecast_category_overridden if row else False
+    )
+    if not category_overridden:
+        cleaned["forecast_category"] = stage.forecast_category
+
+
+def _forecast_category(value: ForecastCategory | None, cleaned: dict[str, Any]) -> None:
+    if value is None:  # back to the stage's category
+        cleaned["forecast_category_overridden"] = False
+    elif value == ForecastCategory.CLOSED:
+        raise bad_input(
+            "forecastCategory", "CLOSED is for won opportunities: move it to a won stage instead."
+        )
+    else:
+        cleaned["forecast_category"] = value
+        cleaned["forecast_category_overridden"] = True
+
+
+def _lost_reason(values: dict[str, Any], cleaned: dict[str, Any], row: Opportunity | None) -> None:
+    """A lost opportunity says why; any other has no lost reason (reopening clears it)."""
+    status = cleaned.get("status", row.status if row else OpportunityStatus.OPEN)
+    given = validation.optional_text(values.get("lost_reason"), "lostReason", max_length=1000)
+    if status != OpportunityStatus.LOST:
+        if given is not None:
+            raise bad_input("lostReason", "Only a lost opportunity has a lost reason.")
+        if row is not None and row.lost_reason is not None:
+            cleaned["lost_reason"] = None
+        return
+    if given is not None:
+        cleaned["lost_reason"] = given
+    elif "lost_reason" in values and row is not None and row.status == OpportunityStatus.LOST:
+        raise bad_input("lostReason", "A lost opportunity keeps a reason: it cannot be cleared.")
+    elif row is None or row.status != OpportunityStatus.LOST:
+        raise bad_input(
+            "lostReason", "Say why it was lost: lostReason is required to move it to a lost stage."
+        )
 
 
 async def _clean(
@@ -103,16 +156,20 @@ async def _clean(
         else:
             cleaned["probability"] = validation.probability(values["probability"])
             cleaned["probability_overridden"] = True
+    if "forecast_category" in values:
+        _forecast_category(values["forecast_category"], cleaned)
+    overrides = {"probability_overridden", "forecast_category_overridden"} & cleaned.keys()
     stage_id = values.get("stage_id")
-    if stage_id is not None or row is None or "probability_overridden" in cleaned:
+    if stage_id is not None or row is None or overrides:
         if stage_id is not None:
             stage = await referenced(ctx, PipelineStage, stage_id, "stageId", "pipeline stage")
         elif row is not None:
             stage = await PipelineStage.get(id=row.stage_id)
         else:
             stage = await _first_open_stage(ctx)
-        if row is None or stage.id != row.stage_id or "probability_overridden" in cleaned:
+        if row is None or stage.id != row.stage_id or overrides:
             _apply_stage(cleaned, stage, row)
+    _lost_reason(values, cleaned, row)
     return cleaned
 
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import DEFAULT_STAGES, Opportunity, Organization, PipelineStage
+from models import (
+    DEFAULT_STAGES,
+    ForecastCategory,
+    Opportunity,
+    Organization,
+    PipelineStage,
+    Quota,
+)
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input, conflict, not_found
@@ -22,8 +29,9 @@ async def create_default_stages(organization: Organization) -> list[PipelineStag
             probability=probability,
             is_won=won,
             is_lost=lost,
+            forecast_category=category,
         )
-        for position, (name, probability, won, lost) in enumerate(DEFAULT_STAGES, start=1)
+        for position, (name, probability, won, lost, category) in enumerate(DEFAULT_STAGES, start=1)
     ]
     await PipelineStage.bulk_create(stages)
     return await PipelineStage.filter(organization=organization).order_by("position")
@@ -31,6 +39,27 @@ async def create_default_stages(organization: Organization) -> list[PipelineStag
 
 async def list_stages(organization_id: int) -> list[PipelineStage]:
     return await PipelineStage.filter(organization_id=organization_id).order_by("position", "id")
+
+
+async def update_organization(ctx: RequestContext, values: dict[str, Any]) -> Organization:
+    admin = require_admin(ctx)
+    cleaned: dict[str, Any] = {}
+    if "name" in values:
+        cleaned["name"] = validation.text(values["name"] or "", "name")
+    if "currency" in values:
+        cleaned["currency"] = validation.currency(values["currency"] or "")
+    async with in_transaction():
+        organization = await Organization.filter(id=admin.organization_id).select_for_update().get()
+        changing = cleaned.get("currency", organization.currency) != organization.currency
+        if changing and await Quota.filter(organization_id=organization.id).exists():
+            raise conflict(
+                f"Quotas are set in {organization.currency}: delete them before changing the "
+                "currency.",
+                field="currency",
+            )
+        organization.update_from_dict(cleaned)
+        await organization.save()
+        return organization
 
 
 # Configuring the pipeline (admins). Stage changes of one organization happen one at a time (the
@@ -43,7 +72,7 @@ def _clean_stage(values: dict[str, Any], row: PipelineStage | None) -> dict[str,
         cleaned["name"] = validation.text(values["name"] or "", "name", max_length=100)
     if values.get("probability") is not None:
         cleaned["probability"] = validation.probability(values["probability"])
-    for name in ("is_won", "is_lost"):
+    for name in ("is_won", "is_lost", "forecast_category"):
         if values.get(name) is not None:
             cleaned[name] = values[name]
     won = cleaned.get("is_won", row.is_won if row else False)
@@ -53,7 +82,28 @@ def _clean_stage(values: dict[str, Any], row: PipelineStage | None) -> dict[str,
         raise bad_input("isLost", "A stage cannot both win and lose.")
     if won and probability != 100 or lost and probability != 0:
         raise bad_input("probability", "A won stage has probability 100, a lost stage 0.")
+    category = cleaned.get("forecast_category")
+    if won or lost:
+        closed = ForecastCategory.CLOSED if won else ForecastCategory.OMITTED
+        if category is not None and category != closed:
+            raise bad_input(
+                "forecastCategory", "A won stage's category is CLOSED, a lost stage's OMITTED."
+            )
+        cleaned["forecast_category"] = closed
+    elif category == ForecastCategory.CLOSED:
+        raise bad_input("forecastCategory", "CLOSED is for won stages only.")
+    elif category is None and (row is None or row.is_won or row.is_lost):
+        cleaned["forecast_category"] = default_category(probability or 0)
     return cleaned
+
+
+def default_category(probability: int) -> ForecastCategory:
+    """The forecast category of a new open stage that names none, as the default pipeline has it."""
+    if probability >= 75:
+        return ForecastCategory.COMMIT
+    if probability >= 50:
+        return ForecastCategory.BEST_CASE
+    return ForecastCategory.PIPELINE
 
 
 async def _locked_stages(organization_id: int) -> list[PipelineStage]:

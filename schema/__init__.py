@@ -20,6 +20,7 @@ from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
+from schema.forecast import ForecastMutations, ForecastQueries
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -43,6 +44,7 @@ class Query(
     LiveQueries,
     ActivityQueries,
     MessageQueries,
+    ForecastQueries,
 ):
     pass
 
@@ -61,6 +63,7 @@ class Mutation(
     MessageMutations,
     LifecycleMutations,
     PipelineMutations,
+    ForecastMutations,
 ):
     pass
 

@@ -7,10 +7,12 @@ import strawberry
 from models import (
     ActivityKind,
     ActivityStatus,
+    ForecastCategory,
     LeadStatus,
     LifecycleStage,
     MessageStatus,
     OpportunityStatus,
+    PeriodKind,
     Role,
     Visibility,
 )
@@ -53,4 +55,15 @@ MessageStatusEnum = strawberry.enum(
     name="MessageStatus",
     description="OUTBOX: recorded, not delivered (no SMTP server configured); SENT: accepted by "
     "the SMTP server; FAILED: every delivery attempt failed (see lastError).",
+)
+ForecastCategoryEnum = strawberry.enum(
+    ForecastCategory,
+    name="ForecastCategory",
+    description="Where an opportunity counts in the forecast. PIPELINE: possible. BEST_CASE: "
+    "likely if things go well. COMMIT: the seller commits to winning it in its period. CLOSED: "
+    "won (every won opportunity, and only those). OMITTED: left out (every lost opportunity, and "
+    "open ones set aside).",
+)
+PeriodKindEnum = strawberry.enum(
+    PeriodKind, name="PeriodKind", description="A calendar month or a calendar quarter."
 )

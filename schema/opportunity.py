@@ -9,8 +9,8 @@ from enum import Enum
 import strawberry
 from strawberry import UNSET
 
+from models import ForecastCategory, OpportunityStatus, Visibility
 from models import Opportunity as OpportunityRow
-from models import OpportunityStatus, Visibility
 from models.base import from_cents
 from resolvers import deal as deals
 from resolvers import opportunity as opportunities
@@ -44,6 +44,12 @@ class Opportunity(Deal):
     expected_close_date: date
     status: OpportunityStatus
     closed_at: datetime | None = strawberry.field(description="When it was won or lost.")
+    lost_reason: str | None = strawberry.field(description="Why it was lost (only when LOST).")
+    forecast_category: ForecastCategory = strawberry.field(
+        description="Where it counts in the forecast: the stage's category unless overridden; "
+        "CLOSED once won, OMITTED once lost."
+    )
+    forecast_category_overridden: bool
     stage_id: strawberry.Private[int]
 
     @classmethod
@@ -59,6 +65,9 @@ class Opportunity(Deal):
             expected_close_date=row.expected_close_date,
             status=row.status,
             closed_at=row.closed_at,
+            lost_reason=row.lost_reason,
+            forecast_category=row.forecast_category,
+            forecast_category_overridden=row.forecast_category_overridden,
             visibility=row.visibility,
             version=row.version,
             created_at=row.created_at,
@@ -108,6 +117,7 @@ class OpportunityFilter:
     )
     stage_ids: list[strawberry.ID] | None = None
     statuses: list[OpportunityStatus] | None = None
+    forecast_categories: list[ForecastCategory] | None = None
     amount_min: Decimal | None = None
     amount_max: Decimal | None = None
     close_date_from: date | None = None
@@ -129,6 +139,12 @@ class CreateOpportunityInput:
     currency: str = "USD"
     stage_id: strawberry.ID | None = None
     probability: int | None = None
+    forecast_category: ForecastCategory | None = strawberry.field(
+        default=None, description="Overrides the stage's category (not CLOSED)."
+    )
+    lost_reason: str | None = strawberry.field(
+        default=None, description="Required when the stage is a lost one."
+    )
     contact_id: strawberry.ID | None = strawberry.field(
         default=None, description="Primary contact."
     )
@@ -149,6 +165,16 @@ class UpdateOpportunityInput:
     stage_id: strawberry.ID | None = UNSET
     probability: int | None = strawberry.field(
         default=UNSET, description="null goes back to the stage's probability."
+    )
+    forecast_category: ForecastCategory | None = strawberry.field(
+        default=UNSET,
+        description="Override the stage's category of an open opportunity (not CLOSED); null "
+        "goes back to the stage's.",
+    )
+    lost_reason: str | None = strawberry.field(
+        default=UNSET,
+        description="Why it was lost: required when moving it to a lost stage; only a lost "
+        "opportunity has one.",
     )
     expected_close_date: date | None = UNSET
     contact_id: strawberry.ID | None = UNSET
@@ -214,8 +240,9 @@ class OpportunityMutations:
         values = values_of(input, OPPORTUNITY_IDS)
         if values.get("probability") is None:
             values.pop("probability", None)
-        if values.get("stage_id") is None:
-            values.pop("stage_id", None)
+        for name in ("stage_id", "forecast_category", "lost_reason"):
+            if values.get(name) is None:
+                values.pop(name, None)
         row = await opportunities.create_opportunity(context(info), values)
         return Opportunity.from_row(row)
 

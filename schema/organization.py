@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry import relay
 
+from models import ForecastCategory
 from models import Organization as OrganizationRow
 from models import PipelineStage as PipelineStageRow
 from resolvers import organization as organizations
@@ -24,6 +25,10 @@ class PipelineStage(relay.Node):
     )
     is_won: bool = strawberry.field(description="Moving an opportunity here wins it.")
     is_lost: bool = strawberry.field(description="Moving an opportunity here loses it.")
+    forecast_category: ForecastCategory = strawberry.field(
+        description="The forecast category of opportunities moved here, unless overridden on one: "
+        "CLOSED for a won stage, OMITTED for a lost one."
+    )
 
     @classmethod
     def from_row(cls, row: PipelineStageRow) -> PipelineStage:
@@ -34,6 +39,7 @@ class PipelineStage(relay.Node):
             probability=row.probability,
             is_won=row.is_won,
             is_lost=row.is_lost,
+            forecast_category=row.forecast_category,
         )
 
 
@@ -45,6 +51,10 @@ class Organization(relay.Node):
     inactive_client_after_days: int = strawberry.field(
         description="An active client with no win for this many days becomes inactive."
     )
+    currency: str = strawberry.field(
+        description="ISO 4217 code of the forecast and the quotas. Opportunities in another "
+        "currency are reported apart, never added in."
+    )
 
     @classmethod
     def from_row(cls, row: OrganizationRow) -> Organization:
@@ -53,6 +63,7 @@ class Organization(relay.Node):
             name=row.name,
             created_at=row.created_at,
             inactive_client_after_days=row.inactive_client_after_days,
+            currency=row.currency,
         )
 
     @strawberry.field(description="The pipeline stages, in order.")
@@ -82,6 +93,11 @@ class CreatePipelineStageInput:
     )
     is_won: bool = False
     is_lost: bool = False
+    forecast_category: ForecastCategory | None = strawberry.field(
+        default=None,
+        description="Default: CLOSED for a won stage, OMITTED for a lost one; for an open stage "
+        "COMMIT from probability 75, BEST_CASE from 50, PIPELINE below.",
+    )
 
 
 @strawberry.input(description="Changes to a pipeline stage (admins); omitted fields stay.")
@@ -98,10 +114,30 @@ class UpdatePipelineStageInput:
     )
     is_won: bool | None = strawberry.UNSET
     is_lost: bool | None = strawberry.UNSET
+    forecast_category: ForecastCategory | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The default for opportunities moved here from now on; opportunities at the "
+        "stage keep theirs.",
+    )
+
+
+@strawberry.input(description="Changes to the organization (admins); omitted fields stay.")
+class UpdateOrganizationInput:
+    name: str | None = strawberry.UNSET
+    currency: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="ISO 4217 code of forecasts and quotas. It cannot change while quotas exist "
+        "(they are amounts in the old currency): CONFLICT.",
+    )
 
 
 @strawberry.type
 class PipelineMutations:
+    @strawberry.mutation(description="Rename the organization or change its currency (admins).")
+    async def update_organization(self, info: Info, input: UpdateOrganizationInput) -> Organization:
+        row = await organizations.update_organization(context(info), values_of(input))
+        return Organization.from_row(row)
+
     @strawberry.mutation(
         description="Add a pipeline stage (admins). Names are unique in the organization."
     )

@@ -178,6 +178,11 @@ async def create_lead(member: Member, **overrides: Any) -> dict[str, Any]:
     return (await member.api.data(CREATE_LEAD, input=values))["createLead"]
 
 
+def pk(global_id: str) -> int:
+    """The database id inside a global id."""
+    return int(base64.b64decode(global_id).decode().split(":")[1])
+
+
 def global_id(type_name: str, pk: int | str) -> str:
     """A well-formed global id, as the API writes them (base64 of "Type:pk")."""
     return base64.b64encode(f"{type_name}:{pk}".encode()).decode()

@@ -162,7 +162,8 @@ async def test_stage_sets_probability_and_status(org):
     assert closed["updateOpportunity"]["status"] == "WON"
     assert closed["updateOpportunity"]["closedAt"] is not None
     lost_one = await org.seller.api.data(
-        UPDATE_OPPORTUNITY, input={"id": opportunity["id"], "stageId": lost["id"]}
+        UPDATE_OPPORTUNITY,
+        input={"id": opportunity["id"], "stageId": lost["id"], "lostReason": "Budget cut"},
     )
     assert lost_one["updateOpportunity"]["status"] == "LOST"
     assert lost_one["updateOpportunity"]["probability"] == 0

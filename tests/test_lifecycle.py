@@ -4,13 +4,12 @@ set by a manager."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import sys
 from datetime import UTC, datetime, timedelta
 
 from models import Opportunity
-from tests.helpers import create_account, create_contact, create_lead, create_opportunity
+from tests.helpers import create_account, create_contact, create_lead, create_opportunity, pk
 from tests.processes import ROOT
 from tests.test_activities import COMPLETE, plan
 from tests.test_deals import ADD_PARTICIPANT, STAGES, UPDATE_OPPORTUNITY
@@ -35,10 +34,6 @@ BY_STAGE = """query($stages: [LifecycleStage!]) {
 
 async def stage_of(member, contact) -> dict:
     return (await member.api.data(STAGE, id=contact["id"]))["node"]
-
-
-def pk(global_id: str) -> int:
-    return int(base64.b64decode(global_id).decode().split(":")[1])
 
 
 async def test_a_completed_activity_or_an_open_deal_makes_a_potential_client(org):

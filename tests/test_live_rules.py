@@ -5,7 +5,6 @@ a replay longer than a page, a commit larger than the hub's batch, an event that
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 from typing import Any
 
@@ -13,7 +12,13 @@ import pytest
 
 from models import Notification, User
 from subscriptions import feeds, hub
-from tests.helpers import create_contact, create_lead, create_opportunity, wait_for_subscriptions
+from tests.helpers import (
+    create_contact,
+    create_lead,
+    create_opportunity,
+    pk,
+    wait_for_subscriptions,
+)
 from tests.test_deals import ADD_FOLLOWER, COMMENT, SET_PRIMARY
 from tests.test_live import (
     DEACTIVATE,
@@ -27,10 +32,6 @@ from tests.test_live import (
     event,
 )
 from tests.ws import OperationError, live_client
-
-
-def pk(global_id: str) -> int:
-    return int(base64.b64decode(global_id).decode().split(":")[1])
 
 
 async def test_replay_longer_than_a_page(live_server, org, monkeypatch):
