@@ -40,7 +40,7 @@ def _integer(value: Any) -> int:
     return value
 
 
-def _parse_time(value: Any) -> datetime:
+def parse_time(value: Any) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("time without an offset")
@@ -62,7 +62,7 @@ def _dump_time(value: datetime | date) -> str:
 
 
 BY_ID = SortKey("ID", None)
-BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", _parse_time, _dump_time)  # see time_key
+BY_UPDATED_AT = SortKey("UPDATED_AT", "updated_at", parse_time, _dump_time)  # see time_key
 BY_DATE = {
     "EXPECTED_CLOSE_DATE": SortKey(
         "EXPECTED_CLOSE_DATE", "expected_close_date", date.fromisoformat, _dump_time
@@ -75,7 +75,7 @@ def integer_key(name: str, field: str) -> SortKey:
 
 
 def time_key(name: str, field: str) -> SortKey:
-    return SortKey(name, field, _parse_time, _dump_time)
+    return SortKey(name, field, parse_time, _dump_time)
 
 
 @dataclass

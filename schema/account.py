@@ -11,6 +11,7 @@ from strawberry import UNSET, relay
 
 from models import Account as AccountRow
 from resolvers import account as accounts
+from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
     Info,
@@ -28,6 +29,7 @@ from schema.user import User, load_user
 if TYPE_CHECKING:
     from schema.contact import Contact, ContactFilter, ContactOrder
     from schema.opportunity import Opportunity, OpportunityFilter, OpportunityOrder
+    from schema.timeline import TimelineConnection
 
 
 @strawberry.type(description="A client company.")
@@ -65,6 +67,23 @@ class Account(relay.Node):
     @strawberry.field(description="The user responsible for the account.")
     async def owner(self, info: Info) -> User:
         return await load_user(info, self.owner_id)
+
+    @strawberry.field(
+        description="Its activities (its own, its contacts' and its deals'), and the comments and "
+        "changes of its leads and opportunities the viewer may read, newest first."
+    )
+    async def timeline(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        include: list[EntryKind] | None = None,
+    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
+        from resolvers import timeline
+        from schema.timeline import timeline_connection
+
+        sources = await timeline.account_sources(context(info), self.id)
+        return await timeline_connection(sources, first, after, include)
 
     @strawberry.field(description="The account's contacts.")
     async def contacts(

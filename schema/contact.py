@@ -12,6 +12,7 @@ from strawberry import UNSET, relay
 from models import Contact as ContactRow
 from models import LifecycleStage
 from resolvers import contact as contacts
+from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
     Info,
@@ -29,6 +30,7 @@ from schema.user import User, load_user
 if TYPE_CHECKING:
     from schema.account import Account
     from schema.lifecycle import LifecycleChange
+    from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 
@@ -91,6 +93,22 @@ class Contact(relay.Node):
 
         page = await list_changes(context(info), self.id, page_request(first, after, last, before))
         return connection(page, LifecycleChange.from_row)
+
+    @strawberry.field(
+        description="Its activities (linked to it or attended) and lifecycle moves, newest first."
+    )
+    async def timeline(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        include: list[EntryKind] | None = None,
+    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
+        from resolvers import timeline
+        from schema.timeline import timeline_connection
+
+        sources = await timeline.contact_sources(context(info), self.id)
+        return await timeline_connection(sources, first, after, include)
 
     @strawberry.field(description="The account the contact works at.")
     async def account(self, info: Info) -> AccountRef | None:

@@ -13,6 +13,7 @@ from models import Comment as CommentRow
 from models import Visibility
 from resolvers import deal as deals
 from resolvers.deal_kinds import KINDS, DealKind
+from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, load_contact
 from schema.user import User, load_user
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from schema.account import Account
     from schema.activity import Activity
     from schema.event import Event
+    from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")
@@ -154,6 +156,22 @@ class Deal(relay.Node):
             context(info), self.kind, self.id, page_request(first, after, last, before)
         )
         return connection(page, Activity.from_row)
+
+    @strawberry.field(
+        description="Its activities, comments and changes, newest first, in one connection."
+    )
+    async def timeline(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        include: list[EntryKind] | None = None,
+    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
+        from resolvers import timeline
+        from schema.timeline import timeline_connection
+
+        sources = await timeline.deal_sources(context(info), self.kind, self.id)
+        return await timeline_connection(sources, first, after, include)
 
     @strawberry.field(description="Comments, newest first.")
     async def comments(

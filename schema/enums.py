@@ -16,6 +16,7 @@ from models import (
     Role,
     Visibility,
 )
+from resolvers.timeline import EntryKind
 
 RoleEnum = strawberry.enum(
     Role,
@@ -66,4 +67,11 @@ ForecastCategoryEnum = strawberry.enum(
 )
 PeriodKindEnum = strawberry.enum(
     PeriodKind, name="PeriodKind", description="A calendar month or a calendar quarter."
+)
+TimelineEntryKindEnum = strawberry.enum(
+    EntryKind,
+    name="TimelineEntryKind",
+    description="ACTIVITY: a visit, meeting, call, email or task. COMMENT: a comment. CHANGE: an "
+    "event of a lead's or opportunity's history (comments and activities aside, which are their "
+    "own entries). LIFECYCLE: a contact's move between lifecycle stages.",
 )
