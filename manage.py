@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from tortoise import Tortoise
@@ -73,6 +74,23 @@ async def lifecycle_sweep(database_url: str) -> None:
     print(f"{moved} contact(s) became inactive clients.")
 
 
+async def send_outbox(database_url: str, include_failed: bool) -> int:
+    from resolvers.message import send_outbox as deliver_outbox
+
+    if not settings.smtp_url:
+        print("SMTP_URL is not set: nothing can be delivered.")
+        return 1
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        outcome = await deliver_outbox(
+            include_failed=include_failed, stale_after=timedelta(minutes=10)
+        )
+    finally:
+        await Tortoise.close_connections()
+    print(f"{outcome['SENT']} message(s) sent, {outcome['FAILED']} failed.")
+    return 0 if outcome["FAILED"] == 0 else 1
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -95,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "lifecycle-sweep",
         help="Move active clients whose last win is too old to inactive (run it daily).",
     )
+    outbox = commands.add_parser(
+        "send-outbox",
+        help="Deliver the messages waiting in the outbox through SMTP_URL (and those a stopped "
+        "process left half-sent for 10 minutes).",
+    )
+    outbox.add_argument("--failed", action="store_true", help="Retry FAILED messages too.")
     args = parser.parse_args(argv)
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
@@ -106,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_migrations()
     elif args.command == "lifecycle-sweep":
         asyncio.run(lifecycle_sweep(settings.database_url))
+    elif args.command == "send-outbox":
+        return asyncio.run(send_outbox(settings.database_url, args.failed))
     return 0
 
 

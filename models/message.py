@@ -16,6 +16,7 @@ from models.user import User
 
 class MessageStatus(str, Enum):
     OUTBOX = "OUTBOX"  # recorded, not delivered (no SMTP_URL, or delivery still to come)
+    SENDING = "SENDING"  # a process is handing it to the SMTP server now
     SENT = "SENT"  # the SMTP server accepted it
     FAILED = "FAILED"  # every delivery attempt failed: see last_error
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from typing import Any
@@ -28,12 +28,13 @@ from models import (
     Message,
     MessageStatus,
     Role,
+    User,
 )
 from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import DealKind
-from resolvers.errors import bad_input
+from resolvers.errors import bad_input, conflict, not_found
 from resolvers.events import global_id, record_event, ref
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.records import referenced_contact
@@ -160,8 +161,40 @@ async def send(
         await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details)
         await lifecycle.refresh_contacts(ctx, [to.id, *(c.id for c in cc)])
     if settings.smtp_url:
-        await deliver(message, viewer.full_name, viewer.email)
+        await deliver(message, viewer)
     return message
+
+
+async def retry(ctx: RequestContext, message_id: int) -> Message:
+    """Deliver again a message that failed, or that waits in the outbox (its sender, admins)."""
+    message = await visible_messages(ctx).filter(id=message_id).first()
+    if message is None:
+        raise not_found("message")
+    if not settings.smtp_url:
+        raise conflict("No SMTP server is configured (SMTP_URL): the message stays in the outbox.")
+    if message.status not in RETRIABLE:
+        raise conflict(
+            f"This message is {message.status.value}: only OUTBOX and FAILED ones retry."
+        )
+    sender = await User.get(id=message.sender_id)
+    await deliver(message, sender)
+    return message
+
+
+async def send_outbox(*, include_failed: bool, stale_after: timedelta) -> dict[str, int]:
+    """Deliver what waits in the outbox (and, with include_failed, what failed), and what a
+    process that stopped while sending left behind after `stale_after`. For operators."""
+    statuses = [MessageStatus.OUTBOX, *([MessageStatus.FAILED] if include_failed else [])]
+    stale = datetime.now(UTC) - stale_after
+    await Message.filter(status=MessageStatus.SENDING, updated_at__lt=stale).update(
+        status=MessageStatus.OUTBOX
+    )
+    outcome = {status.value: 0 for status in MessageStatus}
+    for message in await Message.filter(status__in=statuses).order_by("id"):
+        sender = await User.get(id=message.sender_id)
+        await deliver(message, sender)
+        outcome[message.status.value] += 1
+    return outcome
 
 
 def _email(message: Message, sender_name: str, reply_to: str) -> EmailMessage:
@@ -178,12 +211,29 @@ def _email(message: Message, sender_name: str, reply_to: str) -> EmailMessage:
     return email
 
 
-async def deliver(message: Message, sender_name: str, reply_to: str) -> None:
+RETRIABLE = (MessageStatus.OUTBOX, MessageStatus.FAILED)
+
+
+async def _claim(message: Message) -> bool:
+    """Mark the message SENDING unless another process took it first: one sender per message."""
+    claimed = await Message.filter(id=message.id, status__in=RETRIABLE).update(
+        status=MessageStatus.SENDING, updated_at=datetime.now(UTC)
+    )
+    if claimed:
+        message.status = MessageStatus.SENDING
+    return claimed == 1
+
+
+async def deliver(message: Message, sender: User) -> None:
     """Hand the message to the SMTP server, retrying a failed attempt; record the outcome.
-    Called after the commit: a slow or failing server never holds the transaction."""
+    Called after the commit: a slow or failing server never holds the transaction. A message
+    another process is sending already is left to it."""
+    if not await _claim(message):
+        await message.refresh_from_db()
+        return
     url = urlparse(settings.smtp_url)
     try:
-        email = _email(message, sender_name, reply_to)
+        email = _email(message, sender.full_name, sender.email)
     except ValueError as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])

@@ -54,8 +54,9 @@ ActivityStatusEnum = strawberry.enum(
 MessageStatusEnum = strawberry.enum(
     MessageStatus,
     name="MessageStatus",
-    description="OUTBOX: recorded, not delivered (no SMTP server configured); SENT: accepted by "
-    "the SMTP server; FAILED: every delivery attempt failed (see lastError).",
+    description="OUTBOX: recorded, not delivered (no SMTP server configured); SENDING: being "
+    "handed to the SMTP server; SENT: accepted by the SMTP server; FAILED: every delivery attempt "
+    "failed (see lastError; retryMessage tries again).",
 )
 ForecastCategoryEnum = strawberry.enum(
     ForecastCategory,

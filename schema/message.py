@@ -152,3 +152,12 @@ class MessageMutations:
         }
         row = await messages.send(context(info), KINDS[type_name], pk, values)
         return Message.from_row(row)
+
+    @strawberry.mutation(
+        description="Deliver again a FAILED message, or one waiting in the OUTBOX, once an SMTP "
+        "server is configured (its sender, admins). CONFLICT for a message sent or being sent, "
+        "or without SMTP_URL."
+    )
+    async def retry_message(self, info: Info, id: strawberry.ID) -> Message:
+        row = await messages.retry(context(info), pk_of(id, "id", "Message"))
+        return Message.from_row(row)

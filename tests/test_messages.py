@@ -6,7 +6,11 @@ configured with SMTP_URL; the suite's own server has none, so its messages stay 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from typing import Any
 
@@ -14,8 +18,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.helpers import create_contact, create_lead, create_opportunity
-from tests.processes import ServerProcess, free_port
+from models import Message, MessageStatus
+from tests.helpers import create_contact, create_lead, create_opportunity, pk
+from tests.processes import ROOT, ServerProcess, free_port
 from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY
 from tests.test_events import history
 
@@ -176,8 +181,10 @@ class _Inbox:
 
     def __init__(self) -> None:
         self.received: list[Any] = []
+        self.delay = 0.0  # seconds each message takes to be accepted
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        await asyncio.sleep(self.delay)
         self.received.append(envelope)
         return "250 OK"
 
@@ -194,14 +201,18 @@ def smtp() -> Iterator[tuple[_Inbox, int]]:
         controller.stop()
 
 
-async def _send_via(server: ServerProcess, member, values: dict) -> dict:
+async def _post_to(server: ServerProcess, member, query: str, variables: dict) -> dict:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http:
         response = await http.post(
             "/graphql",
-            json={"query": SEND, "variables": {"input": values}},
+            json={"query": query, "variables": variables},
             headers={"authorization": f"Bearer {member.api.token}"},
         )
-    body = response.json()
+    return response.json()
+
+
+async def _send_via(server: ServerProcess, member, values: dict) -> dict:
+    body = await _post_to(server, member, SEND, {"input": values})
     assert not body.get("errors"), body
     return body["data"]["sendMessage"]
 
@@ -274,3 +285,106 @@ async def test_text_that_is_not_unicode_is_bad_input(http, org):
     )
     error = response.json()["errors"][0]
     assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "body")
+
+
+RETRY = """mutation($id: ID!) {
+  retryMessage(id: $id) { id status attempts lastError sentAt }
+}"""
+
+
+async def test_a_failed_message_is_retried_by_its_sender_once_smtp_works(live_server, org, smtp):
+    inbox, port = smtp
+    opportunity, buyer, _ = await deal_with_contacts(org.seller)
+    dead = {"DATABASE_URL": live_server.database_url, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
+    async with ServerProcess(dead) as server:
+        failed = await _send_via(
+            server, org.seller, {"recordId": opportunity["id"], "subject": "S", "body": "B"}
+        )
+    assert failed["status"] == "FAILED"
+    # The suite's own server has no SMTP_URL: nothing to retry with.
+    error = await org.seller.api.error(RETRY, id=failed["id"])
+    assert error["extensions"]["code"] == "CONFLICT"
+
+    working = {"DATABASE_URL": live_server.database_url, "SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    async with ServerProcess(working) as server:
+        other = await _post_to(server, org.teammate, RETRY, {"id": failed["id"]})
+        assert other["errors"][0]["extensions"]["code"] == "NOT_FOUND"  # not their message
+        retried = await _post_to(server, org.seller, RETRY, {"id": failed["id"]})
+        assert retried["data"]["retryMessage"]["status"] == "SENT"
+        assert retried["data"]["retryMessage"]["attempts"] == 4
+        assert retried["data"]["retryMessage"]["lastError"] is None
+        again = await _post_to(server, org.admin, RETRY, {"id": failed["id"]})
+        assert again["errors"][0]["extensions"]["code"] == "CONFLICT"  # sent already
+    assert [envelope.rcpt_tos for envelope in inbox.received] == [[buyer["email"]]]
+
+
+async def _send_outbox(database_url: str, smtp_url: str, *flags: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "send-outbox",
+        *flags,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "SMTP_URL": smtp_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_the_outbox_is_delivered_once_by_the_operator_command(live_server, org, smtp):
+    inbox, port = smtp
+    opportunity, buyer, _ = await deal_with_contacts(org.seller)
+    waiting = [
+        (
+            await org.seller.api.data(
+                SEND, input={"recordId": opportunity["id"], "subject": s, "body": "B"}
+            )
+        )["sendMessage"]  # noqa: E501
+        for s in ("First", "Second", "Half-sent", "Being sent")
+    ]
+    assert {m["status"] for m in waiting} == {"OUTBOX"}
+    # A process stopped while sending the third long ago; another is sending the fourth now.
+    ids = [pk(m["id"]) for m in waiting]
+    long_ago = datetime.now(UTC) - timedelta(minutes=30)
+    await Message.filter(id=ids[2]).update(status=MessageStatus.SENDING, updated_at=long_ago)
+    await Message.filter(id=ids[3]).update(status=MessageStatus.SENDING)
+
+    smtp_url = f"smtp://127.0.0.1:{port}"
+    await _send_outbox(live_server.database_url, smtp_url)
+    await _send_outbox(live_server.database_url, smtp_url)  # a second run sends nothing again
+    ours = [e for e in inbox.received if e.rcpt_tos == [buyer["email"]]]
+    subjects = sorted(message_from_bytes(e.content)["Subject"] for e in ours)
+    assert subjects == ["First", "Half-sent", "Second"]
+    statuses = {
+        m["subject"]: m["status"]
+        for m in (await org.seller.api.data(MESSAGES))["messages"]["nodes"]
+    }
+    assert statuses == {
+        "First": "SENT",
+        "Second": "SENT",
+        "Half-sent": "SENT",
+        "Being sent": "SENDING",
+    }
+
+
+async def test_two_outbox_runs_at_once_deliver_each_message_once(live_server, org, smtp):
+    inbox, port = smtp
+    inbox.delay = 0.1  # slow enough for the two runs to overlap
+    opportunity, buyer, _ = await deal_with_contacts(org.seller)
+    for n in range(12):
+        values = {"recordId": opportunity["id"], "subject": f"Note {n}", "body": "B"}
+        await org.seller.api.data(SEND, input=values)
+    smtp_url = f"smtp://127.0.0.1:{port}"
+    await asyncio.gather(
+        _send_outbox(live_server.database_url, smtp_url),
+        _send_outbox(live_server.database_url, smtp_url),
+    )
+    subjects = [
+        message_from_bytes(e.content)["Subject"]
+        for e in inbox.received
+        if e.rcpt_tos == [buyer["email"]]
+    ]
+    assert sorted(subjects) == sorted(f"Note {n}" for n in range(12))
