@@ -2,7 +2,7 @@
 
 from models.account import Account
 from models.activity import Activity, ActivityAttendee, ActivityKind, ActivityStatus
-from models.contact import Contact, LifecycleChange, LifecycleStage
+from models.contact import Contact, ContactTag, LifecycleChange, LifecycleStage
 from models.deal import (
     Comment,
     Lead,
@@ -19,6 +19,7 @@ from models.event import Event, EventKind, Notification
 from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
+from models.product import LineItem, Product
 from models.user import AuthToken, Role, User
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "AuthToken",
     "Comment",
     "Contact",
+    "ContactTag",
     "Event",
     "EventKind",
     "ForecastCategory",
@@ -40,6 +42,7 @@ __all__ = [
     "LeadStatus",
     "LifecycleChange",
     "LifecycleStage",
+    "LineItem",
     "Message",
     "MessageStatus",
     "Notification",
@@ -50,6 +53,7 @@ __all__ = [
     "Organization",
     "PeriodKind",
     "PipelineStage",
+    "Product",
     "Quota",
     "Role",
     "User",

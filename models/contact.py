@@ -82,3 +82,22 @@ class LifecycleChange(Model):
 
     def __str__(self) -> str:
         return f"contact {self.contact_id}: {self.from_stage} -> {self.to_stage}"
+
+
+class ContactTag(Model):
+    """A label on a contact (lower case), for segments."""
+
+    id = fields.IntField(primary_key=True)
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="tags", on_delete=fields.CASCADE
+    )
+    tag = fields.CharField(max_length=50, db_index=True)
+
+    contact_id: int
+
+    class Meta:
+        table = "contact_tag"
+        unique_together = (("contact", "tag"),)
+
+    def __str__(self) -> str:
+        return f"{self.tag} on contact {self.contact_id}"

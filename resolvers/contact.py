@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
-from models import Contact, EventKind
+from models import Contact, ContactTag, EventKind
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
+from resolvers.errors import bad_input
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import (
     BY_ID,
@@ -46,6 +47,9 @@ async def list_contacts(
         query = query.filter(account_id=filters["account_id"])
     if filters.get("lifecycle_stages"):
         query = query.filter(lifecycle_stage__in=filters["lifecycle_stages"])
+    if filters.get("tags"):
+        tagged = ContactTag.filter(tag__in=clean_tags(filters["tags"], "filter.tags"))
+        query = query.filter(id__in=Subquery(tagged.values("contact_id")))
     if filters.get("updated_since") is not None:
         query = query.filter(updated_at__gte=filters["updated_since"])
     return await paginate(query, page, CONTACT_ORDER[order], descending=descending)
@@ -75,14 +79,41 @@ async def _clean(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+MAX_TAGS = 20
+
+
+def clean_tags(values: list[str] | None, field: str = "tags") -> list[str]:
+    """Tags in lower case, each once, in the order given."""
+    tags: dict[str, None] = {}
+    for value in values or []:
+        tags[validation.single_line(value, field, max_length=50).casefold()] = None
+    if len(tags) > MAX_TAGS:
+        raise bad_input(field, f"At most {MAX_TAGS} tags.")
+    return list(tags)
+
+
+async def _set_tags(contact: Contact, tags: list[str]) -> None:
+    await ContactTag.filter(contact_id=contact.id).exclude(tag__in=tags).delete()
+    kept = set(await ContactTag.filter(contact_id=contact.id).values_list("tag", flat=True))
+    await ContactTag.bulk_create(
+        [ContactTag(contact_id=contact.id, tag=tag) for tag in tags if tag not in kept]
+    )
+
+
 async def create_contact(ctx: RequestContext, values: dict[str, Any]) -> Contact:
     viewer = ctx.require_viewer()
     cleaned = await _clean(ctx, values)
+    tags = clean_tags(values.get("tags"))
     owner = viewer
     if values.get("owner_id") is not None:
         owner = await referenced_user(ctx, values["owner_id"], "ownerId")
         await check_assignable(ctx, owner)
-    return await Contact.create(organization_id=viewer.organization_id, owner=owner, **cleaned)
+    async with in_transaction():
+        contact = await Contact.create(
+            organization_id=viewer.organization_id, owner=owner, **cleaned
+        )
+        await _set_tags(contact, tags)
+        return contact
 
 
 async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str, Any]) -> Contact:
@@ -94,7 +125,9 @@ async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str,
             owner = await referenced_user(ctx, values["owner_id"], "ownerId")
             await check_assignable(ctx, owner)
             cleaned["owner_id"] = owner.id
-        if cleaned:
+        if "tags" in values:
+            await _set_tags(contact, clean_tags(values["tags"]))
+        if cleaned or "tags" in values:
             contact.update_from_dict(cleaned)
             await contact.save(update_fields=[*cleaned, "updated_at"])
         return contact

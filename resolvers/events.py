@@ -37,6 +37,8 @@ _ID_FIELDS = {
     "lead_id": ("leadId", "Lead"),
     "activity_id": ("activityId", "Activity"),
     "message_id": ("messageId", "Message"),
+    "line_item_id": ("lineItemId", "LineItem"),
+    "product_id": ("productId", "Product"),
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }

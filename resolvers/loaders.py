@@ -12,9 +12,22 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise.expressions import Subquery
 from tortoise.models import Model
 
-from models import Account, ActivityAttendee, Contact, Event, PipelineStage, User
+from models import (
+    Account,
+    ActivityAttendee,
+    Contact,
+    ContactTag,
+    Event,
+    LineItem,
+    Opportunity,
+    OpportunityStatus,
+    PipelineStage,
+    Product,
+    User,
+)
 
 if TYPE_CHECKING:
     from resolvers.deal_kinds import DealKind
@@ -52,6 +65,63 @@ class Loaders:
     @cached_property
     def contact(self) -> DataLoader[int, Contact | None]:
         return self._rows_by_id(Contact, live_only=True)
+
+    @cached_property
+    def tags(self) -> DataLoader[int, list[str]]:
+        """The tags of each contact, alphabetically."""
+
+        async def load(keys: list[int]) -> list[list[str]]:
+            grouped: dict[int, list[str]] = defaultdict(list)
+            rows = await (
+                ContactTag.filter(contact_id__in=keys)
+                .order_by("tag")
+                .values_list("contact_id", "tag")
+            )
+            for contact_id, tag in rows:
+                grouped[contact_id].append(tag)
+            return [grouped[key] for key in keys]
+
+        return DataLoader(load_fn=load)
+
+    @cached_property
+    def product(self) -> DataLoader[int, Product | None]:
+        return self._rows_by_id(Product, live_only=False)
+
+    @cached_property
+    def line_items(self) -> DataLoader[int, list[LineItem]]:
+        """The line items of each opportunity, oldest first."""
+
+        async def load(keys: list[int]) -> list[list[LineItem]]:
+            grouped: dict[int, list[LineItem]] = defaultdict(list)
+            for row in await LineItem.filter(opportunity_id__in=keys).order_by("id"):
+                grouped[row.opportunity_id].append(row)
+            return [grouped[key] for key in keys]
+
+        return DataLoader(load_fn=load)
+
+    def products_used(self, field: str) -> DataLoader[int, list[int]]:
+        """The ids of the products on the won opportunities of each account (field
+        "account_id") or primary contact ("contact_id")."""
+
+        async def load(keys: list[int]) -> list[list[int]]:
+            won = Opportunity.filter(
+                **{f"{field}__in": keys},
+                organization_id=self.organization_id,
+                status=OpportunityStatus.WON,
+                deleted_at__isnull=True,
+            )
+            pairs = await LineItem.filter(
+                opportunity_id__in=Subquery(won.values("id"))
+            ).values_list(f"opportunity__{field}", "product_id")
+            used: dict[int, set[int]] = defaultdict(set)
+            for owner_id, product_id in pairs:
+                used[owner_id].add(product_id)
+            return [sorted(used[key]) for key in keys]
+
+        key = ("products_used", field)
+        if key not in self._per_kind:
+            self._per_kind[key] = DataLoader(load_fn=load)
+        return self._per_kind[key]
 
     @cached_property
     def stage(self) -> DataLoader[int, PipelineStage | None]:

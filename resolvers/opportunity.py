@@ -31,6 +31,7 @@ from resolvers.pagination import (
     integer_key,
     paginate,
 )
+from resolvers.product import has_line_items
 from resolvers.records import referenced
 
 OPPORTUNITY_ORDER = {
@@ -146,6 +147,14 @@ async def _clean(
         if values["amount"] is None:
             raise bad_input("amount", "amount must not be null.")
         cleaned["amount_cents"] = validation.amount_cents(values["amount"], "amount")
+    repriced = "amount_cents" in cleaned or "currency" in cleaned
+    if row is not None and repriced and await has_line_items(row.id):
+        if cleaned.get("amount_cents", row.amount_cents) != row.amount_cents:
+            raise bad_input("amount", "This opportunity's amount is its line items' total.")
+        if cleaned.get("currency", row.currency) != row.currency:
+            raise bad_input(
+                "currency", "Its line items are priced in this currency: remove them first."
+            )
     if "expected_close_date" in values:
         if values["expected_close_date"] is None:
             raise bad_input("expectedCloseDate", "An opportunity has an expected close date.")

@@ -28,6 +28,7 @@ from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries, PipelineMutations
+from schema.product import ProductMutations, ProductQueries
 from schema.user import UserMutations, UserQueries
 
 
@@ -45,6 +46,7 @@ class Query(
     ActivityQueries,
     MessageQueries,
     ForecastQueries,
+    ProductQueries,
 ):
     pass
 
@@ -64,6 +66,7 @@ class Mutation(
     LifecycleMutations,
     PipelineMutations,
     ForecastMutations,
+    ProductMutations,
 ):
     pass
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,11 +24,13 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.product import BILLING_HELP
 from schema.user import User, load_user
 
 if TYPE_CHECKING:
     from schema.contact import Contact, ContactFilter, ContactOrder
     from schema.opportunity import Opportunity, OpportunityFilter, OpportunityOrder
+    from schema.product import Billing, Product
     from schema.timeline import TimelineConnection
 
 
@@ -63,6 +65,23 @@ class Account(relay.Node):
             deleted_at=row.deleted_at,
             owner_id=row.owner_id,
         )
+
+    @strawberry.field(description="The products on its won opportunities.")
+    async def products_used(
+        self, info: Info
+    ) -> list[Annotated[Product, strawberry.lazy("schema.product")]]:
+        from schema.product import load_products
+
+        ids = await context(info).loaders.products_used("account_id").load(self.id)
+        return await load_products(info, ids)
+
+    @strawberry.field(description=BILLING_HELP)
+    async def billing(
+        self, info: Info, since: date | None = None, until: date | None = None
+    ) -> list[Annotated[Billing, strawberry.lazy("schema.product")]]:
+        from schema.product import billing_of
+
+        return await billing_of(info, "account_id", self.id, since, until)
 
     @strawberry.field(description="The user responsible for the account.")
     async def owner(self, info: Info) -> User:

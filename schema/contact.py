@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,11 +25,13 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.product import BILLING_HELP
 from schema.user import User, load_user
 
 if TYPE_CHECKING:
     from schema.account import Account
     from schema.lifecycle import LifecycleChange
+    from schema.product import Billing, Product
     from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
@@ -75,6 +77,10 @@ class Contact(relay.Node):
             owner_id=row.owner_id,
         )
 
+    @strawberry.field(description="Its labels, in lower case, alphabetically.")
+    async def tags(self, info: Info) -> list[str]:
+        return await context(info).loaders.tags.load(self.id)
+
     @strawberry.field(description="First and last name.")
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
@@ -109,6 +115,25 @@ class Contact(relay.Node):
 
         sources = await timeline.contact_sources(context(info), self.id)
         return await timeline_connection(sources, first, after, include)
+
+    @strawberry.field(
+        description="The products on the won opportunities it is the primary contact of."
+    )
+    async def products_used(
+        self, info: Info
+    ) -> list[Annotated[Product, strawberry.lazy("schema.product")]]:
+        from schema.product import load_products
+
+        ids = await context(info).loaders.products_used("contact_id").load(self.id)
+        return await load_products(info, ids)
+
+    @strawberry.field(description=BILLING_HELP)
+    async def billing(
+        self, info: Info, since: date | None = None, until: date | None = None
+    ) -> list[Annotated[Billing, strawberry.lazy("schema.product")]]:
+        from schema.product import billing_of
+
+        return await billing_of(info, "contact_id", self.id, since, until)
 
     @strawberry.field(description="The account the contact works at.")
     async def account(self, info: Info) -> AccountRef | None:
@@ -147,6 +172,7 @@ class ContactFilter:
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
     lifecycle_stages: list[LifecycleStage] | None = None
+    tags: list[str] | None = strawberry.field(default=None, description="Any of these tags.")
     updated_since: datetime | None = None
 
 
@@ -161,6 +187,9 @@ class CreateContactInput:
     owner_id: strawberry.ID | None = None
     lifecycle_stage: LifecycleStage | None = None
     do_not_contact: bool | None = None
+    tags: list[str] | None = strawberry.field(
+        default=None, description="Labels for segments (kept in lower case, at most 20)."
+    )
 
 
 @strawberry.input(description="Changes to a contact; omitted fields stay as they are.")
@@ -175,6 +204,9 @@ class UpdateContactInput:
     owner_id: strawberry.ID | None = UNSET
     lifecycle_stage: LifecycleStage | None = UNSET
     do_not_contact: bool | None = UNSET
+    tags: list[str] | None = strawberry.field(
+        default=UNSET, description="Replaces the contact's tags."
+    )
 
 
 CONTACT_IDS = {"account_id": ("accountId", "Account"), "owner_id": ("ownerId", "User")}

@@ -93,6 +93,26 @@ async def _message(info: Info, pk: int) -> Any:
     return None if row is None else Message.from_row(row)
 
 
+async def _product(info: Info, pk: int) -> Any:
+    from schema.product import Product
+
+    row = await context(info).loaders.product.load(pk)
+    return None if row is None else Product.from_row(row)
+
+
+async def _line_item(info: Info, pk: int) -> Any:
+    from models import LineItem as LineItemRow
+    from schema.product import LineItem
+
+    ctx = context(info)
+    organization_id = ctx.require_viewer().organization_id
+    row = await LineItemRow.filter(id=pk, opportunity__organization_id=organization_id).first()
+    if row is None:
+        return None
+    await deals.get_readable(ctx, KINDS["Opportunity"], row.opportunity_id)
+    return LineItem.from_row(row)
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": load_optional_user,
     "Account": load_account,
@@ -106,6 +126,8 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Notification": _notification,
     "Activity": _activity,
     "Message": _message,
+    "Product": _product,
+    "LineItem": _line_item,
 }
 MAX_NODES = 100
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import UNSET
@@ -30,6 +31,11 @@ from schema.base import (
 )
 from schema.deal import Deal
 from schema.organization import PipelineStage
+
+if TYPE_CHECKING:
+    from schema.product import LineItem
+
+LineItemRef = Annotated["LineItem", strawberry.lazy("schema.product")]
 
 
 @strawberry.type(description="A qualified need with an amount, a pipeline stage and a close date.")
@@ -84,6 +90,13 @@ class Opportunity(Deal):
         found = await load_account(info, self.account_id)
         assert found is not None, "an account with live opportunities cannot be deleted"
         return found
+
+    @strawberry.field(description="Its products, oldest first.")
+    async def line_items(self, info: Info) -> list[LineItemRef]:
+        from schema.product import LineItem
+
+        rows = await context(info).loaders.line_items.load(self.id)
+        return [LineItem.from_row(row) for row in rows]
 
     @strawberry.field(description="The pipeline stage.")
     async def stage(self, info: Info) -> PipelineStage:
