@@ -2,6 +2,15 @@
 
 from models.account import Account
 from models.activity import Activity, ActivityAttendee, ActivityKind, ActivityStatus
+from models.campaign import (
+    Campaign,
+    CampaignChannel,
+    CampaignCost,
+    CampaignMember,
+    CampaignStatus,
+    MemberStatus,
+    Segment,
+)
 from models.contact import Contact, ContactTag, LifecycleChange, LifecycleStage
 from models.deal import (
     Comment,
@@ -30,6 +39,11 @@ __all__ = [
     "ActivityKind",
     "ActivityStatus",
     "AuthToken",
+    "Campaign",
+    "CampaignChannel",
+    "CampaignCost",
+    "CampaignMember",
+    "CampaignStatus",
     "Comment",
     "Contact",
     "ContactTag",
@@ -43,6 +57,7 @@ __all__ = [
     "LifecycleChange",
     "LifecycleStage",
     "LineItem",
+    "MemberStatus",
     "Message",
     "MessageStatus",
     "Notification",
@@ -56,6 +71,7 @@ __all__ = [
     "Product",
     "Quota",
     "Role",
+    "Segment",
     "User",
     "Visibility",
 ]

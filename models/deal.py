@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from tortoise import fields
 
@@ -58,12 +59,16 @@ class Lead(SoftDeletedModel):
         "models.Opportunity", related_name="converted_leads", null=True, on_delete=fields.SET_NULL
     )
     converted_at = fields.DatetimeField(null=True)
+    campaign: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Campaign", related_name="leads", null=True, on_delete=fields.SET_NULL
+    )  # the campaign that sourced it
 
     organization_id: int
     account_id: int | None
     contact_id: int | None
     owner_id: int
     converted_opportunity_id: int | None
+    campaign_id: int | None
 
     class Meta:
         table = "lead"
@@ -96,6 +101,9 @@ class Opportunity(SoftDeletedModel):
         ForecastCategory, max_length=20, default=ForecastCategory.PIPELINE
     )  # defaults from the stage
     forecast_category_overridden = fields.BooleanField(default=False)
+    campaign: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Campaign", related_name="opportunities", null=True, on_delete=fields.SET_NULL
+    )  # the campaign that sourced it
     contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
         "models.Contact",
         related_name="primary_for_opportunities",
@@ -113,6 +121,7 @@ class Opportunity(SoftDeletedModel):
     contact_id: int | None
     owner_id: int
     stage_id: int
+    campaign_id: int | None
 
     class Meta:
         table = "opportunity"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from tortoise import fields
 
@@ -49,6 +50,9 @@ class Message(TimestampedModel):
     activity: fields.ForeignKeyNullableRelation[Activity] = fields.ForeignKeyField(
         "models.Activity", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
+    campaign: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Campaign", related_name="messages", null=True, on_delete=fields.SET_NULL
+    )
 
     organization_id: int
     sender_id: int
@@ -56,6 +60,7 @@ class Message(TimestampedModel):
     opportunity_id: int | None
     to_contact_id: int
     activity_id: int | None
+    campaign_id: int | None
 
     class Meta:
         table = "message"

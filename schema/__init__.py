@@ -29,6 +29,7 @@ from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries, PipelineMutations
 from schema.product import ProductMutations, ProductQueries
+from schema.segment import SegmentMutations, SegmentQueries
 from schema.user import UserMutations, UserQueries
 
 
@@ -47,6 +48,7 @@ class Query(
     MessageQueries,
     ForecastQueries,
     ProductQueries,
+    SegmentQueries,
 ):
     pass
 
@@ -67,6 +69,7 @@ class Mutation(
     PipelineMutations,
     ForecastMutations,
     ProductMutations,
+    SegmentMutations,
 ):
     pass
 

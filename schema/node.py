@@ -113,6 +113,13 @@ async def _line_item(info: Info, pk: int) -> Any:
     return LineItem.from_row(row)
 
 
+async def _segment(info: Info, pk: int) -> Any:
+    from resolvers.segment import get_segment
+    from schema.segment import Segment
+
+    return Segment.from_row(await get_segment(context(info), pk))
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": load_optional_user,
     "Account": load_account,
@@ -128,6 +135,7 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Message": _message,
     "Product": _product,
     "LineItem": _line_item,
+    "Segment": _segment,
 }
 MAX_NODES = 100
 
