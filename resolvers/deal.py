@@ -9,7 +9,7 @@ from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import Comment, Contact, EventKind, OpportunityStatus, User
+from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import D, DealKind
@@ -22,7 +22,13 @@ from resolvers.permissions import (
     readable_deals_filter,
     require_edit,
 )
-from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
+from resolvers.records import (
+    referenced,
+    referenced_account,
+    referenced_contact,
+    referenced_user,
+    scoped,
+)
 
 
 async def readable_deals(ctx: RequestContext, kind: DealKind[D]) -> QuerySet[Any]:
@@ -41,6 +47,8 @@ def filter_deals(
         query = query.filter(owner_id__in=filters["owner_ids"])
     if filters.get("account_id") is not None:
         query = query.filter(account_id=filters["account_id"])
+    if filters.get("campaign_id") is not None:
+        query = query.filter(campaign_id=filters["campaign_id"])
     if filters.get("contact_id") is not None:
         query = query.filter(contact_id=filters["contact_id"])
     if filters.get("statuses"):
@@ -265,6 +273,10 @@ async def clean_common(
         cleaned["visibility"] = values["visibility"]
     if "currency" in values:
         cleaned["currency"] = validation.currency(values["currency"] or "")
+    if "campaign_id" in values:
+        if values["campaign_id"] is not None:
+            await referenced(ctx, Campaign, values["campaign_id"], "campaignId", "campaign")
+        cleaned["campaign_id"] = values["campaign_id"]
     return cleaned
 
 

@@ -39,6 +39,7 @@ _ID_FIELDS = {
     "message_id": ("messageId", "Message"),
     "line_item_id": ("lineItemId", "LineItem"),
     "product_id": ("productId", "Product"),
+    "campaign_id": ("campaignId", "Campaign"),
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
 }
@@ -52,7 +53,7 @@ _UNSHOWN = {
 _MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 
@@ -93,7 +94,7 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
                 str(from_cents(value)) if value is not None else None for value in (old, new)
             )
         else:
-            field = _camel(name)
+            field = camel(name)
         described[field] = {"old": _plain(old), "new": _plain(new)}
     return described
 

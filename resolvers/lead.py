@@ -134,6 +134,7 @@ async def convert_lead(
                 "owner_id": owner_id,
                 "contact_id": lead.contact_id,
                 "visibility": lead.visibility,
+                "campaign_id": lead.campaign_id,
             },
         )
         participants = await LEAD.participant.filter(record_id=lead.id).exclude(

@@ -37,6 +37,7 @@ from resolvers import validation
 from resolvers.contact import clean_tags
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input, conflict, forbidden, not_found
+from resolvers.events import camel
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.product import period_bounds
 from resolvers.records import scoped
@@ -87,7 +88,7 @@ class Compiler:
             self.conditions += 1
             if self.conditions > MAX_CONDITIONS:
                 raise bad_input(path, f"A filter has at most {MAX_CONDITIONS} conditions.")
-            parts.append(await self._condition(key, value, f"{path}.{_camel(key)}", depth))
+            parts.append(await self._condition(key, value, f"{path}.{camel(key)}", depth))
         return Q(*parts) if parts else Q()
 
     async def _condition(self, key: str, value: Any, path: str, depth: int) -> Q:
@@ -185,11 +186,6 @@ class Compiler:
         return within | Q(account_id__in=Subquery(nothing))
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _pk(value: str, path: str, type_name: str) -> int:
     from schema.base import pk_of  # the global id format belongs to the schema
 
@@ -228,7 +224,7 @@ def plain(node: dict[str, Any]) -> dict[str, Any]:
             value = str(value)
         elif isinstance(value, list):
             value = [getattr(item, "value", item) for item in value]
-        shown[_camel(key)] = value
+        shown[camel(key)] = value
     return shown
 
 

@@ -16,6 +16,7 @@ from schema import enums  # noqa: F401  (gives the model enums their GraphQL des
 from schema.account import AccountMutations, AccountQueries
 from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
+from schema.campaign import CampaignMutations, CampaignQueries
 from schema.contact import ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
@@ -49,6 +50,7 @@ class Query(
     ForecastQueries,
     ProductQueries,
     SegmentQueries,
+    CampaignQueries,
 ):
     pass
 
@@ -70,6 +72,7 @@ class Mutation(
     ForecastMutations,
     ProductMutations,
     SegmentMutations,
+    CampaignMutations,
 ):
     pass
 

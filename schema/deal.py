@@ -21,6 +21,7 @@ from schema.user import User, load_user
 if TYPE_CHECKING:
     from schema.account import Account
     from schema.activity import Activity
+    from schema.campaign import Campaign
     from schema.event import Event
     from schema.timeline import TimelineConnection
 
@@ -79,6 +80,15 @@ class Deal(relay.Node):
     owner_id: strawberry.Private[int]
     account_id: strawberry.Private[int | None]
     contact_id: strawberry.Private[int | None]
+    campaign_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The campaign that sourced it.")
+    async def campaign(
+        self, info: Info
+    ) -> Annotated[Campaign, strawberry.lazy("schema.campaign")] | None:
+        from schema.campaign import load_campaign
+
+        return await load_campaign(info, self.campaign_id)
 
     @strawberry.field(description="The user responsible for the record.")
     async def owner(self, info: Info) -> User:

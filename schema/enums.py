@@ -7,9 +7,12 @@ import strawberry
 from models import (
     ActivityKind,
     ActivityStatus,
+    CampaignChannel,
+    CampaignStatus,
     ForecastCategory,
     LeadStatus,
     LifecycleStage,
+    MemberStatus,
     MessageStatus,
     OpportunityStatus,
     PeriodKind,
@@ -75,4 +78,21 @@ TimelineEntryKindEnum = strawberry.enum(
     description="ACTIVITY: a visit, meeting, call, email or task. COMMENT: a comment. CHANGE: an "
     "event of a lead's or opportunity's history (comments and activities aside, which are their "
     "own entries). LIFECYCLE: a contact's move between lifecycle stages.",
+)
+CampaignChannelEnum = strawberry.enum(
+    CampaignChannel,
+    name="CampaignChannel",
+    description="How a campaign reaches its segment. EMAIL campaigns send one personalized "
+    "message per member; the others only snapshot the members.",
+)
+CampaignStatusEnum = strawberry.enum(
+    CampaignStatus,
+    name="CampaignStatus",
+    description="PLANNED until launched (ACTIVE); then COMPLETED, or CANCELLED at any point.",
+)
+MemberStatusEnum = strawberry.enum(
+    MemberStatus,
+    name="CampaignMemberStatus",
+    description="PENDING: not messaged yet; MESSAGED: its message is recorded; SKIPPED: no "
+    "email, do-not-contact or deleted; INCLUDED: a member of a campaign that sends no email.",
 )

@@ -66,6 +66,7 @@ class Lead(Deal):
             deleted_at=row.deleted_at,
             owner_id=row.owner_id,
             account_id=row.account_id,
+            campaign_id=row.campaign_id,
             contact_id=row.contact_id,
             converted_at=row.converted_at,
             converted_opportunity_id=row.converted_opportunity_id,
@@ -107,6 +108,9 @@ class LeadFilter:
     search: str | None = strawberry.field(default=None, description="Words in the title.")
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
+    campaign_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Sourced by this campaign."
+    )
     contact_id: strawberry.ID | None = strawberry.field(
         default=None, description="Primary contact."
     )
@@ -130,6 +134,9 @@ class CreateLeadInput:
     )
     owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
+    campaign_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The campaign that sourced it."
+    )
 
 
 @strawberry.input(description="Changes to a lead; omitted fields stay as they are.")
@@ -147,6 +154,7 @@ class UpdateLeadInput:
     contact_id: strawberry.ID | None = UNSET
     owner_id: strawberry.ID | None = UNSET
     visibility: Visibility | None = UNSET
+    campaign_id: strawberry.ID | None = UNSET
 
 
 @strawberry.input(
@@ -188,6 +196,7 @@ LEAD_IDS = {
     "account_id": ("accountId", "Account"),
     "contact_id": ("contactId", "Contact"),
     "owner_id": ("ownerId", "User"),
+    "campaign_id": ("campaignId", "Campaign"),
 }
 CONVERT_IDS = {
     "account_id": ("accountId", "Account"),
@@ -197,6 +206,7 @@ CONVERT_IDS = {
 FILTER_IDS = {
     "owner_ids": ("filter.ownerIds", "User"),
     "account_id": ("filter.accountId", "Account"),
+    "campaign_id": ("filter.campaignId", "Campaign"),
     "contact_id": ("filter.contactId", "Contact"),
 }
 

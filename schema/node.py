@@ -120,6 +120,21 @@ async def _segment(info: Info, pk: int) -> Any:
     return Segment.from_row(await get_segment(context(info), pk))
 
 
+async def _campaign(info: Info, pk: int) -> Any:
+    from schema.campaign import load_campaign
+
+    return await load_campaign(info, pk)
+
+
+async def _campaign_cost(info: Info, pk: int) -> Any:
+    from models import CampaignCost as CampaignCostRow
+    from schema.campaign import CampaignCost
+
+    organization_id = context(info).require_viewer().organization_id
+    row = await CampaignCostRow.filter(id=pk, campaign__organization_id=organization_id).first()
+    return None if row is None else CampaignCost.from_row(row)
+
+
 RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "User": load_optional_user,
     "Account": load_account,
@@ -136,6 +151,8 @@ RESOLVERS: dict[str, Callable[[Info, int], Awaitable[Any]]] = {
     "Product": _product,
     "LineItem": _line_item,
     "Segment": _segment,
+    "Campaign": _campaign,
+    "CampaignCost": _campaign_cost,
 }
 MAX_NODES = 100
 

@@ -81,6 +81,7 @@ class Opportunity(Deal):
             deleted_at=row.deleted_at,
             owner_id=row.owner_id,
             account_id=row.account_id,
+            campaign_id=row.campaign_id,
             contact_id=row.contact_id,
             stage_id=row.stage_id,
         )
@@ -125,6 +126,9 @@ class OpportunityFilter:
     search: str | None = strawberry.field(default=None, description="Words in the name.")
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
+    campaign_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Sourced by this campaign."
+    )
     contact_id: strawberry.ID | None = strawberry.field(
         default=None, description="Primary contact."
     )
@@ -163,6 +167,9 @@ class CreateOpportunityInput:
     )
     owner_id: strawberry.ID | None = None
     visibility: Visibility | None = None
+    campaign_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The campaign that sourced it."
+    )
 
 
 @strawberry.input(description="Changes to an opportunity; omitted fields stay as they are.")
@@ -193,17 +200,20 @@ class UpdateOpportunityInput:
     contact_id: strawberry.ID | None = UNSET
     owner_id: strawberry.ID | None = UNSET
     visibility: Visibility | None = UNSET
+    campaign_id: strawberry.ID | None = UNSET
 
 
 OPPORTUNITY_IDS = {
     "account_id": ("accountId", "Account"),
     "contact_id": ("contactId", "Contact"),
     "owner_id": ("ownerId", "User"),
+    "campaign_id": ("campaignId", "Campaign"),
     "stage_id": ("stageId", "PipelineStage"),
 }
 FILTER_IDS = {
     "owner_ids": ("filter.ownerIds", "User"),
     "account_id": ("filter.accountId", "Account"),
+    "campaign_id": ("filter.campaignId", "Campaign"),
     "contact_id": ("filter.contactId", "Contact"),
     "stage_ids": ("filter.stageIds", "PipelineStage"),
 }

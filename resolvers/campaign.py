@@ -1,0 +1,529 @@
+"""Campaigns: a segment, a channel, a budget and costs, a message template, and the results.
+
+Launching snapshots the segment into members, then (for EMAIL) records one personalized message
+per member, each in its own transaction together with the member's new status. A member is
+claimed (PENDING -> MESSAGED) in the same transaction that records its message, so a launch
+that stops halfway, or two launches at once, never message anyone twice: launching again takes
+up the members still PENDING. Delivery then goes through the outbox like any message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.functions import Count, Sum
+from tortoise.transactions import in_transaction
+
+from config import settings
+from models import (
+    Account,
+    Campaign,
+    CampaignChannel,
+    CampaignCost,
+    CampaignMember,
+    CampaignStatus,
+    Contact,
+    EventKind,
+    Lead,
+    LeadStatus,
+    MemberStatus,
+    Message,
+    MessageStatus,
+    Opportunity,
+    OpportunityStatus,
+    Organization,
+    Role,
+    Segment,
+    User,
+)
+from models.base import from_cents
+from resolvers import validation
+from resolvers.context import RequestContext
+from resolvers.deal_kinds import LEAD, OPPORTUNITY
+from resolvers.errors import bad_input, conflict, forbidden, not_found
+from resolvers.events import camel, record_event, ref
+from resolvers.message import deliver
+from resolvers.pagination import BY_ID, Page, PageRequest, paginate
+from resolvers.permissions import check_assignable, manages_owner
+from resolvers.records import referenced, referenced_user, scoped
+from resolvers.segment import matching
+
+# Templates
+
+MERGE_FIELD_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+MERGE_FIELDS: dict[str, str] = {
+    "contact.first_name": "The contact's first name.",
+    "contact.last_name": "The contact's last name.",
+    "contact.full_name": "The contact's first and last name.",
+    "contact.email": "The contact's email address.",
+    "contact.title": "The contact's job title.",
+    "account.name": "The contact's account (company) name.",
+    "account.industry": "The account's industry.",
+    "account.city": "The account's city.",
+    "account.country": "The account's country.",
+    "sender.full_name": "The campaign owner's name.",
+    "sender.email": "The campaign owner's email address.",
+    "campaign.name": "The campaign's name.",
+}
+
+
+def check_template(template: str, field: str) -> None:
+    """Every {{field}} is a known merge field, and every {{ is closed."""
+    for found in MERGE_FIELD_RE.finditer(template):
+        if found.group(1) not in MERGE_FIELDS:
+            known = ", ".join(MERGE_FIELDS)
+            raise bad_input(
+                field, f"Unknown merge field {{{{{found.group(1)}}}}}: use one of {known}."
+            )
+    rest = MERGE_FIELD_RE.sub("", template)
+    if "{{" in rest or "}}" in rest:
+        raise bad_input(
+            field, "A merge field is written {{contact.first_name}}: unbalanced braces."
+        )
+
+
+def merge_values(
+    contact: Contact, account: Account | None, sender: User, campaign: Campaign
+) -> dict[str, str]:
+    return {
+        "contact.first_name": contact.first_name,
+        "contact.last_name": contact.last_name,
+        "contact.full_name": contact.full_name,
+        "contact.email": contact.email or "",
+        "contact.title": contact.title or "",
+        "account.name": account.name if account else "",
+        "account.industry": (account.industry or "") if account else "",
+        "account.city": (account.city or "") if account else "",
+        "account.country": (account.country or "") if account else "",
+        "sender.full_name": sender.full_name,
+        "sender.email": sender.email,
+        "campaign.name": campaign.name,
+    }
+
+
+def render(template: str, values: dict[str, str], *, single_line: bool = False) -> str:
+    def value(found: re.Match[str]) -> str:
+        text = values[found.group(1)]
+        return " ".join(text.split()) if single_line else text
+
+    return MERGE_FIELD_RE.sub(value, template)
+
+
+# Campaigns
+
+
+def _require_marketer(ctx: RequestContext) -> User:
+    viewer = ctx.require_viewer()
+    if viewer.role == Role.SELLER:
+        raise forbidden("Admins and sales managers run campaigns.")
+    return viewer
+
+
+async def get_campaign(ctx: RequestContext, campaign_id: int, *, lock: bool = False) -> Campaign:
+    query = scoped(ctx, Campaign).filter(id=campaign_id)
+    if lock:
+        query = query.select_for_update()
+    row = await query.first()
+    if row is None:
+        raise not_found("campaign")
+    return row
+
+
+async def _clean(
+    ctx: RequestContext, values: dict[str, Any], row: Campaign | None
+) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    if "name" in values:
+        cleaned["name"] = validation.text(values["name"] or "", "name")
+    if values.get("channel") is not None:
+        cleaned["channel"] = values["channel"]
+    for name, field in (("starts_on", "startsOn"), ("ends_on", "endsOn")):
+        if name in values:
+            day = values[name]
+            cleaned[name] = None if day is None else validation.close_date(day, field)
+    starts = cleaned.get("starts_on", row.starts_on if row else None)
+    ends = cleaned.get("ends_on", row.ends_on if row else None)
+    if starts is not None and ends is not None and ends < starts:
+        raise bad_input("endsOn", "endsOn must not be before startsOn.")
+    if "budget" in values:
+        budget = values["budget"]
+        cleaned["budget_cents"] = (
+            None if budget is None else validation.amount_cents(budget, "budget")
+        )
+    if "segment_id" in values:
+        segment_id = values["segment_id"]
+        if segment_id is not None:
+            await referenced(ctx, Segment, segment_id, "segmentId", "segment")
+        cleaned["segment_id"] = segment_id
+    if "subject_template" in values:
+        subject = values["subject_template"]
+        if subject is not None:
+            subject = validation.single_line(subject, "subjectTemplate", max_length=300)
+            check_template(subject, "subjectTemplate")
+        cleaned["subject_template"] = subject
+    if "body_template" in values:
+        body = values["body_template"]
+        if body is not None:
+            body = validation.text(body, "bodyTemplate", max_length=100_000)
+            check_template(body, "bodyTemplate")
+        cleaned["body_template"] = body
+    if values.get("owner_id") is not None:
+        owner = await referenced_user(ctx, values["owner_id"], "ownerId")
+        await check_assignable(ctx, owner)
+        cleaned["owner_id"] = owner.id
+    planned_only = {"segment_id", "subject_template", "body_template", "channel"}
+    if row is not None and row.status != CampaignStatus.PLANNED:
+        changed = [
+            name for name in planned_only & cleaned.keys() if cleaned[name] != getattr(row, name)
+        ]
+        if changed:
+            raise conflict(
+                f"A campaign that was launched keeps its {changed[0]}: it changes only while "
+                "PLANNED.",
+                field=camel(changed[0]),
+            )
+    return cleaned
+
+
+async def create_campaign(ctx: RequestContext, values: dict[str, Any]) -> Campaign:
+    viewer = _require_marketer(ctx)
+    async with in_transaction():
+        cleaned = await _clean(ctx, values, None)
+        cleaned.setdefault("owner_id", viewer.id)
+        return await Campaign.create(organization_id=viewer.organization_id, **cleaned)
+
+
+async def update_campaign(
+    ctx: RequestContext, campaign_id: int, values: dict[str, Any]
+) -> Campaign:
+    _require_marketer(ctx)
+    async with in_transaction():
+        row = await get_campaign(ctx, campaign_id, lock=True)
+        if row.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+            raise conflict(f"This campaign is {row.status.value}: it cannot change.")
+        row.update_from_dict(await _clean(ctx, values, row))
+        await row.save()
+        return row
+
+
+async def set_status(ctx: RequestContext, campaign_id: int, status: CampaignStatus) -> Campaign:
+    """Complete an active campaign, or cancel a planned or active one."""
+    _require_marketer(ctx)
+    allowed = {
+        CampaignStatus.COMPLETED: (CampaignStatus.ACTIVE,),
+        CampaignStatus.CANCELLED: (CampaignStatus.PLANNED, CampaignStatus.ACTIVE),
+    }[status]
+    async with in_transaction():
+        row = await get_campaign(ctx, campaign_id, lock=True)
+        if row.status not in allowed:
+            raise conflict(f"A {row.status.value} campaign cannot become {status.value}.")
+        row.status = status
+        await row.save(update_fields=["status", "updated_at"])
+        return row
+
+
+async def list_campaigns(
+    ctx: RequestContext, page: PageRequest, statuses: list[CampaignStatus] | None
+) -> Page[Campaign]:
+    query = scoped(ctx, Campaign)
+    if statuses:
+        query = query.filter(status__in=statuses)
+    return await paginate(query, page, BY_ID, descending=True)
+
+
+# Costs
+
+
+async def add_cost(ctx: RequestContext, campaign_id: int, values: dict[str, Any]) -> CampaignCost:
+    viewer = _require_marketer(ctx)
+    description = validation.single_line(values.get("description") or "", "description")
+    amount = validation.amount_cents(values["amount"], "amount")
+    incurred_on = validation.close_date(values.get("incurred_on") or date.today(), "incurredOn")
+    async with in_transaction():
+        row = await get_campaign(ctx, campaign_id, lock=True)
+        return await CampaignCost.create(
+            campaign_id=row.id,
+            description=description,
+            amount_cents=amount,
+            incurred_on=incurred_on,
+            created_by_id=viewer.id,
+        )
+
+
+async def remove_cost(ctx: RequestContext, cost_id: int) -> CampaignCost:
+    _require_marketer(ctx)
+    organization_id = ctx.require_viewer().organization_id
+    cost = await CampaignCost.filter(id=cost_id, campaign__organization_id=organization_id).first()
+    if cost is None:
+        raise not_found("cost")
+    await cost.delete()
+    return cost
+
+
+# Launching
+
+
+async def launch(ctx: RequestContext, campaign_id: int) -> Campaign:
+    """Snapshot the segment (first launch), then message the members still PENDING (EMAIL).
+    Launching an ACTIVE campaign again resumes; nobody is messaged twice."""
+    _require_marketer(ctx)
+    async with in_transaction():
+        row = await get_campaign(ctx, campaign_id, lock=True)
+        if row.status not in (CampaignStatus.PLANNED, CampaignStatus.ACTIVE):
+            raise conflict(f"A {row.status.value} campaign cannot be launched.")
+        if row.status == CampaignStatus.PLANNED:
+            await _check_launchable(row)
+            await _snapshot(ctx, row)
+            row.status, row.launched_at = CampaignStatus.ACTIVE, datetime.now(UTC)
+            await row.save(update_fields=["status", "launched_at", "updated_at"])
+    if row.channel == CampaignChannel.EMAIL:
+        sender = await User.get(id=row.owner_id)
+        pending = await CampaignMember.filter(
+            campaign_id=row.id, status=MemberStatus.PENDING
+        ).values_list("id", flat=True)
+        for member_id in pending:
+            await _message_member(ctx, row, sender, member_id)  # type: ignore[arg-type]
+        if settings.smtp_url:
+            outbox = Message.filter(campaign_id=row.id, status=MessageStatus.OUTBOX)
+            for message in await outbox.order_by("id"):
+                await deliver(message, sender)
+    return row
+
+
+async def _check_launchable(row: Campaign) -> None:
+    if row.segment_id is None:
+        raise bad_input("segmentId", "Name the segment to send to before launching.")
+    if row.channel == CampaignChannel.EMAIL and not (row.subject_template and row.body_template):
+        raise bad_input(
+            "bodyTemplate" if row.subject_template else "subjectTemplate",
+            "An EMAIL campaign needs a subject and a body template before launching.",
+        )
+
+
+async def _snapshot(ctx: RequestContext, row: Campaign) -> None:
+    segment = await Segment.get(id=row.segment_id)
+    contacts = (
+        await (await matching(ctx, segment.conditions)).order_by("id").values_list("id", flat=True)
+    )
+    status = MemberStatus.PENDING if row.channel == CampaignChannel.EMAIL else MemberStatus.INCLUDED
+    await CampaignMember.bulk_create(
+        [CampaignMember(campaign_id=row.id, contact_id=pk, status=status) for pk in contacts],
+        batch_size=500,
+    )
+
+
+async def _message_member(
+    ctx: RequestContext, campaign: Campaign, sender: User, member_id: int
+) -> None:
+    async with in_transaction():
+        claimed = await CampaignMember.filter(id=member_id, status=MemberStatus.PENDING).update(
+            status=MemberStatus.MESSAGED
+        )
+        if not claimed:  # another launch took it
+            return
+        member = await CampaignMember.get(id=member_id)
+        contact = await Contact.get(id=member.contact_id)
+        reason = (
+            "DELETED"
+            if contact.deleted_at is not None
+            else "NO_EMAIL"
+            if not contact.email
+            else "DO_NOT_CONTACT"
+            if contact.do_not_contact
+            else None
+        )
+        if reason is not None:
+            await CampaignMember.filter(id=member_id).update(
+                status=MemberStatus.SKIPPED, skip_reason=reason
+            )
+            return
+        account = await Account.get_or_none(id=contact.account_id) if contact.account_id else None
+        values = merge_values(contact, account, sender, campaign)
+        message = await Message.create(
+            organization_id=campaign.organization_id,
+            sender_id=sender.id,
+            to_contact_id=contact.id,
+            to_email=contact.email,
+            subject=render(campaign.subject_template or "", values, single_line=True)[:300],
+            body=render(campaign.body_template or "", values),
+            campaign_id=campaign.id,
+        )
+        await CampaignMember.filter(id=member_id).update(message_id=message.id)
+        details = {
+            **ref("campaign_id", campaign.id),
+            **ref("message_id", message.id),
+            **ref("contact_id", contact.id),
+            "subject": message.subject,
+        }
+        await _tell_deals(ctx, contact.id, EventKind.CAMPAIGN_MESSAGE_SENT, details)
+
+
+async def _tell_deals(
+    ctx: RequestContext, contact_id: int, kind: EventKind, details: dict[str, Any]
+) -> None:
+    """An event on the open leads and opportunities this contact is the primary contact of:
+    their followers learn what the campaign did with their contact."""
+    open_leads = await Lead.filter(
+        contact_id=contact_id,
+        deleted_at__isnull=True,
+        status__in=[LeadStatus.NEW, LeadStatus.CONTACTED, LeadStatus.QUALIFIED],
+    ).values_list("id", flat=True)
+    open_deals = await Opportunity.filter(
+        contact_id=contact_id, deleted_at__isnull=True, status=OpportunityStatus.OPEN
+    ).values_list("id", flat=True)
+    for lead_id in open_leads:
+        await record_event(ctx, LEAD, lead_id, kind, details)  # type: ignore[arg-type]
+    for opportunity_id in open_deals:
+        await record_event(ctx, OPPORTUNITY, opportunity_id, kind, details)  # type: ignore[arg-type]
+
+
+# Responses
+
+
+async def mark_response(
+    ctx: RequestContext, campaign_id: int, contact_id: int, responded: bool
+) -> CampaignMember:
+    """Admins, managers, and whoever manages the contact's owner (its owner included)."""
+    async with in_transaction():
+        campaign = await get_campaign(ctx, campaign_id)
+        member = (
+            await CampaignMember.filter(campaign_id=campaign.id, contact_id=contact_id)
+            .select_for_update()
+            .first()
+        )
+        if member is None:
+            raise bad_input("contactId", "This contact is not a member of the campaign.")
+        contact = await Contact.get(id=contact_id)
+        viewer = ctx.require_viewer()
+        if viewer.role == Role.SELLER and not await manages_owner(ctx, contact.owner_id):
+            raise forbidden("Sellers record the responses of their own contacts.")
+        was = member.responded_at is not None
+        if was == responded:
+            return member
+        member.responded_at = datetime.now(UTC) if responded else None
+        await member.save(update_fields=["responded_at"])
+        details = {
+            **ref("campaign_id", campaign.id),
+            **ref("contact_id", contact_id),
+            "responded": responded,
+        }
+        await _tell_deals(ctx, contact_id, EventKind.CAMPAIGN_RESPONSE, details)
+        return member
+
+
+async def list_members(
+    ctx: RequestContext, campaign_id: int, page: PageRequest, statuses: list[MemberStatus] | None
+) -> Page[CampaignMember]:
+    campaign = await get_campaign(ctx, campaign_id)
+    query = CampaignMember.filter(campaign_id=campaign.id)
+    if statuses:
+        query = query.filter(status__in=statuses)
+    return await paginate(query, page, BY_ID)
+
+
+# Metrics
+
+
+@dataclass
+class Metrics:
+    currency: str
+    members: int
+    messaged: int
+    messages_sent: int
+    messages_waiting: int
+    messages_failed: int
+    skipped_no_email: int
+    skipped_do_not_contact: int
+    responses: int
+    leads: int
+    opportunities: int
+    pipeline_cents: int
+    won_cents: int
+    other_currency_opportunities: int
+    cost_cents: int
+    budget_cents: int | None
+
+    @property
+    def response_rate(self) -> Decimal | None:
+        """Responses per member, in percent."""
+        return _ratio(self.responses * 100, self.members, "0.01")
+
+    @property
+    def cost_per_lead(self) -> Decimal | None:
+        per_lead = _ratio(self.cost_cents, self.leads, "1")
+        return None if per_lead is None else from_cents(int(per_lead))
+
+    @property
+    def roi(self) -> Decimal | None:
+        """(won - cost) / cost, as a ratio (1.5 is 150 percent)."""
+        return _ratio(self.won_cents - self.cost_cents, self.cost_cents, "0.0001")
+
+
+def _ratio(numerator: int, denominator: int, places: str) -> Decimal | None:
+    if denominator == 0:
+        return None
+    exact = Decimal(numerator) / Decimal(denominator)
+    return exact.quantize(Decimal(places), rounding=ROUND_HALF_EVEN)
+
+
+async def metrics(ctx: RequestContext, campaign: Campaign) -> Metrics:
+    organization = await Organization.get(id=campaign.organization_id)
+    members = dict(
+        await CampaignMember.filter(campaign_id=campaign.id)
+        .annotate(count=Count("id"))
+        .group_by("status")
+        .values_list("status", "count")
+    )
+    skipped = dict(
+        await CampaignMember.filter(campaign_id=campaign.id, status=MemberStatus.SKIPPED)
+        .annotate(count=Count("id"))
+        .group_by("skip_reason")
+        .values_list("skip_reason", "count")
+    )
+    messages = dict(
+        await Message.filter(campaign_id=campaign.id)
+        .annotate(count=Count("id"))
+        .group_by("status")
+        .values_list("status", "count")
+    )
+    responses = await CampaignMember.filter(
+        campaign_id=campaign.id, responded_at__isnull=False
+    ).count()
+    leads = await Lead.filter(campaign_id=campaign.id, deleted_at__isnull=True).count()
+    sourced = Opportunity.filter(campaign_id=campaign.id, deleted_at__isnull=True)
+    amounts = {
+        (currency, status): int(total or 0)
+        for currency, status, total in await sourced.annotate(total=Sum("amount_cents"))
+        .group_by("currency", "status")
+        .values_list("currency", "status", "total")
+    }
+    counted = await sourced.count()
+    elsewhere = await sourced.filter(~Q(currency=organization.currency)).count()
+    costs = await CampaignCost.filter(campaign_id=campaign.id).values_list(
+        "amount_cents", flat=True
+    )
+    currency = organization.currency
+    return Metrics(
+        currency=currency,
+        members=sum(members.values()),
+        messaged=members.get(MemberStatus.MESSAGED, 0),
+        messages_sent=messages.get(MessageStatus.SENT, 0),
+        messages_waiting=messages.get(MessageStatus.OUTBOX, 0)
+        + messages.get(MessageStatus.SENDING, 0),
+        messages_failed=messages.get(MessageStatus.FAILED, 0),
+        skipped_no_email=skipped.get("NO_EMAIL", 0),
+        skipped_do_not_contact=skipped.get("DO_NOT_CONTACT", 0),
+        responses=responses,
+        leads=leads,
+        opportunities=counted,
+        pipeline_cents=amounts.get((currency, OpportunityStatus.OPEN), 0),
+        won_cents=amounts.get((currency, OpportunityStatus.WON), 0),
+        other_currency_opportunities=elsewhere,
+        cost_cents=sum(costs),  # type: ignore[arg-type]
+        budget_cents=campaign.budget_cents,
+    )

@@ -1,0 +1,352 @@
+"""Campaigns: templates, launching (once, and resumed after a crash), responses, costs and ROI."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from models import CampaignMember, Contact, ContactTag, MemberStatus, Message
+from tests.helpers import (
+    DELETE,
+    Member,
+    Org,
+    create_account,
+    create_contact,
+    create_lead,
+    create_opportunity,
+    pk,
+)
+from tests.processes import ServerProcess
+from tests.test_events import history
+from tests.test_forecast import stages, update
+from tests.test_segments import CREATE as CREATE_SEGMENT
+
+FIELDS = "id name channel status launchedAt subjectTemplate bodyTemplate budget"
+CREATE = (
+    f"""mutation($input: CreateCampaignInput!) {{ createCampaign(input: $input) {{ {FIELDS} }} }}"""
+)
+UPDATE = (
+    f"""mutation($input: UpdateCampaignInput!) {{ updateCampaign(input: $input) {{ {FIELDS} }} }}"""
+)
+LAUNCH = f"mutation($id: ID!) {{ launchCampaign(id: $id) {{ {FIELDS} }} }}"
+METRICS = """query($id: ID!) { node(id: $id) { ... on Campaign {
+  status metrics {
+    currency members messaged messagesSent messagesWaiting messagesFailed skippedNoEmail
+    skippedDoNotContact responses responseRate leadsSourced opportunitiesSourced pipelineSourced
+    wonSourced otherCurrencyOpportunities totalCost budget costPerLead roi roiFormula
+  }
+} } }"""
+MEMBERS = """query($id: ID!) { node(id: $id) { ... on Campaign {
+  members(first: 100) { nodes { status skipReason respondedAt contact { id } } }
+} } }"""
+OUTBOX = """{ messages(first: 100, statuses: [OUTBOX]) { nodes { subject body toEmail } } }"""
+COST = (
+    """mutation($input: AddCampaignCostInput!) { addCampaignCost(input: $input) { id amount } }"""
+)
+RESPOND = """mutation($campaign: ID!, $contact: ID!, $responded: Boolean) {
+  markCampaignResponse(campaignId: $campaign, contactId: $contact, responded: $responded) {
+    status respondedAt
+  }
+}"""
+
+
+async def segment(member: Member, tag: str) -> dict[str, Any]:
+    values = {"name": f"Tagged {tag}", "filter": {"tags": [tag]}}
+    return (await member.api.data(CREATE_SEGMENT, input=values))["createSegment"]
+
+
+async def campaign(member: Member, **values: Any) -> dict[str, Any]:
+    base = {"name": "Spring launch", "channel": "EMAIL"}
+    return (await member.api.data(CREATE, input={**base, **values}))["createCampaign"]
+
+
+async def metrics(member: Member, campaign_id: str) -> dict[str, Any]:
+    return (await member.api.data(METRICS, id=campaign_id))["node"]["metrics"]
+
+
+async def test_templates_and_plans_are_checked_when_saved(org, other_org):
+    theirs = await segment(other_org.manager, "x")
+    error = await org.seller.api.error(CREATE, input={"name": "N", "channel": "EMAIL"})
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    for values, field in (
+        ({"subjectTemplate": "Hi {{contact.age}}"}, "subjectTemplate"),
+        ({"bodyTemplate": "Dear {{ contact.first_name }}, {{account.revenue}}"}, "bodyTemplate"),
+        ({"bodyTemplate": "Dear {{contact.first_name"}, "bodyTemplate"),
+        ({"subjectTemplate": "Two\nlines"}, "subjectTemplate"),
+        ({"startsOn": "2030-02-01", "endsOn": "2030-01-01"}, "endsOn"),
+        ({"budget": "-5"}, "budget"),
+        ({"segmentId": theirs["id"]}, "segmentId"),
+        ({"name": ""}, "name"),
+    ):
+        error = await org.manager.api.error(
+            CREATE, input={"name": "N", "channel": "EMAIL", **values}
+        )
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+            "BAD_USER_INPUT",
+            field,
+        ), values
+    fields = (await org.seller.api.data("{ mergeFields { name description } }"))["mergeFields"]
+    assert {"contact.first_name", "account.name"} <= {f["name"] for f in fields}
+    made = await campaign(org.manager, bodyTemplate="Dear {{ contact.first_name }}")
+    error = await org.manager.api.error(LAUNCH, id=made["id"])  # no segment yet
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+        "BAD_USER_INPUT",
+        "segmentId",
+    )
+
+
+async def test_an_email_campaign_messages_each_member_once(org):
+    tagged = await segment(org.manager, "spring")
+    acme = await create_account(org.seller, name="Acme")
+    ada = await create_contact(org.seller, firstName="Ada", accountId=acme["id"], tags=["spring"])
+    bob = await create_contact(org.seller, firstName="Bob", tags=["spring"])
+    await create_contact(org.seller, firstName="NoMail", email=None, tags=["spring"])
+    await create_contact(org.seller, firstName="Quiet", doNotContact=True, tags=["spring"])
+    deal = await create_opportunity(org.seller, contactId=ada["id"])
+    await org.seller.api.data(
+        "mutation($r: ID!, $u: ID!) { addFollower(recordId: $r, userId: $u) { id } }",
+        r=deal["id"],
+        u=org.teammate.id,
+    )
+    made = await campaign(
+        org.manager,
+        segmentId=tagged["id"],
+        subjectTemplate="News for {{account.name}}",
+        bodyTemplate="Dear {{contact.first_name}},\nfrom {{sender.full_name}}.",
+    )
+    launched = (await org.manager.api.data(LAUNCH, id=made["id"]))["launchCampaign"]
+    assert (launched["status"], launched["launchedAt"] is not None) == ("ACTIVE", True)
+    again = await org.manager.api.data(LAUNCH, id=made["id"])  # a resume: messages nobody again
+    assert again["launchCampaign"]["status"] == "ACTIVE"
+    await create_contact(org.seller, firstName="Late", tags=["spring"])  # after the snapshot
+
+    found = await metrics(org.seller, made["id"])  # sellers see the results
+    assert {
+        k: found[k] for k in ("members", "messaged", "skippedNoEmail", "skippedDoNotContact")
+    } == {
+        "members": 4,
+        "messaged": 2,
+        "skippedNoEmail": 1,
+        "skippedDoNotContact": 1,
+    }
+    assert (found["messagesWaiting"], found["messagesSent"]) == (2, 0)  # no SMTP: the outbox
+    outbox = (await org.manager.api.data(OUTBOX))["messages"]["nodes"]
+    mine = sorted((m["toEmail"], m["subject"], m["body"]) for m in outbox)
+    manager_name = (await org.manager.api.data("{ viewer { fullName } }"))["viewer"]["fullName"]
+    assert mine == sorted(
+        [
+            (ada["email"], "News for Acme", f"Dear Ada,\nfrom {manager_name}."),
+            (bob["email"], "News for ", f"Dear Bob,\nfrom {manager_name}."),
+        ]
+    )
+    assert await Message.filter(campaign_id=pk(made["id"])).count() == 2
+    skipped = [
+        m["skipReason"]
+        for m in (await org.seller.api.data(MEMBERS, id=made["id"]))["node"]["members"]["nodes"]
+        if m["status"] == "SKIPPED"
+    ]
+    assert sorted(skipped) == ["DO_NOT_CONTACT", "NO_EMAIL"]
+
+    # Ada's open opportunity tells its followers that the campaign wrote to her.
+    events = await history(org.seller, deal["id"])
+    assert events[0]["kind"] == "CAMPAIGN_MESSAGE_SENT"
+    assert events[0]["changes"]["campaignId"] == made["id"]
+    unread = await org.teammate.api.data("{ unreadNotificationCount }")
+    assert unread["unreadNotificationCount"] >= 1
+
+    error = await org.manager.api.error(
+        UPDATE, input={"id": made["id"], "bodyTemplate": "Changed {{contact.first_name}}"}
+    )
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+        "CONFLICT",
+        "bodyTemplate",
+    )
+    error = await org.seller.api.error(LAUNCH, id=made["id"])
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def _tagged_contacts(org: Org, tag: str, count: int) -> None:
+    """Many contacts at once, straight into the database (the API would take minutes)."""
+    owner = pk(org.seller.id)
+    organization_id = (
+        await Contact.get(id=pk((await create_contact(org.seller))["id"]))
+    ).organization_id
+    contacts = [
+        Contact(
+            organization_id=organization_id,
+            first_name=f"Bulk{n}",
+            last_name="Contact",
+            email=f"bulk{n}.{tag}@client.example",
+            owner_id=owner,
+        )
+        for n in range(count)
+    ]
+    await Contact.bulk_create(contacts, batch_size=500)
+    ids = await Contact.filter(email__endswith=f".{tag}@client.example").values_list(
+        "id", flat=True
+    )
+    await ContactTag.bulk_create([ContactTag(contact_id=i, tag=tag) for i in ids], batch_size=500)
+
+
+async def test_a_launch_that_stops_halfway_resumes_without_duplicates(live_server, org):
+    size = 400
+    tag = f"bulk{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, size)
+    made = await campaign(
+        org.manager,
+        segmentId=(await segment(org.manager, tag))["id"],
+        subjectTemplate="S",
+        bodyTemplate="Dear {{contact.first_name}}",
+    )
+    campaign_id = pk(made["id"])
+    server = ServerProcess({"DATABASE_URL": live_server.database_url})
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60, trust_env=False) as http:
+            request = asyncio.create_task(
+                http.post(
+                    "/graphql",
+                    json={"query": LAUNCH, "variables": {"id": made["id"]}},
+                    headers={"authorization": f"Bearer {org.manager.api.token}"},
+                )
+            )
+            messaged = 0
+            for _ in range(600):
+                messaged = await CampaignMember.filter(
+                    campaign_id=campaign_id, status=MemberStatus.MESSAGED
+                ).count()
+                if messaged >= 20 or request.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert server.process is not None
+            server.process.kill()  # the process dies mid-launch, without a goodbye
+            await asyncio.to_thread(server.process.wait)
+            request.cancel()
+    finally:
+        await server.stop()
+    pending = await CampaignMember.filter(
+        campaign_id=campaign_id, status=MemberStatus.PENDING
+    ).count()
+    assert 0 < pending < size, f"the launch was not stopped halfway ({pending} pending)"
+
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    members = await CampaignMember.filter(campaign_id=campaign_id).values_list(
+        "status", "message_id"
+    )
+    assert len(members) == size
+    assert {status for status, _ in members} == {MemberStatus.MESSAGED}
+    messages = await Message.filter(campaign_id=campaign_id).values_list("id", "to_contact_id")
+    assert len(messages) == size  # one each: none lost, none twice
+    assert len({contact for _, contact in messages}) == size
+    assert {message for _, message in members} == {message for message, _ in messages}
+
+
+async def test_metrics_and_roi_match_the_hand_computed_ones(org):
+    pipeline = await stages(org.seller)
+    tagged = await segment(org.manager, "roi")
+    people = [await create_contact(org.seller, tags=["roi"]) for _ in range(3)]
+    people.append(await create_contact(org.seller, email=None, tags=["roi"]))
+    made = await campaign(
+        org.manager, segmentId=tagged["id"], subjectTemplate="S", bodyTemplate="B", budget="1000"
+    )
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    for amount in ("300.00", "200.00"):
+        await org.manager.api.data(
+            COST, input={"campaignId": made["id"], "description": "Ads", "amount": amount}
+        )
+    sourced = {"campaignId": made["id"]}
+    await create_lead(org.seller, **sourced)
+    await create_lead(org.seller, **sourced)
+    gone = await create_lead(org.seller, **sourced)
+    await org.seller.api.data(DELETE["Lead"], id=gone["id"])  # deleted: not counted
+    await create_opportunity(org.seller, amount="1000.00", currency="USD", **sourced)
+    won = await create_opportunity(org.seller, amount="1500.00", currency="USD", **sourced)
+    await update(org.seller, id=won["id"], stageId=pipeline["Closed won"]["id"])
+    euros = await create_opportunity(org.seller, amount="700.00", currency="EUR", **sourced)
+    await update(org.seller, id=euros["id"], stageId=pipeline["Closed won"]["id"])
+    lost = await create_opportunity(org.seller, amount="400.00", currency="USD", **sourced)
+    await update(
+        org.seller, id=lost["id"], stageId=pipeline["Closed lost"]["id"], lostReason="Price"
+    )
+    await org.seller.api.data(RESPOND, campaign=made["id"], contact=people[0]["id"])
+
+    assert await metrics(org.seller, made["id"]) == {
+        "currency": "USD",
+        "members": 4,
+        "messaged": 3,
+        "messagesSent": 0,
+        "messagesWaiting": 3,
+        "messagesFailed": 0,
+        "skippedNoEmail": 1,
+        "skippedDoNotContact": 0,
+        "responses": 1,
+        "responseRate": "25.00",  # 1 / 4
+        "leadsSourced": 2,
+        "opportunitiesSourced": 4,
+        "pipelineSourced": "1000.00",  # the open one; lost and won ones are not pipeline
+        "wonSourced": "1500.00",  # the EUR win is counted apart
+        "otherCurrencyOpportunities": 1,
+        "totalCost": "500.00",
+        "budget": "1000.00",
+        "costPerLead": "250.00",  # 500 / 2
+        "roi": "2.0000",  # (1500 - 500) / 500
+        "roiFormula": "(1500.00 - 500.00) / 500.00 = 2.0000",
+    }
+
+
+async def test_responses_follow_the_rules_and_reach_followers(org, other_org):
+    tagged = await segment(org.manager, "resp")
+    mine = await create_contact(org.seller, tags=["resp"])
+    theirs = await create_contact(org.outsider, tags=["resp"])
+    outside = await create_contact(org.seller)
+    deal = await create_opportunity(org.seller, contactId=mine["id"])
+    made = await campaign(org.manager, channel="EVENT", segmentId=tagged["id"])
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    members = (await org.seller.api.data(MEMBERS, id=made["id"]))["node"]["members"]["nodes"]
+    assert {m["status"] for m in members} == {"INCLUDED"}  # an event sends no email
+
+    answered = await org.seller.api.data(RESPOND, campaign=made["id"], contact=mine["id"])
+    assert answered["markCampaignResponse"]["respondedAt"] is not None
+    events = await history(org.seller, deal["id"])
+    assert (events[0]["kind"], events[0]["changes"]["responded"]) == ("CAMPAIGN_RESPONSE", True)
+    for member, contact, code, field in (
+        (org.seller, theirs["id"], "FORBIDDEN", None),  # another seller's contact
+        (org.manager, outside["id"], "BAD_USER_INPUT", "contactId"),  # not a member
+        (other_org.admin, mine["id"], "NOT_FOUND", None),
+    ):
+        error = await member.api.error(RESPOND, campaign=made["id"], contact=contact)
+        assert error["extensions"]["code"] == code
+        assert error["extensions"].get("field") == field
+    taken_back = await org.manager.api.data(
+        RESPOND, campaign=made["id"], contact=mine["id"], responded=False
+    )
+    assert taken_back["markCampaignResponse"]["respondedAt"] is None
+    assert (await metrics(org.manager, made["id"]))["responses"] == 0
+    error = await other_org.admin.api.error(METRICS, id=made["id"])
+    assert error["extensions"]["code"] == "NOT_FOUND"
+    cancel = "mutation($id: ID!) { cancelCampaign(id: $id) { status } }"
+    assert (await org.manager.api.data(cancel, id=made["id"]))["cancelCampaign"]["status"] == (
+        "CANCELLED"
+    )
+    error = await org.manager.api.error(LAUNCH, id=made["id"])
+    assert error["extensions"]["code"] == "CONFLICT"
+
+
+async def test_two_launches_at_once_message_each_member_once(org):
+    size = 150
+    tag = f"twice{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, size)
+    made = await campaign(
+        org.manager,
+        segmentId=(await segment(org.manager, tag))["id"],
+        subjectTemplate="S",
+        bodyTemplate="B",
+    )
+    await asyncio.gather(*(org.manager.api.data(LAUNCH, id=made["id"]) for _ in range(2)))
+    messages = await Message.filter(campaign_id=pk(made["id"])).values_list(
+        "to_contact_id", flat=True
+    )
+    assert len(messages) == size
+    assert len(set(messages)) == size
