@@ -9,6 +9,8 @@ from tortoise.transactions import in_transaction
 
 from models import (
     Account,
+    Campaign,
+    CampaignChannel,
     Contact,
     Lead,
     LeadFollower,
@@ -21,8 +23,10 @@ from models import (
     Organization,
     PeriodKind,
     PipelineStage,
+    Product,
     Quota,
     Role,
+    Segment,
     User,
     Visibility,
 )
@@ -54,6 +58,13 @@ FIRST_NAMES = ["Alice", "Bruno", "Chloe", "David", "Emma", "Farid", "Greta", "Hu
 LAST_NAMES = ["Martin", "Bernard", "Dubois", "Schmidt", "Rossi", "Smith", "Garcia", "Tanaka"]
 TITLES = ["CEO", "CFO", "IT Director", "Head of Purchasing", "Operations Manager"]
 SOURCES = ["Website", "Trade show", "Referral", "Cold call", "Campaign"]
+
+
+PRODUCTS = [
+    ("CRM Cloud seat (year)", "CRM-SEAT", "Software", 600),
+    ("Onboarding package", "ONBOARD", "Services", 4_000),
+    ("Premium support (year)", "SUPPORT", "Services", 2_500),
+]
 
 
 async def demo_exists() -> bool:
@@ -143,6 +154,35 @@ async def seed_demo() -> bool:
             )
             await LeadParticipant.create(record=lead, contact=contacts[2], role="Sponsor")
             await LeadFollower.create(record=lead, user=users["manager@demo.example"])
+        for name, code, category, price in PRODUCTS:
+            await Product.create(
+                organization=org,
+                name=name,
+                code=code,
+                category=category,
+                unit_price_cents=price * 100,
+                currency="EUR",
+            )
+        segment = await Segment.create(
+            organization=org,
+            name="Software companies, or anyone in France",
+            conditions={
+                "any": [{"industries": ["Software"]}, {"countries": ["France"]}],
+                "hasEmail": True,
+            },
+            owner=users["manager@demo.example"],
+        )
+        await Campaign.create(
+            organization=org,
+            name="Spring product update",
+            channel=CampaignChannel.EMAIL,
+            segment=segment,
+            budget_cents=5_000_00,
+            owner=users["manager@demo.example"],
+            subject_template="What is new for {{account.name}}",
+            body_template="Dear {{contact.first_name}},\n\nHere is what is new this spring."
+            "\n\n{{sender.full_name}}",
+        )
         quarter_start = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
         for seller in sellers:
             await Quota.create(
