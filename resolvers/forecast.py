@@ -109,6 +109,8 @@ async def set_quota(ctx: RequestContext, user_id: int, period_text: str, amount:
         raise bad_input("userId", "This user is deactivated.")
     viewer = ctx.require_viewer()
     async with in_transaction():
+        # The organization's row lock: its currency does not change under a new quota.
+        await Organization.filter(id=viewer.organization_id).select_for_update().first()
         quota, created = await Quota.get_or_create(
             user_id=user.id,
             period_kind=period.kind,
@@ -336,11 +338,12 @@ async def _tallies(organization_id: int, owner_ids: Iterable[int], period: Perio
 async def _quotas(owner_ids: Iterable[int], period: Period) -> dict[tuple[int, str], int]:
     """(user id, period label) -> quota cents, for the period and each of its months. A quarter
     with no quarterly quota has the sum of its monthly ones, if any."""
-    rows = await Quota.filter(
-        Q(period_kind=PeriodKind.MONTH, period_start__in=period.months)
-        | Q(period_kind=PeriodKind.QUARTER, period_start=period.start),
-        user_id__in=list(owner_ids),
-    ).values_list("user_id", "period_kind", "period_start", "amount_cents")
+    wanted = Q(period_kind=PeriodKind.MONTH, period_start__in=period.months)
+    if period.kind == PeriodKind.QUARTER:
+        wanted |= Q(period_kind=PeriodKind.QUARTER, period_start=period.start)
+    rows = await Quota.filter(wanted, user_id__in=list(owner_ids)).values_list(
+        "user_id", "period_kind", "period_start", "amount_cents"
+    )
     quotas: dict[tuple[int, str], int] = {}
     monthly: dict[int, int] = defaultdict(int)
     for user_id, kind, start, cents in rows:

@@ -19,6 +19,7 @@ from models import (
     Opportunity,
     OpportunityFollower,
     OpportunityParticipant,
+    PipelineStage,
 )
 from models.base import from_cents
 from resolvers import validation
@@ -38,7 +39,7 @@ from resolvers.errors import bad_input, conflict
 from resolvers.events import global_id, record_event, ref
 from resolvers.opportunity import create_opportunity
 from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
-from resolvers.records import referenced_account
+from resolvers.records import referenced, referenced_account
 
 LEAD_ORDER = {"CREATED_AT": BY_ID, "UPDATED_AT": BY_UPDATED_AT, "TITLE": SortKey("TITLE", "title")}
 
@@ -120,6 +121,12 @@ async def convert_lead(
             raise conflict(
                 "A disqualified lead cannot be converted: requalify it first.", field="leadId"
             )
+        if values.get("stage_id") is not None:
+            stage = await referenced(ctx, PipelineStage, values["stage_id"], "stageId", "stage")
+            if stage.is_lost:
+                raise bad_input(
+                    "stageId", "A lead does not convert into a lost opportunity: disqualify it."
+                )
         owner_id = values.get("owner_id") or lead.owner_id
         account = await _conversion_account(ctx, lead, values, owner_id)
         opportunity = await create_opportunity(

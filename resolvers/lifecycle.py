@@ -28,6 +28,7 @@ from models import (
     OpportunityStatus,
     Organization,
     Role,
+    Visibility,
 )
 from resolvers import validation
 from resolvers.context import RequestContext
@@ -59,34 +60,49 @@ async def derive(
     )
     if last_win is not None and last_win.closed_at is not None:
         day = last_win.closed_at.date().isoformat()
+        name = _named(last_win.name, last_win.visibility, "opportunity")
         if now - last_win.closed_at > timedelta(days=inactive_after_days):
             return (
                 LifecycleStage.INACTIVE_CLIENT,
                 "WIN_EXPIRED",
-                f"The last win, {last_win.name!r} on {day}, is older than "
-                f"{inactive_after_days} days.",
+                f"The last win, {name} on {day}, is older than {inactive_after_days} days.",
             )
-        return LifecycleStage.ACTIVE_CLIENT, "OPPORTUNITY_WON", f"{last_win.name!r} won on {day}."
+        return LifecycleStage.ACTIVE_CLIENT, "OPPORTUNITY_WON", f"Won on {day}: {name}."
     done = await Activity.filter(
         Q(contact_id=contact.id) | Q(attendees__contact_id=contact.id),
         status=ActivityStatus.DONE,
         deleted_at__isnull=True,
     ).first()
     if done is not None:
-        return (
-            LifecycleStage.POTENTIAL_CLIENT,
-            "ACTIVITY_COMPLETED",
-            f"{done.kind.value.title()} {done.subject!r} done.",
-        )
+        private = await _of_private_deal(done)
+        what = done.kind.value.title() + ("" if private else f" {done.subject!r}")
+        return LifecycleStage.POTENTIAL_CLIENT, "ACTIVITY_COMPLETED", f"{what} done."
     for kind, status, cause in (
         (LEAD, LeadStatus.QUALIFIED, "LEAD_QUALIFIED"),
         (OPPORTUNITY, OpportunityStatus.OPEN, "OPPORTUNITY_OPEN"),
     ):
         record = await _involving(kind, contact.id).filter(status=status).first()
         if record is not None:
-            title = getattr(record, kind.title_field)
-            return LifecycleStage.POTENTIAL_CLIENT, cause, f"{kind.name} {title!r}."
+            title = _named(getattr(record, kind.title_field), record.visibility, kind.label)
+            return LifecycleStage.POTENTIAL_CLIENT, cause, f"{kind.name}: {title}."
     return LifecycleStage.PROSPECT, "NO_CONTACT_YET", "No completed activity or deal yet."
+
+
+# A lifecycle move's reason is read by everyone who reads the contact: it names a lead,
+# opportunity or activity only when everyone in the organization may read that record.
+
+
+def _named(title: str, visibility: Visibility, what: str) -> str:
+    return repr(title) if visibility == Visibility.ORGANIZATION else f"a private {what}"
+
+
+async def _of_private_deal(activity: Activity) -> bool:
+    for kind, deal_id in ((LEAD, activity.lead_id), (OPPORTUNITY, activity.opportunity_id)):
+        if deal_id is not None:
+            visibility = await kind.model.filter(id=deal_id).values_list("visibility", flat=True)
+            if visibility and visibility[0] != Visibility.ORGANIZATION:
+                return True
+    return False
 
 
 def _involving(kind: DealKind[Any], contact_id: int) -> Any:

@@ -172,19 +172,19 @@ async def retry(ctx: RequestContext, message_id: int) -> Message:
         raise not_found("message")
     if not settings.smtp_url:
         raise conflict("No SMTP server is configured (SMTP_URL): the message stays in the outbox.")
-    if message.status not in RETRIABLE:
-        raise conflict(
-            f"This message is {message.status.value}: only OUTBOX and FAILED ones retry."
-        )
     sender = await User.get(id=message.sender_id)
-    await deliver(message, sender)
+    if not await deliver(message, sender):
+        raise conflict(
+            f"This message is {message.status.value}: only OUTBOX and FAILED ones are retried."
+        )
     return message
 
 
 async def send_outbox(*, include_failed: bool, stale_after: timedelta) -> dict[str, int]:
     """Deliver what waits in the outbox (and, with include_failed, what failed), and what a
-    process that stopped while sending left behind after `stale_after`. For operators."""
-    statuses = [MessageStatus.OUTBOX, *([MessageStatus.FAILED] if include_failed else [])]
+    process that stopped while sending left behind after `stale_after`. For operators. Counts
+    only the messages this run delivered."""
+    statuses = (MessageStatus.OUTBOX, *([MessageStatus.FAILED] if include_failed else []))
     stale = datetime.now(UTC) - stale_after
     await Message.filter(status=MessageStatus.SENDING, updated_at__lt=stale).update(
         status=MessageStatus.OUTBOX
@@ -192,8 +192,8 @@ async def send_outbox(*, include_failed: bool, stale_after: timedelta) -> dict[s
     outcome = {status.value: 0 for status in MessageStatus}
     for message in await Message.filter(status__in=statuses).order_by("id"):
         sender = await User.get(id=message.sender_id)
-        await deliver(message, sender)
-        outcome[message.status.value] += 1
+        if await deliver(message, sender, claim_from=statuses):
+            outcome[message.status.value] += 1
     return outcome
 
 
@@ -214,9 +214,9 @@ def _email(message: Message, sender_name: str, reply_to: str) -> EmailMessage:
 RETRIABLE = (MessageStatus.OUTBOX, MessageStatus.FAILED)
 
 
-async def _claim(message: Message) -> bool:
+async def _claim(message: Message, statuses: tuple[MessageStatus, ...]) -> bool:
     """Mark the message SENDING unless another process took it first: one sender per message."""
-    claimed = await Message.filter(id=message.id, status__in=RETRIABLE).update(
+    claimed = await Message.filter(id=message.id, status__in=statuses).update(
         status=MessageStatus.SENDING, updated_at=datetime.now(UTC)
     )
     if claimed:
@@ -224,20 +224,23 @@ async def _claim(message: Message) -> bool:
     return claimed == 1
 
 
-async def deliver(message: Message, sender: User) -> None:
+async def deliver(
+    message: Message, sender: User, *, claim_from: tuple[MessageStatus, ...] = RETRIABLE
+) -> bool:
     """Hand the message to the SMTP server, retrying a failed attempt; record the outcome.
-    Called after the commit: a slow or failing server never holds the transaction. A message
-    another process is sending already is left to it."""
-    if not await _claim(message):
+    Called after the commit: a slow or failing server never holds the transaction. False, and
+    nothing done, when the message is not in one of `claim_from` (say, another process is
+    sending it)."""
+    if not await _claim(message, claim_from):
         await message.refresh_from_db()
-        return
+        return False
     url = urlparse(settings.smtp_url)
     try:
         email = _email(message, sender.full_name, sender.email)
     except ValueError as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])
-        return
+        return True
     for attempt in range(DELIVERY_ATTEMPTS):
         message.attempts += 1
         try:
@@ -266,6 +269,7 @@ async def deliver(message: Message, sender: User) -> None:
     else:
         message.status = MessageStatus.FAILED
     await message.save(update_fields=["status", "attempts", "last_error", "sent_at", "updated_at"])
+    return True
 
 
 def visible_messages(ctx: RequestContext) -> QuerySet[Message]:

@@ -498,6 +498,10 @@ async def test_forecast_figures_match_the_hand_computed_ones(org):
     assert seller["sellers"] == [seller["total"]]
     assert seller["teams"] == []
 
+    # January on its own: the seller has a quarterly quota only, so January has none.
+    january = (await org.seller.api.data(FORECAST, period="2031-01"))["forecast"]
+    assert january["total"]["figures"]["quota"] is None
+    assert january["total"]["figures"]["openPipeline"] == "2234.56"
     # A month on its own: February for the seller, with its monthly quota.
     february = (await org.seller.api.data(FORECAST, period="2031-02"))["forecast"]
     assert february["periodKind"] == "MONTH"

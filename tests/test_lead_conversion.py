@@ -173,6 +173,7 @@ async def test_converting_twice_or_a_disqualified_lead_is_a_clear_error(org):
         ({"accountName": "Acme", "accountId": "QWNjb3VudDox"}, "BAD_USER_INPUT", "accountName"),
         ({"accountName": "Acme", "leadAccount": True}, "BAD_USER_INPUT", "accountName"),
         ({"expectedVersion": 0}, "CONFLICT", None),
+        ({"lostStage": True}, "BAD_USER_INPUT", "stageId"),  # converting is not losing
         ({"leadId": "TGVhZDo5OTk5OTk5"}, "NOT_FOUND", None),
     ],
 )
@@ -183,6 +184,9 @@ async def test_a_failed_conversion_changes_nothing(org, change, code, field):
         if change.pop("leadAccount", False)
         else {}
     )
+    if change.pop("lostStage", False):
+        stages = (await org.seller.api.data(STAGES))["pipelineStages"]
+        change["stageId"] = next(stage["id"] for stage in stages if stage["isLost"])
     lead = await create_lead(org.seller, contactId=contact["id"], **account)
     await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
     before = (await org.seller.api.data(COUNTS), await history(org.seller, lead["id"]))

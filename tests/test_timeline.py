@@ -3,6 +3,8 @@ one connection, newest first."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from models import Activity, Event
@@ -182,8 +184,12 @@ async def test_a_contact_timeline_has_its_activities_and_lifecycle_moves(org):
 
 async def test_timeline_arguments_are_checked(org):
     deal = await create_opportunity(org.seller)
+    far = base64.urlsafe_b64encode(
+        json.dumps(["TIMELINE", "0001-01-01T00:00:00+05:00", "CHANGE", 1]).encode()
+    ).decode()
     for arguments, field in (
         ({"after": "bm90IGEgY3Vyc29y"}, "after"),
+        ({"after": far}, "after"),  # a time that leaves the calendar in UTC
         ({"first": 1000}, "first"),
         ({"first": -1}, "first"),
     ):
@@ -207,3 +213,21 @@ async def test_timeline_statements_do_not_grow_with_the_page(org, sql_statements
         assert len(page["edges"]) == size
         counts.append(len(seen))
     assert counts[0] == counts[1], counts
+
+
+async def test_lifecycle_entries_do_not_name_private_records(org):
+    contact = await create_contact(org.seller)
+    secret = await create_opportunity(
+        org.seller, name="Project Bluebird", contactId=contact["id"], visibility="PRIVATE"
+    )
+    await plan(org.seller, subject="Bluebird pricing", opportunityId=secret["id"])
+    page = await timeline(org.outsider, contact["id"])
+    moves = [edge["node"] for edge in page["edges"] if edge["kind"] == "LIFECYCLE"]
+    assert moves, "creating the opportunity moved the contact"
+    history = await org.outsider.api.data(
+        "query($id: ID!) { node(id: $id) { ... on Contact { lifecycleHistory(first: 10) {"
+        " nodes { reason } } } } }",
+        id=contact["id"],
+    )
+    reasons = [n["reason"] for n in history["node"]["lifecycleHistory"]["nodes"]]
+    assert reasons and all("Bluebird" not in reason for reason in reasons), reasons
