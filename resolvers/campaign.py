@@ -44,6 +44,7 @@ from models import (
 from models.base import from_cents
 from resolvers import validation
 from resolvers.context import RequestContext
+from resolvers.deal import readable_deals
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import camel, record_event, ref
@@ -287,7 +288,8 @@ async def launch(ctx: RequestContext, campaign_id: int) -> Campaign:
             campaign_id=row.id, status=MemberStatus.PENDING
         ).values_list("id", flat=True)
         for member_id in pending:
-            await _message_member(ctx, row, sender, member_id)  # type: ignore[arg-type]
+            if not await _message_member(ctx, row, sender, member_id):  # type: ignore[arg-type]
+                break  # cancelled or completed meanwhile: the rest stay PENDING
         if settings.smtp_url:
             outbox = Message.filter(campaign_id=row.id, status=MessageStatus.OUTBOX)
             for message in await outbox.order_by("id"):
@@ -319,13 +321,18 @@ async def _snapshot(ctx: RequestContext, row: Campaign) -> None:
 
 async def _message_member(
     ctx: RequestContext, campaign: Campaign, sender: User, member_id: int
-) -> None:
+) -> bool:
+    """Message one member, unless another launch took it; False once the campaign is no longer
+    ACTIVE (it was cancelled or completed while this launch ran)."""
     async with in_transaction():
+        still = await Campaign.filter(id=campaign.id).select_for_update().first()
+        if still is None or still.status != CampaignStatus.ACTIVE:
+            return False
         claimed = await CampaignMember.filter(id=member_id, status=MemberStatus.PENDING).update(
             status=MemberStatus.MESSAGED
         )
         if not claimed:  # another launch took it
-            return
+            return True
         member = await CampaignMember.get(id=member_id)
         contact = await Contact.get(id=member.contact_id)
         reason = (
@@ -341,7 +348,7 @@ async def _message_member(
             await CampaignMember.filter(id=member_id).update(
                 status=MemberStatus.SKIPPED, skip_reason=reason
             )
-            return
+            return True
         account = await Account.get_or_none(id=contact.account_id) if contact.account_id else None
         values = merge_values(contact, account, sender, campaign)
         message = await Message.create(
@@ -361,6 +368,7 @@ async def _message_member(
             "subject": message.subject,
         }
         await _tell_deals(ctx, contact.id, EventKind.CAMPAIGN_MESSAGE_SENT, details)
+        return True
 
 
 async def _tell_deals(
@@ -439,6 +447,7 @@ class Metrics:
     messages_failed: int
     skipped_no_email: int
     skipped_do_not_contact: int
+    skipped_deleted: int
     responses: int
     leads: int
     opportunities: int
@@ -494,8 +503,9 @@ async def metrics(ctx: RequestContext, campaign: Campaign) -> Metrics:
     responses = await CampaignMember.filter(
         campaign_id=campaign.id, responded_at__isnull=False
     ).count()
-    leads = await Lead.filter(campaign_id=campaign.id, deleted_at__isnull=True).count()
-    sourced = Opportunity.filter(campaign_id=campaign.id, deleted_at__isnull=True)
+    # Sourced leads and opportunities: those the viewer may read (no private amount leaks).
+    leads = await (await readable_deals(ctx, LEAD)).filter(campaign_id=campaign.id).count()
+    sourced = (await readable_deals(ctx, OPPORTUNITY)).filter(campaign_id=campaign.id)
     amounts = {
         (currency, status): int(total or 0)
         for currency, status, total in await sourced.annotate(total=Sum("amount_cents"))
@@ -518,6 +528,7 @@ async def metrics(ctx: RequestContext, campaign: Campaign) -> Metrics:
         messages_failed=messages.get(MessageStatus.FAILED, 0),
         skipped_no_email=skipped.get("NO_EMAIL", 0),
         skipped_do_not_contact=skipped.get("DO_NOT_CONTACT", 0),
+        skipped_deleted=skipped.get("DELETED", 0),
         responses=responses,
         leads=leads,
         opportunities=counted,

@@ -86,7 +86,7 @@ def clean_tags(values: list[str] | None, field: str = "tags") -> list[str]:
     """Tags in lower case, each once, in the order given."""
     tags: dict[str, None] = {}
     for value in values or []:
-        tags[validation.single_line(value, field, max_length=50).casefold()] = None
+        tags[validation.single_line(value.casefold(), field, max_length=50)] = None
     if len(tags) > MAX_TAGS:
         raise bad_input(field, f"At most {MAX_TAGS} tags.")
     return list(tags)

@@ -22,8 +22,6 @@ from models import (
     ContactTag,
     Event,
     LineItem,
-    Opportunity,
-    OpportunityStatus,
     PipelineStage,
     Product,
     User,
@@ -99,20 +97,15 @@ class Loaders:
 
         return DataLoader(load_fn=load)
 
-    def products_used(self, field: str) -> DataLoader[int, list[int]]:
-        """The ids of the products on the won opportunities of each account (field
-        "account_id") or primary contact ("contact_id")."""
+    def products_used(self, field: str, won: Any) -> DataLoader[int, list[int]]:
+        """The ids of the products on the won opportunities (`won`: those the viewer may read)
+        of each account (field "account_id") or primary contact ("contact_id")."""
 
         async def load(keys: list[int]) -> list[list[int]]:
-            won = Opportunity.filter(
-                **{f"{field}__in": keys},
-                organization_id=self.organization_id,
-                status=OpportunityStatus.WON,
-                deleted_at__isnull=True,
+            deals = won.filter(**{f"{field}__in": keys}).values("id")
+            pairs = await LineItem.filter(opportunity_id__in=Subquery(deals)).values_list(
+                f"opportunity__{field}", "product_id"
             )
-            pairs = await LineItem.filter(
-                opportunity_id__in=Subquery(won.values("id"))
-            ).values_list(f"opportunity__{field}", "product_id")
             used: dict[int, set[int]] = defaultdict(set)
             for owner_id, product_id in pairs:
                 used[owner_id].add(product_id)

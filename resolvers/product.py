@@ -22,7 +22,7 @@ from models import (
 from models.base import from_cents
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal import get_editable, save_versioned, touch
+from resolvers.deal import get_editable, readable_deals, save_versioned, touch
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import record_event, ref
@@ -79,6 +79,8 @@ async def create_product(ctx: RequestContext, values: dict[str, Any]) -> Product
         organization = await Organization.get(id=viewer.organization_id)
         values = {**values, "currency": organization.currency}
     async with in_transaction():
+        # The organization's row lock: codes stay unique (case aside) under concurrent creates.
+        await Organization.filter(id=viewer.organization_id).select_for_update().first()
         cleaned = await _clean_product(ctx, values, None)
         return await Product.create(organization_id=viewer.organization_id, **cleaned)
 
@@ -135,9 +137,13 @@ def discount_basis_points(value: Decimal | None) -> int:
 
 
 def line_total(quantity: int, unit_price_cents: int, discount_bp: int) -> int:
-    """quantity x unit price x (1 - discount), to the cent, half to even."""
+    """quantity x unit price x (1 - discount), to the cent, half to even; at most the largest
+    amount the API takes (BAD_USER_INPUT on quantity beyond)."""
     exact = Decimal(quantity * unit_price_cents * (BASIS - discount_bp)) / BASIS
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    total = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    if total > validation.MAX_AMOUNT * 100:
+        raise bad_input("quantity", f"A line's total must be at most {validation.MAX_AMOUNT}.")
+    return total
 
 
 def _quantity(value: Any) -> int:
@@ -257,13 +263,21 @@ async def has_line_items(opportunity_id: int) -> bool:
 # What accounts and contacts use and pay: from their won opportunities
 
 
-def won_opportunities(ctx: RequestContext) -> QuerySet[Opportunity]:
-    return scoped(ctx, Opportunity).filter(status=OpportunityStatus.WON)
+async def won_opportunities(ctx: RequestContext) -> QuerySet[Opportunity]:
+    """The won opportunities the viewer may read: billing never shows a private deal's amount
+    to someone who may not read it."""
+    return (await readable_deals(ctx, OPPORTUNITY)).filter(status=OpportunityStatus.WON)
 
 
-def period_bounds(since: date | None, until: date | None) -> tuple[datetime, datetime] | None:
+def period_bounds(
+    since: date | None, until: date | None, path: str = ""
+) -> tuple[datetime, datetime] | None:
+    if since is not None:
+        validation.close_date(since, f"{path}since")
+    if until is not None:
+        validation.close_date(until, f"{path}until")
     if since is not None and until is not None and since > until:
-        raise bad_input("until", "until must not be before since.")
+        raise bad_input(f"{path}until", "until must not be before since.")
     start = datetime.combine(since or date(2000, 1, 1), time(), tzinfo=UTC)
     end = datetime.combine((until or date(2199, 12, 31)) + timedelta(days=1), time(), tzinfo=UTC)
     return start, end
@@ -276,9 +290,9 @@ async def billing(
     since and until (UTC days, both included), one entry per currency."""
     bounds = period_bounds(since, until)
     assert bounds is not None
-    rows = (
-        await won_opportunities(ctx)
-        .filter(**{field: owner_id}, closed_at__gte=bounds[0], closed_at__lt=bounds[1])
+    won = await won_opportunities(ctx)
+    rows = await (
+        won.filter(**{field: owner_id}, closed_at__gte=bounds[0], closed_at__lt=bounds[1])
         .annotate(total=Sum("amount_cents"), count=Count("id"))
         .group_by("currency")
         .order_by("currency")

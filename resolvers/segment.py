@@ -43,7 +43,7 @@ from resolvers.product import period_bounds
 from resolvers.records import scoped
 
 MAX_DEPTH = 6
-MAX_CONDITIONS = 50
+MAX_CONDITIONS = 200  # conditions and list values together
 LOCATIONS = {
     "industries": "industry",
     "countries": "country",
@@ -76,6 +76,12 @@ class Compiler:
         return Contact.filter(organization_id=self.organization_id, deleted_at__isnull=True)
 
     async def compile(self, node: dict[str, Any], path: str = "filter", depth: int = 1) -> Q:
+        """The condition a filter puts on contacts (an empty filter: every contact)."""
+        found = await self._compile(node, path, depth)
+        return Q() if found is None else found
+
+    async def _compile(self, node: dict[str, Any], path: str, depth: int) -> Q | None:
+        """None stands for "no condition": every contact."""
         if depth > MAX_DEPTH:
             raise bad_input(path, f"Filters nest at most {MAX_DEPTH} levels deep.")
         unknown = set(node) - KEYS
@@ -85,23 +91,35 @@ class Compiler:
         for key, value in node.items():
             if value is None:
                 continue
-            self.conditions += 1
+            where = f"{path}.{camel(key)}"
+            self.conditions += len(value) if isinstance(value, list) else 1
             if self.conditions > MAX_CONDITIONS:
-                raise bad_input(path, f"A filter has at most {MAX_CONDITIONS} conditions.")
-            parts.append(await self._condition(key, value, f"{path}.{camel(key)}", depth))
-        return Q(*parts) if parts else Q()
+                raise bad_input(
+                    where, f"A filter has at most {MAX_CONDITIONS} conditions and values."
+                )
+            part = await self._condition(key, value, where, depth)
+            if part is not None:
+                parts.append(part)
+        return Q(*parts) if parts else None
 
-    async def _condition(self, key: str, value: Any, path: str, depth: int) -> Q:
+    async def _condition(self, key: str, value: Any, path: str, depth: int) -> Q | None:
         if key in ("all", "any"):
             if not value:
                 raise bad_input(path, f"{path} needs at least one filter.")
             children = [
-                await self.compile(child, f"{path}[{index}]", depth + 1)
+                await self._compile(child, f"{path}[{index}]", depth + 1)
                 for index, child in enumerate(value)
             ]
-            return Q(*children, join_type="AND" if key == "all" else "OR")
+            if key == "all":
+                kept = [child for child in children if child is not None]
+                return Q(*kept) if kept else None
+            if any(child is None for child in children):
+                return None  # one alternative selects everyone
+            return Q(*[child for child in children if child is not None], join_type="OR")
         if key == "not":
-            inner = await self.compile(value, path, depth + 1)
+            inner = await self._compile(value, path, depth + 1)
+            if inner is None:
+                return Q(id__isnull=True)  # not everyone: no one
             return ~Q(id__in=Subquery(self.contacts().filter(inner).values("id")))
         if key in LOCATIONS:
             names = [validation.single_line(name, path, max_length=100) for name in value]
@@ -166,9 +184,7 @@ class Compiler:
             raise bad_input(f"{path}.max", "max must not be below min.")
         since = _day(value.get("since"), f"{path}.since")
         until = _day(value.get("until"), f"{path}.until")
-        if since is not None and until is not None and since > until:
-            raise bad_input(f"{path}.until", "until must not be before since.")
-        bounds = period_bounds(since, until)
+        bounds = period_bounds(since, until, f"{path}.")
         assert bounds is not None
         won = self._won().filter(
             currency=self.currency, closed_at__gte=bounds[0], closed_at__lt=bounds[1]
@@ -256,7 +272,7 @@ async def matching(ctx: RequestContext, conditions: dict[str, Any]) -> QuerySet[
 # Saved segments
 
 
-def _require_editor(ctx: RequestContext) -> None:
+def require_editor(ctx: RequestContext) -> None:
     if ctx.require_viewer().role == Role.SELLER:
         raise forbidden("Admins and sales managers manage segments.")
 
@@ -284,9 +300,11 @@ async def _clean(ctx: RequestContext, values: dict[str, Any], row: Segment | Non
 
 
 async def create_segment(ctx: RequestContext, values: dict[str, Any]) -> Segment:
-    _require_editor(ctx)
+    require_editor(ctx)
     viewer = ctx.require_viewer()
     async with in_transaction():
+        # The organization's row lock: names stay unique (case aside) under concurrent creates.
+        await Organization.filter(id=viewer.organization_id).select_for_update().first()
         cleaned = await _clean(ctx, {"filter": {}, **values}, None)
         return await Segment.create(
             organization_id=viewer.organization_id, owner_id=viewer.id, **cleaned
@@ -301,7 +319,7 @@ async def get_segment(ctx: RequestContext, segment_id: int) -> Segment:
 
 
 async def update_segment(ctx: RequestContext, segment_id: int, values: dict[str, Any]) -> Segment:
-    _require_editor(ctx)
+    require_editor(ctx)
     async with in_transaction():
         row = await get_segment(ctx, segment_id)
         cleaned = await _clean(ctx, values, row)
@@ -311,7 +329,7 @@ async def update_segment(ctx: RequestContext, segment_id: int, values: dict[str,
 
 
 async def delete_segment(ctx: RequestContext, segment_id: int) -> Segment:
-    _require_editor(ctx)
+    require_editor(ctx)
     async with in_transaction():
         row = await get_segment(ctx, segment_id)
         from models import Campaign

@@ -84,6 +84,7 @@ class CampaignMetrics:
     messages_failed: int
     skipped_no_email: int
     skipped_do_not_contact: int
+    skipped_deleted: int = strawberry.field(description="Contacts deleted before their turn.")
     responses: int
     response_rate: Decimal | None = strawberry.field(
         description="responses / members x 100, two decimals (half-even); null without members."
@@ -123,6 +124,7 @@ class CampaignMetrics:
             messages_failed=found.messages_failed,
             skipped_no_email=found.skipped_no_email,
             skipped_do_not_contact=found.skipped_do_not_contact,
+            skipped_deleted=found.skipped_deleted,
             responses=found.responses,
             response_rate=found.response_rate,
             leads_sourced=found.leads,

@@ -122,10 +122,9 @@ class Contact(relay.Node):
     async def products_used(
         self, info: Info
     ) -> list[Annotated[Product, strawberry.lazy("schema.product")]]:
-        from schema.product import load_products
+        from schema.product import products_used_by
 
-        ids = await context(info).loaders.products_used("contact_id").load(self.id)
-        return await load_products(info, ids)
+        return await products_used_by(info, "contact_id", self.id)
 
     @strawberry.field(description=BILLING_HELP)
     async def billing(

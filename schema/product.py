@@ -61,6 +61,14 @@ async def load_products(info: Info, ids: list[int]) -> list[Product]:
     return [Product.from_row(row) for row in rows if row is not None]
 
 
+async def products_used_by(info: Info, field: str, owner_id: int) -> list[Product]:
+    """The products on the won opportunities, among those the viewer may read, of an account
+    (field "account_id") or a primary contact ("contact_id")."""
+    ctx = context(info)
+    won = await products.won_opportunities(ctx)
+    return await load_products(info, await ctx.loaders.products_used(field, won).load(owner_id))
+
+
 @strawberry.type(
     description="A product on an opportunity: quantity x unit price, less the discount. An "
     "opportunity with line items is worth their total."

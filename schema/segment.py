@@ -173,8 +173,11 @@ class SegmentQueries:
         page = await segments.list_segments(context(info), page_request(first, after, last, before))
         return connection(page, Segment.from_row)
 
-    @strawberry.field(description="What a filter selects, without saving it.")
+    @strawberry.field(
+        description="What a filter selects, without saving it (admins and sales managers)."
+    )
     async def preview_segment(self, info: Info, filter: SegmentFilter) -> SegmentPreview:
+        segments.require_editor(context(info))
         stored = segments.plain(filter_dict(filter))
         query = await segments.matching(context(info), stored)
         sample = await query.order_by("id").limit(PREVIEW_SIZE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ METRICS = """query($id: ID!) { node(id: $id) { ... on Campaign {
     currency members messaged messagesSent messagesWaiting messagesFailed skippedNoEmail
     skippedDoNotContact responses responseRate leadsSourced opportunitiesSourced pipelineSourced
     wonSourced otherCurrencyOpportunities totalCost budget costPerLead roi roiFormula
+    skippedDeleted
   }
 } } }"""
 MEMBERS = """query($id: ID!) { node(id: $id) { ... on Campaign {
@@ -231,16 +233,27 @@ async def test_a_launch_that_stops_halfway_resumes_without_duplicates(live_serve
     ).count()
     assert 0 < pending < size, f"the launch was not stopped halfway ({pending} pending)"
 
+    # Meanwhile one of the members still waiting was deleted.
+    waiting = await CampaignMember.filter(campaign_id=campaign_id, status=MemberStatus.PENDING)
+    await Contact.filter(id=waiting[-1].contact_id).update(deleted_at=datetime.now(UTC))
+
     await org.manager.api.data(LAUNCH, id=made["id"])
     members = await CampaignMember.filter(campaign_id=campaign_id).values_list(
         "status", "message_id"
     )
     assert len(members) == size
-    assert {status for status, _ in members} == {MemberStatus.MESSAGED}
+    statuses = [status for status, _ in members]
+    assert (statuses.count(MemberStatus.MESSAGED), statuses.count(MemberStatus.SKIPPED)) == (
+        size - 1,
+        1,
+    )
     messages = await Message.filter(campaign_id=campaign_id).values_list("id", "to_contact_id")
-    assert len(messages) == size  # one each: none lost, none twice
-    assert len({contact for _, contact in messages}) == size
-    assert {message for _, message in members} == {message for message, _ in messages}
+    assert len(messages) == size - 1  # one each: none lost, none twice
+    assert len({contact for _, contact in messages}) == size - 1
+    sent = {message for _, message in members if message is not None}
+    assert sent == {message for message, _ in messages}
+    found = await metrics(org.manager, made["id"])
+    assert (found["members"], found["messaged"], found["skippedDeleted"]) == (size, size - 1, 1)
 
 
 async def test_metrics_and_roi_match_the_hand_computed_ones(org):
@@ -281,6 +294,7 @@ async def test_metrics_and_roi_match_the_hand_computed_ones(org):
         "messagesFailed": 0,
         "skippedNoEmail": 1,
         "skippedDoNotContact": 0,
+        "skippedDeleted": 0,
         "responses": 1,
         "responseRate": "25.00",  # 1 / 4
         "leadsSourced": 2,
@@ -350,3 +364,27 @@ async def test_two_launches_at_once_message_each_member_once(org):
     )
     assert len(messages) == size
     assert len(set(messages)) == size
+
+
+async def test_cancelling_stops_a_launch_under_way(org):
+    size = 300
+    tag = f"stop{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, size)
+    made = await campaign(
+        org.manager,
+        segmentId=(await segment(org.manager, tag))["id"],
+        subjectTemplate="S",
+        bodyTemplate="B",
+    )
+    campaign_id = pk(made["id"])
+    launch = asyncio.create_task(org.manager.api.data(LAUNCH, id=made["id"]))
+    for _ in range(1000):
+        if await Message.filter(campaign_id=campaign_id).count() >= 5 or launch.done():
+            break
+        await asyncio.sleep(0.005)
+    cancel = "mutation($id: ID!) { cancelCampaign(id: $id) { status } }"
+    await org.manager.api.data(cancel, id=made["id"])
+    await launch
+    messages = await Message.filter(campaign_id=campaign_id).count()
+    pending = await CampaignMember.filter(campaign_id=campaign_id, status=MemberStatus.PENDING)
+    assert 0 < messages < size and len(pending) == size - messages, (messages, len(pending))

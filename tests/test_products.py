@@ -148,6 +148,7 @@ async def test_line_items_refuse_what_does_not_add_up(org, other_org):
         (usd, {"discount": "-1"}, "discount"),
         (usd, {"discount": "1.005"}, "discount"),
         (usd, {"unitPrice": "-2"}, "unitPrice"),
+        (usd, {"quantity": 1_000_000, "unitPrice": "1000000000000"}, "quantity"),  # too large
     ):
         error = await org.seller.api.error(
             ADD, input={"opportunityId": deal["id"], "productId": item["id"], **values}
@@ -234,7 +235,7 @@ async def test_contacts_carry_tags_for_segments(org):
         input={"id": made["id"], "tags": ["partner"]},
     )
     assert replaced["updateContact"]["tags"] == ["partner"]
-    for tags in ([f"t{n}" for n in range(21)], [""], ["a\nb"]):
+    for tags in ([f"t{n}" for n in range(21)], [""], ["a\nb"], ["ß" * 30]):  # 60 once folded
         error = await org.seller.api.error(
             "mutation($input: UpdateContactInput!) { updateContact(input: $input) { id } }",
             input={"id": other["id"], "tags": tags},
@@ -243,3 +244,19 @@ async def test_contacts_carry_tags_for_segments(org):
             "BAD_USER_INPUT",
             "tags",
         )
+
+
+async def test_billing_and_products_used_keep_private_deals_to_their_readers(org):
+    won = (await stages(org.seller))["Closed won"]["id"]
+    account = await create_account(org.seller)
+    secret_product = await product(org.admin, "SECRET", "12345.67")
+    secret = await create_opportunity(
+        org.seller, accountId=account["id"], currency="USD", visibility="PRIVATE"
+    )
+    await add(org.seller, secret, secret_product)
+    await update(org.seller, id=secret["id"], stageId=won)
+    owner = (await org.seller.api.data(USED, id=account["id"]))["node"]
+    assert owner["billing"] == [{"currency": "USD", "amount": "12345.67", "count": 1}]
+    assert [p["code"] for p in owner["productsUsed"]] == ["SECRET"]
+    outsider = (await org.outsider.api.data(USED, id=account["id"]))["node"]
+    assert (outsider["billing"], outsider["productsUsed"]) == ([], [])

@@ -51,6 +51,7 @@ async def seed(org: Org) -> dict[str, Any]:
 
 
 async def selected(member: Member, filter: dict[str, Any], people: dict[str, Any]) -> set[str]:
+    """The people (by name) a filter selects, through previewSegment."""
     preview = (await member.api.data(PREVIEW, filter=filter))["previewSegment"]
     names = {contact["id"]: name for name, contact in people.items()}
     found = {names.get(contact["id"], "other") for contact in preview["sample"]}
@@ -80,8 +81,17 @@ async def test_filters_select_what_they_say(org, other_org):
         ({"lifecycleStages": ["PROSPECT"], "tags": ["vip"]}, {"c5"}),
         ({}, {"c1", "c2", "c3", "c4", "c5"}),
     ]
+    everyone = {"c1", "c2", "c3", "c4", "c5"}
+    cases += [
+        ({"any": [{}, {"hasEmail": True}]}, everyone),  # an empty alternative: everyone
+        ({"all": [{}, {"hasEmail": False}]}, {"c2"}),
+        ({"not": {}}, set()),
+        ({"not": {"not": {"tags": ["vip"]}}}, {"c1", "c3", "c5"}),
+    ]
     for filter, expected in cases:
-        assert await selected(org.seller, filter, people) == expected, filter
+        assert await selected(org.manager, filter, people) == expected, filter
+    error = await org.seller.api.error(PREVIEW, filter={})  # sellers use saved segments
+    assert error["extensions"]["code"] == "FORBIDDEN"
 
 
 async def test_bad_filters_are_refused_naming_the_part_at_fault(org, other_org):
@@ -100,6 +110,8 @@ async def test_bad_filters_are_refused_naming_the_part_at_fault(org, other_org):
         ({"ownerIds": [other_org.admin.id]}, "filter.ownerIds"),
         ({"tags": ["a\nb"]}, "filter.tags"),
         (deep, "filter" + ".not" * 6),
+        ({"industries": [f"i{n}" for n in range(201)]}, "filter.industries"),
+        ({"billing": {"until": "9999-12-31"}}, "filter.billing.until"),
     ):
         error = await org.manager.api.error(PREVIEW, filter=filter)
         assert (error["extensions"]["code"], error["extensions"].get("field")) == (
