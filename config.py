@@ -35,6 +35,7 @@ class Settings:
     max_query_tokens: int = 4000
     max_aliases: int = 30
     max_page_size: int = 100
+    api_key_max_page_size: int = 1000  # partners' keys page further (documented in README)
     default_page_size: int = 20
     token_ttl_days: int = 30
     argon2_time_cost: int = 3
@@ -54,6 +55,8 @@ class Settings:
     # Without it, sent messages wait in the outbox.
     smtp_url: str = ""
     smtp_from: str = "crm@localhost"
+    # How long the change log keeps changes (tombstones included): older cursors must resync.
+    sync_retention_days: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -90,6 +93,7 @@ class Settings:
             ws_compression=_bool("WS_COMPRESSION", cls.ws_compression),
             smtp_url=os.environ.get("SMTP_URL", cls.smtp_url),
             smtp_from=os.environ.get("SMTP_FROM", cls.smtp_from),
+            sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
         )
 
 

@@ -17,8 +17,15 @@ SCHEMA_FILE = ROOT / "schema" / "schema.graphql"
 
 
 async def migrate(database_url: str) -> None:
+    from resolvers.sync import install_triggers
+
     await run_migrations(config=tortoise_config(database_url))
     await Tortoise.close_connections()
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        await install_triggers()  # the change log's (see resolvers/sync.py)
+    finally:
+        await Tortoise.close_connections()
 
 
 async def seed_demo(database_url: str) -> None:
@@ -91,6 +98,17 @@ async def send_outbox(database_url: str, include_failed: bool) -> int:
     return 0 if outcome["FAILED"] == 0 else 1
 
 
+async def prune_changes(database_url: str) -> None:
+    from resolvers.sync import prune
+
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        removed = await prune(timedelta(days=settings.sync_retention_days))
+    finally:
+        await Tortoise.close_connections()
+    print(f"{removed} change(s) older than {settings.sync_retention_days} days removed.")
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -119,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         "process left half-sent for 10 minutes).",
     )
     outbox.add_argument("--failed", action="store_true", help="Retry FAILED messages too.")
+    commands.add_parser(
+        "prune-changes",
+        help="Forget the sync changes older than SYNC_RETENTION_DAYS (run it daily).",
+    )
     args = parser.parse_args(argv)
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
@@ -130,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_migrations()
     elif args.command == "lifecycle-sweep":
         asyncio.run(lifecycle_sweep(settings.database_url))
+    elif args.command == "prune-changes":
+        asyncio.run(prune_changes(settings.database_url))
     elif args.command == "send-outbox":
         return asyncio.run(send_outbox(settings.database_url, args.failed))
     return 0

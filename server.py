@@ -30,8 +30,10 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from config import Settings, settings, tortoise_config
 from observability import RequestLogMiddleware, configure_logging
+from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
+from resolvers.pagination import page_limit
 from schema import build_schema
 from subscriptions.hub import Hub
 
@@ -88,7 +90,15 @@ class CrmGraphQL(GraphQL):
 
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
-        viewer, token_hash, auth_error = await authenticate(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization")
+        api_key = None
+        token = (authorization or "").partition(" ")[2].strip()
+        if is_api_key(token) and request.scope["type"] == "http":
+            viewer, api_key, auth_error = await key_user(token)
+            token_hash = None
+            page_limit.set(settings.api_key_max_page_size)
+        else:
+            viewer, token_hash, auth_error = await authenticate(authorization)
         ctx = RequestContext(
             request_id=state.get("request_id") or uuid.uuid4().hex,
             viewer=viewer,
@@ -99,6 +109,7 @@ class CrmGraphQL(GraphQL):
             log_fields=state.setdefault("log", {}),
             hub=self.hub,
             over_websocket=request.scope["type"] == "websocket",
+            api_key=api_key,
         )
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id

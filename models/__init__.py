@@ -2,6 +2,7 @@
 
 from models.account import Account
 from models.activity import Activity, ActivityAttendee, ActivityKind, ActivityStatus
+from models.api_key import ApiKey, ApiKeyScope
 from models.campaign import (
     Campaign,
     CampaignChannel,
@@ -29,11 +30,14 @@ from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
 from models.product import LineItem, Product
+from models.sync import Change, SyncState
 from models.user import AuthToken, Role, User
 
 __all__ = [
     "DEFAULT_STAGES",
     "Account",
+    "ApiKey",
+    "ApiKeyScope",
     "Activity",
     "ActivityAttendee",
     "ActivityKind",
@@ -44,6 +48,7 @@ __all__ = [
     "CampaignCost",
     "CampaignMember",
     "CampaignStatus",
+    "Change",
     "Comment",
     "Contact",
     "ContactTag",
@@ -72,6 +77,7 @@ __all__ = [
     "Quota",
     "Role",
     "Segment",
+    "SyncState",
     "User",
     "Visibility",
 ]

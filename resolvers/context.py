@@ -47,6 +47,8 @@ class RequestContext:
     over_websocket: bool = False
     # Over websockets: the connection_init payload.
     connection_params: dict[str, Any] | None = None
+    # The API key the request came with (models.ApiKey); the viewer is then its creator.
+    api_key: Any = None
 
     @property
     def writes(self) -> OperationWrites:

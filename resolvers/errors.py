@@ -15,6 +15,8 @@ class ErrorCode(str, Enum):
     RATE_LIMITED = "RATE_LIMITED"
     # A live subscription fell too far behind and was ended; resume it with `after`.
     SUBSCRIPTION_OVERFLOW = "SUBSCRIPTION_OVERFLOW"
+    # A sync cursor older than the change log's retention: start again without one.
+    RESYNC_REQUIRED = "RESYNC_REQUIRED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 

@@ -163,9 +163,9 @@ async def convert_lead(
         )
         # The work still planned on the lead goes on with the opportunity; what was done stays
         # in the lead's history.
-        moved = await Activity.filter(lead_id=lead.id, status=ActivityStatus.PLANNED).update(
-            lead_id=None, opportunity_id=opportunity.id
-        )
+        planned = Activity.filter(lead_id=lead.id, status=ActivityStatus.PLANNED)
+        moved = await planned.count()  # (not update()'s count: SQLite adds the triggers' rows)
+        await planned.update(lead_id=None, opportunity_id=opportunity.id)
         carried = {
             **ref("lead_id", lead.id),
             "participants": [

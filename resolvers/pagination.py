@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,8 @@ from config import settings
 from resolvers.errors import bad_input
 
 M = TypeVar("M", bound=Model)
+# The largest page this request may ask for: more for partners' API keys (set per request).
+page_limit: ContextVar[int | None] = ContextVar("crm_page_limit", default=None)
 _MAX_ID = 2**31 - 1  # ids are IntField: 32-bit integers on PostgreSQL
 _MAX_BIGINT = 2**63 - 1
 
@@ -165,7 +168,7 @@ async def paginate(
     descending: bool = False,
     max_page_size: int | None = None,
 ) -> Page[M]:
-    limit = max_page_size or settings.max_page_size
+    limit = max_page_size or page_limit.get() or settings.max_page_size
     _check_size(page.first, "first", limit)
     _check_size(page.last, "last", limit)
     if page.first is not None and page.last is not None:

@@ -13,11 +13,11 @@ from strawberry.schema.config import StrawberryConfig
 
 from config import Settings
 from schema import enums  # noqa: F401  (gives the model enums their GraphQL descriptions)
-from schema.account import AccountMutations, AccountQueries
+from schema.account import Account, AccountMutations, AccountQueries
 from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
 from schema.campaign import CampaignMutations, CampaignQueries
-from schema.contact import ContactMutations, ContactQueries
+from schema.contact import Contact, ContactMutations, ContactQueries
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
@@ -31,6 +31,7 @@ from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQue
 from schema.organization import OrganizationQueries, PipelineMutations
 from schema.product import ProductMutations, ProductQueries
 from schema.segment import SegmentMutations, SegmentQueries
+from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
 
 
@@ -51,6 +52,7 @@ class Query(
     ProductQueries,
     SegmentQueries,
     CampaignQueries,
+    SyncQueries,
 ):
     pass
 
@@ -73,6 +75,7 @@ class Mutation(
     ProductMutations,
     SegmentMutations,
     CampaignMutations,
+    ApiKeyMutations,
 ):
     pass
 
@@ -90,6 +93,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ErrorCodes,
         OperationScope,
+        ApiKeyScopes,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
@@ -97,7 +101,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Lead, Opportunity, Comment, Activity, Message],
+        types=[Lead, Opportunity, Comment, Activity, Message, Account, Contact],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100),
     )

@@ -7,6 +7,7 @@ import strawberry
 from models import (
     ActivityKind,
     ActivityStatus,
+    ApiKeyScope,
     CampaignChannel,
     CampaignStatus,
     ForecastCategory,
@@ -95,4 +96,12 @@ MemberStatusEnum = strawberry.enum(
     name="CampaignMemberStatus",
     description="PENDING: not messaged yet; MESSAGED: its message is recorded; SKIPPED: no "
     "email, do-not-contact or deleted; INCLUDED: a member of a campaign that sends no email.",
+)
+ApiKeyScopeEnum = strawberry.enum(
+    ApiKeyScope,
+    name="ApiKeyScope",
+    description="What an API key may do. READ (always granted): read what its admin reads. "
+    "WRITE: every mutation a key may run. WRITE_ACCOUNTS, WRITE_CONTACTS, WRITE_DEALS (leads, "
+    "opportunities, their roles, comments and line items), WRITE_ACTIVITIES, WRITE_MESSAGES: "
+    "the mutations of one area. No key signs in, changes passwords or manages keys.",
 )

@@ -1,0 +1,40 @@
+"""The change log partners sync from: one row per write to a synced table, in commit order.
+
+Rows are written by database triggers (installed by `manage.py migrate`, see resolvers/sync.py),
+so that no write path can forget them.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Change(Model):
+    id = fields.BigIntField(primary_key=True)
+    organization_id = fields.IntField()
+    record_type = fields.CharField(max_length=30)
+    record_id = fields.IntField()
+    op = fields.CharField(max_length=10)  # UPSERT or DELETE
+    data: dict | None = fields.JSONField(null=True)  # type: ignore[assignment]  # links' ends
+    changed_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sync_change"
+        indexes = (("organization_id", "id"),)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.record_type} {self.record_id}"
+
+
+class SyncState(Model):
+    """One row: the change log was pruned up to this id (older cursors must resync)."""
+
+    id = fields.IntField(primary_key=True)
+    pruned_through = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "sync_state"
+
+    def __str__(self) -> str:
+        return f"pruned through {self.pruned_through}"
