@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -29,10 +29,12 @@ from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from config import Settings, settings, tortoise_config
+from models import Role
 from observability import RequestLogMiddleware, configure_logging
 from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
+from resolvers.export import EXPORTS, stream
 from resolvers.pagination import page_limit
 from schema import build_schema
 from subscriptions.hub import Hub
@@ -141,6 +143,31 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "database": "ok", "bus": bus})
 
 
+async def principal(authorization: str | None) -> tuple[Any, Any, str | None]:
+    """(viewer, API key, why not) for an HTTP request: an API key, or a session token."""
+    token = (authorization or "").partition(" ")[2].strip()
+    if is_api_key(token):
+        return await key_user(token)
+    viewer, _, why = await authenticate(authorization)
+    return viewer, None, why
+
+
+async def export(request: Request) -> Response:
+    """GET /export/<type>.ndjson: a whole record type for admins and their API keys."""
+    spec = EXPORTS.get(request.path_params["name"])
+    if spec is None:
+        known = ", ".join(f"/export/{name}.ndjson" for name in EXPORTS)
+        return JSONResponse({"error": f"No such export: try {known}."}, status_code=404)
+    viewer, _, why = await principal(request.headers.get("authorization"))
+    if viewer is None:
+        return JSONResponse({"error": why or "Send Authorization: Bearer <key>."}, status_code=401)
+    if viewer.role != Role.ADMIN:
+        return JSONResponse({"error": "Exports are for admins and their API keys."}, 403)
+    return StreamingResponse(
+        stream(spec, viewer.organization_id), media_type="application/x-ndjson"
+    )
+
+
 async def metrics(_: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -178,6 +205,7 @@ def create_app(config: Settings = settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/export/{name}.ndjson", export, methods=["GET"]),
         ],
         middleware=[
             Middleware(RequestLogMiddleware),

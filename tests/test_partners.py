@@ -4,9 +4,12 @@ tombstones, retention), down to a sync that ends equal to the database under con
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from models import (
     Account,
@@ -389,3 +392,75 @@ async def test_a_partner_sync_ends_equal_to_the_database(live_server, org):
     apply(copy, entries)
     assert copy == await truth(org)
     assert pulls >= 3
+
+
+# Bulk export
+
+
+async def export_lines(http, token: str | None, name: str) -> tuple[int, list[dict[str, Any]]]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = await http.get(f"/export/{name}.ndjson", headers=headers)
+    if response.status_code != 200:
+        return response.status_code, []
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return 200, [json.loads(line) for line in response.text.splitlines()]
+
+
+async def test_a_whole_type_exports_as_ndjson(http, org, other_org):
+    _, made = await new_key(org)
+    secret = made["secret"]
+    accounts = [await create_account(org.seller, name=f"Export {n}") for n in range(3)]
+    gone = await create_account(org.seller, name="Gone")
+    await org.seller.api.data(DELETE["Account"], id=gone["id"])
+    await create_account(other_org.seller, name="Not exported")
+    status, lines = await export_lines(http, secret, "accounts")
+    assert status == 200
+    ids = [line["id"] for line in lines]
+    assert {a["id"] for a in accounts} <= set(ids) and gone["id"] not in ids
+    assert ids == sorted(ids, key=pk)
+    assert all(line["name"] != "Not exported" for line in lines)
+    first = next(line for line in lines if line["id"] == accounts[0]["id"])
+    assert first["name"] == "Export 0" and first["ownerId"] == org.seller.id
+    deal = await create_opportunity(org.seller, amount="12.50", currency="USD")
+    _, deals = await export_lines(http, secret, "opportunities")
+    assert next(d for d in deals if d["id"] == deal["id"])["amount"] == "12.50"
+
+    assert (await export_lines(http, org.admin.api.token, "contacts"))[0] == 200
+    assert (await export_lines(http, org.seller.api.token, "contacts"))[0] == 403
+    assert (await export_lines(http, None, "contacts"))[0] == 401
+    assert (await export_lines(http, secret, "invoices"))[0] == 404
+
+
+async def test_an_export_is_one_snapshot(http, live_server, org):
+    if live_server.database != "postgres":
+        pytest.skip("SQLite's one connection serves the export alone: nothing changes meanwhile")
+    _, made = await new_key(org)
+    organization_id = (
+        await Account.get(id=pk((await create_account(org.seller))["id"]))
+    ).organization_id
+    await Account.bulk_create(
+        [
+            Account(organization_id=organization_id, name=f"Bulk {n}", owner_id=pk(org.seller.id))
+            for n in range(3000)
+        ],
+        batch_size=1000,
+    )
+    before = await Account.filter(organization_id=organization_id, deleted_at__isnull=True).count()
+    last = await Account.filter(organization_id=organization_id).order_by("-id").first()
+    assert last is not None
+    headers = {"authorization": f"Bearer {made['secret']}"}
+    seen = 0
+    ids: list[str] = []
+    async with http.stream("GET", "/export/accounts.ndjson", headers=headers) as response:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            ids.append(json.loads(line)["id"])
+            seen += 1
+            if seen == 1:  # the export has begun: change the table under it
+                await Account.filter(id=last.id).update(deleted_at=datetime.now(UTC))
+                await Account.create(
+                    organization_id=organization_id, name="Later", owner_id=pk(org.seller.id)
+                )
+    assert len(ids) == before  # as of the moment it began
+    assert global_id("Account", last.id) in ids

@@ -1,0 +1,173 @@
+"""Bulk exports for partners: a whole record type as NDJSON, streamed, as of one snapshot.
+
+On PostgreSQL the export reads through a server-side cursor inside a REPEATABLE READ, read-only
+transaction: every line is as of the moment the export began, and the process holds a few
+hundred rows at a time, whatever the table's size. On SQLite a single SELECT is its own snapshot;
+it holds the database's one connection while it streams (the embedded default is for one user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from tortoise import connections
+
+from models.base import from_cents
+from resolvers.events import global_id
+
+BATCH = 500
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else str(from_cents(value))
+
+
+def _time(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)  # SQLite hands back text
+
+
+def _ref(type_name: str) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else global_id(type_name, value)
+
+
+def _plain(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Export:
+    type_name: str
+    table: str
+    columns: dict[str, tuple[str, Callable[[Any], Any]]]  # column -> (field, converter)
+
+
+_COMMON = {
+    "created_at": ("createdAt", _time),
+    "updated_at": ("updatedAt", _time),
+    "owner_id": ("ownerId", _ref("User")),
+}
+EXPORTS: dict[str, Export] = {
+    "accounts": Export(
+        "Account",
+        "account",
+        {
+            "name": ("name", _plain),
+            "industry": ("industry", _plain),
+            "website": ("website", _plain),
+            "country": ("country", _plain),
+            "region": ("region", _plain),
+            "city": ("city", _plain),
+            **_COMMON,
+        },
+    ),
+    "contacts": Export(
+        "Contact",
+        "contact",
+        {
+            "first_name": ("firstName", _plain),
+            "last_name": ("lastName", _plain),
+            "email": ("email", _plain),
+            "phone": ("phone", _plain),
+            "title": ("title", _plain),
+            "account_id": ("accountId", _ref("Account")),
+            "lifecycle_stage": ("lifecycleStage", _plain),
+            "do_not_contact": ("doNotContact", bool),
+            **_COMMON,
+        },
+    ),
+    "leads": Export(
+        "Lead",
+        "lead",
+        {
+            "title": ("title", _plain),
+            "source": ("source", _plain),
+            "status": ("status", _plain),
+            "estimated_amount_cents": ("estimatedAmount", _money),
+            "currency": ("currency", _plain),
+            "account_id": ("accountId", _ref("Account")),
+            "contact_id": ("contactId", _ref("Contact")),
+            "visibility": ("visibility", _plain),
+            "version": ("version", _plain),
+            **_COMMON,
+        },
+    ),
+    "opportunities": Export(
+        "Opportunity",
+        "opportunity",
+        {
+            "name": ("name", _plain),
+            "amount_cents": ("amount", _money),
+            "currency": ("currency", _plain),
+            "stage_id": ("stageId", _ref("PipelineStage")),
+            "probability": ("probability", _plain),
+            "status": ("status", _plain),
+            "expected_close_date": ("expectedCloseDate", _time),
+            "closed_at": ("closedAt", _time),
+            "account_id": ("accountId", _ref("Account")),
+            "contact_id": ("contactId", _ref("Contact")),
+            "visibility": ("visibility", _plain),
+            "version": ("version", _plain),
+            **_COMMON,
+        },
+    ),
+    "activities": Export(
+        "Activity",
+        "activity",
+        {
+            "kind": ("kind", _plain),
+            "subject": ("subject", _plain),
+            "status": ("status", _plain),
+            "scheduled_at": ("scheduledAt", _time),
+            "duration_minutes": ("durationMinutes", _plain),
+            "account_id": ("accountId", _ref("Account")),
+            "contact_id": ("contactId", _ref("Contact")),
+            "lead_id": ("leadId", _ref("Lead")),
+            "opportunity_id": ("opportunityId", _ref("Opportunity")),
+            **_COMMON,
+        },
+    ),
+}
+
+
+def _line(export: Export, row: Any) -> bytes:
+    item: dict[str, Any] = {"id": global_id(export.type_name, row["id"])}
+    for column, (field, convert) in export.columns.items():
+        item[field] = convert(row[column])
+    return orjson.dumps(item) + b"\n"
+
+
+async def stream(export: Export, organization_id: int) -> AsyncIterator[bytes]:
+    """The organization's live records of one type, one JSON object a line, by id."""
+    client = connections.get("default")
+    columns = ", ".join(["id", *export.columns])
+    where = "organization_id = {} AND deleted_at IS NULL ORDER BY id"
+    if client.capabilities.dialect == "postgres":
+        sql = f"SELECT {columns} FROM {export.table} WHERE {where.format('$1')}"
+        async with client.acquire_connection() as connection:
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                chunk: list[bytes] = []
+                async for row in connection.cursor(sql, organization_id, prefetch=BATCH):
+                    chunk.append(_line(export, row))
+                    if len(chunk) >= BATCH:
+                        yield b"".join(chunk)
+                        chunk = []
+                if chunk:
+                    yield b"".join(chunk)
+        return
+    sql = f"SELECT {columns} FROM {export.table} WHERE {where.format('?')}"
+    async with client.acquire_connection() as connection:
+        cursor = await connection.execute(sql, (organization_id,))
+        try:
+            while rows := await cursor.fetchmany(BATCH):
+                names = [description[0] for description in cursor.description]
+                yield b"".join(_line(export, dict(zip(names, row, strict=True))) for row in rows)
+        finally:
+            await cursor.close()
