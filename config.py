@@ -34,6 +34,7 @@ class Settings:
     max_query_depth: int = 12
     max_query_tokens: int = 4000
     max_aliases: int = 30
+    max_query_cost: int = 200_000  # fields x the times they resolve (schema/cost.py)
     max_page_size: int = 100
     api_key_max_page_size: int = 1000  # partners' keys page further (documented in README)
     default_page_size: int = 20
@@ -55,6 +56,14 @@ class Settings:
     # Without it, sent messages wait in the outbox.
     smtp_url: str = ""
     smtp_from: str = "crm@localhost"
+    # Rate limits: a token bucket per API key, user or anonymous address (0 switches them off),
+    # shared through Redis when RATE_LIMIT_REDIS_URL (default: a redis:// BROADCAST_URL) is set.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 200
+    rate_limit_redis_url: str = ""
+    # Persisted queries: "auto" (a hash runs a query sent once before), "allowlist" (only
+    # registered queries run: `manage.py persist-queries`), "off".
+    persisted_queries: str = "auto"
     # How long the change log keeps changes (tombstones included): older cursors must resync.
     sync_retention_days: int = 30
 
@@ -78,6 +87,7 @@ class Settings:
             max_query_depth=int(os.environ.get("MAX_QUERY_DEPTH", cls.max_query_depth)),
             max_query_tokens=int(os.environ.get("MAX_QUERY_TOKENS", cls.max_query_tokens)),
             max_aliases=int(os.environ.get("MAX_ALIASES", cls.max_aliases)),
+            max_query_cost=int(os.environ.get("MAX_QUERY_COST", cls.max_query_cost)),
             token_ttl_days=int(os.environ.get("TOKEN_TTL_DAYS", cls.token_ttl_days)),
             argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),
             argon2_memory_kib=int(os.environ.get("ARGON2_MEMORY_KIB", cls.argon2_memory_kib)),
@@ -93,8 +103,19 @@ class Settings:
             ws_compression=_bool("WS_COMPRESSION", cls.ws_compression),
             smtp_url=os.environ.get("SMTP_URL", cls.smtp_url),
             smtp_from=os.environ.get("SMTP_FROM", cls.smtp_from),
+            rate_limit_per_second=float(
+                os.environ.get("RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)
+            ),
+            rate_limit_burst=int(os.environ.get("RATE_LIMIT_BURST", cls.rate_limit_burst)),
+            rate_limit_redis_url=os.environ.get("RATE_LIMIT_REDIS_URL")
+            or _redis_url(os.environ.get("BROADCAST_URL", "")),
+            persisted_queries=os.environ.get("PERSISTED_QUERIES", cls.persisted_queries),
             sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
         )
+
+
+def _redis_url(url: str) -> str:
+    return url if url.startswith(("redis://", "rediss://")) else ""
 
 
 MODEL_MODULES = ["models"]

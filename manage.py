@@ -109,6 +109,18 @@ async def prune_changes(database_url: str) -> None:
     print(f"{removed} change(s) older than {settings.sync_retention_days} days removed.")
 
 
+async def persist_queries(database_url: str, paths: list[str]) -> None:
+    from resolvers.limits import remember_query
+
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        for name in paths:
+            digest = await remember_query(Path(name).read_text(encoding="utf-8"))
+            print(f"{digest}  {name}")
+    finally:
+        await Tortoise.close_connections()
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -141,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         "prune-changes",
         help="Forget the sync changes older than SYNC_RETENTION_DAYS (run it daily).",
     )
+    persist = commands.add_parser(
+        "persist-queries",
+        help="Register GraphQL documents (one operation document a file) as persisted queries "
+        "and print their SHA-256 (for PERSISTED_QUERIES=allowlist).",
+    )
+    persist.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
@@ -152,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_migrations()
     elif args.command == "lifecycle-sweep":
         asyncio.run(lifecycle_sweep(settings.database_url))
+    elif args.command == "persist-queries":
+        asyncio.run(persist_queries(settings.database_url, args.files))
     elif args.command == "prune-changes":
         asyncio.run(prune_changes(settings.database_url))
     elif args.command == "send-outbox":

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import uvicorn
+from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,9 +23,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
@@ -34,7 +38,9 @@ from observability import RequestLogMiddleware, configure_logging
 from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
+from resolvers.errors import ErrorCode
 from resolvers.export import EXPORTS, stream
+from resolvers.limits import HASH_RE, RateLimiter, known_query, query_hash, remember_query
 from resolvers.pagination import page_limit
 from schema import build_schema
 from subscriptions.hub import Hub
@@ -86,9 +92,90 @@ async def authenticate_connection(ctx: RequestContext) -> bool:
 class CrmGraphQL(GraphQL):
     graphql_transport_ws_handler_class = TransportWsHandler
 
-    def __init__(self, *args: Any, hub: Hub, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hub: Hub, limiter: RateLimiter, config: Settings, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.hub = hub
+        self.limiter = limiter
+        self.config = config
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: RequestContext,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Over HTTP, before the schema: persisted queries, then the caller's rate limit."""
+        refusal = await self._persisted(context, request_data)
+        if refusal is None:
+            refusal = await self._rate_limited(context, request, sub_response)
+        if refusal is not None:
+            return ExecutionResult(data=None, errors=[refusal])
+        return await super().execute_single(
+            request,
+            request_adapter,
+            sub_response,
+            context,  # type: ignore[arg-type]
+            root_value,
+            request_data,
+        )
+
+    async def _persisted(
+        self, ctx: RequestContext, data: GraphQLRequestData
+    ) -> GraphQLError | None:
+        mode = self.config.persisted_queries
+        persisted = (data.extensions or {}).get("persistedQuery")
+        if mode == "off" or not isinstance(persisted, dict):
+            if mode == "allowlist" and ctx.api_key is None:
+                known = data.query and await known_query(query_hash(data.query))
+                if not known:
+                    return _error(
+                        ErrorCode.PERSISTED_QUERY_REQUIRED,
+                        "Only registered queries run here: send a persistedQuery hash.",
+                    )
+            return None
+        digest = str(persisted.get("sha256Hash") or "")
+        if not HASH_RE.match(digest):
+            return _error(ErrorCode.BAD_USER_INPUT, "persistedQuery.sha256Hash is 64 hex digits.")
+        if data.query:
+            if query_hash(data.query) != digest:
+                return _error(ErrorCode.BAD_USER_INPUT, "The query does not match its sha256Hash.")
+            if mode == "auto":
+                await remember_query(data.query)
+            elif ctx.api_key is None and not await known_query(digest):
+                return _error(ErrorCode.PERSISTED_QUERY_REQUIRED, "This query is not registered.")
+            return None
+        query = await known_query(digest)
+        if query is None:
+            return _error(ErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
+        data.query = query
+        return None
+
+    async def _rate_limited(
+        self, ctx: RequestContext, request: Any, sub_response: Any
+    ) -> GraphQLError | None:
+        if not self.limiter.enabled:
+            return None
+        if ctx.api_key is not None:
+            key = f"key:{ctx.api_key.id}"
+        elif ctx.viewer is not None:
+            key = f"user:{ctx.viewer.id}"
+        else:
+            key = f"ip:{request.client.host if request.client else 'unknown'}"
+        wait = await self.limiter.take(key)
+        if wait <= 0:
+            return None
+        retry_after = max(1, math.ceil(wait))
+        sub_response.headers["Retry-After"] = str(retry_after)
+        return _error(
+            ErrorCode.RATE_LIMITED,
+            f"Too many requests: retry in {retry_after} s.",
+            retryAfter=retry_after,
+        )
 
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
@@ -125,6 +212,10 @@ class CrmGraphQL(GraphQL):
                 {"message": context.auth_error, "extensions": {"code": "UNAUTHENTICATED"}}
             )
         return UNSET
+
+
+def _error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code.value, **extensions})
 
 
 async def healthz(_: Request) -> Response:
@@ -180,6 +271,12 @@ def create_app(config: Settings = settings) -> Starlette:
         queue_size=config.subscription_queue_size,
         auth_recheck_seconds=config.auth_recheck_seconds,
     )
+    limiter = RateLimiter(
+        config.rate_limit_per_second,
+        config.rate_limit_burst,
+        config.rate_limit_redis_url,
+        prefix=config.bus_channel,
+    )
     graphql = CrmGraphQL(
         build_schema(config),
         graphql_ide="graphiql" if config.graphiql else None,
@@ -187,6 +284,8 @@ def create_app(config: Settings = settings) -> Starlette:
         keep_alive=True,  # legacy graphql-ws: "ka" messages keep proxies from idling us out
         keep_alive_interval=15,
         hub=hub,
+        limiter=limiter,
+        config=config,
     )
 
     @contextlib.asynccontextmanager
@@ -197,6 +296,7 @@ def create_app(config: Settings = settings) -> Starlette:
                 yield
             finally:
                 await hub.stop()
+                await limiter.close()
 
     app = Starlette(
         routes=[

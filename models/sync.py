@@ -38,3 +38,17 @@ class SyncState(Model):
 
     def __str__(self) -> str:
         return f"pruned through {self.pruned_through}"
+
+
+class PersistedQuery(Model):
+    """A query known by its SHA-256: sent once (or registered), then run by its hash."""
+
+    sha256 = fields.CharField(max_length=64, primary_key=True)
+    query = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "persisted_query"
+
+    def __str__(self) -> str:
+        return self.sha256

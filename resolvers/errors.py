@@ -17,6 +17,12 @@ class ErrorCode(str, Enum):
     SUBSCRIPTION_OVERFLOW = "SUBSCRIPTION_OVERFLOW"
     # A sync cursor older than the change log's retention: start again without one.
     RESYNC_REQUIRED = "RESYNC_REQUIRED"
+    # An operation whose computed cost is over MAX_QUERY_COST, refused before it runs.
+    QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+    # Persisted queries: the hash is unknown (send the query along once), or only known queries
+    # run (PERSISTED_QUERIES=allowlist).
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 

@@ -151,16 +151,18 @@ async def stream(export: Export, organization_id: int) -> AsyncIterator[bytes]:
     where = "organization_id = {} AND deleted_at IS NULL ORDER BY id"
     if client.capabilities.dialect == "postgres":
         sql = f"SELECT {columns} FROM {export.table} WHERE {where.format('$1')}"
-        async with client.acquire_connection() as connection:
-            async with connection.transaction(isolation="repeatable_read", readonly=True):
-                chunk: list[bytes] = []
-                async for row in connection.cursor(sql, organization_id, prefetch=BATCH):
-                    chunk.append(_line(export, row))
-                    if len(chunk) >= BATCH:
-                        yield b"".join(chunk)
-                        chunk = []
-                if chunk:
+        async with (
+            client.acquire_connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            chunk: list[bytes] = []
+            async for row in connection.cursor(sql, organization_id, prefetch=BATCH):
+                chunk.append(_line(export, row))
+                if len(chunk) >= BATCH:
                     yield b"".join(chunk)
+                    chunk = []
+            if chunk:
+                yield b"".join(chunk)
         return
     sql = f"SELECT {columns} FROM {export.table} WHERE {where.format('?')}"
     async with client.acquire_connection() as connection:

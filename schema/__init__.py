@@ -18,6 +18,7 @@ from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
 from schema.campaign import CampaignMutations, CampaignQueries
 from schema.contact import Contact, ContactMutations, ContactQueries
+from schema.cost import QueryCost
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
@@ -94,6 +95,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         ErrorCodes,
         OperationScope,
         ApiKeyScopes,
+        QueryCost,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any
 
 import strawberry
-from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from graphql.language import (
     FieldNode,
     FragmentDefinitionNode,
@@ -30,6 +30,7 @@ from resolvers.errors import ErrorCode
 from resolvers.events import global_id
 from resolvers.pagination import page_limit
 from schema.base import Info, context, pk_of
+from schema.cost import operation_of
 from schema.user import User, load_user
 
 
@@ -215,7 +216,9 @@ class ApiKeyScopes(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
         key = ctx.api_key if isinstance(ctx, RequestContext) else None
-        operation = self._operation()
+        document = self.execution_context.graphql_document
+        name = self.execution_context.operation_name
+        operation = operation_of(document, name) if document else None
         if key is not None and operation is not None:
             if operation.operation == OperationType.SUBSCRIPTION:
                 self._refuse("API keys pull data over HTTP: subscriptions take a session token.")
@@ -225,18 +228,6 @@ class ApiKeyScopes(SchemaExtension):
                         self._refuse(f"This API key's scopes do not allow {name}.")
                         break
         yield
-
-    def _operation(self) -> OperationDefinitionNode | None:
-        document = self.execution_context.graphql_document
-        if document is None:
-            return None
-        wanted = self.execution_context.operation_name
-        for definition in document.definitions:
-            if isinstance(definition, OperationDefinitionNode) and (
-                wanted is None or (definition.name and definition.name.value == wanted)
-            ):
-                return definition
-        return None
 
     def _root_fields(self, selections: SelectionSetNode) -> list[str]:
         document = self.execution_context.graphql_document

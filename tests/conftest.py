@@ -100,7 +100,8 @@ async def live_server() -> AsyncIterator[LiveServer]:
         pg_name, database_url = await _create_postgres_database()
     await migrate(database_url)
     port = _free_port()
-    app = create_app(replace(settings, database_url=database_url))
+    # Rate limits are tested on server processes of their own (tests/test_limits.py).
+    app = create_app(replace(settings, database_url=database_url, rate_limit_per_second=0))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -1,0 +1,170 @@
+"""Fair limits: query cost, rate limits shared across processes through Redis, persisted
+queries (automatic, and the allow-list mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.helpers import Member, create_account
+from tests.processes import ROOT, ServerProcess
+from tests.test_live_bus import REDIS_URL, _require_redis
+from tests.test_partners import new_key
+
+SMALL = "{ accounts(first: 5) { nodes { id name } } }"
+
+
+async def post(member: Member, body: dict[str, Any], base_url: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {member.api.token}"} if member.api.token else {}
+    if base_url is None:
+        return await member.api.http.post("/graphql", json=body, headers=headers)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as http:
+        return await http.post("/graphql", json=body, headers=headers)
+
+
+# Query cost
+
+
+async def test_every_answer_reports_its_cost(org):
+    answer = (await post(org.seller, {"query": SMALL})).json()
+    # accounts 1 + nodes 1 + 5 x (id + name)
+    assert answer["extensions"]["cost"] == {"requested": 12, "limit": 200_000}
+    nested = """query($n: Int) { accounts(first: $n) { nodes { id opportunities(first: 3) {
+      nodes { name participants { role } } } } } }"""
+    answer = (await post(org.seller, {"query": nested, "variables": {"n": 2}})).json()
+    # 1 + 1 + 2 x (1 + 1 + 1 + 3 x (1 + 1 + 10 x 1)) = 2 + 2 x 39
+    assert answer["extensions"]["cost"]["requested"] == 80
+
+
+async def test_an_operation_over_the_budget_is_refused_before_it_runs(org):
+    await create_account(org.seller)
+    huge = """{ accounts(first: 100) { nodes { opportunities(first: 100) { nodes {
+      participants { contact { id } } } } } } }"""
+    answer = (await post(org.seller, {"query": huge})).json()
+    error = answer["errors"][0]
+    assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert error["extensions"]["cost"] > error["extensions"]["limit"] == 200_000
+    assert answer.get("data") is None
+    create = """mutation { createAccount(input: {name: "Never"}) { id
+      opportunities(first: 100) { nodes { participants { contact {
+        account { opportunities(first: 100) { nodes { id name } } } } } } } } }"""
+    refused = (await post(org.admin, {"query": create})).json()
+    assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    names = '{ accounts(first: 100, filter: {search: "Never"}) { nodes { id } } }'
+    found = (await post(org.admin, {"query": names})).json()
+    assert found["data"]["accounts"]["nodes"] == []  # the refused mutation never ran
+
+
+# Rate limits
+
+
+async def test_a_rate_limit_is_shared_by_processes_through_redis(live_server, org):
+    await _require_redis()
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "RATE_LIMIT_PER_SECOND": "0.2",
+        "RATE_LIMIT_BURST": "4",
+        "RATE_LIMIT_REDIS_URL": REDIS_URL,
+        "BUS_CHANNEL": f"crm-test-{uuid.uuid4().hex[:8]}",  # a bucket namespace of its own
+    }
+    async with ServerProcess(env) as first, ServerProcess(env) as second:
+        answers = []
+        for server in (first, second, first, second, first):
+            answers.append(await post(org.seller, {"query": SMALL}, server.base_url))
+        codes = [
+            (a.json().get("errors") or [{}])[0].get("extensions", {}).get("code") for a in answers
+        ]
+        assert codes == [None, None, None, None, "RATE_LIMITED"]  # 4 of one bucket, then none
+        refused = answers[-1]
+        error = refused.json()["errors"][0]
+        assert error["extensions"]["retryAfter"] >= 1
+        assert int(refused.headers["retry-after"]) == error["extensions"]["retryAfter"]
+        # Another user's bucket is full.
+        other = await post(org.teammate, {"query": SMALL}, second.base_url)
+        assert not other.json().get("errors")
+
+
+async def test_without_redis_each_process_limits_by_itself(live_server, org):
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "RATE_LIMIT_PER_SECOND": "0.2",
+        "RATE_LIMIT_BURST": "2",
+    }
+    async with ServerProcess(env) as server:
+        codes = []
+        for _ in range(3):
+            answer = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
+            codes.append((answer.get("errors") or [{}])[0].get("extensions", {}).get("code"))
+        assert codes == [None, None, "RATE_LIMITED"]
+
+
+# Persisted queries
+
+
+def persisted(query: str | None, digest: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
+    if query is not None:
+        body["query"] = query
+    return body
+
+
+async def test_a_query_sent_once_runs_by_its_hash(org):
+    query = "query Persisted" + uuid.uuid4().hex[:6] + " { viewer { id } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    unknown = (await post(org.seller, persisted(None, digest))).json()
+    assert unknown["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert unknown["errors"][0]["message"] == "PersistedQueryNotFound"  # what Apollo clients expect
+    first = (await post(org.seller, persisted(query, digest))).json()
+    assert first["data"]["viewer"]["id"] == org.seller.id
+    again = (await post(org.teammate, persisted(None, digest))).json()
+    assert again["data"]["viewer"]["id"] == org.teammate.id
+    wrong = (await post(org.seller, persisted(query, "0" * 64))).json()
+    assert wrong["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    malformed = (await post(org.seller, persisted(None, "xyz"))).json()
+    assert malformed["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_the_allow_list_runs_registered_queries_only(live_server, org):
+    registered = "query Allowed { viewer { id fullName } }"
+    with tempfile.TemporaryDirectory() as folder:
+        document = Path(folder) / "allowed.graphql"
+        document.write_text(registered, encoding="utf-8")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "manage.py",
+            "persist-queries",
+            str(document),
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": live_server.database_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    digest = hashlib.sha256(registered.encode()).hexdigest()
+    assert output.decode().startswith(digest)
+    _, made = await new_key(org)
+    env = {"DATABASE_URL": live_server.database_url, "PERSISTED_QUERIES": "allowlist"}
+    async with ServerProcess(env) as server:
+        raw = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
+        assert raw["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+        by_hash = (await post(org.seller, persisted(None, digest), server.base_url)).json()
+        assert by_hash["data"]["viewer"]["id"] == org.seller.id
+        registered_raw = (await post(org.seller, {"query": registered}, server.base_url)).json()
+        assert registered_raw["data"]["viewer"]["id"] == org.seller.id
+        other = "query NotAllowed { viewer { id } }"
+        sent = persisted(other, hashlib.sha256(other.encode()).hexdigest())
+        refused = (await post(org.seller, sent, server.base_url)).json()
+        assert refused["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+        # A partner's key sends its own queries.
+        key = Member(org.admin.id, org.admin.email, org.admin.api.as_(made["secret"]))
+        partner = (await post(key, {"query": SMALL}, server.base_url)).json()
+        assert "errors" not in partner
