@@ -114,8 +114,9 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
 
     await Tortoise.init(config=tortoise_config(database_url))
     try:
-        for name in paths:
-            digest = await remember_query(Path(name).read_text(encoding="utf-8"))
+        documents = {name: Path(name).read_text(encoding="utf-8") for name in paths}  # noqa: ASYNC240  (a one-off command)
+        for name, document in documents.items():
+            digest = await remember_query(document)
             print(f"{digest}  {name}")
     finally:
         await Tortoise.close_connections()

@@ -69,10 +69,12 @@ class RateLimiter:
             return 0.0
         if self._script is not None:
             try:
-                wait = await self._script(keys=[self.prefix + key], args=[self.rate, self.burst, cost])
+                wait = await self._script(
+                    keys=[self.prefix + key], args=[self.rate, self.burst, cost]
+                )
                 return float(wait)
             except RedisError as error:
-                log.warning("rate limiter: Redis unreachable, letting the request through: %s", error)
+                log.warning("rate limiter: Redis unreachable, letting requests through: %s", error)
                 return 0.0
         now = time.monotonic()
         bucket = self._local.setdefault(key, _Local(self.burst, now))
