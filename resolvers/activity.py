@@ -243,6 +243,7 @@ async def agenda(
     end: datetime | None,
     overdue: bool,
     statuses: list[ActivityStatus] | None,
+    updated_since: datetime | None = None,
 ) -> Page[Activity]:
     """One user's activities in time order: the viewer's, or a team member's for their managers
     and anyone's for admins. `overdue`: planned ones whose time or due date has passed."""
@@ -261,6 +262,8 @@ async def agenda(
         query = query.filter(scheduled_at__lt=end)
     if statuses:
         query = query.filter(status__in=statuses)
+    if updated_since is not None:
+        query = query.filter(updated_at__gte=updated_since)
     if overdue:
         now = datetime.now(UTC)
         today = datetime.combine(now.date(), time(0), tzinfo=UTC)

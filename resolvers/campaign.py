@@ -229,9 +229,14 @@ async def set_status(ctx: RequestContext, campaign_id: int, status: CampaignStat
 
 
 async def list_campaigns(
-    ctx: RequestContext, page: PageRequest, statuses: list[CampaignStatus] | None
+    ctx: RequestContext,
+    page: PageRequest,
+    statuses: list[CampaignStatus] | None,
+    updated_since: datetime | None = None,
 ) -> Page[Campaign]:
     query = scoped(ctx, Campaign)
+    if updated_since is not None:
+        query = query.filter(updated_at__gte=updated_since)
     if statuses:
         query = query.filter(status__in=statuses)
     return await paginate(query, page, BY_ID, descending=True)

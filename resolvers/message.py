@@ -280,10 +280,15 @@ def visible_messages(ctx: RequestContext) -> QuerySet[Message]:
 
 
 async def list_messages(
-    ctx: RequestContext, page: PageRequest, statuses: list[MessageStatus] | None
+    ctx: RequestContext,
+    page: PageRequest,
+    statuses: list[MessageStatus] | None,
+    updated_since: datetime | None = None,
 ) -> Page[Message]:
     """Newest first; with statuses OUTBOX and FAILED, the outbox."""
     query = visible_messages(ctx)
+    if updated_since is not None:
+        query = query.filter(updated_at__gte=updated_since)
     if statuses:
         query = query.filter(status__in=statuses)
     return await paginate(query, page, BY_ID, descending=True)

@@ -117,6 +117,8 @@ async def list_products(
         query = query.filter(category__in=filters["categories"])
     if filters.get("active") is not None:
         query = query.filter(active=filters["active"])
+    if filters.get("updated_since") is not None:
+        query = query.filter(updated_at__gte=filters["updated_since"])
     return await paginate(query, page, PRODUCT_ORDER)
 
 

@@ -10,7 +10,7 @@ account included.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -340,8 +340,13 @@ async def delete_segment(ctx: RequestContext, segment_id: int) -> Segment:
         return row
 
 
-async def list_segments(ctx: RequestContext, page: PageRequest) -> Page[Segment]:
-    return await paginate(scoped(ctx, Segment), page, BY_ID)
+async def list_segments(
+    ctx: RequestContext, page: PageRequest, updated_since: datetime | None = None
+) -> Page[Segment]:
+    query = scoped(ctx, Segment)
+    if updated_since is not None:
+        query = query.filter(updated_at__gte=updated_since)
+    return await paginate(query, page, BY_ID)
 
 
 async def members(

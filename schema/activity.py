@@ -144,6 +144,9 @@ class AgendaFilter:
         default=None,
         description="Only planned activities whose start time, or due date, has passed.",
     )
+    updated_since: datetime | None = strawberry.field(
+        default=None, description="Changed at or after this time."
+    )
 
 
 ACTIVITY_IDS = {
@@ -177,6 +180,7 @@ class ActivityQueries:
             values.get("to"),
             bool(values.get("overdue")),
             values.get("statuses"),
+            values.get("updated_since"),
         )
         return connection(page, Activity.from_row)
 

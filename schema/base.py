@@ -152,7 +152,7 @@ def ordering(order_by: Any, default: str) -> tuple[str, bool]:
     return order_by.field.value, order_by.direction == OrderDirection.DESC
 
 
-def _in_utc(value: Any) -> Any:
+def in_utc(value: Any) -> Any:
     """Filter times in UTC (SQLite compares stored times as text); a time without offset is UTC."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -163,5 +163,5 @@ def filter_values(data: Any, ids: dict[str, tuple[str, str]] | None = None) -> d
     if data is None or data is UNSET:
         return {}
     return {
-        name: _in_utc(value) for name, value in values_of(data, ids).items() if value is not None
+        name: in_utc(value) for name, value in values_of(data, ids).items() if value is not None
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry import UNSET, relay
@@ -19,6 +20,7 @@ from schema.base import (
     Info,
     connection,
     context,
+    in_utc,
     page_request,
     pk_of,
     values_of,
@@ -276,9 +278,12 @@ class CampaignQueries:
         last: int | None = None,
         before: str | None = None,
         statuses: list[CampaignStatus] | None = None,
+        updated_since: Annotated[
+            datetime | None, strawberry.argument(description="Changed at or after this time.")
+        ] = None,
     ) -> Connection[Campaign]:
         page = await campaigns.list_campaigns(
-            context(info), page_request(first, after, last, before), statuses
+            context(info), page_request(first, after, last, before), statuses, in_utc(updated_since)
         )
         return connection(page, Campaign.from_row)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry import relay
@@ -18,6 +19,7 @@ from schema.base import (
     connection,
     context,
     decode_id,
+    in_utc,
     page_request,
     pk_of,
     pks_of,
@@ -126,9 +128,12 @@ class MessageQueries:
         last: int | None = None,
         before: str | None = None,
         statuses: list[MessageStatus] | None = None,
+        updated_since: Annotated[
+            datetime | None, strawberry.argument(description="Changed at or after this time.")
+        ] = None,
     ) -> Connection[Message]:
         page = await messages.list_messages(
-            context(info), page_request(first, after, last, before), statuses
+            context(info), page_request(first, after, last, before), statuses, in_utc(updated_since)
         )
         return connection(page, Message.from_row)
 

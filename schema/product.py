@@ -18,6 +18,7 @@ from schema.base import (
     Info,
     connection,
     context,
+    filter_values,
     page_request,
     pk_of,
     values_of,
@@ -129,6 +130,9 @@ class ProductFilter:
     search: str | None = strawberry.field(default=None, description="Words in the name or code.")
     categories: list[str] | None = None
     active: bool | None = None
+    updated_since: datetime | None = strawberry.field(
+        default=None, description="Changed at or after this time."
+    )
 
 
 @strawberry.input(description="A new product (admins and sales managers).")
@@ -199,7 +203,7 @@ class ProductQueries:
         before: str | None = None,
         filter: ProductFilter | None = None,
     ) -> Connection[Product]:
-        filters = {} if filter is None else values_of(filter)
+        filters = filter_values(filter)
         page = await products.list_products(
             context(info), page_request(first, after, last, before), filters
         )

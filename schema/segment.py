@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import UNSET, relay
@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from models import LifecycleStage
 from models import Segment as SegmentRow
 from resolvers import segment as segments
-from schema.base import Connection, Info, connection, context, page_request, pk_of
+from schema.base import Connection, Info, connection, context, in_utc, page_request, pk_of
 from schema.contact import Contact
 from schema.user import User, load_user
 
@@ -169,8 +169,13 @@ class SegmentQueries:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        updated_since: Annotated[
+            datetime | None, strawberry.argument(description="Changed at or after this time.")
+        ] = None,
     ) -> Connection[Segment]:
-        page = await segments.list_segments(context(info), page_request(first, after, last, before))
+        page = await segments.list_segments(
+            context(info), page_request(first, after, last, before), in_utc(updated_since)
+        )
         return connection(page, Segment.from_row)
 
     @strawberry.field(

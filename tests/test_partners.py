@@ -464,3 +464,41 @@ async def test_an_export_is_one_snapshot(http, live_server, org):
                 )
     assert len(ids) == before  # as of the moment it began
     assert global_id("Account", last.id) in ids
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "query($t: DateTime) { products(filter: {updatedSince: $t}) { nodes { id } } }",
+        "query($t: DateTime) { campaigns(updatedSince: $t) { nodes { id } } }",
+        "query($t: DateTime) { segments(updatedSince: $t) { nodes { id } } }",
+        "query($t: DateTime) { messages(updatedSince: $t) { nodes { id } } }",
+        "query($t: DateTime) { agenda(filter: {updatedSince: $t}) { nodes { id } } }",
+    ],
+)
+async def test_lists_take_updated_since(org, query):
+    from tests.test_activities import plan
+    from tests.test_campaigns import campaign, segment
+    from tests.test_products import product
+
+    await product(org.admin, "UPD", "1.00")
+    await campaign(org.manager, segmentId=(await segment(org.manager, "upd"))["id"])
+    await org.admin.api.data(
+        "mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }",
+        input={
+            "recordId": (
+                await create_opportunity(
+                    org.admin, contactId=(await create_contact(org.admin))["id"]
+                )
+            )["id"],
+            "subject": "S",
+            "body": "B",
+        },
+    )
+    await plan(org.admin, subject="Call", accountId=(await create_account(org.admin))["id"])
+
+    def count(data: dict[str, Any]) -> int:
+        return len(next(iter(data.values()))["nodes"])
+
+    assert count(await org.admin.api.data(query, t="2000-01-01T00:00:00+02:00")) >= 1
+    assert count(await org.admin.api.data(query, t="2100-01-01T00:00:00Z")) == 0
