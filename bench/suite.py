@@ -1,0 +1,514 @@
+"""The benchmark suite: the graph beside the physical limit of this machine, in one run.
+
+On a throwaway PostgreSQL database seeded with a realistic data set (bench/seed.py), with one
+`server.py` process and, as the baseline, one raw asyncpg + orjson process (bench/raw_server.py),
+this client process measures:
+
+1. pipeline: the frontend's pipeline page (50 opportunities with account, primary contact,
+   participants and their contacts, followers, owner and stage) at concurrency 10, requests per
+   second and p50/p99; and one client alone, p50. Beside it, the raw endpoint's.
+2. deep paging: the last page of 100,000 contacts (10,000 in quick mode) against the first.
+3. export: rows per second of GET /export/contacts.ndjson against an asyncpg cursor reading the
+   same rows.
+4. embedded default: the pipeline page on SQLite (seeded the same way), one client.
+
+Each figure is the median of several rounds with its spread (min-max). Fan-out and memory per
+subscription are bench/fanout.py's; SQL statements per operation are pinned by the tests.
+
+    .venv/bin/python bench/suite.py            # full: 20,000 opportunities, 100,000 paging rows
+    .venv/bin/python bench/suite.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.seed import Size, seed_organization, seed_paging, sqlite_value  # noqa: E402
+from manage import migrate  # noqa: E402
+from tests.processes import ServerProcess, free_port  # noqa: E402
+
+ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "bench-password-123"
+PIPELINE = """query Pipeline($first: Int!) {
+  opportunities(first: $first, orderBy: {field: AMOUNT, direction: DESC}) {
+    edges { node {
+      id name amount currency probability expectedCloseDate status isFollowedByViewer
+      account { id name industry }
+      contact { id fullName email }
+      participants { role contact { id fullName email } }
+      followers { id fullName }
+      owner { id fullName }
+      stage { id name probability }
+    } }
+  }
+}"""
+SERVER_ENV = {"RATE_LIMIT_PER_SECOND": "0", "LOG_LEVEL": "WARNING", "EVENT_POLL_SECONDS": "60"}
+TABLES = [
+    "crm_user",
+    "account",
+    "contact",
+    "opportunity",
+    "opportunity_participant",
+    "opportunity_follower",
+    "activity",
+    "comment",
+]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# Seeding
+
+
+async def sign_up(base_url: str, name: str) -> tuple[str, int, int]:
+    """A new organization through the API: (admin token, organization id, admin id)."""
+    mutation = """mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }"""
+    email = f"admin-{uuid.uuid4().hex[:8]}@bench.example"
+    values = {
+        "organizationName": name,
+        "fullName": "Bench Admin",
+        "email": email,
+        "password": PASSWORD,
+    }
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False) as http:
+        body = (
+            await http.post("/graphql", json={"query": mutation, "variables": {"input": values}})
+        ).json()
+    data = body["data"]["signUp"]
+    admin_id = int(__import__("base64").b64decode(data["user"]["id"]).decode().split(":")[1])
+    return data["token"], admin_id, admin_id
+
+
+async def pg_seed(
+    db_url: str, admin_id: int, size: Size, paging_rows: int, paging_admin: int
+) -> int:
+    """Seed the admin's organization, and the paging organization; the organization id."""
+    db = await asyncpg.connect(db_url)
+    try:
+        organization_id = await db.fetchval(
+            "SELECT organization_id FROM crm_user WHERE id = $1", admin_id
+        )
+        paging_org = await db.fetchval(
+            "SELECT organization_id FROM crm_user WHERE id = $1", paging_admin
+        )
+        stages = [
+            r["id"]
+            for r in await db.fetch(
+                "SELECT id FROM pipeline_stage WHERE organization_id = $1 AND NOT is_won AND NOT is_lost",  # noqa: E501
+                organization_id,
+            )
+        ]
+        start = {t: await db.fetchval(f"SELECT coalesce(max(id), 0) + 1 FROM {t}") for t in TABLES}
+        await db.execute("SET session_replication_role = replica")  # no change-log triggers
+
+        async def write(table: str, columns: list[str], rows: list[tuple]) -> None:
+            await db.copy_records_to_table(table, records=rows, columns=columns)
+
+        await seed_organization(
+            write, organization_id, admin_id, stages, start, size, random.Random(7)
+        )
+        top = await db.fetchval("SELECT coalesce(max(id), 0) + 1 FROM contact")
+        await seed_paging(write, paging_org, paging_admin, top, paging_rows)
+        for table in TABLES:
+            await db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: E501
+            )
+        await db.execute("ANALYZE")
+        return organization_id
+    finally:
+        await db.close()
+
+
+async def sqlite_seed(path: str, admin_id: int, size: Size) -> None:
+    db = sqlite3.connect(path)
+    try:
+        organization_id = db.execute(
+            "SELECT organization_id FROM crm_user WHERE id = ?", (admin_id,)
+        ).fetchone()[0]
+        stages = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM pipeline_stage WHERE organization_id = ? AND NOT is_won AND NOT is_lost",  # noqa: E501
+                (organization_id,),
+            )
+        ]
+        start = {
+            t: db.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {t}").fetchone()[0] for t in TABLES
+        }
+
+        async def write(table: str, columns: list[str], rows: list[tuple]) -> None:
+            marks = ", ".join("?" for _ in columns)
+            names = ", ".join(f'"{c}"' for c in columns)
+            db.executemany(
+                f'INSERT INTO "{table}" ({names}) VALUES ({marks})',
+                [tuple(sqlite_value(v) for v in row) for row in rows],
+            )
+
+        await seed_organization(
+            write, organization_id, admin_id, stages, start, size, random.Random(7)
+        )
+        db.commit()
+        db.execute("ANALYZE")
+    finally:
+        db.close()
+
+
+# Measuring
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    return f"{median:,.1f} ({min(values):,.1f}-{max(values):,.1f})"
+
+
+async def load(
+    call: Callable[[], Awaitable[None]], concurrency: int, seconds: float
+) -> tuple[float, list[float]]:
+    """Requests per second and latencies (ms) of `concurrency` loops calling for `seconds`."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - began) * 1000)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def pipeline_figures(
+    http: httpx.AsyncClient, call: Callable[[], Awaitable[None]], rounds: int, seconds: float
+) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {"rps": [], "p50": [], "p99": [], "single_p50": []}
+    for _ in range(5):
+        await call()  # warm up
+    for _ in range(rounds):
+        rps, latencies = await load(call, 10, seconds)
+        figures["rps"].append(rps)
+        figures["p50"].append(percentile(latencies, 0.5))
+        figures["p99"].append(percentile(latencies, 0.99))
+        _, alone = await load(call, 1, seconds / 2)
+        figures["single_p50"].append(percentile(alone, 0.5))
+    return figures
+
+
+def graphql_call(
+    http: httpx.AsyncClient, token: str, query: str, variables: dict
+) -> Callable[[], Awaitable[None]]:
+    headers = {"authorization": f"Bearer {token}"}
+
+    async def call() -> None:
+        response = await http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        body = response.json()
+        assert response.status_code == 200 and not body.get("errors"), body
+
+    return call
+
+
+async def paging_figures(
+    http: httpx.AsyncClient, token: str, db_url: str, paging_admin: int, rows: int, rounds: int
+) -> dict[str, list[float]]:
+    from resolvers.pagination import id_cursor
+
+    db = await asyncpg.connect(db_url)
+    try:
+        org = await db.fetchval("SELECT organization_id FROM crm_user WHERE id = $1", paging_admin)
+        ids = await db.fetch(
+            "SELECT id FROM contact WHERE organization_id = $1 ORDER BY id DESC LIMIT 101", org
+        )
+    finally:
+        await db.close()
+    before_last = ids[100]["id"]
+    query = "query($after: String) { contacts(first: 100, after: $after, orderBy: {field: CREATED_AT}) { edges { node { id firstName lastName } } } }"  # noqa: E501
+    first_page = graphql_call(http, token, query, {"after": None})
+    last_page = graphql_call(http, token, query, {"after": id_cursor(before_last)})
+    figures: dict[str, list[float]] = {"first": [], "last": []}
+    for call in (first_page, last_page):
+        await call()
+    for _ in range(rounds):
+        for name, call in (("first", first_page), ("last", last_page)):
+            samples = []
+            for _ in range(10):
+                began = time.perf_counter()
+                await call()
+                samples.append((time.perf_counter() - began) * 1000)
+            figures[name].append(statistics.median(samples))
+    return figures
+
+
+async def export_figures(
+    http: httpx.AsyncClient, key: str, db_url: str, organization_id: int, rounds: int
+) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {"export": [], "cursor": []}
+    for _ in range(rounds):
+        began = time.perf_counter()
+        lines = 0
+        async with http.stream(
+            "GET", "/export/contacts.ndjson", headers={"authorization": f"Bearer {key}"}
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                lines += chunk.count(b"\n")
+        figures["export"].append(lines / (time.perf_counter() - began))
+        db = await asyncpg.connect(db_url)
+        try:
+            began = time.perf_counter()
+            count = 0
+            async with db.transaction(isolation="repeatable_read", readonly=True):
+                async for _ in db.cursor(
+                    "SELECT * FROM contact WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY id",  # noqa: E501
+                    organization_id,
+                    prefetch=500,
+                ):
+                    count += 1
+            figures["cursor"].append(count / (time.perf_counter() - began))
+        finally:
+            await db.close()
+    return figures
+
+
+# The run
+
+
+async def main(args: argparse.Namespace) -> int:
+    size = Size.of(args.quick)
+    paging_rows = 10_000 if args.quick else 100_000
+    rounds, seconds = (2, 2.0) if args.quick else (5, 5.0)
+    name = f"crm_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    db_url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    results: dict[str, Any] = {}
+    raw: subprocess.Popen[bytes] | None = None
+    try:
+        await migrate(db_url)
+        async with ServerProcess(
+            {"DATABASE_URL": db_url, **SERVER_ENV}, startup_timeout=60
+        ) as server:
+            token, admin_id, _ = await sign_up(server.base_url, "Bench")
+            _, paging_admin, _ = await sign_up(server.base_url, "Paging")
+            log(f"seeding PostgreSQL: {size}, {paging_rows:,} paging rows")
+            organization_id = await pg_seed(db_url, admin_id, size, paging_rows, paging_admin)
+            raw_port = free_port()
+            raw = subprocess.Popen(  # noqa: ASYNC220  (started once, not waited on)
+                [sys.executable, str(ROOT / "bench" / "raw_server.py")],
+                env={
+                    **os.environ,
+                    "DATABASE_URL": db_url,
+                    "ORGANIZATION_ID": str(organization_id),
+                    "PORT": str(raw_port),
+                },
+            )
+            async with httpx.AsyncClient(
+                base_url=server.base_url,
+                timeout=120,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=20),
+            ) as http:
+                key = (
+                    await http.post(
+                        "/graphql",
+                        json={
+                            "query": 'mutation { createApiKey(input: {name: "bench"}) { secret } }'
+                        },
+                        headers={"authorization": f"Bearer {token}"},
+                    )
+                ).json()["data"]["createApiKey"]["secret"]
+                log("pipeline: graph")
+                results["graph"] = await pipeline_figures(
+                    http, graphql_call(http, token, PIPELINE, {"first": 50}), rounds, seconds
+                )
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{raw_port}",
+                    timeout=60,
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=20),
+                ) as raw_http:
+                    for _ in range(50):
+                        try:
+                            await raw_http.get("/pipeline")
+                            break
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.2)
+
+                    async def raw_call() -> None:
+                        response = await raw_http.get("/pipeline", params={"viewer": admin_id})
+                        assert response.status_code == 200
+
+                    log("pipeline: raw baseline")
+                    results["raw"] = await pipeline_figures(raw_http, raw_call, rounds, seconds)
+                log("deep paging")
+                paging_token, _, _ = token, 0, 0
+                async with httpx.AsyncClient(
+                    base_url=server.base_url, timeout=60, trust_env=False
+                ) as paging_http:
+                    login = (
+                        await paging_http.post(
+                            "/graphql",
+                            json={
+                                "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",  # noqa: E501
+                                "variables": {
+                                    "e": await _email(db_url, paging_admin),
+                                    "p": PASSWORD,
+                                },
+                            },
+                        )
+                    ).json()
+                    paging_token = login["data"]["login"]["token"]
+                    results["paging"] = await paging_figures(
+                        paging_http, paging_token, db_url, paging_admin, paging_rows, rounds
+                    )
+                log("export")
+                results["export"] = await export_figures(http, key, db_url, organization_id, rounds)
+        results["sqlite"] = await sqlite_pipeline(size, rounds, seconds)
+    finally:
+        if raw is not None:
+            raw.terminate()
+            raw.wait(10)
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    report(results, size, paging_rows, args)
+    return 0
+
+
+async def _email(db_url: str, user_id: int) -> str:
+    db = await asyncpg.connect(db_url)
+    try:
+        return await db.fetchval("SELECT email FROM crm_user WHERE id = $1", user_id)
+    finally:
+        await db.close()
+
+
+async def sqlite_pipeline(size: Size, rounds: int, seconds: float) -> dict[str, list[float]]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "crm.sqlite3")
+        url = f"sqlite://{path}"
+        await migrate(url)
+        async with ServerProcess({"DATABASE_URL": url, **SERVER_ENV}, startup_timeout=60) as server:
+            token, admin_id, _ = await sign_up(server.base_url, "Embedded")
+            log(f"seeding SQLite: {size}")
+            await sqlite_seed(path, admin_id, size)
+            async with httpx.AsyncClient(
+                base_url=server.base_url, timeout=120, trust_env=False
+            ) as http:
+                call = graphql_call(http, token, PIPELINE, {"first": 50})
+                for _ in range(3):
+                    await call()
+                figures: dict[str, list[float]] = {"single_p50": [], "rps": []}
+                for _ in range(rounds):
+                    rps, alone = await load(call, 1, seconds)
+                    figures["single_p50"].append(percentile(alone, 0.5))
+                    figures["rps"].append(rps)
+                return figures
+
+
+def report(results: dict[str, Any], size: Size, paging_rows: int, args: argparse.Namespace) -> None:
+    graph, raw = results["graph"], results["raw"]
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}"
+        for package in ("strawberry-graphql", "tortoise-orm", "asyncpg", "uvicorn")
+    )
+    print(
+        f"\nmachine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"  # noqa: E501
+    )
+    print(f"versions: {versions}")
+    print(
+        f"data: {size.opportunities:,} opportunities, {size.accounts:,} accounts, {size.contacts:,} contacts, {size.users} users; medians (min-max) over the rounds\n"  # noqa: E501
+    )
+    ratio = statistics.median(graph["rps"]) / statistics.median(raw["rps"])
+    single = statistics.median(graph["single_p50"]) / statistics.median(raw["single_p50"])
+    rows = [
+        (
+            "pipeline, 10 clients: requests/s",
+            spread(graph["rps"]),
+            spread(raw["rps"]),
+            f"{ratio:.2f} (goal >= 0.5)",
+        ),
+        ("pipeline, 10 clients: p50 ms", spread(graph["p50"]), spread(raw["p50"]), ""),
+        ("pipeline, 10 clients: p99 ms", spread(graph["p99"]), spread(raw["p99"]), ""),
+        (
+            "pipeline, 1 client: p50 ms",
+            spread(graph["single_p50"]),
+            spread(raw["single_p50"]),
+            f"{single:.2f}x (goal <= 2)",
+        ),
+    ]
+    paging = results["paging"]
+    depth = statistics.median(paging["last"]) / statistics.median(paging["first"])
+    rows.append(
+        (
+            f"paging {paging_rows:,} rows: last page ms",
+            spread(paging["last"]),
+            spread(paging["first"]) + " (first)",
+            f"{depth:.2f}x (goal <= 1.5)",
+        )
+    )
+    export = results["export"]
+    share = statistics.median(export["export"]) / statistics.median(export["cursor"])
+    rows.append(
+        (
+            "export: rows/s",
+            spread(export["export"]),
+            spread(export["cursor"]) + " (cursor)",
+            f"{share:.2f} (goal >= 0.3)",
+        )
+    )
+    sqlite = results["sqlite"]
+    rows.append(
+        (
+            "SQLite pipeline, 1 client: p50 ms",
+            spread(sqlite["single_p50"]),
+            "-",
+            f"{spread(sqlite['rps'])} req/s",
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'graph':<26}  {'baseline':<34}  ratio")
+    for label, ours, theirs, note in rows:
+        print(f"{label:<{width}}  {ours:<26}  {theirs:<34}  {note}")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The benchmark suite (see the docstring).")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a tenth of the data")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse())))
