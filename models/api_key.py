@@ -13,12 +13,14 @@ from models.user import User
 
 class ApiKeyScope(str, Enum):
     READ = "READ"  # every key reads what its creator reads
-    WRITE = "WRITE"  # every mutation a key may run
+    WRITE = "WRITE"  # every area below
     WRITE_ACCOUNTS = "WRITE_ACCOUNTS"
     WRITE_CONTACTS = "WRITE_CONTACTS"
     WRITE_DEALS = "WRITE_DEALS"  # leads, opportunities, their roles, comments and line items
     WRITE_ACTIVITIES = "WRITE_ACTIVITIES"
     WRITE_MESSAGES = "WRITE_MESSAGES"
+    WRITE_PRODUCTS = "WRITE_PRODUCTS"
+    WRITE_CAMPAIGNS = "WRITE_CAMPAIGNS"
 
 
 class ApiKey(TimestampedModel):

@@ -18,10 +18,12 @@ class Change(Model):
     op = fields.CharField(max_length=10)  # UPSERT or DELETE
     data: dict | None = fields.JSONField(null=True)  # type: ignore[assignment]  # links' ends
     changed_at = fields.DatetimeField()
+    # PostgreSQL: the writing transaction's id (0 on SQLite), the feed's order with `id`.
+    txid = fields.BigIntField(default=0)
 
     class Meta:
         table = "sync_change"
-        indexes = (("organization_id", "id"),)
+        indexes = (("organization_id", "txid", "id"),)
 
     def __str__(self) -> str:
         return f"{self.op} {self.record_type} {self.record_id}"
@@ -31,6 +33,8 @@ class SyncState(Model):
     """One row: the change log was pruned up to this id (older cursors must resync)."""
 
     id = fields.IntField(primary_key=True)
+    # The newest (txid, id) pruned: cursors at or before it must resync.
+    pruned_txid = fields.BigIntField(default=0)
     pruned_through = fields.BigIntField(default=0)
 
     class Meta:
@@ -45,6 +49,8 @@ class PersistedQuery(Model):
 
     sha256 = fields.CharField(max_length=64, primary_key=True)
     query = fields.TextField()
+    # Registered by `manage.py persist-queries`: what PERSISTED_QUERIES=allowlist runs.
+    allowlisted = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -55,29 +55,27 @@ AREAS: dict[ApiKeyScope, set[str]] = {
         "cancelActivity",
     },
     ApiKeyScope.WRITE_MESSAGES: {"sendMessage", "retryMessage"},
-}
-# What no key may do, whatever its scopes: sessions, passwords and keys are people's business.
-PEOPLE_ONLY = {
-    "signUp",
-    "login",
-    "logout",
-    "changePassword",
-    "createApiKey",
-    "revokeApiKey",
-    "followRecord",
-    "unfollowRecord",
-    "markNotificationsRead",
+    ApiKeyScope.WRITE_PRODUCTS: {"createProduct", "updateProduct"},
+    ApiKeyScope.WRITE_CAMPAIGNS: {
+        "createCampaign",
+        "updateCampaign",
+        "launchCampaign",
+        "completeCampaign",
+        "cancelCampaign",
+        "addCampaignCost",
+        "removeCampaignCost",
+        "markCampaignResponse",
+    },
 }
 
 
 def allows(scopes: list[str], mutation: str) -> bool:
-    """Whether a key with these scopes may run this root mutation."""
-    if mutation in PEOPLE_ONLY:
-        return False
-    if ApiKeyScope.WRITE.value in scopes:
-        return True
+    """Whether a key with these scopes may run this root mutation. Closed by default: a key
+    runs only the mutations of the areas above (WRITE: all of them); users, the organization's
+    settings, sessions and keys are never a key's business."""
     return any(
-        scope.value in scopes and mutation in mutations for scope, mutations in AREAS.items()
+        (scope.value in scopes or ApiKeyScope.WRITE.value in scopes) and mutation in mutations
+        for scope, mutations in AREAS.items()
     )
 
 

@@ -26,9 +26,11 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tortoise import connections
+from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -50,7 +52,8 @@ from models import (
 from resolvers.context import RequestContext
 from resolvers.errors import ApiError, ErrorCode, bad_input, forbidden
 
-CHANGE_LOCK = 4_711_002  # pg advisory lock key of the change log
+_MAX_ID = 2**31 - 1  # record ids are 32-bit
+_MAX_CURSOR = 200  # characters of a cursor
 
 
 @dataclass(frozen=True)
@@ -80,39 +83,13 @@ BY_NAME = {synced.name: synced for synced in SYNCED}
 # Triggers
 
 
-_PG_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION crm_log_change() RETURNS trigger AS $$
-DECLARE
-  item jsonb;
-  org integer;
-  operation text;
-BEGIN
-  PERFORM pg_advisory_xact_lock_shared({CHANGE_LOCK});
-  IF TG_OP = 'DELETE' THEN item := to_jsonb(OLD); ELSE item := to_jsonb(NEW); END IF;
-  IF TG_ARGV[1] = '' THEN
-    org := (item->>'organization_id')::integer;
-  ELSE
-    EXECUTE format('SELECT organization_id FROM %I WHERE id = $1', TG_ARGV[1])
-      INTO org USING (item->>'record_id')::integer;
-  END IF;
-  IF org IS NULL THEN RETURN NULL; END IF;
-  IF TG_OP = 'DELETE' OR item->>'deleted_at' IS NOT NULL THEN
-    operation := 'DELETE';
-  ELSE
-    operation := 'UPSERT';
-  END IF;
-  INSERT INTO sync_change (organization_id, record_type, record_id, op, data, changed_at)
-  VALUES (
-    org, TG_ARGV[0], (item->>'id')::integer, operation,
-    CASE WHEN TG_ARGV[1] = '' THEN NULL
-      ELSE jsonb_build_object('record_id', item->'record_id', TG_ARGV[2], item->TG_ARGV[2])
-    END,
-    now()
-  );
-  RETURN NULL;
-END;
-$$ LANGUAGE plpgsql
-"""
+_PG_FUNCTION = (Path(__file__).parent / "sync_triggers.sql").read_text(encoding="utf-8")
+
+# A deal's link tables, whose rows a deal's deletion tombstones too.
+_DEAL_LINKS = {
+    "Lead": ("lead_participant", "lead_follower"),
+    "Opportunity": ("opportunity_participant", "opportunity_follower"),
+}
 
 
 def _pg_statements() -> list[str]:
@@ -120,7 +97,11 @@ def _pg_statements() -> list[str]:
     for synced in SYNCED:
         table = synced.model._meta.db_table
         trigger = f"crm_change_{table}"
-        arguments = f"'{synced.name}', '{synced.parent or ''}', '{synced.other or ''}'"
+        links = _DEAL_LINKS.get(synced.name, ("", ""))
+        arguments = (
+            f"'{synced.name}', '{synced.parent or ''}', '{synced.other or ''}', "
+            f"'{links[0]}', '{links[1]}'"
+        )
         statements += [
             f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
             f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
@@ -156,10 +137,33 @@ def _sqlite_statements() -> list[str]:
                 f"CREATE TRIGGER {trigger} AFTER {event} ON {table} "
                 f"WHEN {org} IS NOT NULL BEGIN "
                 "INSERT INTO sync_change (organization_id, record_type, record_id, op, data, "
-                f"changed_at) VALUES ({org}, '{synced.name}', {row}.id, {operation}, {data}, "
-                f"{now}); END",
+                f"changed_at, txid) VALUES ({org}, '{synced.name}', {row}.id, {operation}, "
+                f"{data}, {now}, 0); END",
             ]
+        if synced.name in _DEAL_LINKS:
+            statements += _sqlite_deal_links(synced.name, table, now)
     return statements
+
+
+def _sqlite_deal_links(name: str, table: str, now: str) -> list[str]:
+    """A deal's deletion tombstones its participants and followers too."""
+    participants, followers = _DEAL_LINKS[name]
+    inserts = " ".join(
+        "INSERT INTO sync_change (organization_id, record_type, record_id, op, data, "
+        f"changed_at, txid) SELECT NEW.organization_id, '{name}{kind}', id, 'DELETE', "
+        f"json_object('record_id', record_id, '{other}', {other}), {now}, 0 "
+        f"FROM {links} WHERE record_id = NEW.id;"
+        for kind, links, other in (
+            ("Participant", participants, "contact_id"),
+            ("Follower", followers, "user_id"),
+        )
+    )
+    trigger = f"crm_change_{table}_links"
+    return [
+        f"DROP TRIGGER IF EXISTS {trigger}",
+        f"CREATE TRIGGER {trigger} AFTER UPDATE ON {table} "
+        f"WHEN OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL BEGIN {inserts} END",
+    ]
 
 
 async def install_triggers() -> None:
@@ -179,35 +183,55 @@ def _encode(values: list[Any]) -> str:
 
 
 def _decode(cursor: str) -> list[Any]:
+    """["CHG", txid, id] (after this change) or ["SNAP", txid, id, type index, record id]."""
     try:
+        if len(cursor) > _MAX_CURSOR:
+            raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(values, list) or not values or values[0] not in ("CHG", "SNAP"):
             raise ValueError("not a sync cursor")
-        if not all(type(v) is int and 0 <= v < 2**63 for v in values[1:]):
+        if len(values) != (3 if values[0] == "CHG" else 5):
             raise ValueError("malformed sync cursor")
-        if len(values) != (2 if values[0] == "CHG" else 4):
+        if not all(type(v) is int and 0 <= v < 2**62 for v in values[1:]):
+            raise ValueError("malformed sync cursor")
+        if values[0] == "SNAP" and not (values[3] <= len(SYNCED) and values[4] <= _MAX_ID):
             raise ValueError("malformed sync cursor")
         return values
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, json.JSONDecodeError):
         raise bad_input("since", "Invalid cursor: pass an endCursor of `changes`.") from None
 
 
-async def high_water() -> int:
-    """The highest change id below which every change is final (see the module's notes)."""
-    connection = connections.get("default")
-    if connection.capabilities.dialect == "postgres":
-        async with in_transaction() as transaction:
-            await transaction.execute_query(f"SELECT pg_advisory_xact_lock({CHANGE_LOCK})")
-            _, rows = await transaction.execute_query("SELECT max(id) AS top FROM sync_change")
-    else:
-        _, rows = await connection.execute_query("SELECT max(id) AS top FROM sync_change")
-    return int(rows[0]["top"] or 0)
+def _postgres() -> bool:
+    return connections.get("default").capabilities.dialect == "postgres"
 
 
-async def pruned_through() -> int:
+async def horizon() -> int:
+    """The transaction id below which every transaction has ended (PostgreSQL); on SQLite,
+    where every change has txid 0, no bound."""
+    if not _postgres():
+        return 2**62
+    _, rows = await connections.get("default").execute_query(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
+    )
+    return int(rows[0]["horizon"])
+
+
+async def snapshot_mark() -> tuple[int, int]:
+    """Where the change phase of a snapshot beginning now starts: after every change whose
+    transaction had ended (PostgreSQL), after the last change (SQLite)."""
+    pruned = await pruned_mark()
+    if _postgres():
+        return max((await horizon(), 0), pruned)
+    _, rows = await connections.get("default").execute_query(
+        "SELECT coalesce(max(id), 0) AS top FROM sync_change"
+    )
+    return max((0, int(rows[0]["top"])), pruned)
+
+
+async def pruned_mark() -> tuple[int, int]:
     state = await SyncState.get_or_none(id=1)
-    return state.pruned_through if state else 0
+    return (state.pruned_txid, state.pruned_through) if state else (0, 0)
 
 
 @dataclass
@@ -249,23 +273,27 @@ async def changes(
     if unknown or not wanted:
         raise bad_input("types", f"types are among {', '.join(BY_NAME)}.")
     organization_id = ctx.require_viewer().organization_id
-    pruned = await pruned_through()
-    cursor: list[Any] = _decode(since) if since else ["SNAP", max(await high_water(), pruned), 0, 0]
-    mark: int = cursor[1]
-    if mark < pruned:
-        raise _resync(
-            f"Changes before {settings.sync_retention_days} days ago are gone: sync again "
-            "from the start (since: null)."
-        )
+    cursor: list[Any] = _decode(since) if since else ["SNAP", *await snapshot_mark(), 0, 0]
+    await _check_retention(cursor)
     entries: list[Entry] = []
     if cursor[0] == "SNAP":
         entries, cursor = await _snapshot(organization_id, wanted, cursor, first + 1)
     if len(entries) <= first and cursor[0] == "CHG":
-        entries += await _changes(organization_id, wanted, cursor[1], first + 1 - len(entries))
+        after = (cursor[1], cursor[2])
+        entries += await _changes(organization_id, wanted, after, first + 1 - len(entries))
+        await _check_retention(cursor)  # a prune may have run meanwhile
     more = len(entries) > first
     entries = entries[:first]
     end = entries[-1].cursor if entries else _encode(cursor)
     return ChangePage(entries, end, more)
+
+
+async def _check_retention(cursor: list[Any]) -> None:
+    if (cursor[1], cursor[2]) < await pruned_mark():
+        raise _resync(
+            f"Changes older than {settings.sync_retention_days} days are gone: sync again "
+            "from the start (since: null)."
+        )
 
 
 async def _snapshot(
@@ -273,7 +301,7 @@ async def _snapshot(
 ) -> tuple[list[Entry], list[Any]]:
     """Every live record of the wanted types, type after type, by id; then the change phase
     from the mark taken when the snapshot began."""
-    _, mark, index, after = cursor
+    _, mark_txid, mark_id, index, after = cursor
     entries: list[Entry] = []
     while index < len(SYNCED) and len(entries) < size:
         synced = SYNCED[index]
@@ -293,7 +321,7 @@ async def _snapshot(
                         getattr(row, "updated_at", None),
                         row,
                         _link(synced, row),
-                        _encode(["SNAP", mark, index, row.pk]),
+                        _encode(["SNAP", mark_txid, mark_id, index, row.pk]),
                     )
                 )
             if len(entries) < size:  # this type is done
@@ -302,7 +330,11 @@ async def _snapshot(
                 after = rows[-1].pk if rows else after
         else:
             index, after = index + 1, 0
-    next_cursor = ["CHG", mark] if index >= len(SYNCED) else ["SNAP", mark, index, after]
+    next_cursor = (
+        ["CHG", mark_txid, mark_id]
+        if index >= len(SYNCED)
+        else ["SNAP", mark_txid, mark_id, index, after]
+    )
     return entries, next_cursor
 
 
@@ -321,24 +353,23 @@ def _link(synced: Synced, row: Model) -> dict[str, Any] | None:
 
 
 async def _changes(
-    organization_id: int, wanted: list[Synced], after: int, size: int
+    organization_id: int, wanted: list[Synced], after: tuple[int, int], size: int
 ) -> list[Entry]:
-    top = await high_water()
+    """The changes after `after`, in (txid, id) order, of transactions that have ended."""
+    txid, last = after
     rows = (
         await Change.filter(
+            Q(txid__gt=txid) | Q(txid=txid, id__gt=last),
             organization_id=organization_id,
-            id__gt=after,
-            id__lte=top,
+            txid__lt=await horizon(),
             record_type__in=[synced.name for synced in wanted],
         )
-        .order_by("id")
+        .order_by("txid", "id")
         .limit(size)
     )
     current: dict[tuple[str, int], Model] = {}
     for synced in wanted:
-        ids = [
-            row.record_id for row in rows if row.record_type == synced.name and row.op == "UPSERT"
-        ]
+        ids = [r.record_id for r in rows if r.record_type == synced.name and r.op == "UPSERT"]
         if ids:
             for found in await _live(synced, organization_id).filter(id__in=ids):
                 current[(synced.name, found.pk)] = found
@@ -350,7 +381,7 @@ async def _changes(
             row.changed_at,
             current.get((row.record_type, row.record_id)) if row.op == "UPSERT" else None,
             row.data,
-            _encode(["CHG", row.id]),
+            _encode(["CHG", row.txid, row.id]),
         )
         for row in rows
     ]
@@ -361,11 +392,12 @@ async def prune(retention: timedelta) -> int:
     Run it daily (`manage.py prune-changes`)."""
     cutoff = datetime.now(UTC) - retention
     async with in_transaction():
-        top = await Change.filter(changed_at__lt=cutoff).order_by("-id").first()
+        old = Change.filter(changed_at__lt=cutoff)
+        top = await old.order_by("-txid", "-id").first()
         if top is None:
             return 0
-        removed = await Change.filter(id__lte=top.id).delete()
         state, _ = await SyncState.get_or_create(id=1)
-        state.pruned_through = max(state.pruned_through, top.id)
-        await state.save()
-        return removed
+        if (top.txid, top.id) > (state.pruned_txid, state.pruned_through):
+            state.pruned_txid, state.pruned_through = top.txid, top.id
+            await state.save()
+        return await old.delete()

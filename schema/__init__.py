@@ -91,10 +91,10 @@ class CrmSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
-        # One instance each, shared by every operation: a query string seen before is neither
-        # parsed nor validated again (the limits below are validation rules, checked once).
-        ParserCache(maxsize=512),
-        ValidationCache(maxsize=512),
+        # Their caches live at module level, shared by every operation: a query string seen
+        # before is neither parsed nor validated again (the limits below are validation rules).
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),

@@ -101,7 +101,8 @@ ApiKeyScopeEnum = strawberry.enum(
     ApiKeyScope,
     name="ApiKeyScope",
     description="What an API key may do. READ (always granted): read what its admin reads. "
-    "WRITE: every mutation a key may run. WRITE_ACCOUNTS, WRITE_CONTACTS, WRITE_DEALS (leads, "
-    "opportunities, their roles, comments and line items), WRITE_ACTIVITIES, WRITE_MESSAGES: "
-    "the mutations of one area. No key signs in, changes passwords or manages keys.",
+    "WRITE: every area below. WRITE_ACCOUNTS, WRITE_CONTACTS, WRITE_DEALS (leads, opportunities, "
+    "their roles, comments and line items), WRITE_ACTIVITIES, WRITE_MESSAGES, WRITE_PRODUCTS, "
+    "WRITE_CAMPAIGNS: the mutations of one area. No key manages users, the organization's "
+    "settings, sessions or keys.",
 )

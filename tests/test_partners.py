@@ -229,8 +229,18 @@ async def test_the_feed_starts_with_everything_then_serves_each_change_once(org,
     assert all(
         e["recordType"] != "Account" or e["node"]["name"] != "Still elsewhere" for e in changes
     )
-    again, _ = await pull(key, cursor)
+    again, cursor = await pull(key, cursor)
     assert again == []  # each change once
+
+    # Deleting the opportunity tombstones its links too.
+    await org.seller.api.data(ADD_FOLLOWER, record=deal["id"], user=org.manager.id)
+    _, cursor = await pull(key, cursor)
+    await org.seller.api.data(DELETE["Opportunity"], id=deal["id"])
+    gone, _ = await pull(key, cursor)
+    assert ("DELETE", "Opportunity") in [(e["op"], e["recordType"]) for e in gone]
+    follower = next(e for e in gone if e["recordType"] == "OpportunityFollower")
+    assert follower["op"] == "DELETE"
+    assert follower["link"] == {"recordId": deal["id"], "userId": org.manager.id}
 
     only_accounts, _ = await pull(key, same, types=["Account"])
     assert {e["recordType"] for e in only_accounts} == {"Account"}
