@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -42,9 +43,10 @@ from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.export import EXPORTS, stream
-from resolvers.limits import HASH_RE, RateLimiter, known_query, query_hash, remember_query
+from resolvers.limits import HASH_RE, RateLimiter, known_query, query_hash
 from resolvers.pagination import page_limit
 from schema import build_schema
+from schema.gate import Gate
 from subscriptions.hub import Hub
 
 log = logging.getLogger("crm.server")
@@ -99,8 +101,8 @@ class CrmGraphQL(GraphQL):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.hub = hub
-        self.limiter = limiter
         self.config = config
+        self.gate = Gate(limiter, config.persisted_queries)
 
     async def execute_single(  # type: ignore[override]
         self,
@@ -111,10 +113,9 @@ class CrmGraphQL(GraphQL):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """Over HTTP, before the schema: persisted queries, then the caller's rate limit."""
+        """Over HTTP, before the schema: a persisted query's hash becomes its query. (The rate
+        limit and the allow-list are schema/gate.py's, for websockets too.)"""
         refusal = await self._persisted(context, request_data)
-        if refusal is None:
-            refusal = await self._rate_limited(context, request, sub_response)
         if refusal is not None:
             return ExecutionResult(data=None, errors=[refusal])
         return await super().execute_single(
@@ -129,16 +130,8 @@ class CrmGraphQL(GraphQL):
     async def _persisted(
         self, ctx: RequestContext, data: GraphQLRequestData
     ) -> GraphQLError | None:
-        mode = self.config.persisted_queries
         persisted = (data.extensions or {}).get("persistedQuery")
-        if mode == "off" or not isinstance(persisted, dict):
-            if mode == "allowlist" and ctx.api_key is None:
-                known = data.query and await known_query(query_hash(data.query))
-                if not known:
-                    return _error(
-                        ErrorCode.PERSISTED_QUERY_REQUIRED,
-                        "Only registered queries run here: send a persistedQuery hash.",
-                    )
+        if self.config.persisted_queries == "off" or not isinstance(persisted, dict):
             return None
         digest = str(persisted.get("sha256Hash") or "")
         if not HASH_RE.match(digest):
@@ -146,38 +139,13 @@ class CrmGraphQL(GraphQL):
         if data.query:
             if query_hash(data.query) != digest:
                 return _error(ErrorCode.BAD_USER_INPUT, "The query does not match its sha256Hash.")
-            if mode == "auto":
-                await remember_query(data.query)
-            elif ctx.api_key is None and not await known_query(digest):
-                return _error(ErrorCode.PERSISTED_QUERY_REQUIRED, "This query is not registered.")
+            ctx.persist_query = True  # remembered once the gate lets it through
             return None
         query = await known_query(digest)
         if query is None:
             return _error(ErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
         data.query = query
         return None
-
-    async def _rate_limited(
-        self, ctx: RequestContext, request: Any, sub_response: Any
-    ) -> GraphQLError | None:
-        if not self.limiter.enabled:
-            return None
-        if ctx.api_key is not None:
-            key = f"key:{ctx.api_key.id}"
-        elif ctx.viewer is not None:
-            key = f"user:{ctx.viewer.id}"
-        else:
-            key = f"ip:{request.client.host if request.client else 'unknown'}"
-        wait = await self.limiter.take(key)
-        if wait <= 0:
-            return None
-        retry_after = max(1, math.ceil(wait))
-        sub_response.headers["Retry-After"] = str(retry_after)
-        return _error(
-            ErrorCode.RATE_LIMITED,
-            f"Too many requests: retry in {retry_after} s.",
-            retryAfter=retry_after,
-        )
 
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
@@ -201,6 +169,7 @@ class CrmGraphQL(GraphQL):
             hub=self.hub,
             over_websocket=request.scope["type"] == "websocket",
             api_key=api_key,
+            gate=self.gate,
         )
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id
@@ -214,6 +183,9 @@ class CrmGraphQL(GraphQL):
                 {"message": context.auth_error, "extensions": {"code": "UNAUTHENTICATED"}}
             )
         return UNSET
+
+
+EXPORTS_AT_ONCE = 2  # per process: each holds a database connection while it streams
 
 
 def _error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
@@ -251,14 +223,28 @@ async def export(request: Request) -> Response:
     if spec is None:
         known = ", ".join(f"/export/{name}.ndjson" for name in EXPORTS)
         return JSONResponse({"error": f"No such export: try {known}."}, status_code=404)
-    viewer, _, why = await principal(request.headers.get("authorization"))
+    viewer, key, why = await principal(request.headers.get("authorization"))
     if viewer is None:
         return JSONResponse({"error": why or "Send Authorization: Bearer <key>."}, status_code=401)
     if viewer.role != Role.ADMIN:
         return JSONResponse({"error": "Exports are for admins and their API keys."}, 403)
-    return StreamingResponse(
-        stream(spec, viewer.organization_id), media_type="application/x-ndjson"
-    )
+    bucket = f"key:{key.id}" if key is not None else f"user:{viewer.id}"
+    wait = await request.app.state.limiter.take(bucket)
+    if wait > 0:
+        retry = str(max(1, math.ceil(wait)))
+        body = {"error": f"Too many requests: retry in {retry} s."}
+        return JSONResponse(body, status_code=429, headers={"Retry-After": retry})
+    exports: asyncio.Semaphore = request.app.state.exports
+    if exports.locked():
+        body = {"error": "Too many exports at once on this process: retry in a minute."}
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "60"})
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with exports:
+            async for chunk in stream(spec, viewer.organization_id):
+                yield chunk
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 async def metrics(_: Request) -> Response:
@@ -323,6 +309,8 @@ def create_app(config: Settings = settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.state.limiter = limiter
+    app.state.exports = asyncio.Semaphore(EXPORTS_AT_ONCE)
     return app
 
 

@@ -104,7 +104,16 @@ async def known_query(digest: str) -> str | None:
     return None if row is None else row.query
 
 
-async def remember_query(query: str) -> str:
+async def allowlisted(digest: str) -> bool:
+    return await PersistedQuery.filter(sha256=digest, allowlisted=True).exists()
+
+
+async def remember_query(query: str, *, allowlist: bool = False) -> str:
+    """Keep a query under its hash; `allowlist` (manage.py persist-queries) puts it on the
+    allow-list too. Queries remembered automatically never are."""
     digest = query_hash(query)
-    await PersistedQuery.get_or_create(sha256=digest, defaults={"query": query})
+    row, _ = await PersistedQuery.get_or_create(sha256=digest, defaults={"query": query})
+    if allowlist and not row.allowlisted:
+        row.allowlisted = True
+        await row.save(update_fields=["allowlisted"])
     return digest

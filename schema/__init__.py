@@ -9,7 +9,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
@@ -20,11 +19,12 @@ from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
 from schema.campaign import CampaignMutations, CampaignQueries
 from schema.contact import Contact, ContactMutations, ContactQueries
-from schema.cost import QueryCost
+from schema.cost import FragmentBudget, QueryCost
 from schema.deal import Comment, DealMutations
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
 from schema.forecast import ForecastMutations, ForecastQueries
+from schema.gate import Gatekeeper
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -91,15 +91,17 @@ class CrmSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
-        # Their caches live at module level, shared by every operation: a query string seen
-        # before is neither parsed nor validated again (the limits below are validation rules).
+        FragmentBudget,  # first: before any validation walks a document
+        # Its cache lives at module level, shared by every operation: a query string seen
+        # before is not parsed again. (No ValidationCache: it would validate documents that
+        # FragmentBudget refused, walking their fragments all the same.)
         lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ErrorCodes,
         OperationScope,
+        Gatekeeper,
         ApiKeyScopes,
         QueryCost,
     ]

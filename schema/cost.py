@@ -8,7 +8,7 @@ the budget is refused before anything runs; every answer reports its cost in `ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from graphql import (
@@ -43,22 +43,32 @@ class _Counter:
         schema: GraphQLSchema,
         fragments: dict[str, FragmentDefinitionNode],
         variables: dict[str, Any],
+        defaults: dict[str, Any],
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
+        self.defaults = defaults
+        # A fragment's cost per time it is resolved: the cost is linear in `times`.
+        self.units: dict[tuple[str, str, int | None], int] = {}
 
-    def _size(self, node: FieldNode, default: int | None) -> int | None:
+    def _size(self, node: FieldNode) -> int:
+        """The page a connection field asks for: its first/last, else the default page; a
+        negative or unknown one counts as the largest page (the field fails anyway)."""
         for argument in node.arguments or ():
-            if argument.name.value in ("first", "last"):
-                value = argument.value
-                if isinstance(value, IntValueNode):
-                    return int(value.value)
-                if isinstance(value, VariableNode):
-                    given = self.variables.get(value.name.value)
-                    if isinstance(given, int):
-                        return given
-        return default
+            if argument.name.value not in ("first", "last"):
+                continue
+            value = argument.value
+            size: Any = None
+            if isinstance(value, IntValueNode):
+                size = int(value.value)
+            elif isinstance(value, VariableNode):
+                name = value.name.value
+                size = self.variables.get(name, self.defaults.get(name))
+            if isinstance(size, int) and size >= 0:
+                return size
+            return settings.api_key_max_page_size
+        return settings.default_page_size
 
     def cost(self, parent: Any, selections: SelectionSetNode, times: int, page: int | None) -> int:
         total = 0
@@ -68,13 +78,21 @@ class _Counter:
                 target = self.schema.get_type(condition.name.value) if condition else parent
                 total += self.cost(target, selection.selection_set, times, page)
             elif isinstance(selection, FragmentSpreadNode):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None:
-                    target = self.schema.get_type(fragment.type_condition.name.value)
-                    total += self.cost(target, fragment.selection_set, times, page)
+                total += times * self._fragment_unit(selection.name.value, page)
             elif isinstance(selection, FieldNode):
                 total += self._field(parent, selection, times, page)
         return total
+
+    def _fragment_unit(self, name: str, page: int | None) -> int:
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            return 0
+        key = (name, fragment.type_condition.name.value, page)
+        if key not in self.units:
+            self.units[key] = 0  # a cycle (refused by validation) counts nothing
+            target = self.schema.get_type(fragment.type_condition.name.value)
+            self.units[key] = self.cost(target, fragment.selection_set, 1, page)
+        return self.units[key]
 
     def _field(self, parent: Any, node: FieldNode, times: int, page: int | None) -> int:
         fields = getattr(parent, "fields", {})
@@ -87,12 +105,19 @@ class _Counter:
         inner = times
         if isinstance(field_type, GraphQLList):
             inner = times * (page if page is not None else LIST_ESTIMATE)
-        paged = "first" in definition.args
-        size = self._size(node, settings.default_page_size) if paged else None
+        size = self._size(node) if "first" in definition.args else None
         named = get_named_type(field_type)
         if not isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
             named = None  # a union: its members come through fragments
         return times + self.cost(named, node.selection_set, inner, size)
+
+
+def _defaults(operation: OperationDefinitionNode) -> dict[str, Any]:
+    return {
+        definition.variable.name.value: int(definition.default_value.value)
+        for definition in operation.variable_definitions or ()
+        if isinstance(definition.default_value, IntValueNode)
+    }
 
 
 def operation_cost(
@@ -102,7 +127,8 @@ def operation_cost(
     variables: dict[str, Any] | None,
 ) -> int:
     root = schema.get_root_type(operation.operation)
-    return _Counter(schema, fragments, variables or {}).cost(root, operation.selection_set, 1, None)
+    counter = _Counter(schema, fragments, variables or {}, _defaults(operation))
+    return counter.cost(root, operation.selection_set, 1, None)
 
 
 class QueryCost(SchemaExtension):
@@ -149,3 +175,50 @@ def operation_of(document: Any, name: str | None) -> OperationDefinitionNode | N
         ):
             return definition
     return None
+
+
+MAX_EXPANDED_FIELDS = 10_000
+
+
+def expanded_fields(document: Any) -> int:
+    """How many fields a document selects once its fragments are spread: the largest of its
+    operations. Linear in the document's size (each fragment is counted once)."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    counted: dict[str, int] = {}
+
+    def count(selections: SelectionSetNode | None) -> int:
+        total = 0
+        for selection in selections.selections if selections else ():
+            if isinstance(selection, FieldNode):
+                total += 1 + count(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                total += count(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in counted and name in fragments:
+                    counted[name] = 0  # a cycle (refused by validation) counts nothing
+                    counted[name] = count(fragments[name].selection_set)
+                total += counted.get(name, 0)
+        return total
+
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return max((count(operation.selection_set) for operation in operations), default=0)
+
+
+class FragmentBudget(SchemaExtension):
+    """Refuse, before validation walks it, a document whose fragments expand beyond
+    MAX_EXPANDED_FIELDS fields (a few hundred bytes of nested spreads can mean millions)."""
+
+    def on_validate(self) -> Iterator[None]:
+        document = self.execution_context.graphql_document
+        if document is not None and expanded_fields(document) > MAX_EXPANDED_FIELDS:
+            self.execution_context.pre_execution_errors = [
+                GraphQLError(
+                    f"This document selects more than {MAX_EXPANDED_FIELDS} fields once its "
+                    "fragments are spread.",
+                    extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                )
+            ]
+        yield

@@ -63,6 +63,30 @@ async def test_an_operation_over_the_budget_is_refused_before_it_runs(org):
     assert found["data"]["accounts"]["nodes"] == []  # the refused mutation never ran
 
 
+async def test_the_cost_cannot_be_talked_down(org):
+    huge = """query($n: Int = 100) { accounts(first: $n) { nodes { opportunities(first: 100) {
+      nodes { participants { contact { id } } } } } } }"""
+    answer = (await post(org.seller, {"query": huge})).json()  # the default, not the page size
+    assert answer["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    negative = """{ accounts(first: 100) { nodes { opportunities(first: 100) { nodes {
+      participants { contact { id } } } } } }
+      contacts(first: 1) { nodes { account { opportunities(first: -1000000) { nodes { id
+      } } } } } }"""
+    answer = (await post(org.seller, {"query": negative})).json()
+    assert answer["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+async def test_fragments_that_explode_are_refused_at_once(org):
+    levels = 20
+    fragments = [f"fragment F{n} on User {{ ...F{n + 1} ...F{n + 1} }}" for n in range(levels)]
+    fragments.append(f"fragment F{levels} on User {{ id }}")
+    document = "{ viewer { ...F0 } } " + " ".join(fragments)
+    began = asyncio.get_running_loop().time()
+    answer = (await post(org.seller, {"query": document})).json()
+    assert asyncio.get_running_loop().time() - began < 2  # not 2**20 field visits
+    assert answer["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
 # Rate limits
 
 
@@ -90,6 +114,32 @@ async def test_a_rate_limit_is_shared_by_processes_through_redis(live_server, or
         # Another user's bucket is full.
         other = await post(org.teammate, {"query": SMALL}, second.base_url)
         assert not other.json().get("errors")
+
+
+async def test_websockets_and_exports_share_the_limit(live_server, org):
+    from tests.ws import live_client
+
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "RATE_LIMIT_PER_SECOND": "0.1",
+        "RATE_LIMIT_BURST": "2",
+    }
+    _, made = await new_key(org)
+    async with ServerProcess(env) as server:
+        async with live_client(server.base_url, org.seller.api.token) as client:
+            codes = []
+            for _ in range(3):
+                operation = await client.subscribe(SMALL)
+                payload = await operation.next()
+                codes.append((payload.get("errors") or [{}])[0].get("extensions", {}).get("code"))
+        assert codes == [None, None, "RATE_LIMITED"]
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http:
+            headers = {"authorization": f"Bearer {made['secret']}"}
+            statuses = [
+                (await http.get("/export/accounts.ndjson", headers=headers)).status_code
+                for _ in range(3)
+            ]
+        assert statuses == [200, 200, 429]
 
 
 async def test_without_redis_each_process_limits_by_itself(live_server, org):
@@ -130,6 +180,13 @@ async def test_a_query_sent_once_runs_by_its_hash(org):
     assert wrong["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     malformed = (await post(org.seller, persisted(None, "xyz"))).json()
     assert malformed["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # Nobody's query is remembered before they sign in.
+    anonymous = "query Anonymous" + uuid.uuid4().hex[:6] + " { __typename }"
+    digest = hashlib.sha256(anonymous.encode()).hexdigest()
+    stranger = Member("", "", org.seller.api.as_(None))
+    assert "errors" not in (await post(stranger, persisted(anonymous, digest))).json()
+    again = (await post(stranger, persisted(None, digest))).json()
+    assert again["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
 
 
 async def test_the_allow_list_runs_registered_queries_only(live_server, org):
@@ -163,6 +220,16 @@ async def test_the_allow_list_runs_registered_queries_only(live_server, org):
         other = "query NotAllowed { viewer { id } }"
         sent = persisted(other, hashlib.sha256(other.encode()).hexdigest())
         refused = (await post(org.seller, sent, server.base_url)).json()
+        assert refused["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+        # Remembered automatically elsewhere is not registered: still refused here.
+        await post(org.seller, sent)
+        refused = (
+            await post(
+                org.seller,
+                persisted(None, sent["extensions"]["persistedQuery"]["sha256Hash"]),
+                server.base_url,
+            )
+        ).json()
         assert refused["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
         # A partner's key sends its own queries.
         key = Member(org.admin.id, org.admin.email, org.admin.api.as_(made["secret"]))

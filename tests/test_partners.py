@@ -116,9 +116,16 @@ async def test_scopes_decide_what_a_key_may_change(org):
     # Aliases and fragments do not smuggle a mutation past the check.
     sneaky = 'mutation { ... on Mutation { a: createContact(input: {firstName: "X", lastName: "Y"}) { id } } }'  # noqa: E501
     assert (await accounts_only.error(sneaky))["extensions"]["code"] == "FORBIDDEN"
-    # No key manages keys or signs in, whatever its scopes.
+    # No key manages keys, users or settings, whatever its scopes.
     error = await writer.error(CREATE_KEY, input={"name": "Child"})
     assert error["extensions"]["code"] == "FORBIDDEN"
+    for mutation in (
+        'mutation { createUser(input: {email: "k@x.example", fullName: "K", password: '
+        '"correct horse battery", role: ADMIN}) { id } }',
+        'mutation { createPipelineStage(input: {name: "K", probability: 5}) { id } }',
+        'mutation { updateOrganization(input: {name: "K"}) { name } }',
+    ):
+        assert (await writer.error(mutation))["extensions"]["code"] == "FORBIDDEN", mutation
     before = await Account.filter(name="From the ERP").count()
     await reader.error(CREATE_ACCOUNT, **account)
     assert await Account.filter(name="From the ERP").count() == before  # refused, not written
