@@ -7,7 +7,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
@@ -92,10 +91,6 @@ class CrmSchema(strawberry.Schema):
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         FragmentBudget,  # first: before any validation walks a document
-        # Its cache lives at module level, shared by every operation: a query string seen
-        # before is not parsed again. (No ValidationCache: it would validate documents that
-        # FragmentBudget refused, walking their fragments all the same.)
-        lambda: ParserCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
