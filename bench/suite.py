@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import platform
 import random
@@ -63,6 +64,7 @@ PIPELINE = """query Pipeline($first: Int!) {
     } }
   }
 }"""
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 SERVER_ENV = {"RATE_LIMIT_PER_SECOND": "0", "LOG_LEVEL": "WARNING", "EVENT_POLL_SECONDS": "60"}
 TABLES = [
     "crm_user",
@@ -83,8 +85,8 @@ def log(message: str) -> None:
 # Seeding
 
 
-async def sign_up(base_url: str, name: str) -> tuple[str, int, int]:
-    """A new organization through the API: (admin token, organization id, admin id)."""
+async def sign_up(base_url: str, name: str) -> tuple[str, int]:
+    """A new organization through the API: (its admin's token, the admin's id)."""
     mutation = """mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }"""
     email = f"admin-{uuid.uuid4().hex[:8]}@bench.example"
     values = {
@@ -98,8 +100,8 @@ async def sign_up(base_url: str, name: str) -> tuple[str, int, int]:
             await http.post("/graphql", json={"query": mutation, "variables": {"input": values}})
         ).json()
     data = body["data"]["signUp"]
-    admin_id = int(__import__("base64").b64decode(data["user"]["id"]).decode().split(":")[1])
-    return data["token"], admin_id, admin_id
+    admin_id = int(base64.b64decode(data["user"]["id"]).decode().split(":")[1])
+    return data["token"], admin_id
 
 
 async def pg_seed(
@@ -117,7 +119,8 @@ async def pg_seed(
         stages = [
             r["id"]
             for r in await db.fetch(
-                "SELECT id FROM pipeline_stage WHERE organization_id = $1 AND NOT is_won AND NOT is_lost",  # noqa: E501
+                "SELECT id FROM pipeline_stage"
+                " WHERE organization_id = $1 AND NOT is_won AND NOT is_lost",
                 organization_id,
             )
         ]
@@ -134,7 +137,8 @@ async def pg_seed(
         await seed_paging(write, paging_org, paging_admin, top, paging_rows)
         for table in TABLES:
             await db.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: E501
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" (SELECT max(id) FROM {table}))"
             )
         await db.execute("ANALYZE")
         return organization_id
@@ -151,7 +155,8 @@ async def sqlite_seed(path: str, admin_id: int, size: Size) -> None:
         stages = [
             r[0]
             for r in db.execute(
-                "SELECT id FROM pipeline_stage WHERE organization_id = ? AND NOT is_won AND NOT is_lost",  # noqa: E501
+                "SELECT id FROM pipeline_stage"
+                " WHERE organization_id = ? AND NOT is_won AND NOT is_lost",
                 (organization_id,),
             )
         ]
@@ -254,7 +259,11 @@ async def paging_figures(
     finally:
         await db.close()
     before_last = ids[100]["id"]
-    query = "query($after: String) { contacts(first: 100, after: $after, orderBy: {field: CREATED_AT}) { edges { node { id firstName lastName } } } }"  # noqa: E501
+    query = """query($after: String) {
+      contacts(first: 100, after: $after, orderBy: {field: CREATED_AT}) {
+        edges { node { id firstName lastName } }
+      }
+    }"""
     first_page = graphql_call(http, token, query, {"after": None})
     last_page = graphql_call(http, token, query, {"after": id_cursor(before_last)})
     figures: dict[str, list[float]] = {"first": [], "last": []}
@@ -290,7 +299,8 @@ async def export_figures(
             count = 0
             async with db.transaction(isolation="repeatable_read", readonly=True):
                 async for _ in db.cursor(
-                    "SELECT * FROM contact WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY id",  # noqa: E501
+                    "SELECT * FROM contact"
+                    " WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY id",
                     organization_id,
                     prefetch=500,
                 ):
@@ -320,8 +330,8 @@ async def main(args: argparse.Namespace) -> int:
         async with ServerProcess(
             {"DATABASE_URL": db_url, **SERVER_ENV}, startup_timeout=60
         ) as server:
-            token, admin_id, _ = await sign_up(server.base_url, "Bench")
-            _, paging_admin, _ = await sign_up(server.base_url, "Paging")
+            token, admin_id = await sign_up(server.base_url, "Bench")
+            _, paging_admin = await sign_up(server.base_url, "Paging")
             log(f"seeding PostgreSQL: {size}, {paging_rows:,} paging rows")
             organization_id = await pg_seed(db_url, admin_id, size, paging_rows, paging_admin)
             raw_port = free_port()
@@ -373,7 +383,6 @@ async def main(args: argparse.Namespace) -> int:
                     log("pipeline: raw baseline")
                     results["raw"] = await pipeline_figures(raw_http, raw_call, rounds, seconds)
                 log("deep paging")
-                paging_token, _, _ = token, 0, 0
                 async with httpx.AsyncClient(
                     base_url=server.base_url, timeout=60, trust_env=False
                 ) as paging_http:
@@ -381,7 +390,7 @@ async def main(args: argparse.Namespace) -> int:
                         await paging_http.post(
                             "/graphql",
                             json={
-                                "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",  # noqa: E501
+                                "query": LOGIN,
                                 "variables": {
                                     "e": await _email(db_url, paging_admin),
                                     "p": PASSWORD,
@@ -421,7 +430,7 @@ async def sqlite_pipeline(size: Size, rounds: int, seconds: float) -> dict[str, 
         url = f"sqlite://{path}"
         await migrate(url)
         async with ServerProcess({"DATABASE_URL": url, **SERVER_ENV}, startup_timeout=60) as server:
-            token, admin_id, _ = await sign_up(server.base_url, "Embedded")
+            token, admin_id = await sign_up(server.base_url, "Embedded")
             log(f"seeding SQLite: {size}")
             await sqlite_seed(path, admin_id, size)
             async with httpx.AsyncClient(
@@ -445,11 +454,13 @@ def report(results: dict[str, Any], size: Size, paging_rows: int, args: argparse
         for package in ("strawberry-graphql", "tortoise-orm", "asyncpg", "uvicorn")
     )
     print(
-        f"\nmachine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"  # noqa: E501
+        f"\nmachine: {platform.platform()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}"
     )
     print(f"versions: {versions}")
     print(
-        f"data: {size.opportunities:,} opportunities, {size.accounts:,} accounts, {size.contacts:,} contacts, {size.users} users; medians (min-max) over the rounds\n"  # noqa: E501
+        f"data: {size.opportunities:,} opportunities, {size.accounts:,} accounts,"
+        f" {size.contacts:,} contacts, {size.users} users; medians (min-max) over the rounds\n"
     )
     ratio = statistics.median(graph["rps"]) / statistics.median(raw["rps"])
     single = statistics.median(graph["single_p50"]) / statistics.median(raw["single_p50"])
