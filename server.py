@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -46,7 +45,7 @@ from resolvers.export import EXPORTS, stream
 from resolvers.limits import HASH_RE, RateLimiter, known_query, query_hash
 from resolvers.pagination import page_limit
 from schema import build_schema
-from schema.gate import Gate
+from schema.gate import Gate, bucket, graphql_error, retry_after
 from subscriptions.hub import Hub
 
 log = logging.getLogger("crm.server")
@@ -135,29 +134,29 @@ class CrmGraphQL(GraphQL):
             return None
         digest = str(persisted.get("sha256Hash") or "")
         if not HASH_RE.match(digest):
-            return _error(ErrorCode.BAD_USER_INPUT, "persistedQuery.sha256Hash is 64 hex digits.")
+            return graphql_error(
+                ErrorCode.BAD_USER_INPUT, "persistedQuery.sha256Hash is 64 hex digits."
+            )
         if data.query:
             if query_hash(data.query) != digest:
-                return _error(ErrorCode.BAD_USER_INPUT, "The query does not match its sha256Hash.")
+                return graphql_error(
+                    ErrorCode.BAD_USER_INPUT, "The query does not match its sha256Hash."
+                )
             ctx.persist_query = True  # remembered once the gate lets it through
             return None
         query = await known_query(digest)
         if query is None:
-            return _error(ErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
+            return graphql_error(ErrorCode.PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
         data.query = query
         return None
 
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
-        authorization = request.headers.get("authorization")
-        api_key = None
-        token = (authorization or "").partition(" ")[2].strip()
-        if is_api_key(token) and request.scope["type"] == "http":
-            viewer, api_key, auth_error = await key_user(token)
-            token_hash = None
+        viewer, api_key, token_hash, auth_error = await principal(
+            request.headers.get("authorization"), keys=request.scope["type"] == "http"
+        )
+        if api_key is not None:
             page_limit.set(settings.api_key_max_page_size)
-        else:
-            viewer, token_hash, auth_error = await authenticate(authorization)
         ctx = RequestContext(
             request_id=state.get("request_id") or uuid.uuid4().hex,
             viewer=viewer,
@@ -188,10 +187,6 @@ class CrmGraphQL(GraphQL):
 EXPORTS_AT_ONCE = 2  # per process: each holds a database connection while it streams
 
 
-def _error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": code.value, **extensions})
-
-
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -208,13 +203,17 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "database": "ok", "bus": bus})
 
 
-async def principal(authorization: str | None) -> tuple[Any, Any, str | None]:
-    """(viewer, API key, why not) for an HTTP request: an API key, or a session token."""
+async def principal(
+    authorization: str | None, *, keys: bool = True
+) -> tuple[Any, Any, str | None, str | None]:
+    """(viewer, API key, session token digest, why not): an API key (when `keys`: over HTTP),
+    else a session token."""
     token = (authorization or "").partition(" ")[2].strip()
-    if is_api_key(token):
-        return await key_user(token)
-    viewer, _, why = await authenticate(authorization)
-    return viewer, None, why
+    if keys and is_api_key(token):
+        viewer, key, why = await key_user(token)
+        return viewer, key, None, why
+    viewer, token_hash, why = await authenticate(authorization)
+    return viewer, None, token_hash, why
 
 
 async def export(request: Request) -> Response:
@@ -223,15 +222,14 @@ async def export(request: Request) -> Response:
     if spec is None:
         known = ", ".join(f"/export/{name}.ndjson" for name in EXPORTS)
         return JSONResponse({"error": f"No such export: try {known}."}, status_code=404)
-    viewer, key, why = await principal(request.headers.get("authorization"))
+    viewer, key, _, why = await principal(request.headers.get("authorization"))
     if viewer is None:
         return JSONResponse({"error": why or "Send Authorization: Bearer <key>."}, status_code=401)
     if viewer.role != Role.ADMIN:
         return JSONResponse({"error": "Exports are for admins and their API keys."}, 403)
-    bucket = f"key:{key.id}" if key is not None else f"user:{viewer.id}"
-    wait = await request.app.state.limiter.take(bucket)
+    wait = await request.app.state.limiter.take(bucket(key, viewer, request.client))
     if wait > 0:
-        retry = str(max(1, math.ceil(wait)))
+        retry = str(retry_after(wait))
         body = {"error": f"Too many requests: retry in {retry} s."}
         return JSONResponse(body, status_code=429, headers={"Retry-After": retry})
     exports: asyncio.Semaphore = request.app.state.exports

@@ -34,7 +34,14 @@ from strawberry.extensions import SchemaExtension
 from config import settings
 from resolvers.errors import ErrorCode
 
-LIST_ESTIMATE = 10  # members of a list without a page size (participants, followers, months...)
+LIST_ESTIMATE = 10
+
+
+def fragments_of(document: Any) -> dict[str, FragmentDefinitionNode]:
+    """A document's fragment definitions, by name."""
+    return {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }  # members of a list without a page size (participants, followers, months...)
 
 
 class _Counter:
@@ -141,11 +148,7 @@ class QueryCost(SchemaExtension):
         document = context.graphql_document
         operation = operation_of(document, context.operation_name) if document else None
         if document is not None and operation is not None:
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
+            fragments = fragments_of(document)
             schema = context.schema._schema  # noqa: SLF001  (graphql-core's schema)
             self.cost = operation_cost(schema, operation, fragments, context.variables)
             if self.cost > settings.max_query_cost:
@@ -183,9 +186,7 @@ MAX_EXPANDED_FIELDS = 10_000
 def expanded_fields(document: Any) -> int:
     """How many fields a document selects once its fragments are spread: the largest of its
     operations. Linear in the document's size (each fragment is counted once)."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragments_of(document)
     counted: dict[str, int] = {}
 
     def count(selections: SelectionSetNode | None) -> int:

@@ -23,14 +23,18 @@ class Gate:
     persisted_queries: str  # auto, allowlist or off
 
 
-def caller(ctx: RequestContext) -> str:
+def bucket(api_key: Any, viewer: Any, client: Any) -> str:
     """The rate limit's bucket: the API key, else the user, else the client's address."""
-    if ctx.api_key is not None:
-        return f"key:{ctx.api_key.id}"
-    if ctx.viewer is not None:
-        return f"user:{ctx.viewer.id}"
-    client = getattr(ctx.request, "client", None)
+    if api_key is not None:
+        return f"key:{api_key.id}"
+    if viewer is not None:
+        return f"user:{viewer.id}"
     return f"ip:{client.host if client else 'unknown'}"
+
+
+def retry_after(wait: float) -> int:
+    """Whole seconds to wait, at least one (the Retry-After header and `retryAfter`)."""
+    return max(1, math.ceil(wait))
 
 
 class Gatekeeper(SchemaExtension):
@@ -44,21 +48,23 @@ class Gatekeeper(SchemaExtension):
         yield
 
     async def _check(self, ctx: RequestContext, gate: Gate) -> GraphQLError | None:
-        wait = await gate.limiter.take(caller(ctx))
+        wait = await gate.limiter.take(
+            bucket(ctx.api_key, ctx.viewer, getattr(ctx.request, "client", None))
+        )
         if wait > 0:
-            retry_after = max(1, math.ceil(wait))
+            seconds = retry_after(wait)
             headers = getattr(ctx.response, "headers", None)
             if headers is not None and not ctx.over_websocket:
-                headers["Retry-After"] = str(retry_after)
-            return _error(
+                headers["Retry-After"] = str(seconds)
+            return graphql_error(
                 ErrorCode.RATE_LIMITED,
-                f"Too many requests: retry in {retry_after} s.",
-                retryAfter=retry_after,
+                f"Too many requests: retry in {seconds} s.",
+                retryAfter=seconds,
             )
         query = self.execution_context.query or ""
         if gate.persisted_queries == "allowlist" and ctx.api_key is None:
             if not await allowlisted(query_hash(query)):
-                return _error(
+                return graphql_error(
                     ErrorCode.PERSISTED_QUERY_REQUIRED,
                     "Only registered queries run here (manage.py persist-queries).",
                 )
@@ -67,5 +73,6 @@ class Gatekeeper(SchemaExtension):
         return None
 
 
-def _error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
+def graphql_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
+    """An error refused before execution, with its code (and any other extensions)."""
     return GraphQLError(message, extensions={"code": code.value, **extensions})

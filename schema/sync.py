@@ -11,7 +11,6 @@ import strawberry
 from graphql import ExecutionResult, GraphQLError, OperationType
 from graphql.language import (
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     SelectionSetNode,
@@ -30,7 +29,7 @@ from resolvers.errors import ErrorCode
 from resolvers.events import global_id
 from resolvers.pagination import page_limit
 from schema.base import Info, context, pk_of
-from schema.cost import operation_of
+from schema.cost import fragments_of, operation_of
 from schema.user import User, load_user
 
 
@@ -231,11 +230,7 @@ class ApiKeyScopes(SchemaExtension):
 
     def _root_fields(self, selections: SelectionSetNode) -> list[str]:
         document = self.execution_context.graphql_document
-        fragments = {
-            d.name.value: d
-            for d in (document.definitions if document else [])
-            if isinstance(d, FragmentDefinitionNode)
-        }
+        fragments = fragments_of(document) if document else {}
         names: list[str] = []
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
