@@ -24,10 +24,10 @@ from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal import get_editable, readable_deals, save_versioned, touch
 from resolvers.deal_kinds import OPPORTUNITY
-from resolvers.errors import bad_input, conflict, forbidden, not_found
+from resolvers.errors import bad_input, forbidden, not_found
 from resolvers.events import record_event, ref
 from resolvers.pagination import Page, PageRequest, SortKey, paginate, search_condition
-from resolvers.records import referenced, scoped
+from resolvers.records import referenced, require_unique, scoped
 
 MAX_QUANTITY = 1_000_000
 BASIS = 10_000  # basis points in 100 percent
@@ -40,14 +40,6 @@ def _require_catalogue_editor(ctx: RequestContext) -> None:
         raise forbidden("Admins and sales managers manage the product catalogue.")
 
 
-async def _check_code(ctx: RequestContext, code: str, own_id: int | None) -> None:
-    taken = scoped(ctx, Product).filter(code__iexact=code)
-    if own_id is not None:
-        taken = taken.exclude(id=own_id)
-    if await taken.exists():
-        raise conflict("A product with this code exists already.", field="code")
-
-
 async def _clean_product(
     ctx: RequestContext, values: dict[str, Any], row: Product | None
 ) -> dict[str, Any]:
@@ -56,7 +48,9 @@ async def _clean_product(
         cleaned["name"] = validation.text(values["name"] or "", "name")
     if "code" in values:
         cleaned["code"] = validation.single_line(values["code"] or "", "code", max_length=50)
-        await _check_code(ctx, cleaned["code"], row.id if row else None)
+        await require_unique(
+            ctx, Product, "code", cleaned["code"], row.id if row else None, "product"
+        )
     if "category" in values:
         cleaned["category"] = validation.optional_text(
             values["category"], "category", max_length=100

@@ -9,7 +9,7 @@ from tortoise.queryset import QuerySet
 
 from models import Account, Contact, User
 from resolvers.context import RequestContext
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import bad_input, conflict, not_found
 
 M = TypeVar("M", bound=Model)
 
@@ -21,6 +21,17 @@ def scoped(ctx: RequestContext, model: type[M]) -> QuerySet[M]:
     if "deleted_at" in model._meta.fields_map:
         query = query.filter(deleted_at__isnull=True)
     return query
+
+
+async def require_unique(
+    ctx: RequestContext, model: type[M], column: str, value: str, own_id: int | None, what: str
+) -> None:
+    """CONFLICT on `column` when another row of the organization has this value, case aside."""
+    taken = scoped(ctx, model).filter(**{f"{column}__iexact": value})
+    if own_id is not None:
+        taken = taken.exclude(id=own_id)
+    if await taken.exists():
+        raise conflict(f"A {what} with this {column} exists already.", field=column)
 
 
 async def get_or_not_found(ctx: RequestContext, model: type[M], record_id: int, what: str) -> M:

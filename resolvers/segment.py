@@ -40,7 +40,7 @@ from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import camel
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.product import period_bounds
-from resolvers.records import scoped
+from resolvers.records import require_unique, scoped
 
 MAX_DEPTH = 6
 MAX_CONDITIONS = 200  # conditions and list values together
@@ -281,11 +281,8 @@ async def _clean(ctx: RequestContext, values: dict[str, Any], row: Segment | Non
     cleaned: dict[str, Any] = {}
     if "name" in values:
         cleaned["name"] = validation.text(values["name"] or "", "name")
-        taken = scoped(ctx, Segment).filter(name__iexact=cleaned["name"])
-        if row is not None:
-            taken = taken.exclude(id=row.id)
-        if await taken.exists():
-            raise conflict("A segment with this name exists already.", field="name")
+        own_id = row.id if row else None
+        await require_unique(ctx, Segment, "name", cleaned["name"], own_id, "segment")
     if "description" in values:
         cleaned["description"] = validation.optional_text(
             values["description"], "description", max_length=2000
