@@ -104,8 +104,18 @@ async def known_query(digest: str) -> str | None:
     return None if row is None else row.query
 
 
+# Hashes known to be on the allow-list. Registrations are never taken back, so a hash found
+# once stays valid: every operation of a frontend under PERSISTED_QUERIES=allowlist would
+# otherwise cost a statement.
+_allowed: set[str] = set()
+
+
 async def allowlisted(digest: str) -> bool:
-    return await PersistedQuery.filter(sha256=digest, allowlisted=True).exists()
+    if digest not in _allowed:
+        if not await PersistedQuery.filter(sha256=digest, allowlisted=True).exists():
+            return False
+        _allowed.add(digest)
+    return True
 
 
 async def remember_query(query: str, *, allowlist: bool = False) -> str:
