@@ -31,11 +31,62 @@ if TYPE_CHECKING:
     from resolvers.deal_kinds import DealKind
 
 M = TypeVar("M", bound=Model)
+LIVE_CONTACT = '"contact_id" IN (SELECT "id" FROM "contact" WHERE "deleted_at" IS NULL)'
 
 
 def _by_id(rows: Iterable[M], keys: Sequence[int]) -> list[M | None]:
     found = {row.pk: row for row in rows}
     return [found.get(key) for key in keys]
+
+
+async def select(model: type[M], *, order_by: str = "id", also: str = "", **equal: Any) -> list[M]:
+    """Model instances of the rows whose columns equal the values given (a list: any of its
+    values; None: NULL) and that meet `also` (SQL without parameters), in `order_by` order.
+
+    For the graph's hot relations: building an `id IN (...)` query with Tortoise's query builder
+    took longer than running it (about 2.7 ms for 200 ids on PostgreSQL), so the statement is
+    written here. The rows become instances as in Tortoise's own selects (`_init_from_db`,
+    with the same conversions).
+    """
+    _, rows = await _execute(model, "*", order_by, also, equal)
+    return [model._init_from_db(**row) for row in rows]
+
+
+async def select_values(
+    model: type[Model], columns: Sequence[str], *, order_by: str = "id", **equal: Any
+) -> list[tuple[Any, ...]]:
+    """The `columns` of the rows `select` would read, as tuples (for integer columns)."""
+    names = ", ".join(f'"{column}"' for column in columns)
+    _, rows = await _execute(model, names, order_by, "", equal)
+    return [tuple(row) for row in rows]
+
+
+async def _execute(
+    model: type[Model], columns: str, order_by: str, also: str, equal: dict[str, Any]
+) -> tuple[int, Sequence[Any]]:
+    client = model._meta.db
+    postgres = client.capabilities.dialect == "postgres"
+    conditions: list[str] = [also] if also else []
+    params: list[Any] = []
+
+    def mark(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}" if postgres else "?"
+
+    for column, value in equal.items():
+        if value is None:
+            conditions.append(f'"{column}" IS NULL')
+        elif isinstance(value, list) and postgres:
+            conditions.append(f'"{column}" = ANY({mark(value)})')
+        elif isinstance(value, list):
+            conditions.append(f'"{column}" IN ({", ".join(mark(item) for item in value)})')
+        else:
+            conditions.append(f'"{column}" = {mark(value)}')
+    where = " AND ".join(conditions) or "TRUE"
+    table = model._meta.db_table
+    return await client.execute_query(
+        f'SELECT {columns} FROM "{table}" WHERE {where} ORDER BY "{order_by}"', params
+    )
 
 
 class Loaders:
@@ -44,11 +95,11 @@ class Loaders:
         self._per_kind: dict[tuple[str, str], DataLoader[int, Any]] = {}
 
     def _rows_by_id(self, model: type[M], *, live_only: bool) -> DataLoader[int, M | None]:
+        live: dict[str, Any] = {"deleted_at": None} if live_only else {}
+
         async def load(keys: list[int]) -> list[M | None]:
-            query = model.filter(id__in=keys, organization_id=self.organization_id)
-            if live_only:
-                query = query.filter(deleted_at__isnull=True)
-            return _by_id(await query, keys)
+            rows = await select(model, id=keys, organization_id=self.organization_id, **live)
+            return _by_id(rows, keys)
 
         return DataLoader(load_fn=load)
 
@@ -149,9 +200,7 @@ class Loaders:
 
         async def load(keys: list[int]) -> list[list[Any]]:
             grouped: dict[int, list[Any]] = defaultdict(list)
-            rows = await kind.participant.filter(
-                record_id__in=keys, contact__deleted_at__isnull=True
-            ).order_by("id")
+            rows = await select(kind.participant, record_id=keys, also=LIVE_CONTACT)
             for row in rows:
                 grouped[row.record_id].append(row)
             return [grouped[key] for key in keys]
@@ -163,11 +212,7 @@ class Loaders:
 
         async def load(keys: list[int]) -> list[list[int]]:
             grouped: dict[int, list[int]] = defaultdict(list)
-            rows = await (
-                kind.follower.filter(record_id__in=keys)
-                .order_by("id")
-                .values_list("record_id", "user_id")
-            )
+            rows = await select_values(kind.follower, ["record_id", "user_id"], record_id=keys)
             for record_id, user_id in rows:
                 grouped[record_id].append(user_id)
             return [grouped[key] for key in keys]
