@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import orjson
 import uvicorn
 from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -102,6 +103,14 @@ class CrmGraphQL(GraphQL):
         self.hub = hub
         self.config = config
         self.gate = Gate(limiter, config.persisted_queries)
+
+    def encode_json(self, data: object) -> str:
+        """Responses and websocket messages (text frames), with orjson: a tenth of json.dumps's
+        time on a pipeline page. Anything orjson refuses goes through json.dumps."""
+        try:
+            return orjson.dumps(data).decode()
+        except orjson.JSONEncodeError:
+            return super().encode_json(data)  # type: ignore[return-value]
 
     async def execute_single(  # type: ignore[override]
         self,
