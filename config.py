@@ -35,6 +35,9 @@ class Settings:
     max_query_tokens: int = 4000
     max_aliases: int = 30
     max_query_cost: int = 200_000  # fields x the times they resolve (schema/cost.py)
+    # Queries run breadth-first on compiled plans where they can (schema/plans.py); off runs
+    # every operation on graphql-core alone.
+    operation_plans: bool = True
     max_page_size: int = 100
     api_key_max_page_size: int = 1000  # partners' keys page further (documented in README)
     default_page_size: int = 20
@@ -88,6 +91,7 @@ class Settings:
             max_query_tokens=int(os.environ.get("MAX_QUERY_TOKENS", cls.max_query_tokens)),
             max_aliases=int(os.environ.get("MAX_ALIASES", cls.max_aliases)),
             max_query_cost=int(os.environ.get("MAX_QUERY_COST", cls.max_query_cost)),
+            operation_plans=_bool("OPERATION_PLANS", cls.operation_plans),
             token_ttl_days=int(os.environ.get("TOKEN_TTL_DAYS", cls.token_ttl_days)),
             argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),
             argon2_memory_kib=int(os.environ.get("ARGON2_MEMORY_KIB", cls.argon2_memory_kib)),

@@ -24,6 +24,12 @@ HTTP_DURATION = Histogram(
 GRAPHQL_OPERATIONS = Counter(
     "crm_graphql_operations_total", "GraphQL operations executed", ["type", "outcome"]
 )
+OPERATION_PLANS = Counter(
+    "crm_graphql_operation_plans_total",
+    "Operations by how they ran: planned (schema/plans.py), fallback (a planned run dropped "
+    "for graphql-core) or unplanned (graphql-core: not a query, or no plan for its fields)",
+    ["path"],
+)
 LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")
 LIVE_DELIVERIES = Counter(
     "crm_live_deliveries_total", "Events and notifications handed to live subscribers"

@@ -20,6 +20,7 @@ from schema.campaign import CampaignMutations, CampaignQueries
 from schema.contact import Contact, ContactMutations, ContactQueries
 from schema.cost import FragmentBudget, QueryCost
 from schema.deal import Comment, DealMutations
+from schema.documents import DocumentCache
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope
 from schema.forecast import ForecastMutations, ForecastQueries
@@ -31,6 +32,7 @@ from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries, PipelineMutations
+from schema.plans import PlannedExecutor
 from schema.product import ProductMutations, ProductQueries
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
@@ -91,6 +93,7 @@ class CrmSchema(strawberry.Schema):
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         FragmentBudget,  # first: before any validation walks a document
+        DocumentCache,  # a text that validated before is neither parsed nor validated again
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
@@ -109,4 +112,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         types=[Lead, Opportunity, Comment, Activity, Message, Account, Contact],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100),
+        execution_context_class=PlannedExecutor if settings.operation_plans else None,
     )

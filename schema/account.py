@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import UNSET, relay
 
 from models import Account as AccountRow
 from resolvers import account as accounts
+from resolvers.context import RequestContext
 from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
@@ -24,8 +26,9 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.plans import batched, one, related
 from schema.product import BILLING_HELP
-from schema.user import User, load_user
+from schema.user import User, owners_of
 
 if TYPE_CHECKING:
     from schema.contact import Contact, ContactFilter, ContactOrder
@@ -82,9 +85,11 @@ class Account(relay.Node):
 
         return await billing_of(info, "account_id", self.id, since, until)
 
-    @strawberry.field(description="The user responsible for the account.")
+    @strawberry.field(
+        description="The user responsible for the account.", metadata=batched(owners_of)
+    )
     async def owner(self, info: Info) -> User:
-        return await load_user(info, self.owner_id)
+        return await one(owners_of, self, info)
 
     @strawberry.field(
         description="Its activities (its own, its contacts' and its deals'), and the comments and "
@@ -136,6 +141,16 @@ class Account(relay.Node):
         return await opportunities_connection(
             info, first, after, last, before, filter, order_by, account_id=self.id
         )
+
+
+async def accounts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Account | None]:
+    """The live accounts of `ids`, in order (None for a None id or a deleted account)."""
+    return await related(ctx.loaders.account, ids, Account.from_row)
+
+
+async def accounts_of_records(records: list[Any], ctx: RequestContext) -> list[Account | None]:
+    """The accounts of records with an account_id (contacts, leads, opportunities)."""
+    return await accounts_of(ctx, [record.account_id for record in records])
 
 
 async def load_account(info: Info, account_id: int | None) -> Account | None:

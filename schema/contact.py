@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
@@ -12,6 +13,7 @@ from strawberry import UNSET, relay
 from models import Contact as ContactRow
 from models import LifecycleStage
 from resolvers import contact as contacts
+from resolvers.context import RequestContext
 from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
@@ -25,8 +27,9 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.plans import batched, one, related
 from schema.product import BILLING_HELP
-from schema.user import User, load_user
+from schema.user import User, owners_of
 
 if TYPE_CHECKING:
     from schema.account import Account
@@ -35,6 +38,16 @@ if TYPE_CHECKING:
     from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
+
+
+async def _accounts(people: list[Contact], ctx: RequestContext) -> list[Account | None]:
+    from schema.account import accounts_of_records  # schema.account imports this module
+
+    return await accounts_of_records(people, ctx)
+
+
+async def _tags(people: list[Contact], ctx: RequestContext) -> list[list[str]]:
+    return await ctx.loaders.tags.load_many([contact.id for contact in people])
 
 
 @strawberry.type(description="A person at an account.")
@@ -77,9 +90,11 @@ class Contact(relay.Node):
             owner_id=row.owner_id,
         )
 
-    @strawberry.field(description="Its labels, in lower case, alphabetically.")
+    @strawberry.field(
+        description="Its labels, in lower case, alphabetically.", metadata=batched(_tags)
+    )
     async def tags(self, info: Info) -> list[str]:
-        return await context(info).loaders.tags.load(self.id)
+        return await one(_tags, self, info)
 
     @strawberry.field(description="First and last name.")
     def full_name(self) -> str:
@@ -134,15 +149,20 @@ class Contact(relay.Node):
 
         return await billing_of(info, "contact_id", self.id, since, until)
 
-    @strawberry.field(description="The account the contact works at.")
+    @strawberry.field(description="The account the contact works at.", metadata=batched(_accounts))
     async def account(self, info: Info) -> AccountRef | None:
-        from schema.account import load_account
+        return await one(_accounts, self, info)
 
-        return await load_account(info, self.account_id)
-
-    @strawberry.field(description="The user responsible for the contact.")
+    @strawberry.field(
+        description="The user responsible for the contact.", metadata=batched(owners_of)
+    )
     async def owner(self, info: Info) -> User:
-        return await load_user(info, self.owner_id)
+        return await one(owners_of, self, info)
+
+
+async def contacts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Contact | None]:
+    """The live contacts of `ids`, in order (None for a None id or a deleted contact)."""
+    return await related(ctx.loaders.contact, ids, Contact.from_row)
 
 
 async def load_contact(info: Info, contact_id: int | None) -> Contact | None:

@@ -12,11 +12,13 @@ from strawberry import relay
 from models import Comment as CommentRow
 from models import Visibility
 from resolvers import deal as deals
+from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
 from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
-from schema.contact import Contact, load_contact
-from schema.user import User, load_user
+from schema.contact import Contact, contacts_of
+from schema.plans import batched, one
+from schema.user import User, load_user, users_of
 
 if TYPE_CHECKING:
     from schema.account import Account
@@ -29,6 +31,12 @@ AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")
 
 
+async def _participant_contacts(
+    participants: list[Participant], ctx: RequestContext
+) -> list[Contact | None]:
+    return await contacts_of(ctx, [participant.contact_id for participant in participants])
+
+
 @strawberry.type(
     description="A contact involved in a lead or opportunity besides its primary contact."
 )
@@ -39,11 +47,10 @@ class Participant:
     added_at: datetime
     contact_id: strawberry.Private[int]
 
-    @strawberry.field
+    @strawberry.field(metadata=batched(_participant_contacts))
     async def contact(self, info: Info) -> Contact:
-        found = await load_contact(info, self.contact_id)
-        assert found is not None, "participants of deleted contacts are removed"
-        return found
+        # Non-null: participants of deleted contacts are removed.
+        return await one(_participant_contacts, self, info)
 
 
 @strawberry.enum(description="Why a record has no default recipient.")
@@ -61,6 +68,42 @@ class DefaultRecipient:
     contact: Contact | None
     reason: NoRecipientReason | None = strawberry.field(description="Set when email is null.")
     message: str | None = strawberry.field(description="The reason, for people.")
+
+
+# Relations of deals, for a list of deals at once (a level of a plan's deals is of one type).
+
+
+async def _owners(deals: list[Deal], ctx: RequestContext) -> list[User | None]:
+    return await users_of(ctx, [deal.owner_id for deal in deals])
+
+
+async def _contacts(deals: list[Deal], ctx: RequestContext) -> list[Contact | None]:
+    return await contacts_of(ctx, [deal.contact_id for deal in deals])
+
+
+async def _participants(deals: list[Deal], ctx: RequestContext) -> list[list[Participant]]:
+    rows = await ctx.loaders.participants(deals[0].kind).load_many([deal.id for deal in deals])
+    return [
+        [
+            Participant(role=row.role, added_at=row.created_at, contact_id=row.contact_id)
+            for row in of_deal
+        ]
+        for of_deal in rows
+    ]
+
+
+async def _followers(deals: list[Deal], ctx: RequestContext) -> list[list[User]]:
+    ids = await ctx.loaders.follower_ids(deals[0].kind).load_many([deal.id for deal in deals])
+    users = iter(await users_of(ctx, [user_id for of_deal in ids for user_id in of_deal]))
+    return [
+        [user for user in [next(users) for _ in of_deal] if user is not None] for of_deal in ids
+    ]
+
+
+async def _followed_by_viewer(deals: list[Deal], ctx: RequestContext) -> list[bool]:
+    viewer = ctx.require_viewer().id
+    ids = await ctx.loaders.follower_ids(deals[0].kind).load_many([deal.id for deal in deals])
+    return [viewer in of_deal for of_deal in ids]
 
 
 @strawberry.interface(
@@ -90,32 +133,36 @@ class Deal(relay.Node):
 
         return await load_campaign(info, self.campaign_id)
 
-    @strawberry.field(description="The user responsible for the record.")
+    @strawberry.field(description="The user responsible for the record.", metadata=batched(_owners))
     async def owner(self, info: Info) -> User:
-        return await load_user(info, self.owner_id)
+        return await one(_owners, self, info)
 
-    @strawberry.field(description="The primary contact: the default recipient of messages.")
+    @strawberry.field(
+        description="The primary contact: the default recipient of messages.",
+        metadata=batched(_contacts),
+    )
     async def contact(self, info: Info) -> Contact | None:
-        return await load_contact(info, self.contact_id)
+        return await one(_contacts, self, info)
 
-    @strawberry.field(description="Other contacts involved, oldest first.")
+    @strawberry.field(
+        description="Other contacts involved, oldest first.", metadata=batched(_participants)
+    )
     async def participants(self, info: Info) -> list[Participant]:
-        rows = await context(info).loaders.participants(self.kind).load(self.id)
-        return [
-            Participant(role=row.role, added_at=row.created_at, contact_id=row.contact_id)
-            for row in rows
-        ]
+        return await one(_participants, self, info)
 
-    @strawberry.field(description="Users told of every change, comment and development.")
+    @strawberry.field(
+        description="Users told of every change, comment and development.",
+        metadata=batched(_followers),
+    )
     async def followers(self, info: Info) -> list[User]:
-        loaders = context(info).loaders
-        ids = await loaders.follower_ids(self.kind).load(self.id)
-        return [User.from_row(row) for row in await loaders.user.load_many(ids) if row is not None]
+        return await one(_followers, self, info)
 
-    @strawberry.field(description="Whether the viewer follows this record.")
+    @strawberry.field(
+        description="Whether the viewer follows this record.",
+        metadata=batched(_followed_by_viewer),
+    )
     async def is_followed_by_viewer(self, info: Info) -> bool:
-        ctx = context(info)
-        return ctx.require_viewer().id in await ctx.loaders.follower_ids(self.kind).load(self.id)
+        return await one(_followed_by_viewer, self, info)
 
     @strawberry.field(description="The primary contact's email, or why there is none.")
     async def default_recipient(self, info: Info) -> DefaultRecipient:

@@ -16,7 +16,7 @@ from models.base import from_cents
 from resolvers import deal as deals
 from resolvers import lead as leads
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
-from schema.account import Account, load_account
+from schema.account import Account, accounts_of_records
 from schema.base import (
     Connection,
     Info,
@@ -30,6 +30,7 @@ from schema.base import (
     values_of,
 )
 from schema.deal import Deal
+from schema.plans import batched, one
 
 if TYPE_CHECKING:
     from schema.opportunity import Opportunity
@@ -72,9 +73,11 @@ class Lead(Deal):
             converted_opportunity_id=row.converted_opportunity_id,
         )
 
-    @strawberry.field(description="The client company, when known.")
+    @strawberry.field(
+        description="The client company, when known.", metadata=batched(accounts_of_records)
+    )
     async def account(self, info: Info) -> Account | None:
-        return await load_account(info, self.account_id)
+        return await one(accounts_of_records, self, info)
 
     @strawberry.field(
         description="The opportunity this lead became, unless it is deleted or out of reach."

@@ -15,8 +15,9 @@ from models import Opportunity as OpportunityRow
 from models.base import from_cents
 from resolvers import deal as deals
 from resolvers import opportunity as opportunities
+from resolvers.context import RequestContext
 from resolvers.deal_kinds import OPPORTUNITY
-from schema.account import Account, load_account
+from schema.account import Account, accounts_of_records
 from schema.base import (
     Connection,
     Info,
@@ -31,11 +32,18 @@ from schema.base import (
 )
 from schema.deal import Deal
 from schema.organization import PipelineStage
+from schema.plans import batched, one, related
 
 if TYPE_CHECKING:
     from schema.product import LineItem
 
 LineItemRef = Annotated["LineItem", strawberry.lazy("schema.product")]
+
+
+async def _stages(deals: list[Opportunity], ctx: RequestContext) -> list[PipelineStage | None]:
+    return await related(
+        ctx.loaders.stage, [deal.stage_id for deal in deals], PipelineStage.from_row
+    )
 
 
 @strawberry.type(description="A qualified need with an amount, a pipeline stage and a close date.")
@@ -86,11 +94,10 @@ class Opportunity(Deal):
             stage_id=row.stage_id,
         )
 
-    @strawberry.field(description="The client company.")
+    @strawberry.field(description="The client company.", metadata=batched(accounts_of_records))
     async def account(self, info: Info) -> Account:
-        found = await load_account(info, self.account_id)
-        assert found is not None, "an account with live opportunities cannot be deleted"
-        return found
+        # Non-null: an account with live opportunities cannot be deleted.
+        return await one(accounts_of_records, self, info)
 
     @strawberry.field(description="Its products, oldest first.")
     async def line_items(self, info: Info) -> list[LineItemRef]:
@@ -99,11 +106,9 @@ class Opportunity(Deal):
         rows = await context(info).loaders.line_items.load(self.id)
         return [LineItem.from_row(row) for row in rows]
 
-    @strawberry.field(description="The pipeline stage.")
+    @strawberry.field(description="The pipeline stage.", metadata=batched(_stages))
     async def stage(self, info: Info) -> PipelineStage:
-        row = await context(info).loaders.stage.load(self.stage_id)
-        assert row is not None
-        return PipelineStage.from_row(row)
+        return await one(_stages, self, info)
 
 
 @strawberry.enum(description="What opportunities can be sorted by.")

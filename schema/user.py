@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
 from strawberry import UNSET, relay
@@ -11,6 +13,7 @@ from strawberry import UNSET, relay
 from models import Role
 from models import User as UserRow
 from resolvers import user as users
+from resolvers.context import RequestContext
 from schema.base import (
     Connection,
     Info,
@@ -23,6 +26,21 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.plans import batched, one, related
+
+
+async def users_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[User | None]:
+    """The users of `ids`, in order (None for a None id)."""
+    return await related(ctx.loaders.user, ids, User.from_row)
+
+
+async def owners_of(records: list[Any], ctx: RequestContext) -> list[User | None]:
+    """The owners of records with an owner_id (accounts, contacts, deals, activities)."""
+    return await users_of(ctx, [record.owner_id for record in records])
+
+
+async def _managers(people: list[User], ctx: RequestContext) -> list[User | None]:
+    return await users_of(ctx, [user.manager_id for user in people])
 
 
 @strawberry.type(description="A person of the organization who uses the CRM.")
@@ -49,9 +67,12 @@ class User(relay.Node):
             manager_id=row.manager_id,
         )
 
-    @strawberry.field(description="The sales manager (or admin) this user reports to.")
+    @strawberry.field(
+        description="The sales manager (or admin) this user reports to.",
+        metadata=batched(_managers),
+    )
     async def manager(self, info: Info) -> User | None:
-        return await load_optional_user(info, self.manager_id)
+        return await one(_managers, self, info)
 
 
 async def load_optional_user(info: Info, user_id: int | None) -> User | None:

@@ -42,7 +42,7 @@ query Pipeline($first: Int!) {
 EXPECTED_STATEMENTS = 12
 
 
-async def _seed_pipeline(owner_global_id: str, count: int) -> None:
+async def seed_pipeline(owner_global_id: str, count: int) -> None:
     owner = await User.get(id=int(relay.GlobalID.from_id(owner_global_id).node_id))
     org_id = owner.organization_id
     colleagues = await User.filter(organization_id=org_id).order_by("id")
@@ -86,7 +86,7 @@ async def _seed_pipeline(owner_global_id: str, count: int) -> None:
 
 
 async def test_pipeline_statements_do_not_grow_with_the_page(org, sql_statements):
-    await _seed_pipeline(org.seller.id, 100)
+    await seed_pipeline(org.seller.id, 100)
     counts = {}
     for size in (10, 100):
         with sql_statements() as seen:

@@ -1,0 +1,420 @@
+"""Operation plans: a query resolved breadth-first, each field once for all its parents.
+
+graphql-core resolves a query field by field and item by item: for each of the ~2,500 fields of
+a pipeline page it builds an info object, calls a resolver, checks and serializes the result, and
+for a relation awaits a DataLoader. That was most of a page's time (README, Performance). A plan,
+compiled once per document, resolves each field once for all the objects of its level:
+
+- a plain attribute is read off each object, and serialized by its scalar or enum;
+- `id` of a Node is the global id, as relay.Node computes it;
+- a resolver that takes only `self` (`fullName`, `totalCount`) is called on each object;
+- a relation declared with `batched(load)` calls `load` once for the whole level. Its per-item
+  resolver is `one(load, ...)`, a batch of one, so both paths share one implementation: the same
+  DataLoaders, organization scoping and read rules;
+- root fields are called exactly as graphql-core calls them (arguments, info, resolver).
+
+An operation with anything else (a nested field with arguments, an abstract type below the root,
+a directive, a mutation or a subscription) has no plan and runs on graphql-core. A planned run
+that meets anything unexpected (an error from a resolver, a null in a non-null field) is dropped
+and the operation runs again on graphql-core, which produces the answer and the errors it always
+did: a plan never changes a response, it only makes a successful query cheaper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from inspect import isawaitable
+from operator import attrgetter
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    GraphQLString,
+    InlineFragmentNode,
+    NamedTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    is_abstract_type,
+    is_leaf_type,
+)
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, Undefined
+from strawberry import relay
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
+
+from observability import OPERATION_PLANS
+from resolvers.context import RequestContext
+from schema.documents import Lru
+
+log = logging.getLogger("crm.plans")
+
+BATCH = "crm.batch"  # the metadata key of a batched field's batch function
+PLANS_PER_SCHEMA = 256  # compiled plans kept, least recently used dropped
+DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
+
+Batch = Callable[[list[Any], RequestContext], Awaitable[list[Any]]]
+
+
+def batched(load: Batch) -> dict[str, Batch]:
+    """Field metadata: `load(parents, ctx)` resolves the field for many parents, in their order.
+
+    The field's own resolver is then `return await one(load, self, info)`."""
+    return {BATCH: load}
+
+
+async def one(load: Batch, parent: Any, info: Any) -> Any:
+    """A batched field resolved for one parent (graphql-core's path): its batch of one.
+    DataLoaders still gather the parents of a tick into one statement."""
+    return (await load([parent], info.context))[0]
+
+
+async def related(
+    loader: Any, ids: Sequence[int | None], convert: Callable[[Any], Any]
+) -> list[Any]:
+    """The record of each id through a DataLoader, converted (None for a None id or a record
+    the loader does not find), in the order of `ids`."""
+    wanted = [key for key in ids if key is not None]
+    found = dict(zip(wanted, await loader.load_many(wanted), strict=True))
+    return [None if (row := found.get(key)) is None else convert(row) for key in ids]  # type: ignore[arg-type]
+
+
+class NoPlan(Exception):
+    """This operation, or this run of it, is for graphql-core."""
+
+
+# Shapes: how values of one output type are completed into JSON values, a whole list at a time.
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    serialize: Callable[[Any], Any]
+    nullable: bool
+
+    def complete(self, values: Sequence[Any]) -> list[Any]:
+        serialize, completed = self.serialize, list[Any]()
+        for value in values:
+            if value is None:
+                if not self.nullable:
+                    raise NoPlan("null in a non-null field")
+                completed.append(None)
+                continue
+            serialized = serialize(value)
+            if serialized is None or serialized is Undefined:
+                raise NoPlan("a value its scalar does not serialize")
+            completed.append(serialized)
+        return completed
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    item: Shape
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    selection: Selection
+    nullable: bool
+
+
+Shape = Leaf | ListOf | Objects
+
+
+async def complete(shape: Shape, values: Sequence[Any], ctx: RequestContext) -> list[Any]:
+    """The JSON values of `values` (one per parent), in order."""
+    if isinstance(shape, Leaf):
+        return shape.complete(values)
+    present = [value for value in values if value is not None]
+    done: Iterator[Any]
+    if len(present) != len(values) and not shape.nullable:
+        raise NoPlan("null in a non-null field")
+    if isinstance(shape, ListOf):
+        flat = [item for value in present for item in value]
+        items = iter(await complete(shape.item, flat, ctx))
+        done = iter([[next(items) for _ in value] for value in present])
+    else:
+        done = iter(await shape.selection.resolve(present, ctx))
+    return [None if value is None else next(done) for value in values]
+
+
+# Fields and selections
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    key: str  # the response key: the alias, else the name
+    read: Callable[[list[Any]], list[Any]] | None  # synchronous: attributes, ids, self resolvers
+    load: Batch | None  # asynchronous: a batch function, or an async resolver of self
+    shape: Shape
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The fields selected on one object type, in response order."""
+
+    fields: tuple[Field, ...]
+
+    async def resolve(self, parents: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = [{} for _ in parents]
+        if not parents:
+            return results
+        # Every relation of the level at once: their DataLoaders dispatch in the same tick.
+        loading = [field for field in self.fields if field.load is not None]
+        loaded = dict(
+            zip(
+                (field.key for field in loading),
+                await asyncio.gather(*(field.load(parents, ctx) for field in loading)),  # type: ignore[misc]
+                strict=True,
+            )
+        )
+        for field in self.fields:
+            values = loaded[field.key] if field.read is None else field.read(parents)
+            for result, value in zip(
+                results, await complete(field.shape, values, ctx), strict=True
+            ):
+                result[field.key] = value
+        return results
+
+
+def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
+    """(read, load) of a resolver that takes only `self`."""
+    function: Callable[[Any], Any] = resolver.wrapped_func  # type: ignore[assignment]
+    if not resolver.is_async:
+        return (lambda parents: [function(parent) for parent in parents]), None
+
+    async def load(parents: list[Any], _: RequestContext) -> list[Any]:
+        return list(await asyncio.gather(*(function(parent) for parent in parents)))
+
+    return None, load
+
+
+def _global_ids(type_name: str, id_attr: str) -> Callable[[list[Any]], list[Any]]:
+    read_id = attrgetter(id_attr)
+    return lambda parents: [relay.GlobalID(type_name, str(read_id(p))) for p in parents]
+
+
+def _takes_only_self(resolver: StrawberryResolver[Any]) -> bool:
+    return not resolver.arguments and all(
+        parameter is None
+        for spec, parameter in resolver.reserved_parameters.items()
+        if getattr(spec, "name", None) not in ("self", "cls")
+    )
+
+
+class Compiler:
+    """Plans for the operations of one schema."""
+
+    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.schema = schema
+        self.fragments = fragments
+
+    def collect(
+        self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
+    ) -> dict[str, list[FieldNode]]:
+        """The spec's CollectFields (without directives, which have no plan): field nodes by
+        response key, fragments applied when their type condition holds for `parent`."""
+        fields: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()
+
+        def applies(condition: NamedTypeNode | None) -> bool:
+            if condition is None:
+                return True
+            target = self.schema.get_type(condition.name.value)
+            return target is parent or (
+                is_abstract_type(target) and self.schema.is_sub_type(target, parent)  # type: ignore[arg-type]
+            )
+
+        def walk(selection_set: SelectionSetNode) -> None:
+            for selection in selection_set.selections:
+                if selection.directives:
+                    raise NoPlan("directives")
+                if isinstance(selection, FieldNode):
+                    key = (selection.alias or selection.name).value
+                    fields.setdefault(key, []).append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    if applies(selection.type_condition):
+                        walk(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = self.fragments.get(name)
+                    if fragment is None or fragment.directives:
+                        raise NoPlan("an unknown fragment, or directives")
+                    if name not in visited and applies(fragment.type_condition):
+                        visited.add(name)
+                        walk(fragment.selection_set)
+
+        for selection_set in selection_sets:
+            walk(selection_set)
+        return fields
+
+    def selection(
+        self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
+    ) -> Selection:
+        collected = self.collect(parent, selection_sets)
+        return Selection(tuple(self.field(parent, key, nodes) for key, nodes in collected.items()))
+
+    def field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> Field:
+        name = nodes[0].name.value
+        if name == "__typename":
+            typename = parent.name
+            string = Leaf(GraphQLString.serialize, nullable=False)
+            return Field(key, lambda parents: [typename] * len(parents), None, string)
+        definition = parent.fields.get(name)
+        if definition is None or any(node.arguments for node in nodes):
+            raise NoPlan(f"{parent.name}.{name} takes arguments")
+        field = definition.extensions.get(DEFINITION)
+        if not isinstance(field, StrawberryField) or field.permission_classes or field.extensions:
+            raise NoPlan(f"{parent.name}.{name} has extensions")
+        read, load = self.reader(parent, field)
+        sub = [node.selection_set for node in nodes if node.selection_set is not None]
+        return Field(key, read, load, self.shape(definition.type, sub))
+
+    def reader(self, parent: GraphQLObjectType, field: StrawberryField) -> Any:
+        """(read, load): how the field's values come, synchronously or in one batch."""
+        metadata: Mapping[str, Any] = field.metadata or {}
+        batch = metadata.get(BATCH)
+        if batch is not None:
+            return None, batch
+        resolver = field.base_resolver
+        if resolver is None:
+            return _attributes(field.python_name), None
+        function = getattr(resolver.wrapped_func, "__func__", resolver.wrapped_func)
+        if function is relay.Node._id.__func__:  # type: ignore[attr-defined]
+            origin = parent.extensions[DEFINITION].origin
+            if _overrides(origin, "resolve_id") or _overrides(origin, "resolve_typename"):
+                raise NoPlan(f"{parent.name} resolves its own ids")
+            return _global_ids(parent.name, origin.resolve_id_attr()), None
+        if _takes_only_self(resolver):
+            return _self_calls(resolver)
+        raise NoPlan(f"{parent.name}.{field.python_name} has a resolver")
+
+    def shape(self, type_: GraphQLOutputType, selection_sets: list[SelectionSetNode]) -> Shape:
+        nullable = not isinstance(type_, GraphQLNonNull)
+        inner = type_ if nullable else type_.of_type  # type: ignore[union-attr]
+        if isinstance(inner, GraphQLList):
+            return ListOf(self.shape(inner.of_type, selection_sets), nullable)
+        if is_leaf_type(inner):
+            return Leaf(inner.serialize, nullable)  # type: ignore[union-attr]
+        if isinstance(inner, GraphQLObjectType):
+            return Objects(self.selection(inner, selection_sets), nullable)
+        raise NoPlan(f"{inner} is an abstract type")
+
+
+def _overrides(cls: type, method: str) -> bool:
+    """Whether a Node class replaces relay.Node's classmethod `method`."""
+    return getattr(cls, method).__func__ is not getattr(relay.Node, method).__func__
+
+
+def _attributes(name: str) -> Callable[[list[Any]], list[Any]]:
+    read = attrgetter(name)
+    return lambda parents: list(map(read, parents))
+
+
+@dataclass(frozen=True, slots=True)
+class RootField:
+    key: str
+    nodes: list[FieldNode]
+    shape: Shape
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    root_fields: tuple[RootField, ...]
+
+    async def run(self, executor: StrawberryGraphQLCoreExecutionContext) -> dict[str, Any]:
+        root_type = executor.schema.query_type
+        assert root_type is not None
+        data: dict[str, Any] = {}
+        for root in self.root_fields:
+            field_def = root_type.fields[root.nodes[0].name.value]
+            resolve = field_def.resolve or executor.field_resolver
+            info = executor.build_resolve_info(
+                field_def, root.nodes, root_type, Path(None, root.key, root_type.name)
+            )
+            arguments = get_argument_values(field_def, root.nodes[0], executor.variable_values)
+            value = resolve(executor.root_value, info, **arguments)
+            if isawaitable(value):
+                value = await value
+            (data[root.key],) = await complete(root.shape, [value], executor.context_value)
+        return data
+
+
+def compile_plan(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: dict[str, Any]
+) -> Plan:
+    if operation.operation is not OperationType.QUERY or operation.directives:
+        raise NoPlan("not a query")
+    compiler = Compiler(schema, fragments)
+    root_type = schema.query_type
+    assert root_type is not None
+    roots = []
+    for key, nodes in compiler.collect(root_type, [operation.selection_set]).items():
+        name = nodes[0].name.value
+        definition = root_type.fields.get(name)
+        if name.startswith("__") or definition is None:
+            raise NoPlan("introspection")
+        sub = [node.selection_set for node in nodes if node.selection_set is not None]
+        roots.append(RootField(key, nodes, compiler.shape(definition.type, sub)))
+    return Plan(tuple(roots))
+
+
+_plans: WeakKeyDictionary[GraphQLSchema, Lru[tuple[str, str | None], Plan | None]] = (
+    WeakKeyDictionary()
+)
+
+
+def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | None:
+    """The operation's plan (compiled on first use), or None when it has none."""
+    operation = executor.operation
+    if operation.operation is not OperationType.QUERY or operation.loc is None:
+        return None
+    if executor.middleware_manager is not None and executor.middleware_manager.middlewares:
+        return None  # per-field middleware must see every field
+    cache = _plans.setdefault(executor.schema, Lru(PLANS_PER_SCHEMA))
+    key = (operation.loc.source.body, operation.name.value if operation.name else None)
+    if key in cache:
+        return cache.get(key)
+    try:
+        plan: Plan | None = compile_plan(executor.schema, operation, executor.fragment_definitions)
+    except NoPlan as reason:
+        log.debug("no plan for %s: %s", key[1], reason)
+        plan = None
+    cache.put(key, plan)
+    return plan
+
+
+class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, running a query on its plan when it has one."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = plan_for(self)
+        if plan is None:
+            OPERATION_PLANS.labels("unplanned").inc()
+            return super().execute_operation(serially)
+        return self._run(plan, serially)
+
+    async def _run(self, plan: Plan, serially: bool | None) -> Any:
+        try:
+            data = await plan.run(self)
+        except Exception as reason:  # any surprise: graphql-core answers, errors and all
+            log.debug("planned run dropped: %r", reason)
+            OPERATION_PLANS.labels("fallback").inc()
+            result = super().execute_operation(serially)
+            return await result if isawaitable(result) else result
+        OPERATION_PLANS.labels("planned").inc()
+        return ExecutionResult(data=data)

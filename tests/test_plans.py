@@ -1,0 +1,199 @@
+"""Operation plans (schema/plans.py) answer exactly as graphql-core does.
+
+A second server process serves the same database with OPERATION_PLANS=off. Every query here must
+get the same response from both, keys in the same order, for each viewer: the rules of who reads
+what are the same on both paths. /metrics shows which path each operation took.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import (
+    DELETE,
+    Api,
+    Member,
+    Org,
+    create_contact,
+    create_lead,
+    create_opportunity,
+)
+from tests.processes import ServerProcess
+from tests.test_pipeline_sql import PIPELINE, seed_pipeline
+
+FRAGMENTS = """
+query Fragments($first: Int!) {
+  opportunities(first: $first, orderBy: {field: NAME, direction: ASC}) {
+    totalCount
+    nodes {
+      ...DealFields
+      ... on Opportunity { amount stage { ...StageFields } }
+      primary: contact { id }
+      contact { email }
+    }
+    edges { cursor node { __typename id who: owner { name: fullName } } }
+    pageInfo { ...Paging }
+  }
+}
+fragment DealFields on Deal {
+  id __typename visibility
+  owner { id fullName role manager { id fullName manager { email } } }
+  contact { id fullName tags account { id name owner { email } } }
+  participants { role addedAt contact { id lifecycleStage doNotContact } }
+}
+fragment StageFields on PipelineStage { name position isWon isLost forecastCategory }
+fragment Paging on PageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+"""
+
+PEOPLE = """
+{
+  contacts(first: 50) { edges { node { id fullName email tags account { name } owner { id } } } }
+  users(first: 20) { totalCount nodes { id fullName role isActive manager { fullName } } }
+  leads(first: 20) { nodes { id title account { name } contact { email } followers { id } } }
+}
+"""
+
+# Each of these has no plan: graphql-core runs them on both servers.
+UNPLANNED = {
+    "a nested field with arguments": """{ opportunities(first: 5) { nodes { id
+        comments(first: 2) { totalCount } } } }""",
+    "an abstract root field": """query($id: ID!) { node(id: $id) { id ... on Opportunity {
+        name account { name } } } }""",
+    "a directive": """query($on: Boolean!) { opportunities(first: 5) { nodes { id
+        name @include(if: $on) } } }""",
+}
+
+# Each of these fails in a root resolver: the planned run is dropped and graphql-core answers.
+FAILING = {
+    "a negative page": "{ opportunities(first: -1) { nodes { id } } }",
+    "a malformed id": """{ opportunities(first: 5, filter: {ownerIds: ["nope"]}) {
+        nodes { id } } }""",
+}
+
+
+async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
+    counts = {"planned": 0.0, "fallback": 0.0, "unplanned": 0.0}
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith("crm_graphql_operation_plans_total{"):
+            path = line.split('path="')[1].split('"')[0]
+            counts[path] = float(line.split()[-1])
+    return counts
+
+
+@pytest.fixture
+async def graphql_core(live_server: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A server process on the same database that runs every operation on graphql-core."""
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "OPERATION_PLANS": "off",
+        "RATE_LIMIT_PER_SECOND": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    async with (
+        ServerProcess(env) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def seeded(org: Org) -> Org:
+    """The pipeline's data set, and the cases a plan must get right: a participant whose
+    contact is deleted, an opportunity without a primary contact, tags, a private opportunity
+    of a teammate, a lead with an account, and a contact without one."""
+    await seed_pipeline(org.seller.id, 12)
+    gone = await create_contact(org.seller)
+    deal = await create_opportunity(org.seller)
+    await org.seller.api.data(
+        """mutation($r: ID!, $c: ID!) { addParticipant(input: {recordId: $r, contactId: $c}) {
+            id } }""",
+        r=deal["id"],
+        c=gone["id"],
+    )
+    await org.seller.api.data(DELETE["Contact"], id=gone["id"])
+    org.extra["gone"] = gone["id"]
+    await create_opportunity(org.teammate, visibility="PRIVATE")
+    tagged = await create_contact(org.seller)
+    await org.seller.api.data(
+        """mutation($id: ID!) { updateContact(input: {id: $id, tags: ["vip", "board"]}) {
+            id } }""",
+        id=tagged["id"],
+    )
+    account = (await org.seller.api.data("{ accounts(first: 1) { nodes { id } } }"))["accounts"]
+    await create_lead(org.seller, accountId=account["nodes"][0]["id"], contactId=tagged["id"])
+    return org
+
+
+def _viewers(org: Org, other: Org) -> list[Member]:
+    return [org.admin, org.manager, org.seller, org.teammate, org.outsider, other.admin]
+
+
+async def _same_answer(
+    member: Member, graphql_core: httpx.AsyncClient, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    planned = await member.api.post(query, variables)
+    reference = await Api(graphql_core, member.api.token).post(query, variables)
+    # Key order too: a client may rely on the response following the query.
+    assert json.dumps(planned) == json.dumps(reference)
+    return planned
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [(PIPELINE, {"first": 20}), (FRAGMENTS, {"first": 20}), (PEOPLE, {})],
+    ids=["pipeline", "fragments", "people"],
+)
+async def test_plans_answer_as_graphql_core_for_every_viewer(
+    seeded, other_org, graphql_core, http, query, variables
+):
+    before = await _plan_counts(http)
+    viewers = _viewers(seeded, other_org)
+    for member in viewers:
+        body = await _same_answer(member, graphql_core, query, variables)
+        assert not body.get("errors"), body
+    after = await _plan_counts(http)
+    assert after["planned"] - before["planned"] == len(viewers)
+    assert after["fallback"] == before["fallback"]
+
+
+async def test_the_pipeline_reads_only_what_each_viewer_may(seeded, other_org, graphql_core):
+    """Plans or not, the teammate's private deal is for the teammate and those above, the other
+    organization sees nothing, and a deleted contact is nobody's participant."""
+    seen = []
+    for member in _viewers(seeded, other_org):
+        body = await _same_answer(member, graphql_core, PIPELINE, {"first": 50})
+        edges = body["data"]["opportunities"]["edges"]
+        seen.append(len(edges))
+        participants = [p["contact"]["id"] for e in edges for p in e["node"]["participants"]]
+        assert seeded.extra["gone"] not in participants
+    # 12 seeded, one with a deleted participant, and the teammate's private one.
+    assert seen == [14, 14, 13, 14, 13, 0]
+
+
+@pytest.mark.parametrize("name", list(UNPLANNED))
+async def test_operations_without_a_plan_run_on_graphql_core(seeded, graphql_core, http, name):
+    opportunity = (await seeded.seller.api.data("{ opportunities(first: 1) { nodes { id } } }"))[
+        "opportunities"
+    ]["nodes"][0]["id"]
+    before = await _plan_counts(http)
+    body = await _same_answer(
+        seeded.seller, graphql_core, UNPLANNED[name], {"id": opportunity, "on": True}
+    )
+    assert not body.get("errors"), body
+    after = await _plan_counts(http)
+    assert after["unplanned"] - before["unplanned"] == 1
+    assert after["planned"] == before["planned"]
+
+
+@pytest.mark.parametrize("name", list(FAILING))
+async def test_a_failing_planned_run_gives_graphql_cores_errors(seeded, graphql_core, http, name):
+    before = await _plan_counts(http)
+    body = await _same_answer(seeded.seller, graphql_core, FAILING[name], {})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    after = await _plan_counts(http)
+    assert after["fallback"] - before["fallback"] == 1
