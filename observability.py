@@ -26,8 +26,9 @@ GRAPHQL_OPERATIONS = Counter(
 )
 OPERATION_PLANS = Counter(
     "crm_graphql_operation_plans_total",
-    "Operations by how they ran: planned (schema/plans.py), fallback (a planned run dropped "
-    "for graphql-core) or unplanned (graphql-core: not a query, or no plan for its fields)",
+    "Operations (and live events) by how they ran: planned (schema/plans.py), shared (a live "
+    "event's result computed for another subscriber), fallback (a planned run dropped for "
+    "graphql-core) or unplanned (graphql-core: a mutation, or no plan for its fields)",
     ["path"],
 )
 LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")

@@ -86,7 +86,8 @@ class Account(relay.Node):
         return await billing_of(info, "account_id", self.id, since, until)
 
     @strawberry.field(
-        description="The user responsible for the account.", metadata=batched(owners_of)
+        description="The user responsible for the account.",
+        metadata=batched(owners_of, same_for_all=True),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)

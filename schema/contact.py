@@ -154,7 +154,8 @@ class Contact(relay.Node):
         return await one(_accounts, self, info)
 
     @strawberry.field(
-        description="The user responsible for the contact.", metadata=batched(owners_of)
+        description="The user responsible for the contact.",
+        metadata=batched(owners_of, same_for_all=True),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)

@@ -133,7 +133,10 @@ class Deal(relay.Node):
 
         return await load_campaign(info, self.campaign_id)
 
-    @strawberry.field(description="The user responsible for the record.", metadata=batched(_owners))
+    @strawberry.field(
+        description="The user responsible for the record.",
+        metadata=batched(_owners, same_for_all=True),
+    )
     async def owner(self, info: Info) -> User:
         return await one(_owners, self, info)
 
@@ -152,7 +155,7 @@ class Deal(relay.Node):
 
     @strawberry.field(
         description="Users told of every change, comment and development.",
-        metadata=batched(_followers),
+        metadata=batched(_followers, same_for_all=True),
     )
     async def followers(self, info: Info) -> list[User]:
         return await one(_followers, self, info)

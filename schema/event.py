@@ -14,9 +14,11 @@ from models import EventKind
 from models import Notification as NotificationRow
 from resolvers import events
 from resolvers import notification as notifications
+from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
-from schema.user import User, load_optional_user
+from schema.plans import batched, one
+from schema.user import User, users_of
 
 if TYPE_CHECKING:
     from schema.deal import Deal
@@ -28,6 +30,10 @@ EventKindEnum = strawberry.enum(
     name="EventKind",
     description="What happened to a lead or opportunity.",
 )
+
+
+async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]:
+    return await users_of(ctx, [event.actor_id for event in events])
 
 
 @strawberry.type(description="A change, comment or development of a lead or opportunity.")
@@ -62,9 +68,9 @@ class Event(relay.Node):
             row=row,
         )
 
-    @strawberry.field(description="Who did it.")
+    @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:
-        return await load_optional_user(info, self.actor_id)
+        return await one(_actors, self, info)
 
     @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
     async def record(self, info: Info) -> DealRef | None:

@@ -23,6 +23,7 @@ did: a plan never changes a response, it only makes a successful query cheaper.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,17 +65,21 @@ from schema.documents import Lru
 log = logging.getLogger("crm.plans")
 
 BATCH = "crm.batch"  # the metadata key of a batched field's batch function
+SAME_FOR_ALL = "crm.same_for_all"  # ... and whether its values are the same for every viewer
+EVENTS_REMEMBERED = 256  # per subscription plan: the results of its latest events
 PLANS_PER_SCHEMA = 256  # compiled plans kept, least recently used dropped
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
 
 Batch = Callable[[list[Any], RequestContext], Awaitable[list[Any]]]
 
 
-def batched(load: Batch) -> dict[str, Batch]:
+def batched(load: Batch, *, same_for_all: bool = False) -> dict[str, Any]:
     """Field metadata: `load(parents, ctx)` resolves the field for many parents, in their order.
+    `same_for_all`: its values do not depend on who reads them (in the parents' organization),
+    so that a live event's result can be shared by all its subscribers.
 
     The field's own resolver is then `return await one(load, self, info)`."""
-    return {BATCH: load}
+    return {BATCH: load, SAME_FOR_ALL: same_for_all}
 
 
 async def one(load: Batch, parent: Any, info: Any) -> Any:
@@ -222,6 +227,7 @@ class Compiler:
     def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode]) -> None:
         self.schema = schema
         self.fragments = fragments
+        self.same_for_all = True  # until a field whose values depend on the viewer
 
     def collect(
         self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
@@ -289,6 +295,7 @@ class Compiler:
         metadata: Mapping[str, Any] = field.metadata or {}
         batch = metadata.get(BATCH)
         if batch is not None:
+            self.same_for_all &= bool(metadata.get(SAME_FOR_ALL))
             return None, batch
         resolver = field.base_resolver
         if resolver is None:
@@ -334,11 +341,17 @@ class RootField:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    root_type: GraphQLObjectType
     root_fields: tuple[RootField, ...]
+    same_for_all: bool  # its result depends on the root value only, not on the viewer
+    # Subscriptions: the result of each recent event (by its type and id), computed once for
+    # all the subscribers running this plan.
+    events: Lru[tuple[type, Any], asyncio.Future[dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False
+    )
 
     async def run(self, executor: StrawberryGraphQLCoreExecutionContext) -> dict[str, Any]:
-        root_type = executor.schema.query_type
-        assert root_type is not None
+        root_type = self.root_type
         data: dict[str, Any] = {}
         for root in self.root_fields:
             field_def = root_type.fields[root.nodes[0].name.value]
@@ -357,11 +370,10 @@ class Plan:
 def compile_plan(
     schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: dict[str, Any]
 ) -> Plan:
-    if operation.operation is not OperationType.QUERY or operation.directives:
-        raise NoPlan("not a query")
+    root_type = PLANNED.get(operation.operation, lambda _: None)(schema)
+    if root_type is None or operation.directives:
+        raise NoPlan("a mutation, or directives")
     compiler = Compiler(schema, fragments)
-    root_type = schema.query_type
-    assert root_type is not None
     roots = []
     for key, nodes in compiler.collect(root_type, [operation.selection_set]).items():
         name = nodes[0].name.value
@@ -370,7 +382,14 @@ def compile_plan(
             raise NoPlan("introspection")
         sub = [node.selection_set for node in nodes if node.selection_set is not None]
         roots.append(RootField(key, nodes, compiler.shape(definition.type, sub)))
-    return Plan(tuple(roots))
+    return Plan(root_type, tuple(roots), compiler.same_for_all)
+
+
+# Mutations run on graphql-core: serially, and not worth a plan.
+PLANNED: dict[OperationType, Callable[[GraphQLSchema], GraphQLObjectType | None]] = {
+    OperationType.QUERY: lambda schema: schema.query_type,
+    OperationType.SUBSCRIPTION: lambda schema: schema.subscription_type,
+}
 
 
 _plans: WeakKeyDictionary[GraphQLSchema, Lru[tuple[str, str | None], Plan | None]] = (
@@ -381,7 +400,7 @@ _plans: WeakKeyDictionary[GraphQLSchema, Lru[tuple[str, str | None], Plan | None
 def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | None:
     """The operation's plan (compiled on first use), or None when it has none."""
     operation = executor.operation
-    if operation.operation is not OperationType.QUERY or operation.loc is None:
+    if operation.operation not in PLANNED or operation.loc is None:
         return None
     if executor.middleware_manager is not None and executor.middleware_manager.middlewares:
         return None  # per-field middleware must see every field
@@ -399,22 +418,51 @@ def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | None:
 
 
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, running a query on its plan when it has one."""
+    """graphql-core's executor, running a query, or a subscription's event, on its plan when it
+    has one.
+
+    A live event goes to every subscriber of its organization whose feed wants it and who may
+    read it (subscriptions/hub.py). When the subscription's plan gives the same result to every
+    viewer, the first subscriber to run it computes the result and the others take it, so an
+    event costs one execution per distinct subscription document, not one per websocket.
+    """
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         plan = plan_for(self)
         if plan is None:
             OPERATION_PLANS.labels("unplanned").inc()
             return super().execute_operation(serially)
+        if self.operation.operation is OperationType.SUBSCRIPTION and plan.same_for_all:
+            return self._run(plan, serially, shared=True)
         return self._run(plan, serially)
 
-    async def _run(self, plan: Plan, serially: bool | None) -> Any:
+    async def _run(self, plan: Plan, serially: bool | None, *, shared: bool = False) -> Any:
+        path = "planned"
         try:
-            data = await plan.run(self)
+            if shared:
+                data, path = await self._shared(plan)
+            else:
+                data = await plan.run(self)
         except Exception as reason:  # any surprise: graphql-core answers, errors and all
             log.debug("planned run dropped: %r", reason)
             OPERATION_PLANS.labels("fallback").inc()
             result = super().execute_operation(serially)
             return await result if isawaitable(result) else result
-        OPERATION_PLANS.labels("planned").inc()
+        OPERATION_PLANS.labels(path).inc()
         return ExecutionResult(data=data)
+
+    async def _shared(self, plan: Plan) -> tuple[dict[str, Any], str]:
+        """The event's result, computed by the first of its subscribers to ask ("planned"),
+        taken by the others ("shared"). Shielded: a subscriber that leaves meanwhile does not
+        cancel the others' result."""
+        payload = self.root_value
+        key = (type(payload), getattr(payload, "id", None))
+        if key[1] is None:
+            return await plan.run(self), "planned"
+        result = plan.events.get(key)
+        path = "shared"
+        if result is None:
+            result = asyncio.ensure_future(plan.run(self))
+            plan.events.put(key, result)
+            path = "planned"
+        return await asyncio.shield(result), path

@@ -69,7 +69,7 @@ class User(relay.Node):
 
     @strawberry.field(
         description="The sales manager (or admin) this user reports to.",
-        metadata=batched(_managers),
+        metadata=batched(_managers, same_for_all=True),
     )
     async def manager(self, info: Info) -> User | None:
         return await one(_managers, self, info)

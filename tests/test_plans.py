@@ -7,13 +7,19 @@ what are the same on both paths. /metrics shows which path each operation took.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+from graphql import parse
 
+from config import settings
+from schema import build_schema
+from schema.plans import compile_plan
 from tests.helpers import (
     DELETE,
     Api,
@@ -22,9 +28,12 @@ from tests.helpers import (
     create_contact,
     create_lead,
     create_opportunity,
+    wait_for_subscriptions,
 )
 from tests.processes import ServerProcess
+from tests.test_deals import ADD_FOLLOWER, COMMENT
 from tests.test_pipeline_sql import PIPELINE, seed_pipeline
+from tests.ws import live_client
 
 FRAGMENTS = """
 query Fragments($first: Int!) {
@@ -77,7 +86,7 @@ FAILING = {
 
 
 async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
-    counts = {"planned": 0.0, "fallback": 0.0, "unplanned": 0.0}
+    counts = {"planned": 0.0, "shared": 0.0, "fallback": 0.0, "unplanned": 0.0}
     for line in (await http.get("/metrics")).text.splitlines():
         if line.startswith("crm_graphql_operation_plans_total{"):
             path = line.split('path="')[1].split('"')[0]
@@ -158,7 +167,7 @@ async def test_plans_answer_as_graphql_core_for_every_viewer(
         assert not body.get("errors"), body
     after = await _plan_counts(http)
     assert after["planned"] - before["planned"] == len(viewers)
-    assert after["fallback"] == before["fallback"]
+    assert after["fallback"] == before["fallback"] and after["shared"] == before["shared"]
 
 
 async def test_the_pipeline_reads_only_what_each_viewer_may(seeded, other_org, graphql_core):
@@ -197,3 +206,77 @@ async def test_a_failing_planned_run_gives_graphql_cores_errors(seeded, graphql_
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     after = await _plan_counts(http)
     assert after["fallback"] - before["fallback"] == 1
+
+
+FOLLOWED = """subscription { followedEvents {
+  kind cursor recordId changes createdAt actor { id fullName role manager { email } } } }"""
+FOLLOWED_RECORDS = """subscription { followedEvents { kind record { id
+  ... on Lead { isFollowedByViewer owner { fullName } } } } }"""
+
+
+async def _followers_of_a_lead(org: Org) -> tuple[str, list[Member]]:
+    lead = await create_lead(org.seller)
+    followers = [org.admin, org.manager, org.teammate, org.outsider]
+    for member in followers:
+        await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=member.id)
+    return lead["id"], followers
+
+
+async def test_a_live_event_runs_once_for_all_its_subscribers(live_server, http, org):
+    """Four followers with the same selection: the first to take the event runs its plan, the
+    other three take its result, and all four get the same payload."""
+    lead, followers = await _followers_of_a_lead(org)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(live_client(live_server.base_url, m.api.token))
+            for m in followers
+        ]
+        before_open = await wait_for_subscriptions(http, 0)
+        subscriptions = [await client.subscribe(FOLLOWED) for client in clients]
+        await wait_for_subscriptions(http, before_open + len(followers))
+        before = await _plan_counts(http)
+        await org.seller.api.data(COMMENT, record=lead, body="Shared")
+        payloads = [await subscription.next() for subscription in subscriptions]
+        after = await _plan_counts(http)
+    assert payloads[0]["data"]["followedEvents"]["actor"]["id"] == org.seller.id
+    assert all(payload == payloads[0] for payload in payloads)
+    assert (after["planned"] - before["planned"], after["shared"] - before["shared"]) == (1, 3)
+
+
+async def test_a_selection_that_depends_on_the_viewer_runs_for_each(live_server, http, org):
+    """A record, and whether the viewer follows it, are each follower's own: such a selection
+    runs for each subscriber, and each gets its own answer."""
+    lead, _ = await _followers_of_a_lead(org)
+    await org.admin.api.data("mutation($r: ID!) { unfollowRecord(recordId: $r) { id } }", r=lead)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(live_client(live_server.base_url, m.api.token))
+            for m in (org.admin, org.manager)
+        ]
+        before_open = await wait_for_subscriptions(http, 0)
+        subscriptions = [await client.subscribe(FOLLOWED_RECORDS) for client in clients]
+        await wait_for_subscriptions(http, before_open + 2)
+        before = await _plan_counts(http)
+        await org.seller.api.data(COMMENT, record=lead, body="Yours")
+        manager = await subscriptions[1].next()
+        await subscriptions[0].expect_nothing(0.3)  # the admin no longer follows it
+        after = await _plan_counts(http)
+    assert manager["data"]["followedEvents"]["record"]["isFollowedByViewer"] is True
+    assert after["shared"] == before["shared"]
+    assert after["unplanned"] - before["unplanned"] == 2  # the comment, and its one delivery
+
+
+def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
+    """A live event's result is shared only when no field of the selection depends on who
+    reads it: users (actors, owners, managers) are the organization's; contacts and accounts
+    are read through the viewer's rules."""
+    schema = build_schema(replace(settings, database_url="sqlite://:memory:"))._schema
+    shared = "subscription { followedEvents { kind actor { id manager { fullName } } } }"
+    per_viewer = "{ opportunities { nodes { name owner { id } contact { email } } } }"
+    plans = {}
+    for text in (shared, per_viewer):
+        document = parse(text)
+        operation = document.definitions[0]
+        plans[text] = compile_plan(schema, operation, {})
+    assert plans[shared].same_for_all
+    assert not plans[per_viewer].same_for_all
