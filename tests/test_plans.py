@@ -19,6 +19,7 @@ from graphql import parse
 
 from config import settings
 from schema import build_schema
+from schema.cost import operation_of
 from schema.plans import compile_plan
 from tests.helpers import (
     DELETE,
@@ -275,8 +276,8 @@ def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
     per_viewer = "{ opportunities { nodes { name owner { id } contact { email } } } }"
     plans = {}
     for text in (shared, per_viewer):
-        document = parse(text)
-        operation = document.definitions[0]
+        operation = operation_of(parse(text), None)
+        assert operation is not None
         plans[text] = compile_plan(schema, operation, {})
     assert plans[shared].same_for_all
     assert not plans[per_viewer].same_for_all
