@@ -93,7 +93,7 @@ async def related(
 ) -> list[Any]:
     """The record of each id through a DataLoader, converted (None for a None id or a record
     the loader does not find), in the order of `ids`."""
-    wanted = [key for key in ids if key is not None]
+    wanted = list(dict.fromkeys(key for key in ids if key is not None))  # each id once
     found = dict(zip(wanted, await loader.load_many(wanted), strict=True))
     return [None if (row := found.get(key)) is None else convert(row) for key in ids]  # type: ignore[arg-type]
 
@@ -209,8 +209,9 @@ def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
 
 
 def _global_ids(type_name: str, id_attr: str) -> Callable[[list[Any]], list[Any]]:
+    """relay.Node's ids, as the strings their GlobalID serializes to."""
     read_id = attrgetter(id_attr)
-    return lambda parents: [relay.GlobalID(type_name, str(read_id(p))) for p in parents]
+    return lambda parents: [relay.to_base64(type_name, read_id(p)) for p in parents]
 
 
 def _takes_only_self(resolver: StrawberryResolver[Any]) -> bool:
