@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from graphql import parse
+from tortoise import Tortoise
 
 from config import settings
+from resolvers.loaders import instances
 from schema import build_schema
 from schema.cost import operation_of
 from schema.plans import compile_plan
@@ -281,3 +283,19 @@ def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
         plans[text] = compile_plan(schema, operation, {})
     assert plans[shared].same_for_all
     assert not plans[per_viewer].same_for_all
+
+
+async def test_loader_rows_are_the_instances_tortoise_builds(seeded):
+    """resolvers/loaders.py builds model instances itself, a statement at a time: for every
+    model with rows, they are what Tortoise's own `_init_from_db` builds from the same rows."""
+    checked = []
+    for model in Tortoise.apps["models"].values():
+        table = model._meta.db_table
+        _, rows = await model._meta.db.execute_query(f'SELECT * FROM "{table}" LIMIT 50')
+        if not rows:
+            continue
+        ours = [vars(instance) for instance in instances(model, rows)]
+        theirs = [vars(model._init_from_db(**dict(row))) for row in rows]
+        assert ours == theirs, table
+        checked.append(table)
+    assert {"contact", "crm_user", "opportunity", "opportunity_participant"} <= set(checked)
