@@ -42,6 +42,9 @@ class Lru(Generic[K, V]):
         self._entries.move_to_end(key)
         return self._entries[key]
 
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
     def put(self, key: K, value: V) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)

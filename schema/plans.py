@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from inspect import isawaitable
 from operator import attrgetter
@@ -67,10 +67,14 @@ log = logging.getLogger("crm.plans")
 BATCH = "crm.batch"  # the metadata key of a batched field's batch function
 SAME_FOR_ALL = "crm.same_for_all"  # ... and whether its values are the same for every viewer
 EVENTS_REMEMBERED = 256  # per subscription plan: the results of its latest events
+# ... shared for this long after the first subscriber computed one: the subscribers an event is
+# dispatched to take it within milliseconds, while a replay or a lagging queue, later, computes
+# afresh and sees the rows as they are then.
+SHARED_FOR_SECONDS = 1.0
 PLANS_PER_SCHEMA = 256  # compiled plans kept, least recently used dropped
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
 
-Batch = Callable[[list[Any], RequestContext], Awaitable[list[Any]]]
+Batch = Callable[[list[Any], RequestContext], Coroutine[Any, Any, list[Any]]]
 
 
 def batched(load: Batch, *, same_for_all: bool = False) -> dict[str, Any]:
@@ -149,12 +153,21 @@ async def complete(shape: Shape, values: Sequence[Any], ctx: RequestContext) -> 
     if len(present) != len(values) and not shape.nullable:
         raise NoPlan("null in a non-null field")
     if isinstance(shape, ListOf):
-        flat = [item for value in present for item in value]
+        lists = [_as_list(value) for value in present]
+        flat = [item for value in lists for item in value]
         items = iter(await complete(shape.item, flat, ctx))
-        done = iter([[next(items) for _ in value] for value in present])
+        done = iter([[next(items) for _ in value] for value in lists])
     else:
         done = iter(await shape.selection.resolve(present, ctx))
     return [None if value is None else next(done) for value in values]
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A list field's value, read once (graphql-core takes any iterable but a string or a
+    mapping, and reports the rest as an error: for those, no plan)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise NoPlan("a list field's value is not a list")
+    return list(value)
 
 
 # Fields and selections
@@ -173,20 +186,21 @@ class Selection:
     """The fields selected on one object type, in response order."""
 
     fields: tuple[Field, ...]
+    is_type_of: Callable[[Any, Any], Any] | None  # the type's check of its values, if any
 
     async def resolve(self, parents: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = [{} for _ in parents]
         if not parents:
             return results
-        # Every relation of the level at once: their DataLoaders dispatch in the same tick.
-        loading = [field for field in self.fields if field.load is not None]
-        loaded = dict(
-            zip(
-                (field.key for field in loading),
-                await asyncio.gather(*(field.load(parents, ctx) for field in loading)),  # type: ignore[misc]
-                strict=True,
-            )
-        )
+        check = self.is_type_of
+        if check is not None and any(check(parent, None) is not True for parent in parents):
+            raise NoPlan("a value that is not of its field's type")
+        # Every relation of the level at once: their DataLoaders dispatch in the same tick. The
+        # first to fail cancels the others (the operation then runs on graphql-core).
+        loading = [(field.key, field.load) for field in self.fields if field.load is not None]
+        async with asyncio.TaskGroup() as group:
+            tasks = {key: group.create_task(load(parents, ctx)) for key, load in loading}
+        loaded = {key: task.result() for key, task in tasks.items()}
         for field in self.fields:
             values = loaded[field.key] if field.read is None else field.read(parents)
             for result, value in zip(
@@ -273,7 +287,8 @@ class Compiler:
         self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
     ) -> Selection:
         collected = self.collect(parent, selection_sets)
-        return Selection(tuple(self.field(parent, key, nodes) for key, nodes in collected.items()))
+        fields = tuple(self.field(parent, key, nodes) for key, nodes in collected.items())
+        return Selection(fields, parent.is_type_of)
 
     def field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> Field:
         name = nodes[0].name.value
@@ -346,8 +361,8 @@ class Plan:
     root_fields: tuple[RootField, ...]
     same_for_all: bool  # its result depends on the root value only, not on the viewer
     # Subscriptions: the result of each recent event (by its type and id), computed once for
-    # all the subscribers running this plan.
-    events: Lru[tuple[type, Any], asyncio.Future[dict[str, Any]]] = dataclasses.field(
+    # all the subscribers running this plan, and when.
+    events: Lru[tuple[type, Any], tuple[float, asyncio.Future[dict[str, Any]]]] = dataclasses.field(
         default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False
     )
 
@@ -460,10 +475,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         key = (type(payload), getattr(payload, "id", None))
         if key[1] is None:
             return await plan.run(self), "planned"
-        result = plan.events.get(key)
-        path = "shared"
-        if result is None:
-            result = asyncio.ensure_future(plan.run(self))
-            plan.events.put(key, result)
-            path = "planned"
-        return await asyncio.shield(result), path
+        now = asyncio.get_running_loop().time()
+        known = plan.events.get(key)
+        if known is not None and now - known[0] <= SHARED_FOR_SECONDS:
+            result, path = known[1], "shared"
+        else:
+            result, path = asyncio.ensure_future(plan.run(self)), "planned"
+            plan.events.put(key, (now, result))
+        try:
+            return await asyncio.shield(result), path
+        except Exception:
+            plan.events.discard(key)  # each subscriber then falls back on its own
+            raise

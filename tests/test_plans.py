@@ -11,6 +11,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from graphql import parse
 from tortoise import Tortoise
 
 from config import settings
+from models import Account, User
 from resolvers.loaders import instances
 from schema import build_schema
 from schema.cost import operation_of
@@ -31,6 +33,7 @@ from tests.helpers import (
     create_contact,
     create_lead,
     create_opportunity,
+    pk,
     wait_for_subscriptions,
 )
 from tests.processes import ServerProcess
@@ -299,3 +302,29 @@ async def test_loader_rows_are_the_instances_tortoise_builds(seeded):
         assert ours == theirs, table
         checked.append(table)
     assert {"contact", "crm_user", "opportunity", "opportunity_participant"} <= set(checked)
+
+
+def _without_request_ids(body: dict[str, Any]) -> dict[str, Any]:
+    for error in body.get("errors") or ():
+        error.get("extensions", {}).pop("requestId", None)
+    return body
+
+
+async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, graphql_core, http):
+    """An account deleted behind the API's back (its rules refuse that while it has live deals):
+    its opportunities' non-null `account` is null. The planned run is dropped, and the answer is
+    graphql-core's: the error, and nulls up to the nearest nullable field."""
+    seller = await User.get(id=pk(seeded.seller.id))
+    await Account.filter(organization_id=seller.organization_id, name="Pipeline account 0").update(
+        deleted_at=datetime.now(UTC)
+    )
+    before = await _plan_counts(http)
+    planned = _without_request_ids(await seeded.seller.api.post(PIPELINE, {"first": 50}))
+    reference = _without_request_ids(
+        await Api(graphql_core, seeded.seller.api.token).post(PIPELINE, {"first": 50})
+    )
+    after = await _plan_counts(http)
+    assert json.dumps(planned) == json.dumps(reference)
+    assert planned["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert planned["errors"][0]["path"][-1] == "account"
+    assert after["fallback"] - before["fallback"] == 1
