@@ -15,6 +15,9 @@ from models import (
     PipelineStage,
     User,
 )
+from tests.helpers import create_contact, create_opportunity
+from tests.test_activities import PLAN as PLAN_ACTIVITY
+from tests.test_deals import ADD_FOLLOWER, ADD_PARTICIPANT, COMMENT
 
 PIPELINE = """
 query Pipeline($first: Int!) {
@@ -100,3 +103,71 @@ async def test_pipeline_statements_do_not_grow_with_the_page(org, sql_statements
         counts[size] = len(seen)
     heads = [s.split(" FROM ")[1][:60] if " FROM " in s else s[:60] for s in seen]
     assert counts == {10: EXPECTED_STATEMENTS, 100: EXPECTED_STATEMENTS}, (counts, "\n".join(heads))
+
+
+DETAIL = """
+query Detail($id: ID!) {
+  node(id: $id) {
+    ... on Opportunity {
+      id name amount status version
+      account { id name owner { fullName } }
+      contact { id fullName email tags }
+      participants { role contact { id fullName account { name } } }
+      followers { id fullName manager { fullName } }
+      owner { id fullName }
+      stage { id name }
+      comments(first: 20) { totalCount edges { node { id body author { fullName } } } }
+      activities(first: 20) { edges { node { id subject owner { fullName }
+        attendees { fullName } } } }
+      history(first: 20) { edges { node { kind actor { fullName } } } }
+    }
+  }
+}"""
+
+
+# The token and the record; the comments, activities and history pages and the comments' count;
+# the record's account, participants, follower ids, owner and stage; the participants' contacts
+# and the activities' attendees; and one batch of the users not loaded yet (the followers, the
+# authors, actors and owners, the managers).
+DETAIL_STATEMENTS = 14
+
+
+async def _detail_record(org, size: int) -> str:
+    """An opportunity with `size` participants, followers, comments and activities."""
+    opportunity = await create_opportunity(org.seller)
+    colleagues = [org.admin, org.manager, org.teammate, org.outsider]
+    for i in range(size):
+        contact = await create_contact(org.seller, tags=[f"t{i}"])
+        await org.seller.api.data(
+            ADD_PARTICIPANT, input={"recordId": opportunity["id"], "contactId": contact["id"]}
+        )
+        member = colleagues[i % len(colleagues)]
+        await org.seller.api.data(ADD_FOLLOWER, record=opportunity["id"], user=member.id)
+        await member.api.data(COMMENT, record=opportunity["id"], body=f"Comment {i}")
+        await org.seller.api.data(
+            PLAN_ACTIVITY,
+            input={
+                "kind": "CALL",
+                "subject": f"Call {i}",
+                "dueDate": "2027-01-15",
+                "opportunityId": opportunity["id"],
+                "attendeeIds": [contact["id"]],
+            },
+        )
+    return opportunity["id"]
+
+
+async def test_detail_view_statements_do_not_grow_with_the_record(org, sql_statements):
+    """The record's detail view (its relations, and pages of its comments, activities and
+    history with theirs) runs as many statements for 1 of each as for 4."""
+    counts = {}
+    for size in (1, 4):
+        record = await _detail_record(org, size)
+        with sql_statements() as seen:
+            data = await org.seller.api.data(DETAIL, id=record)
+        node = data["node"]
+        assert len(node["participants"]) == size and len(node["followers"]) == min(size, 4)
+        assert node["comments"]["totalCount"] == size
+        assert len(node["activities"]["edges"]) == size
+        counts[size] = len(seen)
+    assert counts == {1: DETAIL_STATEMENTS, 4: DETAIL_STATEMENTS}, counts
