@@ -127,8 +127,8 @@ query Detail($id: ID!) {
 
 # The token and the record; the comments, activities and history pages and the comments' count;
 # the record's account, participants, follower ids, owner and stage; the participants' contacts
-# and the activities' attendees; and one batch of the users not loaded yet (the followers, the
-# authors, actors and owners, the managers).
+# and the activities' attendees; and two batches of users (those the record names, then those
+# its comments, activities, history and followers name: authors, owners, actors, managers).
 DETAIL_STATEMENTS = 14
 
 
