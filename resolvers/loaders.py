@@ -45,11 +45,19 @@ class Loader(DataLoader[K, V]):
     of the field's error). Each read waits on a shield of the shared futures instead."""
 
     def load(self, key: K) -> Awaitable[V]:
-        return asyncio.shield(super().load(key))
+        return asyncio.shield(_retrieved(super().load(key)))
 
     def load_many(self, keys: Iterable[K]) -> Awaitable[list[V]]:
         load = super().load
-        return asyncio.shield(asyncio.gather(*(load(key) for key in keys)))
+        return asyncio.shield(_retrieved(asyncio.gather(*(load(key) for key in keys))))
+
+
+def _retrieved(future: Awaitable[V]) -> Awaitable[V]:
+    """A shielded future whose readers were all cancelled may still fail: its error is then
+    nobody's, and is taken here rather than logged as never retrieved."""
+    if isinstance(future, asyncio.Future):
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
 
 
 def _live_contact(table: str) -> str:
@@ -293,8 +301,8 @@ class Loaders:
         """After a write to a record's roles, later loads in this request read them anew."""
         for name in ("participants", "followers"):
             loader = self._per_kind.get((kind.name, name))
-            if loader is not None:
-                loader.clear(record_id)
+            if loader is not None and loader.cache_map.get(record_id) is not None:
+                loader.clear(record_id)  # (clearing a key never loaded raises KeyError)
 
     def _kind_loader(self, kind: DealKind[Any], name: str, make: Any) -> Loader[int, Any]:
         key = (kind.name, name)

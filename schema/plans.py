@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from inspect import isawaitable
 from operator import attrgetter
@@ -52,7 +52,7 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, Undefined
+from graphql.pyutils import Path, Undefined, gather_with_cancel, is_iterable
 from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
@@ -165,7 +165,7 @@ async def complete(shape: Shape, values: Sequence[Any], ctx: RequestContext) -> 
 def _as_list(value: Any) -> list[Any]:
     """A list field's value, read once (graphql-core takes any iterable but a string or a
     mapping, and reports the rest as an error: for those, no plan)."""
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+    if not is_iterable(value):  # graphql-core's own test
         raise NoPlan("a list field's value is not a list")
     return list(value)
 
@@ -196,11 +196,11 @@ class Selection:
         if check is not None and any(check(parent, None) is not True for parent in parents):
             raise NoPlan("a value that is not of its field's type")
         # Every relation of the level at once: their DataLoaders dispatch in the same tick. The
-        # first to fail cancels the others (the operation then runs on graphql-core).
+        # first to fail stops the others from going on (the operation then runs on graphql-core;
+        # a statement already sent finishes, and its rows serve graphql-core's run).
         loading = [(field.key, field.load) for field in self.fields if field.load is not None]
-        async with asyncio.TaskGroup() as group:
-            tasks = {key: group.create_task(load(parents, ctx)) for key, load in loading}
-        loaded = {key: task.result() for key, task in tasks.items()}
+        values = await gather_with_cancel(*(load(parents, ctx) for _, load in loading))
+        loaded = {key: value for (key, _), value in zip(loading, values, strict=True)}
         for field in self.fields:
             values = loaded[field.key] if field.read is None else field.read(parents)
             for result, value in zip(
@@ -477,13 +477,14 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return await plan.run(self), "planned"
         now = asyncio.get_running_loop().time()
         known = plan.events.get(key)
-        if known is not None and now - known[0] <= SHARED_FOR_SECONDS:
-            result, path = known[1], "shared"
+        if known is not None and (not known[1].done() or now - known[0] <= SHARED_FOR_SECONDS):
+            result, path = known[1], "shared"  # still running, or done within the second
         else:
             result, path = asyncio.ensure_future(plan.run(self)), "planned"
             plan.events.put(key, (now, result))
         try:
             return await asyncio.shield(result), path
         except Exception:
-            plan.events.discard(key)  # each subscriber then falls back on its own
+            if (entry := plan.events.get(key)) is not None and entry[1] is result:
+                plan.events.discard(key)  # each subscriber then falls back on its own
             raise

@@ -253,3 +253,20 @@ async def test_concurrent_writes_to_one_record_never_lose_or_duplicate(org):
     assert [f["id"] for f in seen["followers"]] == [org.outsider.id]
     assert [p["contact"]["id"] for p in seen["participants"]] == [contact["id"]]
     assert seen["version"] == version + 1
+
+
+async def test_role_changes_on_two_records_in_one_document(org):
+    """Each mutation forgets its record's cached roles; the second record's were never loaded
+    (forgetting them used to raise)."""
+    first, second = await create_opportunity(org.seller), await create_opportunity(org.seller)
+    data = await org.seller.api.data(
+        """mutation($a: ID!, $b: ID!, $u: ID!) {
+          a: addFollower(recordId: $a, userId: $u) { id followers { id } }
+          b: addFollower(recordId: $b, userId: $u) { id followers { id } }
+        }""",
+        a=first["id"],
+        b=second["id"],
+        u=org.teammate.id,
+    )
+    assert org.teammate.id in [f["id"] for f in data["a"]["followers"]]
+    assert org.teammate.id in [f["id"] for f in data["b"]["followers"]]
