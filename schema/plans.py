@@ -14,10 +14,15 @@ compiled once per document, resolves each field once for all the objects of its 
 - root fields are called exactly as graphql-core calls them (arguments, info, resolver).
 
 An operation with anything else (a nested field with arguments, an abstract type below the root,
-a directive, a mutation or a subscription) has no plan and runs on graphql-core. A planned run
-that meets anything unexpected (an error from a resolver, a null in a non-null field) is dropped
-and the operation runs again on graphql-core, which produces the answer and the errors it always
-did: a plan never changes a response, it only makes a successful query cheaper.
+a directive, or a mutation) has no plan and runs on graphql-core. A planned run that meets
+anything unexpected (an error from a resolver, a null in a non-null field, a value not of its
+field's type) is dropped and the operation runs again on graphql-core, which produces the answer
+and the errors it always did: a plan never changes a response, it only makes a successful query
+cheaper.
+
+A subscription's events run on its plan too, the event as the root field's value; when no field
+of the selection depends on the viewer, its subscribers share one run per event
+(`PlannedExecutor`).
 """
 
 from __future__ import annotations
