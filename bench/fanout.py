@@ -12,10 +12,10 @@ in this process. The client runs on the same machine as the servers, Redis and P
     .venv/bin/python bench/fanout.py                    # 100 then 1,000 followers, Redis bus
     .venv/bin/python bench/fanout.py --quick            # smoke run: 50 followers, 3 rounds
     .venv/bin/python bench/fanout.py --bus postgres --followers 100 --rounds 10
-    .venv/bin/python bench/fanout.py --followers 10000 --rounds 3
 
-10,000 followers take 10,000 Redis connections for the baseline alone, Redis's default limit:
-raise it first (`redis-cli config set maxclients 19968`, until Redis restarts).
+Followers are seeded through the API, and each `addFollower` notifies the followers before it:
+seeding is quadratic, fine up to a few thousand. (10,000 would also take 10,000 Redis
+connections for the baseline alone, Redis's default limit.)
 
 Exits non-zero when a subscriber misses a delivery or gets one twice, or anything fails.
 """
