@@ -215,18 +215,25 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def pipeline_figures(
-    http: httpx.AsyncClient, call: Callable[[], Awaitable[None]], rounds: int, seconds: float
-) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {"rps": [], "p50": [], "p99": [], "single_p50": []}
-    for _ in range(5):
-        await call()  # warm up
-    for _ in range(rounds):
-        rps, latencies = await load(call, 10, seconds)
-        figures["rps"].append(rps)
-        figures["p50"].append(percentile(latencies, 0.5))
-        figures["p99"].append(percentile(latencies, 0.99))
-        _, alone = await load(call, 1, seconds / 2)
-        figures["single_p50"].append(percentile(alone, 0.5))
+    calls: dict[str, Callable[[], Awaitable[None]]], rounds: int, seconds: float
+) -> dict[str, dict[str, list[float]]]:
+    """Each round measures every server in turn (10 clients, then one), so that a ratio
+    compares measurements minutes apart at most: this machine's speed drifts between runs."""
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"rps": [], "p50": [], "p99": [], "single_p50": []} for name in calls
+    }
+    for call in calls.values():
+        for _ in range(5):
+            await call()  # warm up
+    for round_ in range(rounds):
+        for name, call in calls.items():
+            log(f"pipeline: {name}, round {round_ + 1} of {rounds}")
+            rps, latencies = await load(call, 10, seconds)
+            figures[name]["rps"].append(rps)
+            figures[name]["p50"].append(percentile(latencies, 0.5))
+            figures[name]["p99"].append(percentile(latencies, 0.99))
+            _, alone = await load(call, 1, seconds / 2)
+            figures[name]["single_p50"].append(percentile(alone, 0.5))
     return figures
 
 
@@ -359,10 +366,6 @@ async def main(args: argparse.Namespace) -> int:
                         headers={"authorization": f"Bearer {token}"},
                     )
                 ).json()["data"]["createApiKey"]["secret"]
-                log("pipeline: graph")
-                results["graph"] = await pipeline_figures(
-                    http, graphql_call(http, token, PIPELINE, {"first": 50}), rounds, seconds
-                )
                 async with httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{raw_port}",
                     timeout=60,
@@ -380,8 +383,12 @@ async def main(args: argparse.Namespace) -> int:
                         response = await raw_http.get("/pipeline", params={"viewer": admin_id})
                         assert response.status_code == 200
 
-                    log("pipeline: raw baseline")
-                    results["raw"] = await pipeline_figures(raw_http, raw_call, rounds, seconds)
+                    graph_call = graphql_call(http, token, PIPELINE, {"first": 50})
+                    results.update(
+                        await pipeline_figures(
+                            {"graph": graph_call, "raw": raw_call}, rounds, seconds
+                        )
+                    )
                 log("deep paging")
                 async with httpx.AsyncClient(
                     base_url=server.base_url, timeout=60, trust_env=False
