@@ -155,10 +155,7 @@ async def accounts_of_records(records: list[Any], ctx: RequestContext) -> list[A
 
 
 async def load_account(info: Info, account_id: int | None) -> Account | None:
-    if account_id is None:
-        return None
-    row = await context(info).loaders.account.load(account_id)
-    return Account.from_row(row) if row else None
+    return (await accounts_of(context(info), [account_id]))[0]
 
 
 @strawberry.enum(description="What accounts can be sorted by.")

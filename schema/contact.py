@@ -167,10 +167,7 @@ async def contacts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Co
 
 
 async def load_contact(info: Info, contact_id: int | None) -> Contact | None:
-    if contact_id is None:
-        return None
-    row = await context(info).loaders.contact.load(contact_id)
-    return Contact.from_row(row) if row else None
+    return (await contacts_of(context(info), [contact_id]))[0]
 
 
 @strawberry.enum(description="What contacts can be sorted by.")

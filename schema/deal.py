@@ -18,7 +18,7 @@ from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, contacts_of
 from schema.plans import batched, one
-from schema.user import User, load_user, users_of
+from schema.user import User, load_user, owners_of, users_of
 
 if TYPE_CHECKING:
     from schema.account import Account
@@ -71,10 +71,6 @@ class DefaultRecipient:
 
 
 # Relations of deals, for a list of deals at once (a level of a plan's deals is of one type).
-
-
-async def _owners(deals: list[Deal], ctx: RequestContext) -> list[User | None]:
-    return await users_of(ctx, [deal.owner_id for deal in deals])
 
 
 async def _contacts(deals: list[Deal], ctx: RequestContext) -> list[Contact | None]:
@@ -135,10 +131,10 @@ class Deal(relay.Node):
 
     @strawberry.field(
         description="The user responsible for the record.",
-        metadata=batched(_owners, same_for_all=True),
+        metadata=batched(owners_of, same_for_all=True),
     )
     async def owner(self, info: Info) -> User:
-        return await one(_owners, self, info)
+        return await one(owners_of, self, info)
 
     @strawberry.field(
         description="The primary contact: the default recipient of messages.",

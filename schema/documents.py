@@ -52,6 +52,14 @@ class Lru(Generic[K, V]):
             self._entries.popitem(last=False)
 
 
+def per_schema(caches: WeakKeyDictionary[Any, Lru[K, V]], schema: Any, size: int) -> Lru[K, V]:
+    """A schema's own cache in `caches` (made on first use, gone with the schema)."""
+    cache = caches.get(schema)
+    if cache is None:
+        cache = caches[schema] = Lru(size)
+    return cache
+
+
 _documents: WeakKeyDictionary[Any, Lru[str, DocumentNode]] = WeakKeyDictionary()
 
 
@@ -61,10 +69,7 @@ class DocumentCache(SchemaExtension):
     reused = False
 
     def _cache(self) -> Lru[str, DocumentNode]:
-        schema = self.execution_context.schema
-        if schema not in _documents:
-            _documents[schema] = Lru(DOCUMENTS_PER_SCHEMA)
-        return _documents[schema]
+        return per_schema(_documents, self.execution_context.schema, DOCUMENTS_PER_SCHEMA)
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context

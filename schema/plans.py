@@ -65,7 +65,7 @@ from strawberry.types.fields.resolver import StrawberryResolver
 
 from observability import OPERATION_PLANS
 from resolvers.context import RequestContext
-from schema.documents import Lru
+from schema.documents import Lru, per_schema
 
 log = logging.getLogger("crm.plans")
 
@@ -425,7 +425,7 @@ def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | None:
         return None
     if executor.middleware_manager is not None and executor.middleware_manager.middlewares:
         return None  # per-field middleware must see every field
-    cache = _plans.setdefault(executor.schema, Lru(PLANS_PER_SCHEMA))
+    cache = per_schema(_plans, executor.schema, PLANS_PER_SCHEMA)
     key = (operation.loc.source.body, operation.name.value if operation.name else None)
     if key in cache:
         return cache.get(key)

@@ -76,16 +76,13 @@ class User(relay.Node):
 
 
 async def load_optional_user(info: Info, user_id: int | None) -> User | None:
-    if user_id is None:
-        return None
-    row = await context(info).loaders.user.load(user_id)
-    return User.from_row(row) if row else None
+    return (await users_of(context(info), [user_id]))[0]
 
 
 async def load_user(info: Info, user_id: int) -> User:
-    row = await context(info).loaders.user.load(user_id)
-    assert row is not None, f"user {user_id} referenced but missing"
-    return User.from_row(row)
+    user = await load_optional_user(info, user_id)
+    assert user is not None, f"user {user_id} referenced but missing"
+    return user
 
 
 @strawberry.enum(description="What users can be sorted by.")
