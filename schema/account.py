@@ -28,6 +28,7 @@ from schema.base import (
 )
 from schema.plans import batched, one, related
 from schema.product import BILLING_HELP
+from schema.projections import table, to_one
 from schema.user import User, owners_of
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Account(relay.Node):
 
     @strawberry.field(
         description="The user responsible for the account.",
-        metadata=batched(owners_of, same_for_all=True),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)
@@ -142,6 +143,9 @@ class Account(relay.Node):
         return await opportunities_connection(
             info, first, after, last, before, filter, order_by, account_id=self.id
         )
+
+
+table(Account, AccountRow, columns=("name", "industry", "website", "country", "region", "city"))
 
 
 async def accounts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Account | None]:

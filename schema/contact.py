@@ -29,6 +29,7 @@ from schema.base import (
 )
 from schema.plans import batched, one, related
 from schema.product import BILLING_HELP
+from schema.projections import sql_field, table, to_one
 from schema.user import User, owners_of
 
 if TYPE_CHECKING:
@@ -96,7 +97,10 @@ class Contact(relay.Node):
     async def tags(self, info: Info) -> list[str]:
         return await one(_tags, self, info)
 
-    @strawberry.field(description="First and last name.")
+    @strawberry.field(
+        description="First and last name.",
+        metadata=sql_field("{row}.first_name || ' ' || {row}.last_name"),
+    )
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
@@ -149,16 +153,35 @@ class Contact(relay.Node):
 
         return await billing_of(info, "contact_id", self.id, since, until)
 
-    @strawberry.field(description="The account the contact works at.", metadata=batched(_accounts))
+    @strawberry.field(
+        description="The account the contact works at.",
+        metadata=batched(_accounts, sql=to_one("account", "account_id", live=True)),
+    )
     async def account(self, info: Info) -> AccountRef | None:
         return await one(_accounts, self, info)
 
     @strawberry.field(
         description="The user responsible for the contact.",
-        metadata=batched(owners_of, same_for_all=True),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)
+
+
+table(
+    Contact,
+    ContactRow,
+    columns=(
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "title",
+        "lifecycle_stage",
+        "do_not_contact",
+        "lifecycle_pinned",
+    ),
+)
 
 
 async def contacts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Contact | None]:

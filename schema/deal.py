@@ -10,7 +10,7 @@ import strawberry
 from strawberry import relay
 
 from models import Comment as CommentRow
-from models import Visibility
+from models import OpportunityParticipant, Visibility
 from resolvers import deal as deals
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
@@ -18,6 +18,7 @@ from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, contacts_of
 from schema.plans import batched, one
+from schema.projections import Join, table, to_one
 from schema.user import User, load_user, owners_of, users_of
 
 if TYPE_CHECKING:
@@ -47,10 +48,36 @@ class Participant:
     added_at: datetime
     contact_id: strawberry.Private[int]
 
-    @strawberry.field(metadata=batched(_participant_contacts))
+    @strawberry.field(
+        metadata=batched(_participant_contacts, sql=to_one("contact", "contact_id", live=True))
+    )
     async def contact(self, info: Info) -> Contact:
         # Non-null: participants of deleted contacts are removed.
         return await one(_participant_contacts, self, info)
+
+
+# Participants of leads and of opportunities have the same columns (the table is the deal's),
+# and no id in the graph: they are reached from their deal only.
+table(Participant, OpportunityParticipant, columns=("role",), by_id=False)
+
+# A deal's relations in SQL. The participants and followers tables are the deal kind's (`table`
+# in schema/lead.py and schema/opportunity.py); each is the batch function's rule: participants
+# whose contact is not deleted, in the order they were added, and followers likewise.
+PARTICIPANTS = Join(
+    "{participants} AS {row}",
+    '{row}.record_id = {parent}.id AND EXISTS (SELECT 1 FROM "contact" AS {row}_c'
+    " WHERE {row}_c.id = {row}.contact_id AND {row}_c.deleted_at IS NULL)",
+    scoped=False,  # (their contacts are)
+)
+FOLLOWERS = Join(
+    '{followers} AS {row}_f JOIN "crm_user" AS {row} ON {row}.id = {row}_f.user_id',
+    "{row}_f.record_id = {parent}.id",
+    order="{row}_f.id",
+)
+FOLLOWED_BY_VIEWER = (
+    "EXISTS (SELECT 1 FROM {followers} AS {row}_v"
+    " WHERE {row}_v.record_id = {row}.id AND {row}_v.user_id = {viewer})"
+)
 
 
 @strawberry.enum(description="Why a record has no default recipient.")
@@ -131,34 +158,35 @@ class Deal(relay.Node):
 
     @strawberry.field(
         description="The user responsible for the record.",
-        metadata=batched(owners_of, same_for_all=True),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)
 
     @strawberry.field(
         description="The primary contact: the default recipient of messages.",
-        metadata=batched(_contacts),
+        metadata=batched(_contacts, sql=to_one("contact", "contact_id", live=True)),
     )
     async def contact(self, info: Info) -> Contact | None:
         return await one(_contacts, self, info)
 
     @strawberry.field(
-        description="Other contacts involved, oldest first.", metadata=batched(_participants)
+        description="Other contacts involved, oldest first.",
+        metadata=batched(_participants, sql=PARTICIPANTS),
     )
     async def participants(self, info: Info) -> list[Participant]:
         return await one(_participants, self, info)
 
     @strawberry.field(
         description="Users told of every change, comment and development.",
-        metadata=batched(_followers, same_for_all=True),
+        metadata=batched(_followers, same_for_all=True, sql=FOLLOWERS),
     )
     async def followers(self, info: Info) -> list[User]:
         return await one(_followers, self, info)
 
     @strawberry.field(
         description="Whether the viewer follows this record.",
-        metadata=batched(_followed_by_viewer),
+        metadata=batched(_followed_by_viewer, sql=FOLLOWED_BY_VIEWER),
     )
     async def is_followed_by_viewer(self, info: Info) -> bool:
         return await one(_followed_by_viewer, self, info)

@@ -31,6 +31,7 @@ from schema.base import (
 )
 from schema.deal import Deal
 from schema.plans import batched, one
+from schema.projections import table, to_one
 
 if TYPE_CHECKING:
     from schema.opportunity import Opportunity
@@ -74,7 +75,8 @@ class Lead(Deal):
         )
 
     @strawberry.field(
-        description="The client company, when known.", metadata=batched(accounts_of_records)
+        description="The client company, when known.",
+        metadata=batched(accounts_of_records, sql=to_one("account", "account_id", live=True)),
     )
     async def account(self, info: Info) -> Account | None:
         return await one(accounts_of_records, self, info)
@@ -91,6 +93,17 @@ class Lead(Deal):
             context(info), OPPORTUNITY, self.converted_opportunity_id
         )
         return None if row is None else Opportunity.from_row(row)
+
+
+table(
+    Lead,
+    LeadRow,
+    columns=("title", "source", "status", "currency", "visibility", "version"),
+    names={
+        "participants": LEAD.participant._meta.db_table,
+        "followers": LEAD.follower._meta.db_table,
+    },
+)
 
 
 @strawberry.enum(description="What leads can be sorted by.")

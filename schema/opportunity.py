@@ -33,6 +33,7 @@ from schema.base import (
 from schema.deal import Deal
 from schema.organization import PipelineStage
 from schema.plans import batched, one, related
+from schema.projections import table, to_one
 
 if TYPE_CHECKING:
     from schema.product import LineItem
@@ -94,7 +95,10 @@ class Opportunity(Deal):
             stage_id=row.stage_id,
         )
 
-    @strawberry.field(description="The client company.", metadata=batched(accounts_of_records))
+    @strawberry.field(
+        description="The client company.",
+        metadata=batched(accounts_of_records, sql=to_one("account", "account_id", live=True)),
+    )
     async def account(self, info: Info) -> Account:
         # Non-null: an account with live opportunities cannot be deleted.
         return await one(accounts_of_records, self, info)
@@ -106,9 +110,34 @@ class Opportunity(Deal):
         rows = await context(info).loaders.line_items.load(self.id)
         return [LineItem.from_row(row) for row in rows]
 
-    @strawberry.field(description="The pipeline stage.", metadata=batched(_stages))
+    @strawberry.field(
+        description="The pipeline stage.",
+        metadata=batched(_stages, sql=to_one("pipeline_stage", "stage_id")),
+    )
     async def stage(self, info: Info) -> PipelineStage:
         return await one(_stages, self, info)
+
+
+table(
+    Opportunity,
+    OpportunityRow,
+    columns=(
+        "name",
+        "currency",
+        "probability",
+        "probability_overridden",
+        "status",
+        "lost_reason",
+        "forecast_category",
+        "forecast_category_overridden",
+        "visibility",
+        "version",
+    ),
+    names={
+        "participants": OPPORTUNITY.participant._meta.db_table,
+        "followers": OPPORTUNITY.follower._meta.db_table,
+    },
+)
 
 
 @strawberry.enum(description="What opportunities can be sorted by.")

@@ -13,6 +13,7 @@ from models import PipelineStage as PipelineStageRow
 from resolvers import organization as organizations
 from resolvers.organization import list_stages
 from schema.base import Info, context, pk_of, values_of
+from schema.projections import table
 
 
 @strawberry.type(description="A stage of the sales pipeline, configured per organization.")
@@ -41,6 +42,13 @@ class PipelineStage(relay.Node):
             is_lost=row.is_lost,
             forecast_category=row.forecast_category,
         )
+
+
+table(
+    PipelineStage,
+    PipelineStageRow,
+    columns=("name", "position", "probability", "is_won", "is_lost", "forecast_category"),
+)
 
 
 @strawberry.type(description="The tenant: every record belongs to exactly one organization.")

@@ -66,6 +66,15 @@ from strawberry.types.fields.resolver import StrawberryResolver
 from observability import OPERATION_PLANS
 from resolvers.context import RequestContext
 from schema.documents import Lru, per_schema
+from schema.projections import (
+    SQL,
+    Join,
+    Projection,
+    Projector,
+    Statement,
+    overrides,
+    table_of,
+)
 
 log = logging.getLogger("crm.plans")
 
@@ -82,13 +91,16 @@ DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's
 Batch = Callable[[list[Any], RequestContext], Coroutine[Any, Any, list[Any]]]
 
 
-def batched(load: Batch, *, same_for_all: bool = False) -> dict[str, Any]:
+def batched(
+    load: Batch, *, same_for_all: bool = False, sql: Join | str | None = None
+) -> dict[str, Any]:
     """Field metadata: `load(parents, ctx)` resolves the field for many parents, in their order.
     `same_for_all`: its values do not depend on who reads them (in the parents' organization),
-    so that a live event's result can be shared by all its subscribers.
+    so that a live event's result can be shared by all its subscribers. `sql`: the same
+    relation (or value) in SQL, for PostgreSQL to build as JSON (schema/projections.py).
 
     The field's own resolver is then `return await one(load, self, info)`."""
-    return {BATCH: load, SAME_FOR_ALL: same_for_all}
+    return {BATCH: load, SAME_FOR_ALL: same_for_all, SQL: sql}
 
 
 async def one(load: Batch, parent: Any, info: Any) -> Any:
@@ -184,6 +196,7 @@ class Field:
     read: Callable[[list[Any]], list[Any]] | None  # synchronous: attributes, ids, self resolvers
     load: Batch | None  # asynchronous: a batch function, or an async resolver of self
     shape: Shape
+    projection: Projection | None = None  # the batch as SQL, on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +205,7 @@ class Selection:
 
     fields: tuple[Field, ...]
     is_type_of: Callable[[Any, Any], Any] | None  # the type's check of its values, if any
+    statement: Statement | None = None  # its fields' projections, in one statement
 
     async def resolve(self, parents: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = [{} for _ in parents]
@@ -200,13 +214,29 @@ class Selection:
         check = self.is_type_of
         if check is not None and any(check(parent, None) is not True for parent in parents):
             raise NoPlan("a value that is not of its field's type")
+        statement = self.statement if self.statement and self.statement.applies() else None
+        projected = statement.keys if statement else ()
         # Every relation of the level at once: their DataLoaders dispatch in the same tick. The
         # first to fail stops the others from going on (the operation then runs on graphql-core;
         # a statement already sent finishes, and its rows serve graphql-core's run).
-        loading = [(field.key, field.load) for field in self.fields if field.load is not None]
-        values = await gather_with_cancel(*(load(parents, ctx) for _, load in loading))
-        loaded = {key: value for (key, _), value in zip(loading, values, strict=True)}
+        loading = [
+            (field.key, field.load)
+            for field in self.fields
+            if field.load is not None and field.key not in projected
+        ]
+        runs = [load(parents, ctx) for _, load in loading]
+        if statement is not None:
+            runs.append(statement.run(parents, ctx))
+        values = await gather_with_cancel(*runs)
+        loaded = {
+            key: value for (key, _), value in zip(loading, values[: len(loading)], strict=True)
+        }
+        done = dict(zip(projected, values[-1], strict=True)) if statement else {}
         for field in self.fields:
+            if field.key in done:  # JSON values already, checked against the field's type
+                for result, value in zip(results, done[field.key], strict=True):
+                    result[field.key] = value
+                continue
             values = loaded[field.key] if field.read is None else field.read(parents)
             for result, value in zip(
                 results, await complete(field.shape, values, ctx), strict=True
@@ -248,6 +278,7 @@ class Compiler:
         self.schema = schema
         self.fragments = fragments
         self.same_for_all = True  # until a field whose values depend on the viewer
+        self.projector = Projector(self.collect)
 
     def collect(
         self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
@@ -293,7 +324,10 @@ class Compiler:
     ) -> Selection:
         collected = self.collect(parent, selection_sets)
         fields = tuple(self.field(parent, key, nodes) for key, nodes in collected.items())
-        return Selection(fields, parent.is_type_of)
+        projected = {field.key: field.projection for field in fields if field.projection}
+        on = table_of(parent)
+        statement = Statement.of(on, projected) if projected and on and on.by_id else None
+        return Selection(fields, parent.is_type_of, statement)
 
     def field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> Field:
         name = nodes[0].name.value
@@ -309,7 +343,12 @@ class Compiler:
             raise NoPlan(f"{parent.name}.{name} has extensions")
         read, load = self.reader(parent, field)
         sub = [node.selection_set for node in nodes if node.selection_set is not None]
-        return Field(key, read, load, self.shape(definition.type, sub))
+        shape = self.shape(definition.type, sub)
+        metadata: Mapping[str, Any] = field.metadata or {}
+        projection = None
+        if load is not None and metadata.get(BATCH) is load:
+            projection = self.projector.field(parent, field, definition.type, sub)
+        return Field(key, read, load, shape, projection)
 
     def reader(self, parent: GraphQLObjectType, field: StrawberryField) -> Any:
         """(read, load): how the field's values come, synchronously or in one batch."""
@@ -324,7 +363,7 @@ class Compiler:
         function = getattr(resolver.wrapped_func, "__func__", resolver.wrapped_func)
         if function is relay.Node._id.__func__:  # type: ignore[attr-defined]
             origin = parent.extensions[DEFINITION].origin
-            if _overrides(origin, "resolve_id") or _overrides(origin, "resolve_typename"):
+            if overrides(origin, "resolve_id") or overrides(origin, "resolve_typename"):
                 raise NoPlan(f"{parent.name} resolves its own ids")
             return _global_ids(parent.name, origin.resolve_id_attr()), None
         if _takes_only_self(resolver):
@@ -341,11 +380,6 @@ class Compiler:
         if isinstance(inner, GraphQLObjectType):
             return Objects(self.selection(inner, selection_sets), nullable)
         raise NoPlan(f"{inner} is an abstract type")
-
-
-def _overrides(cls: type, method: str) -> bool:
-    """Whether a Node class replaces relay.Node's classmethod `method`."""
-    return getattr(cls, method).__func__ is not getattr(relay.Node, method).__func__
 
 
 def _attributes(name: str) -> Callable[[list[Any]], list[Any]]:

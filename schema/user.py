@@ -27,6 +27,7 @@ from schema.base import (
     values_of,
 )
 from schema.plans import batched, one, related
+from schema.projections import table, to_one
 
 
 async def users_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[User | None]:
@@ -69,10 +70,13 @@ class User(relay.Node):
 
     @strawberry.field(
         description="The sales manager (or admin) this user reports to.",
-        metadata=batched(_managers, same_for_all=True),
+        metadata=batched(_managers, same_for_all=True, sql=to_one("crm_user", "manager_id")),
     )
     async def manager(self, info: Info) -> User | None:
         return await one(_managers, self, info)
+
+
+table(User, UserRow, columns=("email", "full_name", "role", "is_active"))
 
 
 async def load_optional_user(info: Info, user_id: int | None) -> User | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import parse
+from graphql import FragmentDefinitionNode, parse
 from tortoise import Tortoise
 
 from config import settings
@@ -24,7 +24,7 @@ from models import Account, User
 from resolvers.loaders import instances
 from schema import build_schema
 from schema.cost import operation_of
-from schema.plans import compile_plan
+from schema.plans import ListOf, Objects, Selection, compile_plan
 from tests.helpers import (
     DELETE,
     Api,
@@ -70,6 +70,20 @@ PEOPLE = """
   contacts(first: 50) { edges { node { id fullName email tags account { name } owner { id } } } }
   users(first: 20) { totalCount nodes { id fullName role isActive manager { fullName } } }
   leads(first: 20) { nodes { id title account { name } contact { email } followers { id } } }
+}
+"""
+
+# On PostgreSQL, every relation here is read as JSON by one statement per level
+# (schema/projections.py): enums, __typename and aliases inside, relations of relations.
+PROJECTED = """
+{
+  opportunities(first: 20) { nodes {
+    primary: contact { __typename id lifecycleStage doNotContact lifecyclePinned phone title
+      account { name website owner { role isActive } } owner { email } }
+    participants { contact { kind: __typename fullName email } }
+    stage { position isWon isLost forecastCategory }
+  } }
+  leads(first: 20) { nodes { isFollowedByViewer owner { fullName } account { city country } } }
 }
 """
 
@@ -160,8 +174,8 @@ async def _same_answer(
 
 @pytest.mark.parametrize(
     ("query", "variables"),
-    [(PIPELINE, {"first": 20}), (FRAGMENTS, {"first": 20}), (PEOPLE, {})],
-    ids=["pipeline", "fragments", "people"],
+    [(PIPELINE, {"first": 20}), (FRAGMENTS, {"first": 20}), (PEOPLE, {}), (PROJECTED, {})],
+    ids=["pipeline", "fragments", "people", "projected"],
 )
 async def test_plans_answer_as_graphql_core_for_every_viewer(
     seeded, other_org, graphql_core, http, query, variables
@@ -286,6 +300,39 @@ def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
         plans[text] = compile_plan(schema, operation, {})
     assert plans[shared].same_for_all
     assert not plans[per_viewer].same_for_all
+
+
+def _node_selection(text: str) -> Selection:
+    """The selection on the opportunities' nodes of a query's plan."""
+    schema = build_schema(replace(settings, database_url="sqlite://:memory:"))._schema
+    document = parse(text)
+    operation = operation_of(document, None)
+    assert operation is not None
+    fragments = {
+        node.name.value: node
+        for node in document.definitions
+        if isinstance(node, FragmentDefinitionNode)
+    }
+    connection = compile_plan(schema, operation, fragments).root_fields[0].shape
+    assert isinstance(connection, Objects)
+    nodes = next(f for f in connection.selection.fields if f.key == "nodes").shape
+    assert isinstance(nodes, ListOf) and isinstance(nodes.item, Objects)
+    return nodes.item.selection
+
+
+def test_relations_are_projected_when_sql_can_build_all_they_select():
+    """A relation is read as JSON when everything selected below it is declared in SQL; a
+    datetime (addedAt) or a list of strings (tags) below it leaves it on its batch function."""
+    fragments = _node_selection(FRAGMENTS)
+    assert fragments.statement is not None
+    assert set(fragments.statement.keys) == {"owner", "primary", "stage"}
+    projected = _node_selection(PROJECTED)
+    assert projected.statement is not None
+    assert set(projected.statement.keys) == {"primary", "participants", "stage"}
+    assert "$3" not in projected.statement.sql  # no viewer in it: two parameters
+    viewer = _node_selection("{ opportunities { nodes { isFollowedByViewer followers { id } } } }")
+    assert viewer.statement is not None and viewer.statement.viewer
+    assert set(viewer.statement.keys) == {"isFollowedByViewer", "followers"}
 
 
 async def test_loader_rows_are_the_instances_tortoise_builds(seeded):
