@@ -21,6 +21,7 @@ from tortoise.queryset import QuerySet
 
 from config import settings
 from resolvers.errors import bad_input
+from resolvers.loaders import fetch
 
 M = TypeVar("M", bound=Model)
 # The largest page this request may ask for: more for partners' API keys (set per request).
@@ -95,10 +96,14 @@ class PageRequest:
 @dataclass
 class Page(Generic[M]):
     rows: list[M]
-    cursors: list[str]
+    key: SortKey  # the order, which the cursors carry
     has_next_page: bool
     has_previous_page: bool
     query: QuerySet[M]  # the filtered rows before paging, for totalCount
+
+    def cursor(self, row: M) -> str:
+        """A row's cursor, encoded when asked for: a page's query seldom selects them all."""
+        return encode_cursor(self.key, row)
 
     async def total_count(self) -> int:
         return await self.query.count()
@@ -186,14 +191,14 @@ async def paginate(
     size = page.last if backwards else page.first
     if size is None:
         size = settings.default_page_size
-    rows = list(await query.order_by(*_order(key, descending != backwards)).limit(size + 1))
+    rows = await fetch(query.order_by(*_order(key, descending != backwards)).limit(size + 1))
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
         rows.reverse()
     return Page(
         rows=rows,
-        cursors=[encode_cursor(key, row) for row in rows],
+        key=key,
         has_next_page=more if not backwards else page.before is not None,
         has_previous_page=more if backwards else page.after is not None,
         query=filtered,

@@ -101,8 +101,13 @@ class PageInfo:
 
 @strawberry.type(description="A record in a connection, with the cursor to page from it.")
 class Edge(Generic[T]):
-    cursor: str
     node: T
+    row: strawberry.Private[Any]
+    page: strawberry.Private[Page[Any]]
+
+    @strawberry.field(description="Where to page from, after or before this record.")
+    def cursor(self) -> str:
+        return self.page.cursor(self.row)
 
 
 @strawberry.type(
@@ -123,17 +128,14 @@ class Connection(Generic[T]):
 
 
 def connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
-    edges = [
-        Edge(cursor=cursor, node=convert(row))
-        for row, cursor in zip(page.rows, page.cursors, strict=True)
-    ]
+    rows = page.rows
     return Connection(
-        edges=edges,
+        edges=[Edge(node=convert(row), row=row, page=page) for row in rows],
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=page.has_previous_page,
-            start_cursor=page.cursors[0] if page.cursors else None,
-            end_cursor=page.cursors[-1] if page.cursors else None,
+            start_cursor=page.cursor(rows[0]) if rows else None,
+            end_cursor=page.cursor(rows[-1]) if rows else None,
         ),
         page=page,
     )

@@ -69,7 +69,6 @@ from schema.documents import Lru, per_schema
 from schema.projections import (
     SQL,
     Join,
-    Projection,
     Projector,
     Statement,
     overrides,
@@ -196,7 +195,7 @@ class Field:
     read: Callable[[list[Any]], list[Any]] | None  # synchronous: attributes, ids, self resolvers
     load: Batch | None  # asynchronous: a batch function, or an async resolver of self
     shape: Shape
-    projection: Projection | None = None  # the batch as SQL, on PostgreSQL
+    projection: str | None = None  # the batch as SQL, on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,44 +115,25 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# What checks a projected value against its field's type: SQL does not know GraphQL's non-nulls.
-Check = Callable[[Any], bool]
+# SQL knows nothing of GraphQL's non-null types: where a value must not be null, a null becomes
+# this JSON string instead. PostgreSQL text cannot hold a NUL character, so no stored string is
+# ever written as "\u0000" in JSON (and a stored backslash is written "\\"): finding these six
+# characters in a result is finding a null where its field forbids one, and the plan's run is
+# dropped. (A stored string whose own text is backslash-u0000 looks the same: it only sends that
+# answer to graphql-core.)
+MISSING = "\\u0000"
+MISSING_SQL = """'"\\u0000"'::json"""
 
 
-def _all(checks: list[tuple[str, Check]]) -> Check | None:
-    if not checks:
-        return None
-    return lambda value: all(check(value[key]) for key, check in checks)
-
-
-def _present(inner: Check | None) -> Check:
-    return (
-        (lambda value: value is not None)
-        if inner is None
-        else (lambda value: value is not None and inner(value))
-    )
-
-
-def _nullable(inner: Check) -> Check:
-    return lambda value: value is None or inner(value)
-
-
-def _each(inner: Check) -> Check:
-    return lambda values: all(inner(value) for value in values)
-
-
-@dataclass(slots=True)
-class Projection:
-    """A field's SQL (with `{parent}` for the row it is a field of) and the check of its value,
-    or None when its values cannot be null where GraphQL says they must not be."""
-
-    sql: str
-    check: Check | None
+def _required(sql: str) -> str:
+    return f"coalesce(to_json({sql}), {MISSING_SQL})"
 
 
 @dataclass
 class Projector:
-    """Projections of the fields of a plan. `collect` is the plan compiler's field collection."""
+    """The SQL of the fields of a plan; `collect` is the plan compiler's field collection.
+    A field's SQL has `{parent}` for the row it is a field of, `{org}` and `{viewer}` for the
+    organization's and the viewer's ids."""
 
     collect: Callable[[GraphQLObjectType, Sequence[SelectionSetNode]], dict[str, list[FieldNode]]]
     aliases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -163,22 +144,18 @@ class Projector:
         definition: StrawberryField,
         type_: GraphQLOutputType,
         selection_sets: Sequence[SelectionSetNode],
-    ) -> Projection | None:
-        """A field of a row of the parent's table, or None when it has no SQL."""
+    ) -> str | None:
+        """A field declared in SQL (`batched(sql=...)`, `sql_field`) of a row of the parent's
+        table, or None when the field, or something selected below it, has no SQL."""
         metadata: Mapping[str, Any] = definition.metadata or {}
         declared = metadata.get(SQL)
         on = table_of(parent)
         if declared is None or on is None:
             return None
-        if isinstance(declared, str):
-            return self._expression(declared, type_, on)
+        if isinstance(declared, str):  # an expression over the row
+            sql = _names(declared, on).replace("{row}", "{parent}")
+            return _required(sql) if isinstance(type_, GraphQLNonNull) else sql
         return self._relation(declared, type_, selection_sets, on)
-
-    def _expression(self, sql: str, type_: GraphQLOutputType, on: Table) -> Projection:
-        text = _names(sql, on).replace("{row}", "{parent}")
-        if isinstance(type_, GraphQLNonNull):
-            return Projection(text, _present(None))
-        return Projection(text, None)
 
     def _relation(
         self,
@@ -186,7 +163,7 @@ class Projector:
         type_: GraphQLOutputType,
         selection_sets: Sequence[SelectionSetNode],
         on: Table,
-    ) -> Projection | None:
+    ) -> str | None:
         required = isinstance(type_, GraphQLNonNull)
         inner = type_.of_type if required else type_  # type: ignore[union-attr]
         many = isinstance(inner, GraphQLList)
@@ -198,10 +175,9 @@ class Projector:
         if not isinstance(inner, GraphQLObjectType) or (related := table_of(inner)) is None:
             return None
         alias = f"t{next(self.aliases)}"
-        built = self._object(inner, related, alias, selection_sets)
-        if built is None:
+        value = self._object(inner, related, alias, selection_sets)
+        if value is None:
             return None
-        value, check = built
         conditions = [join.where]
         if join.scoped:
             conditions.append("{row}.organization_id = {org}")
@@ -213,11 +189,10 @@ class Projector:
                 f"(SELECT coalesce(json_agg({value} ORDER BY {join.order}), '[]')"
                 f" FROM {join.rows} WHERE {where})"
             )
-            check = None if check is None else _each(check)
         else:
             sql = f"(SELECT {value} FROM {join.rows} WHERE {where})"
-            check = _present(check) if required else check and _nullable(check)
-        return Projection(_names(sql, on).replace("{row}", alias), check)
+            sql = _required(sql) if required else sql
+        return _names(sql, on).replace("{row}", alias)
 
     def _object(
         self,
@@ -225,10 +200,9 @@ class Projector:
         on: Table,
         alias: str,
         selection_sets: Sequence[SelectionSetNode],
-    ) -> tuple[str, Check | None] | None:
-        """json_build_object of the selection on a row (`alias`) of the type, and its check."""
+    ) -> str | None:
+        """json_build_object of the selection on a row (`alias`) of the type."""
         pairs: list[str] = []
-        checks: list[tuple[str, Check]] = []
         collected = self.collect(type_, selection_sets)
         if len(collected) > MAX_KEYS:
             return None
@@ -248,13 +222,11 @@ class Projector:
             ):
                 return None
             sub = [node.selection_set for node in nodes if node.selection_set is not None]
-            projected = self._value(type_, on, definition, graphql_field.type, sub)
-            if projected is None:
+            value = self._value(type_, on, definition, graphql_field.type, sub)
+            if value is None:
                 return None
-            pairs.append(f"{_quote(key)}, {projected.sql.replace('{parent}', alias)}")
-            if projected.check is not None:
-                checks.append((key, projected.check))
-        return f"json_build_object({', '.join(pairs)})", _all(checks)
+            pairs.append(f"{_quote(key)}, {value.replace('{parent}', alias)}")
+        return f"json_build_object({', '.join(pairs)})"
 
     def _value(
         self,
@@ -263,7 +235,7 @@ class Projector:
         definition: StrawberryField,
         type_: GraphQLOutputType,
         selection_sets: Sequence[SelectionSetNode],
-    ) -> Projection | None:
+    ) -> str | None:
         metadata: Mapping[str, Any] = definition.metadata or {}
         if metadata.get(SQL) is not None:
             return self.field(parent, definition, type_, selection_sets)
@@ -280,12 +252,11 @@ class Projector:
         ):
             # relay's global id: base64 of "Type:id" (no line breaks: ids are short)
             prefix = _quote(parent.name + ":")
-            sql = f"encode(convert_to({prefix} || {{parent}}.id, 'UTF8'), 'base64')"
-            return Projection(sql, None)
+            return f"encode(convert_to({prefix} || {{parent}}.id, 'UTF8'), 'base64')"
         return None
 
 
-def _column(on: Table, name: str, type_: GraphQLOutputType) -> Projection | None:
+def _column(on: Table, name: str, type_: GraphQLOutputType) -> str | None:
     """A declared column standing for its field as it is, or None."""
     if name not in on.columns:
         return None
@@ -304,8 +275,7 @@ def _column(on: Table, name: str, type_: GraphQLOutputType) -> Projection | None
         column, CharEnumFieldInstance
     ):
         return None
-    check = _present(None) if required and (column.null or sql.startswith("CASE")) else None
-    return Projection(sql, check)
+    return _required(sql) if required and (column.null or sql.startswith("CASE")) else sql
 
 
 def overrides(cls: type, method: str) -> bool:
@@ -325,16 +295,13 @@ class Statement:
 
     sql: str
     keys: tuple[str, ...]
-    checks: tuple[Check | None, ...]
     model: type[Model]
     organization: bool  # the statement reads the organization's id
     viewer: bool  # ... and the viewer's
 
     @classmethod
-    def of(cls, on: Table, projected: dict[str, Projection]) -> Statement:
-        values = ", ".join(
-            projection.sql.replace("{parent}", "t0") for projection in projected.values()
-        )
+    def of(cls, on: Table, projected: dict[str, str]) -> Statement:
+        values = ", ".join(sql.replace("{parent}", "t0") for sql in projected.values())
         sql = (
             f"SELECT json_agg(json_build_array({values}) ORDER BY d.ord)::text"
             " FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)"
@@ -342,30 +309,28 @@ class Statement:
         )
         organization, viewer = "{org}" in sql, "{viewer}" in sql
         sql = sql.replace("{org}", "$2").replace("{viewer}", "$3" if organization else "$2")
-        checks = tuple(projection.check for projection in projected.values())
-        return cls(sql, tuple(projected), checks, on.model, organization, viewer)
+        return cls(sql, tuple(projected), on.model, organization, viewer)
 
     def applies(self) -> bool:
         return self.model._meta.db.capabilities.dialect == "postgres"
 
     async def run(self, parents: list[Any], ctx: RequestContext) -> list[list[Any]]:
-        """The values of each projected field (in `keys` order), each a list in parents' order.
-        Raises Unlike when they are not what the field's type says (a null where it cannot
-        be), or a parent's row is gone."""
+        """The JSON values of each projected field (in `keys` order), each a list in parents'
+        order. Raises Unlike when one is null where its type says it cannot be, or a parent's
+        row is gone."""
         arguments: list[Any] = [[parent.id for parent in parents]]
         if self.organization:
             arguments.append(ctx.loaders.organization_id)
         if self.viewer:
             arguments.append(ctx.require_viewer().id)
         _, rows = await self.model._meta.db.execute_query(self.sql, arguments)
-        found = orjson.loads(rows[0][0]) if rows and rows[0][0] is not None else []
+        text = rows[0][0] if rows else None
+        if text is None or MISSING in text:
+            raise Unlike("a parent's row is gone, or a null is where its field forbids one")
+        found = orjson.loads(text)
         if len(found) != len(parents):
             raise Unlike("a parent's row is gone")
-        columns = [list(values) for values in zip(*found, strict=True)]
-        for key, values, check in zip(self.keys, columns, self.checks, strict=True):
-            if check is not None and not all(check(value) for value in values):
-                raise Unlike(f"a null in non-null {key}")
-        return columns
+        return [list(values) for values in zip(*found, strict=True)]
 
 
 class Unlike(Exception):

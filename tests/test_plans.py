@@ -18,10 +18,12 @@ import httpx
 import pytest
 from graphql import FragmentDefinitionNode, parse
 from tortoise import Tortoise
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from config import settings
-from models import Account, User
-from resolvers.loaders import instances
+from models import Account, Contact, Opportunity, User
+from resolvers.loaders import fetch, instances
 from schema import build_schema
 from schema.cost import operation_of
 from schema.plans import ListOf, Objects, Selection, compile_plan
@@ -349,6 +351,29 @@ async def test_loader_rows_are_the_instances_tortoise_builds(seeded):
         assert ours == theirs, table
         checked.append(table)
     assert {"contact", "crm_user", "opportunity", "opportunity_participant"} <= set(checked)
+
+
+async def test_fetch_gives_what_awaiting_the_query_gives(seeded):
+    """resolvers/loaders.py's `fetch` runs a plain query itself (every page does): the same
+    rows, in the same order, as the same instances as `await query`; a query it does not
+    handle (related rows, chosen fields) goes through Tortoise, unchanged."""
+    seller = await User.get(id=pk(seeded.seller.id))
+    organization = seller.organization_id
+    queries: list[QuerySet[Any]] = [
+        Opportunity.filter(organization_id=organization).order_by("-amount_cents", "-id").limit(7),
+        Opportunity.filter(
+            Q(owner_id=seller.id) | Q(visibility="ORGANIZATION"), organization_id=organization
+        ).order_by("name", "id"),
+        Contact.filter(organization_id=organization, deleted_at__isnull=False),
+        Account.filter(organization_id=organization).order_by("-updated_at").offset(1).limit(2),
+        Opportunity.filter(organization_id=organization).select_related("account").limit(3),
+        Opportunity.filter(organization_id=organization).only("id", "name").limit(3),
+    ]
+    for query in queries:
+        ours = [vars(row) for row in await fetch(query)]
+        theirs = [vars(row) for row in await query]
+        assert ours == theirs, query.sql()
+        assert ours
 
 
 def _without_request_ids(body: dict[str, Any]) -> dict[str, Any]:
