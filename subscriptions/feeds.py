@@ -151,6 +151,9 @@ async def _stream(
                 if len(page) < REPLAY_PAGE:
                     break
             last = max(last, feed.start)
+        # The feed lives as long as the subscription: it does not keep the replay's query
+        # (its querysets were some 3 KiB of each idle subscription's memory).
+        replay = None
         while True:
             delivery = await _next(ctx, feed, last, notifications)
             if delivery.event.id <= last:
