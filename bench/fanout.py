@@ -1,21 +1,34 @@
 """Live fan-out benchmark: how fast one committed change reaches N followers' websockets.
 
 Per follower count N: a throwaway PostgreSQL database; two fresh `server.py` processes on one
-event bus (Redis, or PostgreSQL with --bus postgres); through the public API an organization, a
-lead and N users following it; N websockets (graphql-transport-ws, half on each process) each
-subscribed to `followedEvents`. Reported: each server's RSS growth per idle subscription; over R
-rounds of one `addComment` sent to server 1, the p50/p99/max delay to the matching `next` on every
-socket, from just after the HTTP response (the commit is done) and from just before the request;
-and, as a baseline from the same run, one raw Redis PUBLISH reaching N redis.asyncio subscribers
-in this process. The client runs on the same machine as the servers, Redis and PostgreSQL.
+event bus (Redis, or PostgreSQL with --bus postgres); an organization, its admin and a lead
+created through the public API, and N users following the lead written straight into the
+database; N websockets (graphql-transport-ws, half on each process) each subscribed to
+`followedEvents`. Reported: each server's RSS growth per idle subscription; over R rounds of one
+`addComment` sent to server 1, the p50/p99/max delay to the matching `next` on every socket, from
+just after the HTTP response (the commit is done) and from just before the request; and, as a
+baseline from the same run, one raw Redis PUBLISH reaching N redis.asyncio subscribers in this
+process. The client runs on the same machine as the servers, Redis and PostgreSQL.
 
     .venv/bin/python bench/fanout.py                    # 100 then 1,000 followers, Redis bus
     .venv/bin/python bench/fanout.py --quick            # smoke run: 50 followers, 3 rounds
     .venv/bin/python bench/fanout.py --bus postgres --followers 100 --rounds 10
 
-Followers are seeded through the API, and each `addFollower` notifies the followers before it:
-seeding is quadratic, fine up to a few thousand. (10,000 would also take 10,000 Redis
-connections for the baseline alone, Redis's default limit.)
+The followers are written in SQL (COPY, ids from the tables' own sequences): the users as
+`createUser` writes them, one session token each as `login` issues it (only its SHA-256 digest is
+stored), and the lead's follower rows, which the change log's trigger logs as it does the API's.
+Through the API, each `addFollower` also writes a FOLLOWER_ADDED event and notifies the followers
+before it: seeding was quadratic, and 10,000 never finished. Those events and notifications are
+not written: the subscriptions start at the event log's head, so none of them would be replayed,
+and each round's comment is still notified to every follower by the API.
+
+The raw Redis baseline holds N Redis connections at once, and Redis refuses clients past its
+`maxclients` (10,000 by default). When N, the clients already connected and a small margin do not
+fit, the baseline is skipped for that N and the report says why: the bench does not change the
+configuration of a Redis others may share (`redis-cli CONFIG SET maxclients 10100`, say, lets
+it run). The client holds N websockets and each server N/2: the bench raises its soft limit on
+open files to the hard limit, which the server processes it starts inherit, and refuses to run
+when the hard limit is below N + FD_SPARE.
 
 Exits non-zero when a subscriber misses a delivery or gets one twice, or anything fails.
 """
@@ -31,12 +44,14 @@ import os
 import platform
 import re
 import resource
+import secrets
 import signal
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +61,8 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 import uvloop
+from strawberry import relay
+from tortoise.models import Model
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -53,27 +70,29 @@ from websockets.typing import Subprotocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.seed import table_rows  # noqa: E402
+from config import settings  # noqa: E402
 from manage import migrate  # noqa: E402
+from models import AuthToken, LeadFollower, Role, User  # noqa: E402
+from resolvers.auth import TOKEN_PREFIX, digest, hash_password  # noqa: E402
 from tests.processes import ServerProcess  # noqa: E402
 
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "bench-password-123"
-SEED_CONCURRENCY = 20  # seeding requests in flight
-OPEN_CONCURRENCY = 50  # websocket handshakes in flight
+OPEN_CONCURRENCY = 50  # websocket handshakes (and baseline SUBSCRIBEs) in flight
+FD_SPARE = 200  # open files beyond the N sockets: HTTP, PostgreSQL, Redis, logs
+REDIS_SPARE = 20  # Redis connections the baseline leaves free for the servers' buses and others
 ROUND_TIMEOUT = 15.0  # seconds a round waits for its last delivery
 GAUGE = re.compile(r"^crm_live_subscriptions (\S+)$", re.MULTILINE)
 SERVER_ENV = {
     "LOG_LEVEL": "WARNING",
     "ARGON2_TIME_COST": "1",
     "ARGON2_MEMORY_KIB": "1024",
-    "RATE_LIMIT_PER_SECOND": "0",  # the seeding sends thousands of requests from one address
+    "RATE_LIMIT_PER_SECOND": "0",  # N followers sign in from one address: measure delivery only
 }
 SIGN_UP = "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }"
-CREATE_USER = "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }"
-LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 CREATE_LEAD = "mutation($input: CreateLeadInput!) { createLead(input: $input) { id } }"
-ADD_FOLLOWER = "mutation($r: ID!, $u: ID!) { addFollower(recordId: $r, userId: $u) { id } }"
 COMMENT = "mutation($r: ID!, $b: String!) { addComment(recordId: $r, body: $b) { id } }"
 FOLLOWED = "subscription { followedEvents { kind cursor recordId changes actor { id } } }"
 
@@ -104,25 +123,79 @@ async def bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[Any]]]) -> l
     return [task.result() for task in tasks]
 
 
-async def seed(http: httpx.AsyncClient, bases: list[str], n: int) -> tuple[str, str, list[str]]:
-    """An organization, a lead, n users following it: admin token, lead id, users' tokens."""
+async def seed(
+    http: httpx.AsyncClient, base: str, db_url: str, n: int
+) -> tuple[str, str, list[str]]:
+    """An organization, its admin and a lead through the API, then n users following the lead,
+    each signed in, written in SQL (see the module docstring): admin token, lead id, tokens."""
     tag = uuid.uuid4().hex[:8]
     first = {"organizationName": f"Bench {tag}", "fullName": "Admin", "password": PASSWORD}
-    data = await gql(http, bases[0], SIGN_UP, input={**first, "email": f"a-{tag}@b.example"})
+    data = await gql(http, base, SIGN_UP, input={**first, "email": f"a-{tag}@b.example"})
     admin = data["signUp"]["token"]
-    lead = await gql(http, bases[0], CREATE_LEAD, admin, input={"title": f"Bench lead {tag}"})
+    lead = await gql(http, base, CREATE_LEAD, admin, input={"title": f"Bench lead {tag}"})
     lead_id = lead["createLead"]["id"]
-
-    async def user(i: int) -> str:
-        base, email = bases[i % len(bases)], f"f{i}-{tag}@bench.example"
-        details = {"email": email, "fullName": f"Follower {i}", "password": PASSWORD}
-        user_id = (await gql(http, base, CREATE_USER, admin, input=details))["createUser"]["id"]
-        await gql(http, base, ADD_FOLLOWER, admin, r=lead_id, u=user_id)
-        return str((await gql(http, base, LOGIN, e=email, p=PASSWORD))["login"]["token"])
-
-    jobs = [partial(user, i) for i in range(n)]
-    tokens = await asyncio.wait_for(bounded(SEED_CONCURRENCY, jobs), timeout=60 + n * 0.5)
+    lead_pk = int(relay.from_base64(lead_id)[1])
+    tokens = [TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(n)]  # as issue_token
+    password_hash = await hash_password(PASSWORD)  # one real hash: each could log in with it
+    now = datetime.now(UTC)
+    db = await asyncpg.connect(db_url)
+    try:
+        async with db.transaction():
+            organization_id = await db.fetchval(
+                "SELECT organization_id FROM lead WHERE id = $1", lead_pk
+            )
+            user_ids = await take_ids(db, User, n)
+            users = [
+                {
+                    "id": pk,
+                    "organization_id": organization_id,
+                    "email": f"f{i}-{tag}@bench.example",
+                    "full_name": f"Follower {i}",
+                    "password_hash": password_hash,
+                    "role": Role.SELLER,
+                }
+                for i, pk in enumerate(user_ids)
+            ]
+            await copy(db, User, users)
+            expires_at = now + timedelta(days=settings.token_ttl_days)
+            token_ids = await take_ids(db, AuthToken, n)
+            sessions = [
+                {
+                    "id": pk,
+                    "user_id": user_id,
+                    "token_hash": digest(token),
+                    "expires_at": expires_at,
+                    "last_used_at": now,
+                }
+                for pk, user_id, token in zip(token_ids, user_ids, tokens, strict=True)
+            ]
+            await copy(db, AuthToken, sessions)
+            link_ids = await take_ids(db, LeadFollower, n)
+            links = [
+                {"id": pk, "record_id": lead_pk, "user_id": user_id}
+                for pk, user_id in zip(link_ids, user_ids, strict=True)
+            ]
+            await copy(db, LeadFollower, links)
+    finally:
+        await db.close()
     return admin, lead_id, tokens
+
+
+async def take_ids(db: asyncpg.Connection, model: type[Model], count: int) -> list[int]:
+    """`count` ids from the table's own sequence, as the API's inserts take them: a row the
+    servers insert later into the same table never collides with these."""
+    rows = await db.fetch(
+        "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+        model._meta.db_table,
+        count,
+    )
+    return [int(row[0]) for row in rows]
+
+
+async def copy(db: asyncpg.Connection, model: type[Model], rows: list[dict[str, Any]]) -> None:
+    """COPY the rows into the model's table, its defaults filled in (bench/seed.py)."""
+    columns, values = table_rows(model, rows)
+    await db.copy_records_to_table(model._meta.db_table, records=values, columns=columns)
 
 
 class Rounds:
@@ -253,6 +326,25 @@ def cell(figures: list[float]) -> str:
     return f"{statistics.median(ms):7.1f} [{min(ms):.1f}-{max(ms):.1f}]"
 
 
+async def baseline_refused(n: int) -> str | None:
+    """Why Redis cannot take the baseline's n + 1 connections now, or None when it can."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        info = await client.info("clients")
+    finally:
+        await client.aclose()
+    if "maxclients" not in info:  # a server that does not say: let the baseline try
+        return None
+    connected, most = int(info["connected_clients"]), int(info["maxclients"])
+    need = connected + n + REDIS_SPARE
+    if need <= most:
+        return None
+    return (
+        f"its {n + 1} connections, the {connected} open and a margin of {REDIS_SPARE} exceed "
+        f"Redis's maxclients {most} (redis-cli CONFIG SET maxclients {need} lets it run)"
+    )
+
+
 async def redis_baseline(n: int, rounds: int) -> list[tuple[float, float, float]]:
     """PUBLISH to N raw redis.asyncio subscribers in this process: p50/p99/max per round."""
     channel = f"crm-bench-baseline-{uuid.uuid4().hex[:8]}"
@@ -331,17 +423,14 @@ async def run_size(n: int, args: argparse.Namespace, db_url: str, bus_url: str) 
     out: dict[str, Any] = {"followers": n, "errors": [], "rounds": []}
     try:
         async with contextlib.AsyncExitStack() as stack:
-            limits = httpx.Limits(max_connections=SEED_CONCURRENCY + 10)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=30, trust_env=False, limits=limits)
-            )
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=30, trust_env=False))
             for server in servers:
                 stack.push_async_callback(server.stop)
                 await server.start()
             bases = [s.base_url for s in servers]
             urls = [b.replace("http://", "ws://") + "/graphql" for b in bases]
             started = time.perf_counter()
-            admin, lead_id, tokens = await seed(http, bases, n)
+            admin, lead_id, tokens = await seed(http, bases[0], db_url, n)
             log(f"  seeded {n} followers in {time.perf_counter() - started:.1f} s")
             stack.push_async_callback(close_all, followers, rounds)
             opener = partial(open_follower, rounds=rounds, deflate=args.deflate, into=followers)
@@ -425,7 +514,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, base: dict[i
         if rows:
             row(n, "2", "mutation response", [r["response"] for r in rows], kib)
             row(n, "2", "mutation request", [r["request"] for r in rows])
-        row(n, "-", "baseline PUBLISH", base[n])
+        if isinstance(base[n], str):
+            print(f"{n:>9} {'-':>5}  {'baseline PUBLISH':<19}skipped: {base[n]}")
+        else:
+            row(n, "-", "baseline PUBLISH", base[n])
     print(
         "\nbaseline PUBLISH: one Redis PUBLISH to N raw redis.asyncio subscribers held by this\n"
         "process, from the publish call: the floor for N sockets read by one Python client here."
@@ -461,20 +553,27 @@ async def main(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # like Ctrl-C
+    # The server processes started below inherit this soft limit: raised to the hard limit
+    # (parse() checked it fits N sockets), it covers the client's N and each server's N/2.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     name = f"crm_bench_{uuid.uuid4().hex[:10]}"
     db_url = f"postgres://postgres@127.0.0.1:5432/{name}"
     bus_url = REDIS_URL if args.bus == "redis" else db_url
     results: list[dict[str, Any]] = []
-    baseline: dict[int, Any] = {}
+    baseline: dict[int, Any] = {}  # per N: the rounds' figures, or why it was skipped
     admin = await asyncpg.connect(ADMIN_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         await migrate(db_url)
         for n in args.followers:
-            log(f"{n} followers: baseline, {args.rounds} rounds")
-            baseline[n] = await redis_baseline(n, args.rounds)
+            refused = await baseline_refused(n)
+            if refused is None:
+                log(f"{n} followers: baseline, {args.rounds} rounds")
+                baseline[n] = await redis_baseline(n, args.rounds)
+            else:
+                log(f"{n} followers: baseline skipped: {refused}")
+                baseline[n] = refused
             log(f"{n} followers: servers, seeding, sockets, {args.rounds} rounds")
             results.append(await run_size(n, args, db_url, bus_url))
     finally:
@@ -498,6 +597,12 @@ def parse() -> argparse.Namespace:
     args.rounds = 3 if args.quick else args.rounds
     if not args.followers or min(args.followers) < 2 or not 1 <= args.rounds <= 100:
         parser.error("followers must be >= 2 and rounds between 1 and 100")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < max(args.followers) + FD_SPARE:
+        parser.error(
+            f"{max(args.followers)} followers need {max(args.followers) + FD_SPARE} open files, "
+            f"and the hard limit is {hard}: raise it (ulimit -Hn, or LimitNOFILE in systemd)"
+        )
     return args
 
 
