@@ -87,10 +87,17 @@ async def select(model: type[M], *, order_by: str = "id", also: str = "", **equa
 
 
 @cache
+def columns_of(model: type[Model]) -> tuple[str, ...]:
+    """A model's columns, in the order `_all_columns` selects them (known once Tortoise is
+    initialised: foreign keys' columns are added then)."""
+    return tuple(model._meta.fields_db_projection.values())
+
+
+@cache
 def _all_columns(model: type[Model]) -> str:
     """The select list of a model's columns, each named (an extra column a migration added
     ahead of the code is not read)."""
-    return ", ".join(f'"{column}"' for column in model._meta.fields_db_projection.values())
+    return ", ".join(f'"{column}"' for column in columns_of(model))
 
 
 Converter = Callable[[Any], Any] | None
@@ -121,19 +128,31 @@ def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
     (tests/test_plans.py compares the two for every model on both databases.)"""
     if not rows:
         return []
-    plan = _builder(model, tuple(rows[0].keys()))
+    make = _maker(model, tuple(rows[0].keys()))
+    return [make(row) for row in rows]
+
+
+def instance(model: type[M], columns: Sequence[str], values: Iterable[Any]) -> M:
+    """One model instance from the values of its `columns` (as `instances` builds them)."""
+    return _maker(model, tuple(columns))(values)
+
+
+@cache
+def _maker(model: type[M], columns: tuple[str, ...]) -> Callable[[Iterable[Any]], M]:
+    plan = _builder(model, columns)
     custom_pk = model._meta.db_pk_column not in model._meta.generated_db_fields
-    made = []
-    for row in rows:
-        instance = model.__new__(model)
-        attributes = instance.__dict__
+
+    def make(values: Iterable[Any]) -> M:
+        made = model.__new__(model)
+        attributes = made.__dict__
         attributes.update(
             _partial=False, _saved_in_db=True, _custom_generated_pk=custom_pk, _await_when_save={}
         )
-        for (attribute, convert), value in zip(plan, row, strict=True):
+        for (attribute, convert), value in zip(plan, values, strict=True):
             attributes[attribute] = value if convert is None else convert(value)
-        made.append(instance)
-    return made
+        return made
+
+    return make
 
 
 async def fetch(query: QuerySet[M]) -> list[M]:
