@@ -18,7 +18,7 @@ from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, contacts_of
 from schema.plans import batched, one
-from schema.projections import Join, table, to_one
+from schema.projections import table, to_many, to_one
 from schema.user import User, load_user, owners_of, users_of
 
 if TYPE_CHECKING:
@@ -63,15 +63,16 @@ table(Participant, OpportunityParticipant, columns=("role",), by_id=False)
 # A deal's relations in SQL. The participants and followers tables are the deal kind's (`table`
 # in schema/lead.py and schema/opportunity.py); each is the batch function's rule: participants
 # whose contact is not deleted, in the order they were added, and followers likewise.
-PARTICIPANTS = Join(
+PARTICIPANTS = to_many(
     "{participants} AS {row}",
-    '{row}.record_id = {parent}.id AND EXISTS (SELECT 1 FROM "contact" AS {row}_c'
+    "{row}.record_id",
+    also='EXISTS (SELECT 1 FROM "contact" AS {row}_c'
     " WHERE {row}_c.id = {row}.contact_id AND {row}_c.deleted_at IS NULL)",
     scoped=False,  # (their contacts are)
 )
-FOLLOWERS = Join(
+FOLLOWERS = to_many(
     '{followers} AS {row}_f JOIN "crm_user" AS {row} ON {row}.id = {row}_f.user_id',
-    "{row}_f.record_id = {parent}.id",
+    "{row}_f.record_id",
     order="{row}_f.id",
 )
 FOLLOWED_BY_VIEWER = (

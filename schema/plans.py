@@ -69,6 +69,7 @@ from schema.documents import Lru, per_schema
 from schema.projections import (
     SQL,
     Join,
+    Projection,
     Projector,
     Statement,
     overrides,
@@ -195,7 +196,7 @@ class Field:
     read: Callable[[list[Any]], list[Any]] | None  # synchronous: attributes, ids, self resolvers
     load: Batch | None  # asynchronous: a batch function, or an async resolver of self
     shape: Shape
-    projection: str | None = None  # the batch as SQL, on PostgreSQL
+    projection: Projection | None = None  # the batch as SQL, on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
