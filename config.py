@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tortoise.backends.base.config_generator import expand_db_url
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -125,9 +127,29 @@ def _redis_url(url: str) -> str:
 MODEL_MODULES = ["models"]
 
 
+async def _keep_session(connection: object) -> None:
+    """What a pooled PostgreSQL connection gets when it goes back to the pool, beyond asyncpg's
+    own clean-up (a transaction left open is rolled back, listeners dropped): nothing.
+
+    asyncpg's default runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release: a round trip, and work for PostgreSQL, after each statement Tortoise runs
+    outside a transaction (four per pipeline page). Nothing here leaves session state on a
+    pooled connection: advisory locks are transaction-level (pg_advisory_xact_lock), cursors
+    live in transactions, LISTEN has a connection of its own (subscriptions/bus.py), and no
+    code runs SET outside a transaction."""
+
+
+def _connection(database_url: str) -> str | dict:
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        return database_url
+    config = expand_db_url(database_url)
+    config["credentials"]["reset"] = _keep_session
+    return config
+
+
 def tortoise_config(database_url: str) -> dict:
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,

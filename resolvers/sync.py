@@ -6,11 +6,11 @@ raw SQL alike.
 
 Commit order. On SQLite one transaction writes at a time, so change ids are in commit order. On
 PostgreSQL, ids come from a sequence when a row is written, and a transaction that got a small
-id may commit after one that got a larger id. So each writing transaction takes a shared advisory
-lock in its first trigger and keeps it until it ends; a reader takes the same lock exclusively for
-an instant, which waits for the writers in flight to end, and then notes the highest id: every id
-up to it is final (committed or gone). Readers serve changes up to that mark only, so a partner
-resuming from a cursor can never skip a change that commits late.
+id may commit after one that got a larger id. So each change row records its transaction's id
+(txid), and the feed serves changes in (txid, id) order, only from transactions below the
+horizon: the oldest transaction still running (`pg_snapshot_xmin`). Every change below it is
+final (committed or gone), so a partner resuming from a cursor can never skip a change that
+commits late, and no reader waits on a lock.
 
 A partner without a cursor first gets every live record (the snapshot phase), then the changes
 made since the snapshot began.
