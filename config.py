@@ -140,7 +140,7 @@ async def _keep_session(connection: object) -> None:
 
 
 def _connection(database_url: str) -> str | dict:
-    if not database_url.startswith(("postgres://", "postgresql://")):
+    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
         return database_url
     config = expand_db_url(database_url)
     config["credentials"]["reset"] = _keep_session

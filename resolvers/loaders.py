@@ -164,6 +164,7 @@ async def fetch(query: QuerySet[M]) -> list[M]:
         type(query) is not QuerySet
         or query._select_related
         or query._prefetch_map
+        or query._prefetch_queries
         or query._annotations
         or query._fields_for_select
         or query._single

@@ -347,7 +347,10 @@ class Compiler:
         metadata: Mapping[str, Any] = field.metadata or {}
         projection = None
         if load is not None and metadata.get(BATCH) is load:
-            projection = self.projector.field(parent, field, definition.type, sub)
+            try:
+                projection = self.projector.field(parent, field, definition.type, sub)
+            except Exception:  # a declaration the projector cannot follow: the batch function
+                log.exception("no projection for %s.%s", parent.name, field.python_name)
         return Field(key, read, load, shape, projection)
 
     def reader(self, parent: GraphQLObjectType, field: StrawberryField) -> Any:

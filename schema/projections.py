@@ -21,7 +21,10 @@ Anything else selected below a relation (a date, a decimal, a field with argumen
 undeclared relation) leaves that relation on its batch function.
 
 The read rules are the loaders' (resolvers/loaders.py): each related table is scoped to the
-organization (`scoped`), deleted rows are left out (`live`), and the order is the loaders'.
+organization (`scoped`), deleted rows are left out (`live`), and the order is the loaders'. The
+statement finds a level's parents by id, in the viewer's organization, and follows their
+foreign keys as the database holds them then: the parents must be rows the request read (as
+every plan level is), not objects changed in memory.
 A null in a non-null field drops the planned run, as everywhere in a plan, and graphql-core
 answers. Both paths are compared answer for answer, for every kind of viewer
 (tests/test_plans.py). SQLite runs the batch functions.
@@ -30,6 +33,7 @@ answers. Both paths are compared answer for answer, for every kind of viewer
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,12 +150,13 @@ def _quote(text: str) -> str:
 
 # SQL knows nothing of GraphQL's non-null types: where a value must not be null, a null becomes
 # this JSON string instead. PostgreSQL text cannot hold a NUL character, so no stored string is
-# ever written as "\u0000" in JSON (and a stored backslash is written "\\"): finding these six
-# characters in a result is finding a null where its field forbids one, and the plan's run is
-# dropped. (A stored string whose own text is backslash-u0000 looks the same: it only sends that
-# answer to graphql-core.)
+# ever written "\u0000" in JSON: finding the marker in a result is finding a null where its
+# field forbids one, and the plan's run is dropped. A stored backslash is written "\\", so a
+# stored string whose text is backslash-u0000 shows an odd run of backslashes before "u0000";
+# the marker has an even one (none, after its quote).
 MISSING = "\\u0000"
-MISSING_SQL = """'"\\u0000"'::json"""
+MISSING_SQL = """E'"\\\\u0000"'::json"""  # an E'' string: whatever standard_conforming_strings
+MARKER = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _required(sql: str) -> str:
@@ -379,7 +384,8 @@ class Statement:
         sql = (
             f"SELECT json_agg(json_build_array({values}) ORDER BY d.ord)::text"
             " FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)"
-            f' JOIN "{on.model._meta.db_table}" AS t0 ON t0.id = d.id{joins}'
+            f' JOIN "{on.model._meta.db_table}" AS t0 ON t0.id = d.id'
+            f" AND t0.organization_id = {{org}}{joins}"
         )
         organization, viewer = "{org}" in sql, "{viewer}" in sql
         sql = sql.replace("{org}", "$2").replace("{viewer}", "$3" if organization else "$2")
@@ -399,7 +405,7 @@ class Statement:
             arguments.append(ctx.require_viewer().id)
         _, rows = await self.model._meta.db.execute_query(self.sql, arguments)
         text = rows[0][0] if rows else None
-        if text is None or MISSING in text:
+        if text is None or (MISSING in text and MARKER.search(text)):
             raise Unlike("a parent's row is gone, or a null is where its field forbids one")
         found = orjson.loads(text)
         if len(found) != len(parents):

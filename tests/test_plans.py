@@ -376,6 +376,21 @@ async def test_fetch_gives_what_awaiting_the_query_gives(seeded):
         assert ours
 
 
+async def test_a_stored_backslash_u0000_is_not_a_missing_value(seeded, graphql_core, http):
+    """On PostgreSQL a null where GraphQL forbids one comes back as the JSON text \\u0000
+    (schema/projections.py). A stored name whose text is backslash-u0000 is not taken for it:
+    the page stays on its plan, and answers as graphql-core does."""
+    seller = await User.get(id=pk(seeded.seller.id))
+    await Contact.filter(organization_id=seller.organization_id).update(last_name="Odd \\u0000")
+    before = await _plan_counts(http)
+    body = await _same_answer(seeded.seller, graphql_core, PIPELINE, {"first": 20})
+    after = await _plan_counts(http)
+    names = [edge["node"]["contact"] for edge in body["data"]["opportunities"]["edges"]]
+    assert any(contact and contact["fullName"].endswith("Odd \\u0000") for contact in names)
+    assert after["planned"] - before["planned"] == 1
+    assert after["fallback"] == before["fallback"]
+
+
 def _without_request_ids(body: dict[str, Any]) -> dict[str, Any]:
     for error in body.get("errors") or ():
         error.get("extensions", {}).pop("requestId", None)
