@@ -11,6 +11,7 @@ import strawberry
 from strawberry import UNSET, relay
 
 from models import Account as AccountRow
+from models import User as UserRow
 from resolvers import account as accounts
 from resolvers.context import RequestContext
 from resolvers.timeline import EntryKind
@@ -88,7 +89,7 @@ class Account(relay.Node):
 
     @strawberry.field(
         description="The user responsible for the account.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)

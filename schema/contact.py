@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET, relay
 
+from models import Account as AccountRow
 from models import Contact as ContactRow
 from models import LifecycleStage
+from models import User as UserRow
 from resolvers import contact as contacts
 from resolvers.context import RequestContext
 from resolvers.timeline import EntryKind
@@ -155,14 +157,14 @@ class Contact(relay.Node):
 
     @strawberry.field(
         description="The account the contact works at.",
-        metadata=batched(_accounts, sql=to_one("account", "account_id", live=True)),
+        metadata=batched(_accounts, sql=to_one(AccountRow, "account_id")),
     )
     async def account(self, info: Info) -> AccountRef | None:
         return await one(_accounts, self, info)
 
     @strawberry.field(
         description="The user responsible for the contact.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)

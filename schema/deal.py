@@ -10,7 +10,9 @@ import strawberry
 from strawberry import relay
 
 from models import Comment as CommentRow
+from models import Contact as ContactRow
 from models import OpportunityParticipant, Visibility
+from models import User as UserRow
 from resolvers import deal as deals
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
@@ -48,9 +50,7 @@ class Participant:
     added_at: datetime
     contact_id: strawberry.Private[int]
 
-    @strawberry.field(
-        metadata=batched(_participant_contacts, sql=to_one("contact", "contact_id", live=True))
-    )
+    @strawberry.field(metadata=batched(_participant_contacts, sql=to_one(ContactRow, "contact_id")))
     async def contact(self, info: Info) -> Contact:
         # Non-null: participants of deleted contacts are removed.
         return await one(_participant_contacts, self, info)
@@ -159,14 +159,14 @@ class Deal(relay.Node):
 
     @strawberry.field(
         description="The user responsible for the record.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one("crm_user", "owner_id")),
+        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
     )
     async def owner(self, info: Info) -> User:
         return await one(owners_of, self, info)
 
     @strawberry.field(
         description="The primary contact: the default recipient of messages.",
-        metadata=batched(_contacts, sql=to_one("contact", "contact_id", live=True)),
+        metadata=batched(_contacts, sql=to_one(ContactRow, "contact_id")),
     )
     async def contact(self, info: Info) -> Contact | None:
         return await one(_contacts, self, info)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
+from models import Account as AccountRow
 from models import Lead as LeadRow
 from models import LeadStatus, Visibility
 from models.base import from_cents
@@ -76,7 +77,7 @@ class Lead(Deal):
 
     @strawberry.field(
         description="The client company, when known.",
-        metadata=batched(accounts_of_records, sql=to_one("account", "account_id", live=True)),
+        metadata=batched(accounts_of_records, sql=to_one(AccountRow, "account_id")),
     )
     async def account(self, info: Info) -> Account | None:
         return await one(accounts_of_records, self, info)

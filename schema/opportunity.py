@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
+from models import Account as AccountRow
 from models import ForecastCategory, OpportunityStatus, Visibility
 from models import Opportunity as OpportunityRow
+from models import PipelineStage as PipelineStageRow
 from models.base import from_cents
 from resolvers import deal as deals
 from resolvers import opportunity as opportunities
@@ -97,7 +99,7 @@ class Opportunity(Deal):
 
     @strawberry.field(
         description="The client company.",
-        metadata=batched(accounts_of_records, sql=to_one("account", "account_id", live=True)),
+        metadata=batched(accounts_of_records, sql=to_one(AccountRow, "account_id")),
     )
     async def account(self, info: Info) -> Account:
         # Non-null: an account with live opportunities cannot be deleted.
@@ -112,7 +114,7 @@ class Opportunity(Deal):
 
     @strawberry.field(
         description="The pipeline stage.",
-        metadata=batched(_stages, sql=to_one("pipeline_stage", "stage_id")),
+        metadata=batched(_stages, sql=to_one(PipelineStageRow, "stage_id")),
     )
     async def stage(self, info: Info) -> PipelineStage:
         return await one(_stages, self, info)

@@ -95,11 +95,12 @@ class Join:
         return " AND ".join(found)
 
 
-def to_one(table_name: str, column: str, *, live: bool = False) -> Join:
-    """The row of `table_name` whose id is the parent's `column`."""
-    return Join(
-        f'"{table_name}" AS {{row}}', f"{{row}}.id = {{parent}}.{column}", live=live, unique=True
-    )
+def to_one(model: type[Model], column: str) -> Join:
+    """The row of `model` whose id is the parent's `column`; not a deleted one, when the model
+    has `deleted_at` (as the loaders read them: resolvers/loaders.py)."""
+    live = "deleted_at" in model._meta.fields_map
+    rows = f'"{model._meta.db_table}" AS {{row}}'
+    return Join(rows, f"{{row}}.id = {{parent}}.{column}", live=live, unique=True)
 
 
 def to_many(

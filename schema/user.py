@@ -70,7 +70,7 @@ class User(relay.Node):
 
     @strawberry.field(
         description="The sales manager (or admin) this user reports to.",
-        metadata=batched(_managers, same_for_all=True, sql=to_one("crm_user", "manager_id")),
+        metadata=batched(_managers, same_for_all=True, sql=to_one(UserRow, "manager_id")),
     )
     async def manager(self, info: Info) -> User | None:
         return await one(_managers, self, info)
