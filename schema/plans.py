@@ -72,7 +72,8 @@ from schema.projections import (
     Projection,
     Projector,
     Statement,
-    overrides,
+    plain_field,
+    relay_id,
     table_of,
 )
 
@@ -86,7 +87,6 @@ EVENTS_REMEMBERED = 256  # per subscription plan: the results of its latest even
 # afresh and sees the rows as they are then.
 SHARED_FOR_SECONDS = 1.0
 PLANS_PER_SCHEMA = 256  # compiled plans kept, least recently used dropped
-DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
 
 Batch = Callable[[list[Any], RequestContext], Coroutine[Any, Any, list[Any]]]
 
@@ -227,11 +227,11 @@ class Selection:
         runs = [load(parents, ctx) for _, load in loading]
         if statement is not None:
             runs.append(statement.run(parents, ctx))
-        values = await gather_with_cancel(*runs)
+        found = await gather_with_cancel(*runs)
         loaded = {
-            key: value for (key, _), value in zip(loading, values[: len(loading)], strict=True)
+            key: value for (key, _), value in zip(loading, found[: len(loading)], strict=True)
         }
-        done = dict(zip(projected, values[-1], strict=True)) if statement else {}
+        done = dict(zip(projected, found[-1], strict=True)) if statement else {}
         for field in self.fields:
             if field.key in done:  # JSON values already, checked against the field's type
                 for result, value in zip(results, done[field.key], strict=True):
@@ -335,12 +335,10 @@ class Compiler:
             typename = parent.name
             string = Leaf(GraphQLString.serialize, nullable=False)
             return Field(key, lambda parents: [typename] * len(parents), None, string)
-        definition = parent.fields.get(name)
-        if definition is None or any(node.arguments for node in nodes):
-            raise NoPlan(f"{parent.name}.{name} takes arguments")
-        field = definition.extensions.get(DEFINITION)
-        if not isinstance(field, StrawberryField) or field.permission_classes or field.extensions:
-            raise NoPlan(f"{parent.name}.{name} has extensions")
+        found = plain_field(parent, nodes)
+        if found is None:
+            raise NoPlan(f"{parent.name}.{name} takes arguments, or has extensions")
+        definition, field = found
         read, load = self.reader(parent, field)
         sub = [node.selection_set for node in nodes if node.selection_set is not None]
         shape = self.shape(definition.type, sub)
@@ -363,13 +361,10 @@ class Compiler:
         resolver = field.base_resolver
         if resolver is None:
             return _attributes(field.python_name), None
-        function = getattr(resolver.wrapped_func, "__func__", resolver.wrapped_func)
-        if function is relay.Node._id.__func__:  # type: ignore[attr-defined]
-            origin = parent.extensions[DEFINITION].origin
-            if overrides(origin, "resolve_id") or overrides(origin, "resolve_typename"):
-                raise NoPlan(f"{parent.name} resolves its own ids")
-            return _global_ids(parent.name, origin.resolve_id_attr()), None
-        if _takes_only_self(resolver):
+        id_attr = relay_id(parent, field)
+        if id_attr is not None:
+            return _global_ids(parent.name, id_attr), None
+        if _takes_only_self(resolver):  # (a Node resolving its own ids takes `info`: no plan)
             return _self_calls(resolver)
         raise NoPlan(f"{parent.name}.{field.python_name} has a resolver")
 

@@ -42,6 +42,7 @@ import orjson
 from graphql import (
     FieldNode,
     GraphQLEnumType,
+    GraphQLField,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -80,8 +81,7 @@ class Join:
     order: str = "{row}.id"
     live: bool = False  # deleted rows are left out
     scoped: bool = True  # only rows of the viewer's organization
-    unique: bool = False  # one row at most per parent (by the related table's key)
-    by: str | None = None  # a list's column holding its parent's id (`link` is by = parent id)
+    by: str | None = None  # a list's column holding its parent's id; None: one row, by its key
 
     def conditions(self, *, linked: bool = True) -> str:
         """What its rows meet: the link to their parent (unless not `linked`), the rest."""
@@ -100,7 +100,7 @@ def to_one(model: type[Model], column: str) -> Join:
     has `deleted_at` (as the loaders read them: resolvers/loaders.py)."""
     live = "deleted_at" in model._meta.fields_map
     rows = f'"{model._meta.db_table}" AS {{row}}'
-    return Join(rows, f"{{row}}.id = {{parent}}.{column}", live=live, unique=True)
+    return Join(rows, f"{{row}}.id = {{parent}}.{column}", live=live)
 
 
 def to_many(
@@ -138,6 +138,39 @@ def table(
 def sql_field(expression: str) -> dict[str, Any]:
     """Field metadata: the field's value in SQL, computed from its row (`{row}`)."""
     return {SQL: expression}
+
+
+def plain_field(
+    parent: GraphQLObjectType, nodes: Sequence[FieldNode]
+) -> tuple[GraphQLField, StrawberryField] | None:
+    """The field the nodes select on `parent`, when a plan can resolve it itself: no arguments,
+    no permission classes, no field extensions (else None)."""
+    graphql_field = parent.fields.get(nodes[0].name.value)
+    if graphql_field is None or any(node.arguments for node in nodes):
+        return None
+    definition = graphql_field.extensions.get(DEFINITION)
+    if (
+        not isinstance(definition, StrawberryField)
+        or definition.permission_classes
+        or definition.extensions
+    ):
+        return None
+    return graphql_field, definition
+
+
+def relay_id(parent: GraphQLObjectType, definition: StrawberryField) -> str | None:
+    """The attribute a Node's global id is made of, when the field is relay's own `id` on a
+    type that does not resolve its ids or type name itself (else None)."""
+    resolver = definition.base_resolver
+    if resolver is None:
+        return None
+    function = getattr(resolver.wrapped_func, "__func__", resolver.wrapped_func)
+    origin = parent.extensions[DEFINITION].origin
+    if function is not relay.Node._id.__func__:  # type: ignore[attr-defined]
+        return None
+    if _overrides(origin, "resolve_id") or _overrides(origin, "resolve_typename"):
+        return None
+    return str(origin.resolve_id_attr())
 
 
 def table_of(type_: GraphQLObjectType) -> Table | None:
@@ -244,15 +277,14 @@ class Projector:
             return _names(sql, on).replace("{row}", alias)
 
         where = join.conditions()
-        if not many and join.unique:
+        if many != (join.by is not None):
+            return None  # a to_one declared on a list, or a to_many on a single value
+        if not many:
             found = f"CASE WHEN {alias}.id IS NOT NULL THEN {value} END"
             own = named(f"LEFT JOIN {join.rows} ON {where}")
             return Projection(_required(found) if required else found, (own, *built.joins))
-        if not many:
-            found = named(f"(SELECT {value} FROM {join.rows} {joins} WHERE {where})")
-            return Projection(_required(found) if required else found)
         rows = f"json_agg({value} ORDER BY {join.order})"
-        if level and join.by is not None:
+        if level:
             group = f"g{alias}"
             among = " AND ".join(
                 filter(None, [f"{join.by} = ANY($1)", join.conditions(linked=False)])
@@ -282,20 +314,13 @@ class Projector:
         if len(collected) > MAX_KEYS:
             return None
         for key, nodes in collected.items():
-            name = nodes[0].name.value
-            if name == "__typename":
+            if nodes[0].name.value == "__typename":
                 pairs.append(f"{_quote(key)}, {_quote(type_.name)}")
                 continue
-            graphql_field = type_.fields.get(name)
-            if graphql_field is None or any(node.arguments for node in nodes):
+            found = plain_field(type_, nodes)
+            if found is None:
                 return None
-            definition = graphql_field.extensions.get(DEFINITION)
-            if (
-                not isinstance(definition, StrawberryField)
-                or definition.permission_classes
-                or definition.extensions
-            ):
-                return None
+            graphql_field, definition = found
             sub = [node.selection_set for node in nodes if node.selection_set is not None]
             projected = self._value(type_, on, definition, graphql_field.type, sub)
             if projected is None:
@@ -316,18 +341,10 @@ class Projector:
         metadata: Mapping[str, Any] = definition.metadata or {}
         if metadata.get(SQL) is not None:
             return self.field(parent, definition, type_, selection_sets, level=False)
-        resolver = definition.base_resolver
-        if resolver is None:
+        if definition.base_resolver is None:
             column = _column(on, definition.python_name, type_)
             return None if column is None else Projection(column)
-        function = getattr(resolver.wrapped_func, "__func__", resolver.wrapped_func)
-        origin = parent.extensions[DEFINITION].origin
-        if (
-            function is relay.Node._id.__func__  # type: ignore[attr-defined]
-            and not overrides(origin, "resolve_id")
-            and not overrides(origin, "resolve_typename")
-            and origin.resolve_id_attr() == "id"
-        ):
+        if relay_id(parent, definition) == "id":
             # relay's global id: base64 of "Type:id" (no line breaks: ids are short)
             prefix = _quote(parent.name + ":")
             return Projection(f"encode(convert_to({prefix} || {{parent}}.id, 'UTF8'), 'base64')")
@@ -356,7 +373,7 @@ def _column(on: Table, name: str, type_: GraphQLOutputType) -> str | None:
     return _required(sql) if required and (column.null or sql.startswith("CASE")) else sql
 
 
-def overrides(cls: type, method: str) -> bool:
+def _overrides(cls: type, method: str) -> bool:
     """Whether a Node class replaces relay.Node's classmethod `method`."""
     return getattr(cls, method).__func__ is not getattr(relay.Node, method).__func__
 
