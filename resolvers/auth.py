@@ -113,9 +113,10 @@ async def session_user(token_hash: str) -> tuple[User | None, str | None]:
 def _session_sql(columns: tuple[str, ...], postgres: bool) -> str:
     """A live (not revoked) token's user, then the token's id, expiry and last use."""
     user = ", ".join(f'u."{column}"' for column in columns)
+    tokens, users = AuthToken._meta.db_table, User._meta.db_table
     return (
-        f'SELECT {user}, t."id", t."expires_at", t."last_used_at" FROM "auth_token" AS t'
-        ' JOIN "crm_user" AS u ON u."id" = t."user_id"'
+        f'SELECT {user}, t."id", t."expires_at", t."last_used_at" FROM "{tokens}" AS t'
+        f' JOIN "{users}" AS u ON u."id" = t."user_id"'
         f' WHERE t."token_hash" = {"$1" if postgres else "?"} AND t."revoked_at" IS NULL'
     )
 

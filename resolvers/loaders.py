@@ -61,8 +61,9 @@ def _retrieved(future: Awaitable[V]) -> Awaitable[V]:
     return future
 
 
-def _live_contact(table: str) -> str:
-    """A row's contact is not deleted (looked up by its key)."""
+def live_contact(table: str) -> str:
+    """A row's contact is not deleted (looked up by its key): the rule for participants, here
+    and in their SQL projection (schema/deal.py)."""
     return (
         'EXISTS (SELECT 1 FROM "contact" AS c'
         f' WHERE c."id" = "{table}"."contact_id" AND c."deleted_at" IS NULL)'
@@ -328,7 +329,7 @@ class Loaders:
         async def load(keys: list[int]) -> list[list[Any]]:
             grouped: dict[int, list[Any]] = defaultdict(list)
             table = kind.participant._meta.db_table
-            rows = await select(kind.participant, record_id=keys, also=_live_contact(table))
+            rows = await select(kind.participant, record_id=keys, also=live_contact(table))
             for row in rows:
                 grouped[row.record_id].append(row)
             return [grouped[key] for key in keys]

@@ -16,6 +16,7 @@ from models import User as UserRow
 from resolvers import deal as deals
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
+from resolvers.loaders import live_contact
 from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, contacts_of
@@ -66,8 +67,7 @@ table(Participant, OpportunityParticipant, columns=("role",), by_id=False)
 PARTICIPANTS = to_many(
     "{participants} AS {row}",
     "{row}.record_id",
-    also='EXISTS (SELECT 1 FROM "contact" AS {row}_c'
-    " WHERE {row}_c.id = {row}.contact_id AND {row}_c.deleted_at IS NULL)",
+    also=live_contact("{row}"),
     scoped=False,  # (their contacts are)
 )
 FOLLOWERS = to_many(
