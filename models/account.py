@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from tortoise import fields
 
-from models.base import SoftDeletedModel
+from models.base import SoftDeletedModel, live_indexes
 from models.organization import Organization
 from models.user import User
 
@@ -29,6 +29,13 @@ class Account(SoftDeletedModel):
 
     class Meta:
         table = "account"
+        indexes = live_indexes(
+            "account",
+            by_id=("organization_id", "id"),
+            name=("organization_id", "name", "id"),
+            updated=("organization_id", "updated_at", "id"),
+            owner=("organization_id", "owner_id", "id"),
+        )
 
     def __str__(self) -> str:
         return self.name

@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.models import Model
 
 from models.account import Account
-from models.base import SoftDeletedModel
+from models.base import SoftDeletedModel, live_indexes
 from models.contact import Contact
 from models.deal import Lead, Opportunity
 from models.organization import Organization
@@ -42,7 +42,7 @@ class Activity(SoftDeletedModel):
     starts_at = fields.DatetimeField(null=True)
     due_date = fields.DateField(null=True)
     # starts_at, or the due date's midnight UTC: what the agenda sorts and ranges over.
-    scheduled_at = fields.DatetimeField(db_index=True)
+    scheduled_at = fields.DatetimeField()
     duration_minutes = fields.IntField(null=True)
     status = fields.CharEnumField(ActivityStatus, max_length=10, default=ActivityStatus.PLANNED)
     outcome = fields.TextField(null=True)
@@ -73,7 +73,19 @@ class Activity(SoftDeletedModel):
 
     class Meta:
         table = "activity"
-        indexes = (("organization_id", "owner_id", "scheduled_at"),)
+        indexes = (
+            ("organization_id", "owner_id", "scheduled_at"),  # agendas
+            *live_indexes(
+                "activity",
+                scheduled=("organization_id", "scheduled_at", "id"),
+                updated=("organization_id", "updated_at", "id"),
+                # A record's activities, in time order.
+                account=("account_id", "scheduled_at", "id"),
+                contact=("contact_id", "scheduled_at", "id"),
+                lead=("lead_id", "scheduled_at", "id"),
+                opportunity=("opportunity_id", "scheduled_at", "id"),
+            ),
+        )
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject}"
@@ -94,6 +106,7 @@ class ActivityAttendee(Model):
     class Meta:
         table = "activity_attendee"
         unique_together = (("activity", "contact"),)
+        indexes = (("contact_id", "activity_id"),)  # what a contact attended
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} at activity {self.activity_id}"

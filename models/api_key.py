@@ -46,6 +46,7 @@ class ApiKey(TimestampedModel):
 
     class Meta:
         table = "api_key"
+        indexes = (("organization_id", "id"),)
 
     def __str__(self) -> str:
         return f"API key {self.prefix} ({self.name})"

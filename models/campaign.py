@@ -35,6 +35,7 @@ class Segment(TimestampedModel):
     class Meta:
         table = "segment"
         unique_together = (("organization", "name"),)
+        indexes = (("organization_id", "id"), ("organization_id", "updated_at", "id"))
 
     def __str__(self) -> str:
         return self.name
@@ -82,6 +83,7 @@ class Campaign(TimestampedModel):
 
     class Meta:
         table = "campaign"
+        indexes = (("organization_id", "id"), ("organization_id", "updated_at", "id"))
 
     def __str__(self) -> str:
         return self.name
@@ -105,6 +107,7 @@ class CampaignCost(TimestampedModel):
 
     class Meta:
         table = "campaign_cost"
+        indexes = (("campaign_id", "id"),)
 
     def __str__(self) -> str:
         return f"{self.description} ({self.amount_cents} cents)"
@@ -142,6 +145,7 @@ class CampaignMember(Model):
     class Meta:
         table = "campaign_member"
         unique_together = (("campaign", "contact"),)
+        indexes = (("campaign_id", "id"), ("contact_id", "campaign_id"))
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} in campaign {self.campaign_id}"

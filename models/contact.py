@@ -6,7 +6,7 @@ from tortoise import fields
 from tortoise.models import Model
 
 from models.account import Account
-from models.base import SoftDeletedModel
+from models.base import SoftDeletedModel, live_indexes
 from models.organization import Organization
 from models.user import User
 
@@ -27,7 +27,7 @@ class Contact(SoftDeletedModel):
     )
     first_name = fields.CharField(max_length=100)
     last_name = fields.CharField(max_length=100)
-    email = fields.CharField(max_length=254, null=True, db_index=True)
+    email = fields.CharField(max_length=254, null=True)
     phone = fields.CharField(max_length=50, null=True)
     title = fields.CharField(max_length=150, null=True)
     account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
@@ -49,6 +49,15 @@ class Contact(SoftDeletedModel):
 
     class Meta:
         table = "contact"
+        indexes = live_indexes(
+            "contact",
+            by_id=("organization_id", "id"),
+            last_name=("organization_id", "last_name", "id"),
+            updated=("organization_id", "updated_at", "id"),
+            owner=("organization_id", "owner_id", "id"),
+            lifecycle=("organization_id", "lifecycle_stage", "id"),
+            account=("account_id", "id"),
+        )
 
     @property
     def full_name(self) -> str:
@@ -79,6 +88,7 @@ class LifecycleChange(Model):
 
     class Meta:
         table = "lifecycle_change"
+        indexes = (("contact_id", "id"),)  # a contact's lifecycle history
 
     def __str__(self) -> str:
         return f"contact {self.contact_id}: {self.from_stage} -> {self.to_stage}"
@@ -91,7 +101,7 @@ class ContactTag(Model):
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name="tags", on_delete=fields.CASCADE
     )
-    tag = fields.CharField(max_length=50, db_index=True)
+    tag = fields.CharField(max_length=50)
 
     contact_id: int
 

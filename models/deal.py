@@ -8,7 +8,7 @@ from typing import Any
 from tortoise import fields
 
 from models.account import Account
-from models.base import SoftDeletedModel, TimestampedModel
+from models.base import SoftDeletedModel, TimestampedModel, live_indexes
 from models.contact import Contact
 from models.organization import ForecastCategory, Organization, PipelineStage
 from models.user import User
@@ -72,6 +72,19 @@ class Lead(SoftDeletedModel):
 
     class Meta:
         table = "lead"
+        indexes = live_indexes(
+            "lead",
+            # Lists in each order, counts (the read rule's columns: an index-only scan) ...
+            by_id=("organization_id", "id"),
+            title=("organization_id", "title", "id"),
+            updated=("organization_id", "updated_at", "id"),
+            readers=("organization_id", "visibility", "owner_id", "id"),
+            # ... and the relations that list a record's leads.
+            account=("account_id", "id"),
+            contact=("contact_id", "id"),
+            campaign=("campaign_id", "id"),
+            converted=("converted_opportunity_id",),
+        )
 
     def __str__(self) -> str:
         return self.title
@@ -86,14 +99,14 @@ class Opportunity(SoftDeletedModel):
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="opportunities", on_delete=fields.RESTRICT
     )
-    amount_cents = fields.BigIntField(default=0, db_index=True)
+    amount_cents = fields.BigIntField(default=0)
     currency = fields.CharField(max_length=3, default="USD")
     stage: fields.ForeignKeyRelation[PipelineStage] = fields.ForeignKeyField(
         "models.PipelineStage", related_name="opportunities", on_delete=fields.RESTRICT
     )
     probability = fields.IntField()  # percent; defaults from the stage
     probability_overridden = fields.BooleanField(default=False)
-    expected_close_date = fields.DateField(db_index=True)
+    expected_close_date = fields.DateField()
     status = fields.CharEnumField(OpportunityStatus, max_length=10, default=OpportunityStatus.OPEN)
     closed_at = fields.DatetimeField(null=True)
     lost_reason = fields.TextField(null=True)  # required when it is lost
@@ -125,6 +138,21 @@ class Opportunity(SoftDeletedModel):
 
     class Meta:
         table = "opportunity"
+        indexes = live_indexes(
+            "opportunity",
+            # Lists in each order, counts (the read rule's columns: an index-only scan) ...
+            by_id=("organization_id", "id"),
+            amount=("organization_id", "amount_cents", "id"),
+            name=("organization_id", "name", "id"),
+            close=("organization_id", "expected_close_date", "id"),
+            updated=("organization_id", "updated_at", "id"),
+            readers=("organization_id", "visibility", "owner_id", "id"),
+            stage=("organization_id", "stage_id", "id"),
+            # ... and the relations that list a record's opportunities.
+            account=("account_id", "id"),
+            contact=("contact_id", "id"),
+            campaign=("campaign_id", "id"),
+        )
 
     def __str__(self) -> str:
         return self.name
@@ -156,6 +184,7 @@ class LeadParticipant(_Participant):
     class Meta:
         table = "lead_participant"
         unique_together = (("record", "contact"),)
+        indexes = (("contact_id", "record_id"),)  # a contact's deals
 
 
 class OpportunityParticipant(_Participant):
@@ -169,6 +198,7 @@ class OpportunityParticipant(_Participant):
     class Meta:
         table = "opportunity_participant"
         unique_together = (("record", "contact"),)
+        indexes = (("contact_id", "record_id"),)  # a contact's deals
 
 
 class LeadFollower(TimestampedModel):
@@ -186,6 +216,7 @@ class LeadFollower(TimestampedModel):
     class Meta:
         table = "lead_follower"
         unique_together = (("record", "user"),)
+        indexes = (("user_id", "record_id"),)  # what a user follows (the read rule)
 
 
 class OpportunityFollower(TimestampedModel):
@@ -203,6 +234,7 @@ class OpportunityFollower(TimestampedModel):
     class Meta:
         table = "opportunity_follower"
         unique_together = (("record", "user"),)
+        indexes = (("user_id", "record_id"),)  # what a user follows (the read rule)
 
 
 class Comment(TimestampedModel):
@@ -230,6 +262,7 @@ class Comment(TimestampedModel):
 
     class Meta:
         table = "comment"
+        indexes = (("lead_id", "id"), ("opportunity_id", "id"))  # a record's comments
 
     def __str__(self) -> str:
         return f"comment {self.id} by user {self.author_id}"

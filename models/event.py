@@ -62,7 +62,8 @@ class Event(Model):
 
     class Meta:
         table = "event"
-        indexes = (("record_type", "record_id", "id"),)
+        # The organization's log (live readers, liveCursor) and a record's history.
+        indexes = (("organization_id", "id"), ("record_type", "record_id", "id"))
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.record_type} {self.record_id}"
@@ -87,7 +88,7 @@ class Notification(Model):
     class Meta:
         table = "notification"
         unique_together = (("user", "event"),)
-        indexes = (("user_id", "read_at"),)
+        indexes = (("user_id", "read_at"), ("user_id", "id"))  # a user's (unread) notifications
 
     def __str__(self) -> str:
         return f"notification {self.id} of user {self.user_id}"

@@ -40,6 +40,7 @@ class Quota(TimestampedModel):
     class Meta:
         table = "quota"
         unique_together = (("user", "period_kind", "period_start"),)
+        indexes = (("organization_id", "period_start"),)
 
     def __str__(self) -> str:
         return f"quota of user {self.user_id} for {self.period_kind} {self.period_start}"

@@ -64,7 +64,14 @@ class Message(TimestampedModel):
 
     class Meta:
         table = "message"
-        indexes = (("organization_id", "status"),)
+        indexes = (
+            ("organization_id", "status"),
+            ("organization_id", "id"),  # everyone's messages (admins)
+            ("organization_id", "updated_at", "id"),
+            ("sender_id", "id"),  # one's own messages
+            ("campaign_id", "id"),  # a campaign's messages
+            ("status", "updated_at"),  # the outbox's deliveries and stale claims
+        )
 
     def __str__(self) -> str:
         return f"message {self.id} to {self.to_email}"

@@ -59,6 +59,7 @@ class PipelineStage(TimestampedModel):
     class Meta:
         table = "pipeline_stage"
         unique_together = (("organization", "name"),)
+        indexes = (("organization_id", "position", "id"),)
         ordering = ["position", "id"]
 
     def __str__(self) -> str:

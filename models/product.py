@@ -28,6 +28,7 @@ class Product(TimestampedModel):
     class Meta:
         table = "product"
         unique_together = (("organization", "code"),)
+        indexes = (("organization_id", "name", "id"), ("organization_id", "updated_at", "id"))
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -53,6 +54,7 @@ class LineItem(TimestampedModel):
 
     class Meta:
         table = "line_item"
+        indexes = (("opportunity_id", "id"), ("product_id", "opportunity_id"))
 
     def __str__(self) -> str:
         return f"{self.quantity} x product {self.product_id} on opportunity {self.opportunity_id}"

@@ -23,25 +23,44 @@ class Change(Model):
 
     class Meta:
         table = "sync_change"
-        indexes = (("organization_id", "txid", "id"),)
+        # The organization's commit order, and (for cursors from before it) the legacy order.
+        indexes = (("organization_id", "id"), ("organization_id", "txid", "id"))
 
     def __str__(self) -> str:
         return f"{self.op} {self.record_type} {self.record_id}"
 
 
 class SyncState(Model):
-    """One row: the change log was pruned up to this id (older cursors must resync)."""
+    """One row: where the change log's per-organization commit order begins, and how far the
+    changes logged before it were pruned."""
 
     id = fields.IntField(primary_key=True)
-    # The newest (txid, id) pruned: cursors at or before it must resync.
+    # The newest (txid, id) pruned of the changes logged in (transaction id, id) order: legacy
+    # cursors at or before it must resync.
     pruned_txid = fields.BigIntField(default=0)
     pruned_through = fields.BigIntField(default=0)
+    # Changes with a larger id are in each organization's commit order (resolvers/sync.py);
+    # those up to it were logged in (transaction id, id) order. Set once, by install_triggers.
+    ordered_from = fields.BigIntField(null=True)
 
     class Meta:
         table = "sync_state"
 
     def __str__(self) -> str:
         return f"pruned through {self.pruned_through}"
+
+
+class PrunedChanges(Model):
+    """An organization's newest change that the retention forgot (older cursors resync)."""
+
+    organization_id = fields.IntField(primary_key=True)  # given, never generated
+    through_id = fields.BigIntField()
+
+    class Meta:
+        table = "sync_pruned"
+
+    def __str__(self) -> str:
+        return f"organization {self.organization_id} pruned through {self.through_id}"
 
 
 class PersistedQuery(Model):

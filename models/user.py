@@ -34,6 +34,13 @@ class User(TimestampedModel):
 
     class Meta:
         table = "crm_user"
+        indexes = (
+            ("organization_id", "id"),  # the organization's people, its reporting lines
+            ("organization_id", "full_name", "id"),
+            ("organization_id", "email", "id"),
+            ("organization_id", "updated_at", "id"),
+            ("manager_id", "id"),  # a manager's reports
+        )
 
     def __str__(self) -> str:
         return f"{self.full_name} <{self.email}>"
@@ -57,6 +64,7 @@ class AuthToken(TimestampedModel):
 
     class Meta:
         table = "auth_token"
+        indexes = (("user_id", "id"),)  # a user's sessions (revoked together)
 
     def __str__(self) -> str:
         return f"token {self.id} of user {self.user_id}"

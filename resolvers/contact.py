@@ -48,7 +48,10 @@ async def list_contacts(
     if filters.get("lifecycle_stages"):
         query = query.filter(lifecycle_stage__in=filters["lifecycle_stages"])
     if filters.get("tags"):
-        tagged = ContactTag.filter(tag__in=clean_tags(filters["tags"], "filter.tags"))
+        tagged = ContactTag.filter(
+            tag__in=clean_tags(filters["tags"], "filter.tags"),
+            contact__organization_id=ctx.require_viewer().organization_id,
+        )
         query = query.filter(id__in=Subquery(tagged.values("contact_id")))
     if filters.get("updated_since") is not None:
         query = query.filter(updated_at__gte=filters["updated_since"])

@@ -147,7 +147,8 @@ class Compiler:
             tags = clean_tags(value, path)
             if not tags:
                 raise bad_input(path, f"{path} needs at least one tag.")
-            return Q(id__in=Subquery(ContactTag.filter(tag__in=tags).values("contact_id")))
+            tagged = ContactTag.filter(tag__in=tags, contact__organization_id=self.organization_id)
+            return Q(id__in=Subquery(tagged.values("contact_id")))
         assert key == "has_email"
         if not isinstance(value, bool):
             raise bad_input(path, f"{path} is true or false.")
