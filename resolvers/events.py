@@ -1,10 +1,13 @@
 """Writing the event log: one event per change, in the transaction of the change.
 
-Appends are serialized: on PostgreSQL each writer takes a transaction-level advisory lock just
-before inserting its event and keeps it until commit, so event ids become visible in id order and
-a reader asking for "every event after id N" can never miss one that committed late. (SQLite runs
-one write transaction at a time anyway.) The lock is held only for the last statements of a
-mutation: the event, its notifications, then commit.
+Appends are serialized per organization: on PostgreSQL each writer takes its organization's
+transaction-level advisory lock (`lock_organization_log`) just before inserting its event and
+keeps it until commit, so an organization's event ids become visible in id order and a reader
+asking for "every event of this organization after id N" can never miss one that committed late.
+Organizations never wait for each other: ids come from one sequence, but no reader compares
+them across organizations. (SQLite runs one write transaction at a time anyway.) The lock is held
+only for the last statements of a mutation: the event, its notifications, then commit; the
+change log's deferred triggers take the same lock at commit (resolvers/sync.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
 from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
-EVENT_APPEND_LOCK = 4_711_001  # pg_advisory_xact_lock key of the event log
+# pg_advisory_xact_lock(ORGANIZATION_LOG_LOCK, organization id): an organization's logs (events,
+# changes) are appended by one transaction at a time. resolvers/sync_triggers.sql takes it too.
+ORGANIZATION_LOG_LOCK = 4_711
 _MAX_EVENT_ID = 2**63 - 1
 
 # Model field -> (API field, how its values are shown in `changes`).
@@ -111,9 +116,7 @@ async def record_event(
     """Append an event and (unless `notify` is off, where another event of the same change
     tells the same people) its followers' notifications. Call it last in the transaction."""
     viewer = ctx.require_viewer()
-    connection = connections.get("default")
-    if connection.capabilities.dialect == "postgres":
-        await connection.execute_query(f"SELECT pg_advisory_xact_lock({EVENT_APPEND_LOCK})")
+    await lock_organization_log(viewer.organization_id)
     event = await Event.create(
         organization_id=viewer.organization_id,
         record_type=kind.name,
@@ -135,6 +138,16 @@ async def record_event(
         )
     ctx.writes.events.append(event)
     return event
+
+
+async def lock_organization_log(organization_id: int) -> None:
+    """Wait for the organization's other writers of the log, and hold them off until this
+    transaction ends (PostgreSQL; SQLite writes one transaction at a time)."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query(
+            "SELECT pg_advisory_xact_lock($1, $2)", [ORGANIZATION_LOG_LOCK, organization_id]
+        )
 
 
 async def list_history(

@@ -4,16 +4,19 @@ The change log (models.sync.Change) is written by database triggers on the synce
 transaction of the write, so every write path is covered: the ORM's saves, its bulk updates and
 raw SQL alike.
 
-Commit order. On SQLite one transaction writes at a time, so change ids are in commit order. On
-PostgreSQL, ids come from a sequence when a row is written, and a transaction that got a small
-id may commit after one that got a larger id. So each change row records its transaction's id
-(txid), and the feed serves changes in (txid, id) order, only from transactions below the
-horizon: the oldest transaction still running (`pg_snapshot_xmin`). Every change below it is
-final (committed or gone), so a partner resuming from a cursor can never skip a change that
-commits late, and no reader waits on a lock.
+Commit order, per organization. On SQLite one transaction writes at a time, so change ids are in
+commit order. On PostgreSQL the triggers are deferred to the commit and take the organization's
+log lock (resolvers/events.py), so a transaction's change rows get their ids at its commit, one
+transaction of the organization at a time: an organization's change ids are in its commit order,
+and a partner resuming "after id N" can never skip a change that commits late. Nothing waits on
+other organizations or on other databases of the cluster, and readers take no lock.
 
 A partner without a cursor first gets every live record (the snapshot phase), then the changes
 made since the snapshot began.
+
+Changes logged before that order existed (ids up to `SyncState.ordered_from`) were ordered by
+(transaction id, id): a cursor of that time ("CHG", "SNAP") reads them in that order, then
+carries on in id order.
 
 Beware: on SQLite, Tortoise counts the rows an UPDATE changed through `total_changes`, which
 includes the rows the triggers insert. Code that looks at update counts of synced tables tests
@@ -27,10 +30,11 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tortoise import connections
 from tortoise.expressions import Q
+from tortoise.functions import Max
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -46,11 +50,13 @@ from models import (
     Opportunity,
     OpportunityFollower,
     OpportunityParticipant,
+    PrunedChanges,
     Role,
     SyncState,
 )
 from resolvers.context import RequestContext
 from resolvers.errors import ApiError, ErrorCode, bad_input, forbidden
+from resolvers.events import ORGANIZATION_LOG_LOCK
 
 _MAX_ID = 2**31 - 1  # record ids are 32-bit
 _MAX_CURSOR = 200  # characters of a cursor
@@ -93,7 +99,8 @@ _DEAL_LINKS = {
 
 
 def _pg_statements() -> list[str]:
-    statements = [_PG_FUNCTION]
+    function = _PG_FUNCTION.replace("{organization_log_lock}", str(ORGANIZATION_LOG_LOCK))
+    statements = [function]
     for synced in SYNCED:
         table = synced.model._meta.db_table
         trigger = f"crm_change_{table}"
@@ -104,7 +111,9 @@ def _pg_statements() -> list[str]:
         )
         statements += [
             f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
-            f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            # Deferred: the transaction's change rows are written at its commit (see above).
+            f"CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED "
             f"FOR EACH ROW EXECUTE FUNCTION crm_log_change({arguments})",
         ]
     return statements
@@ -167,14 +176,30 @@ def _sqlite_deal_links(name: str, table: str, now: str) -> list[str]:
 
 
 async def install_triggers() -> None:
-    """Create (or replace) the change log's triggers. Run by `manage.py migrate`."""
-    connection = connections.get("default")
-    postgres = connection.capabilities.dialect == "postgres"
-    for statement in _pg_statements() if postgres else _sqlite_statements():
-        await connection.execute_script(statement)
+    """Create (or replace) the change log's triggers, in one transaction. Run by
+    `manage.py migrate`.
+
+    The first time, it also records where the per-organization commit order begins
+    (`SyncState.ordered_from`): on PostgreSQL, replacing a table's trigger waits for the
+    transactions writing that table, so by then every change logged the old way has committed,
+    and every later one is logged at commit under its organization's lock."""
+    async with in_transaction() as connection:
+        postgres = connection.capabilities.dialect == "postgres"
+        for statement in _pg_statements() if postgres else _sqlite_statements():
+            await connection.execute_script(statement)
+        await connection.execute_script(
+            "INSERT INTO sync_state (id, pruned_txid, pruned_through, ordered_from)"
+            " SELECT 1, 0, 0, coalesce(max(id), 0) FROM sync_change WHERE true"
+            " ON CONFLICT (id) DO UPDATE SET ordered_from ="
+            " coalesce(sync_state.ordered_from, excluded.ordered_from)"
+        )
 
 
 # Reading
+#
+# Cursors: ["C", id] after this change; ["S", mark, type index, record id] in the snapshot phase,
+# whose change phase starts after `mark`. Cursors of the (transaction id, id) order, from before
+# the per-organization commit order: ["CHG", txid, id] and ["SNAP", txid, id, type index, id].
 
 
 def _encode(values: list[Any]) -> str:
@@ -182,20 +207,22 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
+_CURSOR_LENGTHS = {"C": 2, "S": 4, "CHG": 3, "SNAP": 5}
+
+
 def _decode(cursor: str) -> list[Any]:
-    """["CHG", txid, id] (after this change) or ["SNAP", txid, id, type index, record id]."""
     try:
         if len(cursor) > _MAX_CURSOR:
             raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or not values or values[0] not in ("CHG", "SNAP"):
+        if not isinstance(values, list) or not values or values[0] not in _CURSOR_LENGTHS:
             raise ValueError("not a sync cursor")
-        if len(values) != (3 if values[0] == "CHG" else 5):
+        if len(values) != _CURSOR_LENGTHS[values[0]]:
             raise ValueError("malformed sync cursor")
         if not all(type(v) is int and 0 <= v < 2**62 for v in values[1:]):
             raise ValueError("malformed sync cursor")
-        if values[0] == "SNAP" and not (values[3] <= len(SYNCED) and values[4] <= _MAX_ID):
+        if values[0] in ("S", "SNAP") and not (values[-2] <= len(SYNCED) and values[-1] <= _MAX_ID):
             raise ValueError("malformed sync cursor")
         return values
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError, json.JSONDecodeError):
@@ -206,9 +233,32 @@ def _postgres() -> bool:
     return connections.get("default").capabilities.dialect == "postgres"
 
 
-async def horizon() -> int:
-    """The transaction id below which every transaction has ended (PostgreSQL); on SQLite,
-    where every change has txid 0, no bound."""
+async def _head(organization_id: int) -> int:
+    """The id of the organization's newest change: every change of the organization up to it
+    has committed (its changes commit in id order)."""
+    top = (
+        await Change.filter(organization_id=organization_id)
+        .order_by("-id")
+        .first()
+        .values_list("id", flat=True)
+    )
+    return int(cast(int | None, top) or 0)
+
+
+async def _pruned_through(organization_id: int) -> int:
+    pruned = await PrunedChanges.get_or_none(organization_id=organization_id)
+    return 0 if pruned is None else pruned.through_id
+
+
+async def _snapshot_mark(organization_id: int) -> int:
+    """Where the change phase of a snapshot beginning now starts: after the organization's
+    newest change (or its newest one forgotten, when the retention took them all)."""
+    return max(await _head(organization_id), await _pruned_through(organization_id))
+
+
+async def _horizon() -> int:
+    """The transaction id below which every transaction has ended (PostgreSQL): the legacy
+    order's bound, reached as soon as the transactions running at the upgrade have ended."""
     if not _postgres():
         return 2**62
     _, rows = await connections.get("default").execute_query(
@@ -217,21 +267,9 @@ async def horizon() -> int:
     return int(rows[0]["horizon"])
 
 
-async def snapshot_mark() -> tuple[int, int]:
-    """Where the change phase of a snapshot beginning now starts: after every change whose
-    transaction had ended (PostgreSQL), after the last change (SQLite)."""
-    pruned = await pruned_mark()
-    if _postgres():
-        return max((await horizon(), 0), pruned)
-    _, rows = await connections.get("default").execute_query(
-        "SELECT coalesce(max(id), 0) AS top FROM sync_change"
-    )
-    return max((0, int(rows[0]["top"])), pruned)
-
-
-async def pruned_mark() -> tuple[int, int]:
+async def _state() -> SyncState:
     state = await SyncState.get_or_none(id=1)
-    return (state.pruned_txid, state.pruned_through) if state else (0, 0)
+    return state or SyncState(id=1, pruned_txid=0, pruned_through=0, ordered_from=0)
 
 
 @dataclass
@@ -273,23 +311,30 @@ async def changes(
     if unknown or not wanted:
         raise bad_input("types", f"types are among {', '.join(BY_NAME)}.")
     organization_id = ctx.require_viewer().organization_id
-    cursor: list[Any] = _decode(since) if since else ["SNAP", *await snapshot_mark(), 0, 0]
-    await _check_retention(cursor)
+    cursor: list[Any] = (
+        _decode(since) if since else ["S", await _snapshot_mark(organization_id), 0, 0]
+    )
+    await _check_retention(organization_id, cursor)
     entries: list[Entry] = []
-    if cursor[0] == "SNAP":
+    if cursor[0] in ("S", "SNAP"):
         entries, cursor = await _snapshot(organization_id, wanted, cursor, first + 1)
-    if len(entries) <= first and cursor[0] == "CHG":
-        after = (cursor[1], cursor[2])
-        entries += await _changes(organization_id, wanted, after, first + 1 - len(entries))
-        await _check_retention(cursor)  # a prune may have run meanwhile
+    if len(entries) <= first and cursor[0] in ("C", "CHG"):
+        found, cursor = await _changes(organization_id, wanted, cursor, first + 1 - len(entries))
+        entries += found
+        await _check_retention(organization_id, cursor)  # a prune may have run meanwhile
     more = len(entries) > first
     entries = entries[:first]
     end = entries[-1].cursor if entries else _encode(cursor)
     return ChangePage(entries, end, more)
 
 
-async def _check_retention(cursor: list[Any]) -> None:
-    if (cursor[1], cursor[2]) < await pruned_mark():
+async def _check_retention(organization_id: int, cursor: list[Any]) -> None:
+    if cursor[0] in ("C", "S"):
+        gone = cursor[1] < await _pruned_through(organization_id)
+    else:  # the legacy order: the newest (txid, id) pruned of it
+        state = await _state()
+        gone = (cursor[1], cursor[2]) < (state.pruned_txid, state.pruned_through)
+    if gone:
         raise _resync(
             f"Changes older than {settings.sync_retention_days} days are gone: sync again "
             "from the start (since: null)."
@@ -301,7 +346,8 @@ async def _snapshot(
 ) -> tuple[list[Entry], list[Any]]:
     """Every live record of the wanted types, type after type, by id; then the change phase
     from the mark taken when the snapshot began."""
-    _, mark_txid, mark_id, index, after = cursor
+    *mark, index, after = cursor[1:]
+    snapshot = "S" if cursor[0] == "S" else "SNAP"
     entries: list[Entry] = []
     while index < len(SYNCED) and len(entries) < size:
         synced = SYNCED[index]
@@ -321,7 +367,7 @@ async def _snapshot(
                         getattr(row, "updated_at", None),
                         row,
                         _link(synced, row),
-                        _encode(["SNAP", mark_txid, mark_id, index, row.pk]),
+                        _encode([snapshot, *mark, index, row.pk]),
                     )
                 )
             if len(entries) < size:  # this type is done
@@ -330,12 +376,9 @@ async def _snapshot(
                 after = rows[-1].pk if rows else after
         else:
             index, after = index + 1, 0
-    next_cursor = (
-        ["CHG", mark_txid, mark_id]
-        if index >= len(SYNCED)
-        else ["SNAP", mark_txid, mark_id, index, after]
-    )
-    return entries, next_cursor
+    if index < len(SYNCED):
+        return entries, [snapshot, *mark, index, after]
+    return entries, ["C" if snapshot == "S" else "CHG", *mark]
 
 
 def _live(synced: Synced, organization_id: int) -> Any:
@@ -353,27 +396,45 @@ def _link(synced: Synced, row: Model) -> dict[str, Any] | None:
 
 
 async def _changes(
-    organization_id: int, wanted: list[Synced], after: tuple[int, int], size: int
-) -> list[Entry]:
-    """The changes after `after`, in (txid, id) order, of transactions that have ended."""
-    txid, last = after
-    rows = (
-        await Change.filter(
-            Q(txid__gt=txid) | Q(txid=txid, id__gt=last),
-            organization_id=organization_id,
-            txid__lt=await horizon(),
-            record_type__in=[synced.name for synced in wanted],
+    organization_id: int, wanted: list[Synced], cursor: list[Any], size: int
+) -> tuple[list[Entry], list[Any]]:
+    """The changes after the cursor, in the organization's commit order; and the cursor after
+    the last of them (the same one when there are none)."""
+    names = [synced.name for synced in wanted]
+    rows: list[tuple[Change, str]] = []  # each change, with the cursor after it
+    if cursor[0] == "CHG":  # the legacy order first: (transaction id, id), up to ordered_from
+        txid, last = cursor[1:]
+        ordered_from = (await _state()).ordered_from or 0
+        legacy = (
+            await Change.filter(
+                Q(txid__gt=txid) | Q(txid=txid, id__gt=last),
+                organization_id=organization_id,
+                id__lte=ordered_from,
+                txid__lt=await _horizon(),
+                record_type__in=names,
+            )
+            .order_by("txid", "id")
+            .limit(size)
         )
-        .order_by("txid", "id")
-        .limit(size)
-    )
+        rows = [(row, _encode(["CHG", row.txid, row.id])) for row in legacy]
+        if len(rows) < size:  # done with it: carry on in id order
+            cursor = ["C", ordered_from]
+    if cursor[0] == "C":
+        ordered = (
+            await Change.filter(
+                organization_id=organization_id, id__gt=cursor[1], record_type__in=names
+            )
+            .order_by("id")
+            .limit(size - len(rows))
+        )
+        rows += [(row, _encode(["C", row.id])) for row in ordered]
     current: dict[tuple[str, int], Model] = {}
     for synced in wanted:
-        ids = [r.record_id for r in rows if r.record_type == synced.name and r.op == "UPSERT"]
+        ids = [r.record_id for r, _ in rows if r.record_type == synced.name and r.op == "UPSERT"]
         if ids:
             for found in await _live(synced, organization_id).filter(id__in=ids):
                 current[(synced.name, found.pk)] = found
-    return [
+    entries = [
         Entry(
             row.op,
             row.record_type,
@@ -381,23 +442,42 @@ async def _changes(
             row.changed_at,
             current.get((row.record_type, row.record_id)) if row.op == "UPSERT" else None,
             row.data,
-            _encode(["CHG", row.txid, row.id]),
+            after,
         )
-        for row in rows
+        for row, after in rows
     ]
+    return entries, cursor
 
 
 async def prune(retention: timedelta) -> int:
     """Forget the changes older than the retention; cursors from before answer RESYNC_REQUIRED.
-    Run it daily (`manage.py prune-changes`)."""
+    Each organization keeps the id of its newest change forgotten. Run it daily
+    (`manage.py prune-changes`)."""
     cutoff = datetime.now(UTC) - retention
-    async with in_transaction():
+    async with in_transaction() as connection:
+        if _postgres():  # the marks and the deletion must see the same rows
+            await connection.execute_script("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         old = Change.filter(changed_at__lt=cutoff)
-        top = await old.order_by("-txid", "-id").first()
-        if top is None:
+        marks = (
+            await old.annotate(top=Max("id"))
+            .group_by("organization_id")
+            .values_list("organization_id", "top")
+        )
+        if not marks:
             return 0
-        state, _ = await SyncState.get_or_create(id=1)
-        if (top.txid, top.id) > (state.pruned_txid, state.pruned_through):
-            state.pruned_txid, state.pruned_through = top.txid, top.id
+        for organization_id, top in marks:
+            mark, created = await PrunedChanges.get_or_create(
+                organization_id=organization_id, defaults={"through_id": top}
+            )
+            if not created and top > mark.through_id:
+                mark.through_id = top
+                await mark.save(update_fields=["through_id"])
+        state = await _state()
+        legacy = await old.filter(id__lte=state.ordered_from or 0).order_by("-txid", "-id").first()
+        if legacy is not None and (legacy.txid, legacy.id) > (
+            state.pruned_txid,
+            state.pruned_through,
+        ):
+            state.pruned_txid, state.pruned_through = legacy.txid, legacy.id
             await state.save()
         return await old.delete()

@@ -1,6 +1,8 @@
 -- The change log's trigger function on PostgreSQL (see resolvers/sync.py). Arguments: the
 -- record type; for links, the parent table and the link's other end; for leads and
 -- opportunities, their participant and follower tables (tombstoned with the deal).
+-- Its triggers are deferred to the commit: the change rows of a transaction are written last,
+-- under the organization's log lock, so that an organization's change ids are in commit order.
 CREATE OR REPLACE FUNCTION crm_log_change() RETURNS trigger AS $$
 DECLARE
   item jsonb;
@@ -16,6 +18,7 @@ BEGIN
       INTO org USING (item->>'record_id')::integer;
   END IF;
   IF org IS NULL THEN RETURN NULL; END IF;
+  PERFORM pg_advisory_xact_lock({organization_log_lock}, org);
   IF TG_OP = 'DELETE' OR item->>'deleted_at' IS NOT NULL THEN
     operation := 'DELETE';
   ELSE

@@ -123,4 +123,7 @@ class OperationScope(SchemaExtension):
         yield
         wrote = writes.events or writes.sessions_revoked
         if wrote and isinstance(ctx, RequestContext) and ctx.hub is not None:
-            ctx.hub.announce(events=bool(writes.events), sessions=writes.sessions_revoked)
+            ctx.hub.announce(
+                organizations={event.organization_id for event in writes.events},
+                sessions=writes.sessions_revoked,
+            )

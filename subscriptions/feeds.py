@@ -11,7 +11,7 @@ record, a change of visibility or of team takes effect on an open subscription a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
@@ -41,7 +41,7 @@ async def record_events(
 ) -> AsyncIterator[Event]:
     """The events of one lead or opportunity the viewer may read."""
     viewer = ctx.require_viewer()
-    start_after = await _start_after(after)
+    start_after = await _start_after(viewer.organization_id, after)
     await get_readable(ctx, kind, record_id)
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
@@ -58,7 +58,7 @@ async def record_events(
 async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterator[Event]:
     """The events of every lead and opportunity the viewer follows at the time of the event."""
     viewer = ctx.require_viewer()
-    start_after = await _start_after(after)
+    start_after = await _start_after(viewer.organization_id, after)
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
         return event if snapshot.follows(user.id, event) else None
@@ -89,14 +89,7 @@ async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]
 
 async def live_cursor(ctx: RequestContext) -> str:
     """Where the viewer's organization's event log stands now."""
-    viewer = ctx.require_viewer()
-    newest = (
-        await Event.filter(organization_id=viewer.organization_id)
-        .order_by("-id")
-        .first()
-        .values_list("id", flat=True)
-    )
-    return event_cursor(int(cast(int | None, newest) or 0))
+    return event_cursor(await log_head(ctx.require_viewer().organization_id))
 
 
 def _sign_out(ctx: RequestContext) -> None:
@@ -105,10 +98,11 @@ def _sign_out(ctx: RequestContext) -> None:
     raise unauthenticated(REVOKED)
 
 
-async def _start_after(after: str | None) -> int:
-    """Where an event feed starts: after the client's cursor, or after the log's newest event
-    (read before the feed registers, so that nothing committed meanwhile is skipped)."""
-    head = await log_head()
+async def _start_after(organization_id: int, after: str | None) -> int:
+    """Where an event feed starts: after the client's cursor, or after the newest event of the
+    organization's log (read before the feed registers, so that nothing committed meanwhile is
+    skipped)."""
+    head = await log_head(organization_id)
     if after is None:
         return head
     position = parse_event_cursor(after, "after")

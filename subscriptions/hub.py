@@ -1,16 +1,20 @@
 """The per-process hub: reads the event log as it grows and hands each event to local subscribers.
 
-One reader per process follows the log (`id > last_seen`, in id order, which is commit order:
-see resolvers/events.py). It wakes on a doorbell from the bus, on a local commit, and on a timer,
-so a lost doorbell or a bus outage delays delivery but loses nothing. For each batch it loads,
-in a constant number of statements whatever the number of subscribers, what the read rules need
-(the records, their followers, the organizations' users, the notifications) and then offers each
-event to each subscriber of its organization whose feed wants it and who may read it.
+The hub follows the log of each organization that has subscribers in this process, from its own
+position (`id > position`, in id order: an organization's events commit in id order, see
+resolvers/events.py; organizations' events interleave in no order the hub relies on, so one
+organization's slow transaction never holds back another's delivery). It wakes on a doorbell from
+the bus naming the organizations that wrote, on a local commit, and on a timer that re-reads
+every followed organization, so a lost doorbell or a bus outage delays delivery but loses
+nothing. For each batch it loads, in a constant number of statements whatever the number of
+subscribers, what the read rules need (the records, their followers, the organizations' users,
+the notifications) and then offers each event to each subscriber of its organization whose feed
+wants it and who may read it.
 
-A subscriber registers while no batch is being dispatched and learns `last_seen` at that moment:
-events up to it come from the log (replay), later ones from its queue, so nothing is missed or
-sent twice. Its queue is bounded: a subscriber that falls too far behind is cut off and told the
-cursor to resume from.
+A subscriber registers while no batch is being dispatched and learns its organization's position
+at that moment: events up to it come from the log (replay), later ones from its queue, so
+nothing is missed or sent twice. Its queue is bounded: a subscriber that falls too far behind is
+cut off and told the cursor to resume from.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from models import Event, Notification, User, Visibility
 from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
 from resolvers.auth import valid_token_hashes
 from resolvers.deal_kinds import KINDS
+from resolvers.loaders import columns_of, instances
 from resolvers.permissions import reporting_lines, reports_of, sees_deal
 from subscriptions.bus import RECONNECTED, create_bus
 
@@ -150,7 +155,7 @@ class Subscriber:
         self.wants = wants
         self.limit = limit
         self.notifications = notifications  # its feed reads notifications, not only events
-        self.start = 0  # last_seen when it registered: replay covers up to here
+        self.start = 0  # its organization's position when it registered: replay covers up to here
         self._items: deque[Delivery] = deque()
         self._ready = asyncio.Event()
         self._ended: SubscriptionEnded | None = None
@@ -201,8 +206,11 @@ class Hub:
         self.poll_seconds = poll_seconds
         self.queue_size = queue_size
         self.auth_recheck_seconds = auth_recheck_seconds
-        self.last_seen = 0
+        # Organization -> the id of the last of its events dispatched, for the organizations
+        # with subscribers here (and only them: memory follows this process's subscribers).
+        self.positions: dict[int, int] = {}
         self._subscribers: dict[int, set[Subscriber]] = defaultdict(set)
+        self._rung: set[int] = set()  # organizations whose log grew since the last read
         self._wake = asyncio.Event()
         self._recheck = asyncio.Event()
         self._dispatching = asyncio.Lock()
@@ -212,7 +220,6 @@ class Hub:
     # Lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.last_seen = await log_head()
         await self.broadcast.connect()
         self._tasks = [
             asyncio.create_task(self._keep(self._listen), name="hub bus listener"),
@@ -244,16 +251,19 @@ class Hub:
 
     # Announcing ----------------------------------------------------------------------------
 
-    def announce(self, *, events: bool = False, sessions: bool = False) -> None:
-        """After a commit: wake this process's reader and ring the other processes' doorbell.
+    def announce(self, *, organizations: Iterable[int] = (), sessions: bool = False) -> None:
+        """After a commit: wake this process's reader for the organizations whose event log
+        grew, and ring the other processes' doorbell.
 
         The bus is not waited for: a mutation's answer never depends on it, and a doorbell that
         does not get through only delays the other processes until their next poll."""
-        if events:
-            self._wake.set()
+        rung = sorted(set(organizations))
+        self._ring(rung)
         if sessions:
             self._recheck.set()
-        message = orjson.dumps({"events": events, "sessions": sessions}).decode()
+        message = orjson.dumps(
+            {"events": bool(rung), "organizations": rung, "sessions": sessions}
+        ).decode()
         task = asyncio.create_task(self._publish(message))
         self._publishes.add(task)
         task.add_done_callback(self._publishes.discard)
@@ -269,7 +279,7 @@ class Hub:
             while True:
                 message = await bus.get()
                 if message.message == RECONNECTED:
-                    self._wake.set()
+                    self._ring(None)
                     self._recheck.set()
                     continue
                 try:
@@ -280,46 +290,62 @@ class Hub:
                     # Anyone who can reach the bus can write to the channel: read nothing in.
                     log.warning("ignoring a malformed bus message %.80r", message.message)
                     continue
-                if doorbell.get("events"):
-                    self._wake.set()
+                rung = doorbell.get("organizations")
+                if isinstance(rung, list) and all(type(item) is int for item in rung):
+                    self._ring(rung)
+                elif doorbell.get("events"):  # a doorbell that does not say whose log grew
+                    self._ring(None)
                 if doorbell.get("sessions"):
                     self._recheck.set()
 
     # Following the log ---------------------------------------------------------------------
 
+    def _ring(self, organizations: Iterable[int] | None) -> None:
+        """Wake the reader for these organizations (None: every organization followed here)."""
+        if organizations is None:
+            self._rung.update(self._subscribers)
+        else:
+            self._rung.update(org for org in organizations if org in self._subscribers)
+        if self._rung:
+            self._wake.set()
+
     async def _follow_log(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                self._rung.update(self._subscribers)  # the timer re-reads every log
             self._wake.clear()
             try:
                 await self.catch_up()
             except Exception:  # the database is unreachable for now: try again later
                 log.exception("could not read the event log")
+                self._rung.update(self._subscribers)
                 await asyncio.sleep(self.poll_seconds)
 
-    async def catch_up(self) -> None:
-        """Dispatch every event after last_seen, batch by batch."""
-        while True:
+    async def catch_up(self, organizations: Iterable[int] | None = None) -> None:
+        """Dispatch every event after each rung organization's position (`organizations`: these
+        as well), batch by batch."""
+        if organizations is not None:
+            self._rung.update(organizations)
+        while self._rung:
             async with self._dispatching:
-                if not self._subscribers:
-                    self.last_seen = max(self.last_seen, await log_head())
-                    return
-                events = await Event.filter(id__gt=self.last_seen).order_by("id").limit(BATCH)
+                wanted = {org: self.positions[org] for org in self._rung if org in self.positions}
+                self._rung.clear()
+                events = await read_logs(wanted, BATCH) if wanted else []
                 if not events:
-                    return
-                organizations = {event.organization_id for event in events}
-                subscribers = [
-                    sub
-                    for organization_id in organizations & self._subscribers.keys()
-                    for sub in self._subscribers[organization_id]
-                ]
+                    continue
+                written = {event.organization_id for event in events}
+                subscribers = [sub for org in written for sub in self._subscribers.get(org, ())]
                 snapshot = await Snapshot.load(events, subscribers)
+                counts: dict[int, int] = defaultdict(int)
                 for event in events:
-                    self._dispatch(event, snapshot)
-                    self.last_seen = event.id
-            if len(events) < BATCH:
-                return
+                    counts[event.organization_id] += 1
+                    if event.organization_id in self.positions:
+                        self._dispatch(event, snapshot)
+                        self.positions[event.organization_id] = event.id
+                # An organization with a full batch has more to read.
+                self._rung.update(org for org, count in counts.items() if count >= BATCH)
 
     def _dispatch(self, event: Event, snapshot: Snapshot) -> None:
         for subscriber in list(self._subscribers.get(event.organization_id, ())):
@@ -349,8 +375,10 @@ class Hub:
         subscriber = Subscriber(
             organization_id, user_id, token_hash, wants, self.queue_size, notifications
         )
-        async with self._dispatching:  # between batches: last_seen is exact
-            subscriber.start = self.last_seen
+        async with self._dispatching:  # between batches: the position is exact
+            if organization_id not in self.positions:
+                self.positions[organization_id] = await log_head(organization_id)
+            subscriber.start = self.positions[organization_id]
             self._subscribers[organization_id].add(subscriber)
             LIVE_SUBSCRIPTIONS.inc()
         try:
@@ -365,6 +393,7 @@ class Hub:
             LIVE_SUBSCRIPTIONS.dec()
             if not group:
                 del self._subscribers[subscriber.organization_id]
+                self.positions.pop(subscriber.organization_id, None)
 
     def _drop(self, subscriber: Subscriber, why: SubscriptionEnded) -> None:
         subscriber.end(why, keep_queued=False)
@@ -392,9 +421,38 @@ class Hub:
                     self._drop(subscriber, SubscriptionEnded("revoked"))
 
 
-async def log_head() -> int:
-    head = await Event.all().order_by("-id").first().values_list("id", flat=True)
+async def log_head(organization_id: int) -> int:
+    """The id of the organization's newest event (0: none yet)."""
+    head = (
+        await Event.filter(organization_id=organization_id)
+        .order_by("-id")
+        .first()
+        .values_list("id", flat=True)
+    )
     return int(cast(int | None, head) or 0)
+
+
+async def read_logs(positions: dict[int, int], limit: int) -> list[Event]:
+    """The events of each organization after its position, at most `limit` of each, in id
+    order: one statement, each organization's read an index range of its own."""
+    client = Event._meta.db
+    columns = ", ".join(f'e."{column}"' for column in columns_of(Event))
+    if client.capabilities.dialect == "postgres":
+        sql = (
+            f"SELECT {columns} FROM unnest($1::int[], $2::bigint[]) AS p(org, after)"
+            " CROSS JOIN LATERAL (SELECT * FROM event WHERE organization_id = p.org"
+            " AND id > p.after ORDER BY id LIMIT $3) AS e ORDER BY e.id"
+        )
+        params: list[Any] = [list(positions), list(positions.values()), limit]
+    else:  # SQLite: no LATERAL; few organizations share an embedded database's process
+        each = (
+            f"SELECT * FROM (SELECT {columns} FROM event AS e WHERE e.organization_id = ?"
+            " AND e.id > ? ORDER BY e.id LIMIT ?)"
+        )
+        sql = " UNION ALL ".join(each for _ in positions) + " ORDER BY id"
+        params = [value for org, after in positions.items() for value in (org, after, limit)]
+    _, rows = await client.execute_query(sql, params)
+    return instances(Event, rows)
 
 
 async def _in_chunks(
