@@ -43,6 +43,9 @@ class Settings:
     max_page_size: int = 100
     api_key_max_page_size: int = 1000  # partners' keys page further (documented in README)
     default_page_size: int = 20
+    # totalCount counts up to this many records, then says it is at least that many: a count
+    # costs at most this many index entries, whatever the organization's size.
+    count_limit: int = 10_000
     token_ttl_days: int = 30
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -94,6 +97,7 @@ class Settings:
             max_aliases=int(os.environ.get("MAX_ALIASES", cls.max_aliases)),
             max_query_cost=int(os.environ.get("MAX_QUERY_COST", cls.max_query_cost)),
             operation_plans=_bool("OPERATION_PLANS", cls.operation_plans),
+            count_limit=int(os.environ.get("COUNT_LIMIT", cls.count_limit)),
             token_ttl_days=int(os.environ.get("TOKEN_TTL_DAYS", cls.token_ttl_days)),
             argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),
             argon2_memory_kib=int(os.environ.get("ARGON2_MEMORY_KIB", cls.argon2_memory_kib)),

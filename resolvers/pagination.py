@@ -7,9 +7,10 @@ range scan at any depth (no OFFSET).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -93,6 +94,41 @@ class PageRequest:
     before: str | None = None
 
 
+@dataclass(frozen=True)
+class Count:
+    """How many records a list holds: exact up to a bound, and beyond it that bound with
+    `exact` false (the API's totalCount and totalCountPrecision)."""
+
+    value: int
+    exact: bool
+
+
+async def count_up_to(query: QuerySet[M], limit: int | None = None) -> Count:
+    """Count the query's rows, reading at most `limit` + 1 of them (settings.count_limit)."""
+    bound = settings.count_limit if limit is None else limit
+    rows = query.order_by().limit(bound + 1).values_list("id", flat=True)
+    rows._choose_db_if_not_chosen()
+    rows._make_query()
+    sql, params = rows.query.get_parameterized_sql()
+    _, found = await rows._db.execute_query(f"SELECT count(*) FROM ({sql}) AS counted", params)
+    counted = int(found[0][0])
+    return Count(min(counted, bound), counted <= bound)
+
+
+class CountOnce:
+    """A connection's count, computed once whichever of totalCount and totalCountPrecision
+    asks first (they resolve side by side)."""
+
+    def __init__(self, count: Callable[[], Awaitable[Count]]) -> None:
+        self._count = count
+        self._found: asyncio.Future[Count] | None = None
+
+    async def __call__(self) -> Count:
+        if self._found is None:
+            self._found = asyncio.ensure_future(self._count())
+        return await asyncio.shield(self._found)
+
+
 @dataclass
 class Page(Generic[M]):
     rows: list[M]
@@ -105,8 +141,8 @@ class Page(Generic[M]):
         """A row's cursor, encoded when asked for: a page's query seldom selects them all."""
         return encode_cursor(self.key, row)
 
-    async def total_count(self) -> int:
-        return await self.query.count()
+    def __post_init__(self) -> None:
+        self.total_count = CountOnce(lambda: count_up_to(self.query))
 
 
 def encode_cursor(key: SortKey, row: Model) -> str:
@@ -146,12 +182,15 @@ def decode_cursor(
 
 
 def _after_condition(key: SortKey, value: Any, row_id: int, descending: bool) -> Q:
+    """The rows after (value, id) in the order: `field < value OR (field = value AND id < id)`
+    when descending, written `field <= value AND (field < value OR id < id)` so that the first
+    term bounds the index range scan (a deep page starts where it is, not at the top)."""
     op = "lt" if descending else "gt"
-    after_id: dict[str, Any] = {f"id__{op}": row_id}
+    after_id = Q(**{f"id__{op}": row_id})
     if key.field is None:
-        return Q(**after_id)
-    beyond: dict[str, Any] = {f"{key.field}__{op}": value}
-    return Q(**beyond) | Q(**{key.field: value}, **after_id)
+        return after_id
+    within = Q(**{f"{key.field}__{op}e": value})
+    return within & (Q(**{f"{key.field}__{op}": value}) | after_id)
 
 
 def _order(key: SortKey, descending: bool) -> list[str]:

@@ -25,7 +25,7 @@ from resolvers.context import RequestContext
 from resolvers.deal import readable_deals
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
-from resolvers.pagination import parse_time
+from resolvers.pagination import Count, CountOnce, count_up_to, parse_time
 
 
 class EntryKind(str, Enum):
@@ -71,8 +71,12 @@ class TimelinePage:
     has_next_page: bool
     sources: list[Source]
 
-    async def total_count(self) -> int:
-        return sum([await source.query.count() for source in self.sources])
+    def __post_init__(self) -> None:
+        self.total_count = CountOnce(self._count)
+
+    async def _count(self) -> Count:
+        counts = [await count_up_to(source.query) for source in self.sources]
+        return Count(sum(count.value for count in counts), all(count.exact for count in counts))
 
 
 def _encode(kind: EntryKind, at: datetime, pk: int) -> str:

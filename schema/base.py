@@ -14,7 +14,7 @@ from strawberry import UNSET, relay
 
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
-from resolvers.pagination import Page, PageRequest
+from resolvers.pagination import Count, Page, PageRequest
 
 T = TypeVar("T")
 Info = strawberry.Info[RequestContext, None]
@@ -99,6 +99,19 @@ class PageInfo:
     end_cursor: str | None
 
 
+@strawberry.enum(description="Whether a count is exact.")
+class CountPrecision(Enum):
+    EXACT = strawberry.enum_value("EXACT", description="The count is exact.")
+    AT_LEAST = strawberry.enum_value(
+        "AT_LEAST",
+        description="At least this many: counting stopped at the server's limit (COUNT_LIMIT).",
+    )
+
+
+def precision(count: Count) -> CountPrecision:
+    return CountPrecision.EXACT if count.exact else CountPrecision.AT_LEAST
+
+
 @strawberry.type(description="A record in a connection, with the cursor to page from it.")
 class Edge(Generic[T]):
     node: T
@@ -118,9 +131,17 @@ class Connection(Generic[T]):
     page_info: PageInfo
     page: strawberry.Private[Page[Any]]
 
-    @strawberry.field(description="How many records match the filter, across all pages.")
+    @strawberry.field(
+        description="How many records match the filter, across all pages: exact up to the "
+        "server's limit (COUNT_LIMIT, 10,000 by default), beyond it that limit, with "
+        "`totalCountPrecision` AT_LEAST."
+    )
     async def total_count(self) -> int:
-        return await self.page.total_count()
+        return (await self.page.total_count()).value
+
+    @strawberry.field(description="Whether `totalCount` is exact or a lower bound.")
+    async def total_count_precision(self) -> CountPrecision:
+        return precision(await self.page.total_count())
 
     @strawberry.field(description="The records of this page (the nodes of `edges`).")
     def nodes(self) -> list[T]:

@@ -10,6 +10,7 @@ import strawberry
 from resolvers import timeline as timelines
 from resolvers.timeline import EntryKind
 from schema.activity import Activity
+from schema.base import CountPrecision, precision
 from schema.deal import Comment
 from schema.event import Event
 from schema.lifecycle import LifecycleChange
@@ -50,9 +51,16 @@ class TimelineConnection:
     page_info: TimelinePageInfo
     page: strawberry.Private[timelines.TimelinePage]
 
-    @strawberry.field(description="How many entries the timeline has, across all pages.")
+    @strawberry.field(
+        description="How many entries the timeline has, across all pages: exact up to the "
+        "server's limit (COUNT_LIMIT) for each kind of entry, see `totalCountPrecision`."
+    )
     async def total_count(self) -> int:
-        return await self.page.total_count()
+        return (await self.page.total_count()).value
+
+    @strawberry.field(description="Whether `totalCount` is exact or a lower bound.")
+    async def total_count_precision(self) -> CountPrecision:
+        return precision(await self.page.total_count())
 
 
 async def timeline_connection(
