@@ -21,7 +21,7 @@ from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.contact import Contact, contacts_of
 from schema.plans import batched, one
-from schema.projections import table, to_many, to_one
+from schema.projections import lookup, table, to_many, to_one
 from schema.user import User, load_user, owners_of, users_of
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ PARTICIPANTS = to_many(
     scoped=False,  # (their contacts are)
 )
 FOLLOWERS = to_many(
-    '{followers} AS {row}_f JOIN "crm_user" AS {row} ON {row}.id = {row}_f.user_id',
+    "{followers} AS {row}_f CROSS JOIN "
+    + lookup('"crm_user" AS {row}', "{row}.id = {row}_f.user_id"),
     "{row}_f.record_id",
     order="{row}_f.id",
 )

@@ -7,8 +7,15 @@ query selects below a relation is declared here, the plan asks PostgreSQL for th
 the JSON the response will hold, in one statement for all the projected relations of a level:
 
     SELECT json_agg(json_build_array(<one expression per relation>) ORDER BY d.ord)
-    FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord) JOIN "opportunity" AS t0 ON t0.id = d.id
-    LEFT JOIN <each to-one relation's row> LEFT JOIN (<each list, grouped by parent>) ...
+    FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)
+    CROSS JOIN LATERAL (SELECT ... FROM "opportunity" WHERE id = d.id ... LIMIT 1) AS t0
+    LEFT JOIN LATERAL (<each to-one relation's row, by its key> LIMIT 1) ON true ...
+
+with each list a subquery per parent row (`(SELECT json_agg(...) FROM ... WHERE record_id =
+t0.id)`). Every row is reached from the page's ids through an index, one lookup at a time: the
+plan has the same shape, and costs the same, for an organization of fifty rows and one of two
+hundred thousand (the LATERAL ... LIMIT 1 keeps PostgreSQL from turning a lookup into a join
+whose method would follow the tables' statistics: tests/test_query_plans.py).
 
 What is declared:
 - `table(Type, Row, columns=...)`: values of the GraphQL type are rows of Row's table, and each
@@ -233,12 +240,9 @@ class Projector:
         definition: StrawberryField,
         type_: GraphQLOutputType,
         selection_sets: Sequence[SelectionSetNode],
-        *,
-        level: bool = True,
     ) -> Projection | None:
         """A field declared in SQL (`batched(sql=...)`, `sql_field`) of a row of the parent's
-        table, or None when the field, or something selected below it, has no SQL. `level`: the
-        parent rows are those of a plan's level (their ids are `$1`)."""
+        table, or None when the field, or something selected below it, has no SQL."""
         metadata: Mapping[str, Any] = definition.metadata or {}
         declared = metadata.get(SQL)
         on = table_of(parent)
@@ -247,7 +251,7 @@ class Projector:
         if isinstance(declared, str):  # an expression over the row
             sql = _names(declared, on).replace("{row}", "{parent}")
             return Projection(_required(sql) if isinstance(type_, GraphQLNonNull) else sql)
-        return self._relation(declared, type_, selection_sets, on, level)
+        return self._relation(declared, type_, selection_sets, on)
 
     def _relation(
         self,
@@ -255,7 +259,6 @@ class Projector:
         type_: GraphQLOutputType,
         selection_sets: Sequence[SelectionSetNode],
         on: Table,
-        level: bool,
     ) -> Projection | None:
         required = isinstance(type_, GraphQLNonNull)
         inner = type_.of_type if required else type_  # type: ignore[union-attr]
@@ -281,20 +284,9 @@ class Projector:
             return None  # a to_one declared on a list, or a to_many on a single value
         if not many:
             found = f"CASE WHEN {alias}.id IS NOT NULL THEN {value} END"
-            own = named(f"LEFT JOIN {join.rows} ON {where}")
+            own = named(f"LEFT JOIN {lookup(join.rows, where)} ON true")
             return Projection(_required(found) if required else found, (own, *built.joins))
         rows = f"json_agg({value} ORDER BY {join.order})"
-        if level:
-            group = f"g{alias}"
-            among = " AND ".join(
-                filter(None, [f"{join.by} = ANY($1)", join.conditions(linked=False)])
-            )
-            grouped = named(
-                f"LEFT JOIN (SELECT {join.by} AS parent_id, {rows} AS found FROM {join.rows}"
-                f" {joins} WHERE {among} GROUP BY {join.by}) AS {group}"
-                f" ON {group}.parent_id = {{parent}}.id"
-            )
-            return Projection(f"coalesce({group}.found, '[]')", (grouped,))
         return Projection(
             named(f"(SELECT coalesce({rows}, '[]') FROM {join.rows} {joins} WHERE {where})")
         )
@@ -340,7 +332,7 @@ class Projector:
     ) -> Projection | None:
         metadata: Mapping[str, Any] = definition.metadata or {}
         if metadata.get(SQL) is not None:
-            return self.field(parent, definition, type_, selection_sets, level=False)
+            return self.field(parent, definition, type_, selection_sets)
         if definition.base_resolver is None:
             column = _column(on, definition.python_name, type_)
             return None if column is None else Projection(column)
@@ -349,6 +341,15 @@ class Projector:
             prefix = _quote(parent.name + ":")
             return Projection(f"encode(convert_to({prefix} || {{parent}}.id, 'UTF8'), 'base64')")
         return None
+
+
+def lookup(rows: str, where: str) -> str:
+    """One row found by its key, as a LATERAL subquery of that name: `"account" AS {row}` meeting
+    `where` becomes `LATERAL (SELECT * FROM "account" AS {row} WHERE ... LIMIT 1) AS {row}`. The
+    LIMIT keeps PostgreSQL from flattening it into a join it would plan by the statistics: the
+    row is always looked up through its key's index, whatever the tables hold."""
+    table, alias = rows.rsplit(" AS ", 1)
+    return f"LATERAL (SELECT * FROM {table} AS {alias} WHERE {where} LIMIT 1) AS {alias}"
 
 
 def _column(on: Table, name: str, type_: GraphQLOutputType) -> str | None:
@@ -399,11 +400,12 @@ class Statement:
         fields = [projection.on("t0") for projection in projected.values()]
         values = ", ".join(projection.value for projection in fields)
         joins = "".join(f" {join}" for projection in fields for join in projection.joins)
+        parents = lookup(
+            f'"{on.model._meta.db_table}" AS t0', "t0.id = d.id AND t0.organization_id = {org}"
+        )
         sql = (
             f"SELECT json_agg(json_build_array({values}) ORDER BY d.ord)::text"
-            " FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)"
-            f' JOIN "{on.model._meta.db_table}" AS t0 ON t0.id = d.id'
-            f" AND t0.organization_id = {{org}}{joins}"
+            f" FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord) CROSS JOIN {parents}{joins}"
         )
         organization, viewer = "{org}" in sql, "{viewer}" in sql
         sql = sql.replace("{org}", "$2").replace("{viewer}", "$3" if organization else "$2")
