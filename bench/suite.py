@@ -51,8 +51,9 @@ from tests.processes import ServerProcess, free_port  # noqa: E402
 
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-password-123"
-PIPELINE = """query Pipeline($first: Int!) {
-  opportunities(first: $first, orderBy: {field: AMOUNT, direction: DESC}) {
+PIPELINE = """query Pipeline($first: Int!, $after: String) {
+  opportunities(first: $first, after: $after, orderBy: {field: AMOUNT, direction: DESC}) {
+    totalCount
     edges { node {
       id name amount currency probability expectedCloseDate status isFollowedByViewer
       account { id name industry }
@@ -105,7 +106,12 @@ async def sign_up(base_url: str, name: str) -> tuple[str, int]:
 
 
 async def pg_seed(
-    db_url: str, admin_id: int, size: Size, paging_rows: int, paging_admin: int
+    db_url: str,
+    admin_id: int,
+    size: Size,
+    paging_rows: int,
+    paging_admin: int,
+    password_hash: str,
 ) -> int:
     """Seed the admin's organization, and the paging organization; the organization id."""
     db = await asyncpg.connect(db_url)
@@ -131,7 +137,7 @@ async def pg_seed(
             await db.copy_records_to_table(table, records=rows, columns=columns)
 
         await seed_organization(
-            write, organization_id, admin_id, stages, start, size, random.Random(7)
+            write, organization_id, admin_id, stages, start, size, random.Random(7), password_hash
         )
         top = await db.fetchval("SELECT coalesce(max(id), 0) + 1 FROM contact")
         await seed_paging(write, paging_org, paging_admin, top, paging_rows)
@@ -146,7 +152,7 @@ async def pg_seed(
         await db.close()
 
 
-async def sqlite_seed(path: str, admin_id: int, size: Size) -> None:
+async def sqlite_seed(path: str, admin_id: int, size: Size, password_hash: str) -> None:
     db = sqlite3.connect(path)
     try:
         organization_id = db.execute(
@@ -173,7 +179,7 @@ async def sqlite_seed(path: str, admin_id: int, size: Size) -> None:
             )
 
         await seed_organization(
-            write, organization_id, admin_id, stages, start, size, random.Random(7)
+            write, organization_id, admin_id, stages, start, size, random.Random(7), password_hash
         )
         db.commit()
         db.execute("ANALYZE")
@@ -321,7 +327,68 @@ async def export_figures(
 # The run
 
 
+async def log_in(http: httpx.AsyncClient, email: str) -> str:
+    body = (
+        await http.post("/graphql", json={"query": LOGIN, "variables": {"e": email, "p": PASSWORD}})
+    ).json()
+    assert not body.get("errors"), body
+    return body["data"]["login"]["token"]
+
+
+async def pipeline_viewer(
+    http: httpx.AsyncClient, db_url: str, admin_id: int, admin_token: str, as_admin: bool
+) -> tuple[int, str]:
+    """Who reads the pipeline page, and their token: the admin, or (by default) the first
+    seller of the admin's organization, whose visibility rules apply."""
+    if as_admin:
+        return admin_id, admin_token
+    if db_url.startswith("sqlite://"):
+        db = sqlite3.connect(db_url.removeprefix("sqlite://"))
+        try:
+            seller, email = db.execute(
+                "SELECT id, email FROM crm_user WHERE role = 'SELLER' AND organization_id ="
+                " (SELECT organization_id FROM crm_user WHERE id = ?) ORDER BY id LIMIT 1",
+                (admin_id,),
+            ).fetchone()
+        finally:
+            db.close()
+    else:
+        pg = await asyncpg.connect(db_url)
+        try:
+            seller, email = await pg.fetchrow(
+                "SELECT id, email FROM crm_user WHERE role = 'SELLER' AND organization_id ="
+                " (SELECT organization_id FROM crm_user WHERE id = $1) ORDER BY id LIMIT 1",
+                admin_id,
+            )
+        finally:
+            await pg.close()
+    return seller, await log_in(http, email)
+
+
+def difference(a: Any, b: Any, path: str = "data") -> str | None:
+    """Where two JSON values first differ (None: equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in {'the first' if key in a else 'the second'}"
+            found = difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items against {len(b)}"
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = difference(x, y, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path}: {a!r} against {b!r}"
+
+
 async def main(args: argparse.Namespace) -> int:
+    from resolvers.auth import hash_password
+
     size = Size.of(args.quick)
     paging_rows = 10_000 if args.quick else 100_000
     rounds, seconds = (2, 2.0) if args.quick else (5, 5.0)
@@ -332,6 +399,7 @@ async def main(args: argparse.Namespace) -> int:
     db_url = f"postgres://postgres@127.0.0.1:5432/{name}"
     results: dict[str, Any] = {}
     raw: subprocess.Popen[bytes] | None = None
+    password_hash = await hash_password(PASSWORD)  # the seeded users' (project's argon2 settings)
     try:
         await migrate(db_url)
         async with ServerProcess(
@@ -340,16 +408,13 @@ async def main(args: argparse.Namespace) -> int:
             token, admin_id = await sign_up(server.base_url, "Bench")
             _, paging_admin = await sign_up(server.base_url, "Paging")
             log(f"seeding PostgreSQL: {size}, {paging_rows:,} paging rows")
-            organization_id = await pg_seed(db_url, admin_id, size, paging_rows, paging_admin)
+            organization_id = await pg_seed(
+                db_url, admin_id, size, paging_rows, paging_admin, password_hash
+            )
             raw_port = free_port()
             raw = subprocess.Popen(  # noqa: ASYNC220  (started once, not waited on)
                 [sys.executable, str(ROOT / "bench" / "raw_server.py")],
-                env={
-                    **os.environ,
-                    "DATABASE_URL": db_url,
-                    "ORGANIZATION_ID": str(organization_id),
-                    "PORT": str(raw_port),
-                },
+                env={**os.environ, "DATABASE_URL": db_url, "PORT": str(raw_port)},
             )
             async with httpx.AsyncClient(
                 base_url=server.base_url,
@@ -374,16 +439,32 @@ async def main(args: argparse.Namespace) -> int:
                 ) as raw_http:
                     for _ in range(50):
                         try:
-                            await raw_http.get("/pipeline")
+                            await raw_http.get("/healthz")
                             break
                         except httpx.TransportError:
                             await asyncio.sleep(0.2)
+                    viewer_id, viewer_token = await pipeline_viewer(
+                        http, db_url, admin_id, token, args.admin
+                    )
+                    params = {"viewer": viewer_id, "first": 50}
 
                     async def raw_call() -> None:
-                        response = await raw_http.get("/pipeline", params={"viewer": admin_id})
+                        response = await raw_http.get("/pipeline", params=params)
                         assert response.status_code == 200
 
-                    graph_call = graphql_call(http, token, PIPELINE, {"first": 50})
+                    # The baseline does the same work: the same answer, count and rows included.
+                    graph_body = (
+                        await http.post(
+                            "/graphql",
+                            json={"query": PIPELINE, "variables": {"first": 50}},
+                            headers={"authorization": f"Bearer {viewer_token}"},
+                        )
+                    ).json()
+                    raw_body = (await raw_http.get("/pipeline", params=params)).json()
+                    diff = difference(graph_body.get("data"), raw_body["data"])
+                    assert diff is None, f"the graph and the raw baseline differ: {diff}"
+                    results["total_count"] = raw_body["data"]["opportunities"]["totalCount"]
+                    graph_call = graphql_call(http, viewer_token, PIPELINE, {"first": 50})
                     results.update(
                         await pipeline_figures(
                             {"graph": graph_call, "raw": raw_call}, rounds, seconds
@@ -411,7 +492,7 @@ async def main(args: argparse.Namespace) -> int:
                     )
                 log("export")
                 results["export"] = await export_figures(http, key, db_url, organization_id, rounds)
-        results["sqlite"] = await sqlite_pipeline(size, rounds, seconds)
+        results["sqlite"] = await sqlite_pipeline(size, rounds, seconds, password_hash, args.admin)
     finally:
         if raw is not None:
             raw.terminate()
@@ -431,7 +512,9 @@ async def _email(db_url: str, user_id: int) -> str:
         await db.close()
 
 
-async def sqlite_pipeline(size: Size, rounds: int, seconds: float) -> dict[str, list[float]]:
+async def sqlite_pipeline(
+    size: Size, rounds: int, seconds: float, password_hash: str, as_admin: bool
+) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "crm.sqlite3")
         url = f"sqlite://{path}"
@@ -439,11 +522,12 @@ async def sqlite_pipeline(size: Size, rounds: int, seconds: float) -> dict[str, 
         async with ServerProcess({"DATABASE_URL": url, **SERVER_ENV}, startup_timeout=60) as server:
             token, admin_id = await sign_up(server.base_url, "Embedded")
             log(f"seeding SQLite: {size}")
-            await sqlite_seed(path, admin_id, size)
+            await sqlite_seed(path, admin_id, size, password_hash)
             async with httpx.AsyncClient(
                 base_url=server.base_url, timeout=120, trust_env=False
             ) as http:
-                call = graphql_call(http, token, PIPELINE, {"first": 50})
+                _, viewer_token = await pipeline_viewer(http, url, admin_id, token, as_admin)
+                call = graphql_call(http, viewer_token, PIPELINE, {"first": 50})
                 for _ in range(3):
                     await call()
                 figures: dict[str, list[float]] = {"single_p50": [], "rps": []}
@@ -467,7 +551,13 @@ def report(results: dict[str, Any], size: Size, paging_rows: int, args: argparse
     print(f"versions: {versions}")
     print(
         f"data: {size.opportunities:,} opportunities, {size.accounts:,} accounts,"
-        f" {size.contacts:,} contacts, {size.users} users; medians (min-max) over the rounds\n"
+        f" {size.contacts:,} contacts, {size.users} users, 17% of the opportunities PRIVATE;"
+        " medians (min-max) over the rounds"
+    )
+    viewer = "the admin" if args.admin else "a seller (visibility rules on)"
+    print(
+        f"pipeline: 50 opportunities and totalCount ({results['total_count']:,}), read by"
+        f" {viewer}; the raw baseline gives the same answer (checked)\n"
     )
     ratio = statistics.median(graph["rps"]) / statistics.median(raw["rps"])
     single = statistics.median(graph["single_p50"]) / statistics.median(raw["single_p50"])
@@ -525,6 +615,9 @@ def report(results: dict[str, Any], size: Size, paging_rows: int, args: argparse
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The benchmark suite (see the docstring).")
     parser.add_argument("--quick", action="store_true", help="smoke run: a tenth of the data")
+    parser.add_argument(
+        "--admin", action="store_true", help="read the pipeline as the admin (default: a seller)"
+    )
     return parser.parse_args()
 
 
