@@ -11,9 +11,9 @@ No GraphQL, no ORM, no authentication, no pool reset: the physical floor on this
     DATABASE_URL=postgres://... PORT=8099 python bench/raw_server.py
     GET /pipeline?viewer=<user id>&first=50[&after=<cursor of the AMOUNT order>]
 
-The count is exact (`count(*)` with the page's WHERE) unless RAW_COUNT_CAP=n, which counts up to
-n + 1 rows only (`SELECT count(*) FROM (SELECT 1 ... LIMIT n + 1)`): the semantics of an API
-whose totalCount is exact up to a bound.
+The count is the API's: exact up to RAW_COUNT_CAP (default 10,000, the API's COUNT_LIMIT), read
+as `SELECT count(*) FROM (SELECT 1 ... LIMIT n + 1)`, and that bound beyond; RAW_COUNT_CAP=0
+counts every row (`count(*)` with the page's WHERE).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 POOL: asyncpg.Pool | None = None
-COUNT_CAP = int(os.environ.get("RAW_COUNT_CAP", "0"))  # 0: exact counts
+COUNT_CAP = int(os.environ.get("RAW_COUNT_CAP", "10000"))  # 0: exact counts
 
 # Runs one statement and returns its rows: a connection's `fetch`, or one that also explains.
 Fetch = Callable[..., Awaitable[list[Any]]]
@@ -137,7 +137,7 @@ async def pipeline_data(
     if after:
         amount_cents, pk = parse_amount_cursor(after)
         a, b = len(values) + 1, len(values) + 2
-        page_where += f" AND (amount_cents < ${a} OR (amount_cents = ${a} AND id < ${b}))"
+        page_where += f" AND amount_cents <= ${a} AND (amount_cents < ${a} OR id < ${b})"
         values += [amount_cents, pk]
     deals = await fetch(
         "SELECT id, name, amount_cents, currency, probability, expected_close_date, status,"
@@ -246,7 +246,8 @@ async def pipeline_data(
                 },
             }
         )
-    return {"opportunities": {"totalCount": total[0], "edges": [{"node": n} for n in nodes]}}
+    counted = min(total[0], cap) if cap else total[0]
+    return {"opportunities": {"totalCount": counted, "edges": [{"node": n} for n in nodes]}}
 
 
 async def pipeline(request: Request) -> Response:

@@ -74,6 +74,7 @@ from bench.suite import (  # noqa: E402
     log,
     percentile,
 )
+from config import Settings  # noqa: E402
 from manage import migrate  # noqa: E402
 from tests.processes import ServerProcess, free_port  # noqa: E402
 
@@ -1158,7 +1159,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (5; quick: 2)")
     parser.add_argument("--seconds", type=float, help="seconds per 10-client turn (5; quick: 2)")
     parser.add_argument(
-        "--count-cap", type=int, default=0, help="the raw baseline counts up to N + 1 rows"
+        "--count-cap",
+        type=int,
+        default=Settings.count_limit,
+        help="the raw baseline counts up to N + 1 rows, as the API (COUNT_LIMIT); 0: every row",
     )
     parser.add_argument(
         "--history",
