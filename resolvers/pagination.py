@@ -186,7 +186,8 @@ def _after_condition(key: SortKey, value: Any, row_id: int, descending: bool) ->
     when descending, written `field <= value AND (field < value OR id < id)` so that the first
     term bounds the index range scan (a deep page starts where it is, not at the top)."""
     op = "lt" if descending else "gt"
-    after_id = Q(**{f"id__{op}": row_id})
+    beyond_id: dict[str, Any] = {f"id__{op}": row_id}
+    after_id = Q(**beyond_id)
     if key.field is None:
         return after_id
     within = Q(**{f"{key.field}__{op}e": value})

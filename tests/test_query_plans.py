@@ -737,9 +737,9 @@ async def test_the_detail_view_and_the_live_feeds_read_through_indexes(live_serv
                 for problem in own + problems(forced, sizes, forced=True):
                     found.append(f"detail: {problem}\n    {sql[:300]}")
         # The live hub's read of the organizations' logs, each from its own position.
-        small = (await User.get(id=pk(org.admin.id))).organization_id
+        own_organization = (await User.get(id=pk(org.admin.id))).organization_id
         with statements_run() as seen:
-            await read_logs({large["organization"]: 0, small: 0}, 500)
+            await read_logs({large["organization"]: 0, own_organization: 0}, 500)
         for sql, values in seen:
             forced = await explain(db, sql, values, seqscan=False)
             found += [f"hub: {problem}" for problem in problems(forced, sizes, forced=True)]
