@@ -12,6 +12,7 @@ from models.deal import Deal
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import DealKind
 from resolvers.errors import bad_input, forbidden
+from resolvers.loaders import select_values
 
 
 def reporting_lines(managers: Iterable[tuple[int, int | None]]) -> dict[int, list[int]]:
@@ -39,8 +40,8 @@ async def team_ids(ctx: RequestContext) -> set[int]:
     """The ids of the viewer's reports, direct and indirect (one query, cached per request)."""
     if ctx.team_ids is None:
         viewer = ctx.require_viewer()
-        rows = await User.filter(organization_id=viewer.organization_id).values_list(
-            "id", "manager_id"
+        rows = await select_values(
+            User, ["id", "manager_id"], organization_id=viewer.organization_id
         )
         ctx.team_ids = reports_of(viewer.id, reporting_lines(rows))
     return ctx.team_ids
