@@ -61,12 +61,13 @@ def _retrieved(future: Awaitable[V]) -> Awaitable[V]:
     return future
 
 
-def live_contact(table: str) -> str:
-    """A row's contact is not deleted (looked up by its key): the rule for participants, here
-    and in their SQL projection (schema/deal.py)."""
+def live_contact(table: str, organization: str | int) -> str:
+    """A row's contact is not deleted (looked up by its key in the organization's live contacts,
+    an index-only probe): the rule for participants, here and in their SQL projection
+    (schema/deal.py). `organization`: the organization's id, or SQL standing for it."""
     return (
-        'EXISTS (SELECT 1 FROM "contact" AS c'
-        f' WHERE c."id" = "{table}"."contact_id" AND c."deleted_at" IS NULL)'
+        'EXISTS (SELECT 1 FROM "contact" AS c WHERE c."organization_id" = '
+        f'{organization} AND c."id" = "{table}"."contact_id" AND c."deleted_at" IS NULL)'
     )
 
 
@@ -329,7 +330,8 @@ class Loaders:
         async def load(keys: list[int]) -> list[list[Any]]:
             grouped: dict[int, list[Any]] = defaultdict(list)
             table = kind.participant._meta.db_table
-            rows = await select(kind.participant, record_id=keys, also=live_contact(table))
+            live = live_contact(table, int(self.organization_id))
+            rows = await select(kind.participant, record_id=keys, also=live)
             for row in rows:
                 grouped[row.record_id].append(row)
             return [grouped[key] for key in keys]

@@ -67,7 +67,7 @@ table(Participant, OpportunityParticipant, columns=("role",), by_id=False)
 PARTICIPANTS = to_many(
     "{participants} AS {row}",
     "{row}.record_id",
-    also=live_contact("{row}"),
+    also=live_contact("{row}", "{org}"),
     scoped=False,  # (their contacts are)
 )
 FOLLOWERS = to_many(
