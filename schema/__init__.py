@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import ASTValidationRule
 from strawberry.extensions import (
@@ -24,7 +26,7 @@ from schema.cost import FragmentBudget, QueryCost
 from schema.deal import Comment, DealMutations
 from schema.documents import DocumentCache
 from schema.event import NotificationMutations, NotificationQueries
-from schema.extensions import ErrorCodes, OperationScope
+from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
 from schema.gate import Gatekeeper
 from schema.lead import Lead, LeadMutations, LeadQueries
@@ -87,9 +89,19 @@ class Mutation(
 
 
 class CrmSchema(strawberry.Schema):
+    hide_suggestions = False
+
     def process_errors(self, errors: list, execution_context: object = None) -> None:
         """Strawberry logs every error with a traceback, client mistakes included; ErrorCodes
         logs the unexpected ones (with the request id) instead."""
+
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
+        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
+        if self.hide_suggestions:
+            kwargs["hide_suggestions"] = True  # graphql-core's coercion of variables
+        return kwargs
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -107,13 +119,15 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         ErrorCodes,
         OperationScope,
+        # Validation, then what refuses a valid document (in this order, before it runs):
+        lambda: Validation(hide_suggestions=not settings.introspection),
         Gatekeeper,
         ApiKeyScopes,
         QueryCost,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return CrmSchema(
+    schema = CrmSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -122,3 +136,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         config=StrawberryConfig(relay_max_results=100),
         execution_context_class=PlannedExecutor if settings.operation_plans else None,
     )
+    schema.hide_suggestions = not settings.introspection
+    return schema
