@@ -86,7 +86,7 @@ def decode_json(data: str | bytes, max_depth: int) -> object:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        if "recursion" in str(error).lower():
+        if "depth limit" in str(error).lower() or "recursion" in str(error).lower():
             raise TooDeep(max_depth) from error
         raise json.JSONDecodeError(str(error), error.doc, error.pos) from error
     if json_depth_exceeded(value, max_depth):

@@ -199,9 +199,7 @@ def rate_limited(ctx: RequestContext, wait: float, what: str) -> ApiError:
     headers = getattr(ctx.response, "headers", None)
     if headers is not None and not ctx.over_websocket:
         headers["Retry-After"] = str(seconds)
-    return ApiError(
-        ErrorCode.RATE_LIMITED, f"{what}: retry in {seconds} s.", retryAfter=seconds
-    )
+    return ApiError(ErrorCode.RATE_LIMITED, f"{what}: retry in {seconds} s.", retryAfter=seconds)
 
 
 async def logout(ctx: RequestContext) -> None:

@@ -38,6 +38,7 @@ from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQue
 from schema.organization import OrganizationQueries, PipelineMutations
 from schema.plans import PlannedExecutor
 from schema.product import ProductMutations, ProductQueries
+from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
@@ -133,7 +134,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         types=[Lead, Opportunity, Comment, Activity, Message, Account, Contact],
         extensions=extensions,
-        config=StrawberryConfig(relay_max_results=100),
+        config=StrawberryConfig(relay_max_results=100, scalar_map=SCALARS),
         execution_context_class=PlannedExecutor if settings.operation_plans else None,
     )
     schema.hide_suggestions = not settings.introspection

@@ -15,6 +15,7 @@ from models import Notification as NotificationRow
 from resolvers import events
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
+from resolvers.deal import readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.plans import batched, one
@@ -36,14 +37,15 @@ async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]
     return await users_of(ctx, [event.actor_id for event in events])
 
 
+async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
+    changes = await readable_references(ctx, [event.row.changes for event in events])
+    return [JSON(change) for change in changes]
+
+
 @strawberry.type(description="A change, comment or development of a lead or opportunity.")
 class Event(relay.Node):
     id: relay.NodeID[int]
     kind: EventKind
-    changes: JSON = strawberry.field(
-        description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
-        "money is a decimal string); for role and comment events, their details."
-    )
     created_at: datetime
     record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
     record_id: strawberry.ID = strawberry.field(description="The record's global id.")
@@ -59,7 +61,6 @@ class Event(relay.Node):
         return cls(
             id=row.id,
             kind=row.kind,
-            changes=JSON(row.changes),
             created_at=row.created_at,
             record_type=row.record_type,
             record_id=strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
@@ -67,6 +68,15 @@ class Event(relay.Node):
             actor_id=row.actor_id,
             row=row,
         )
+
+    @strawberry.field(
+        description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
+        "money is a decimal string); for role and comment events, their details. The id of "
+        "another lead or opportunity the viewer may not read is null.",
+        metadata=batched(_changes),
+    )
+    async def changes(self, info: Info) -> JSON:
+        return await one(_changes, self, info)
 
     @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:

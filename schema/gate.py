@@ -150,7 +150,8 @@ class Gatekeeper(SchemaExtension):
         yield
 
     def _check(self, document: Any, context: Any) -> GraphQLError | None:
-        operation_name = context.operation_name
+        # As the client sent it: `operation_name` names the first operation when none was.
+        operation_name = context._provided_operation_name  # noqa: SLF001
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if len(operations) > 1 and not operation_name:
             return graphql_error(
