@@ -104,7 +104,7 @@ class Settings:
     # Redis (rate limits, login throttling): every call's timeout, and the circuit breaker that
     # stops calling a Redis that failed this many times in a row, for this many seconds.
     redis_timeout_seconds: float = 0.1
-    redis_breaker_failures: int = 3
+    redis_breaker_failures: int = 1
     redis_breaker_seconds: float = 10.0
     # On SIGTERM: how long requests and websockets get to finish before they are cut.
     shutdown_timeout_seconds: float = 10.0

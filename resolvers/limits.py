@@ -92,7 +92,7 @@ class RateLimiter:
         prefix: str = "crm",
         *,
         timeout: float = 0.1,
-        breaker_failures: int = 3,
+        breaker_failures: int = 1,
         breaker_seconds: float = 10.0,
     ) -> None:
         self.rate = rate
