@@ -58,4 +58,4 @@ DATE = ScalarDefinition(
     parse_literal=None,
     origin=dt.date,
 )
-SCALARS = {dt.datetime: DATETIME, dt.date: DATE}
+SCALARS: dict[object, ScalarDefinition] = {dt.datetime: DATETIME, dt.date: DATE}

@@ -362,24 +362,24 @@ async def test_exports_have_slots_per_organization_and_stop_for_idle_readers(
     async with (
         ServerProcess(env) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
+        http.stream("GET", "/export/accounts.ndjson", headers=mine) as held,
     ):
-        async with http.stream("GET", "/export/accounts.ndjson", headers=mine) as held:
-            assert held.status_code == 200  # opened, and never read
-            await asyncio.sleep(0.3)
-            second = await http.get("/export/accounts.ndjson", headers=mine)
-            assert second.status_code == 429
-            assert second.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
-            other = await http.get("/export/accounts.ndjson", headers=theirs)
-            assert other.status_code == 200  # another organization still exports
-            # The idle reader's stream is ended after the send timeout: its slot comes back.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while True:
-                again = await http.get("/export/contacts.ndjson", headers=mine)
-                if again.status_code == 200:
-                    break
-                assert loop.time() < deadline, "the idle export kept its slot"
-                await asyncio.sleep(0.5)
+        assert held.status_code == 200  # opened, and never read
+        await asyncio.sleep(0.3)
+        second = await http.get("/export/accounts.ndjson", headers=mine)
+        assert second.status_code == 429
+        assert second.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        other = await http.get("/export/accounts.ndjson", headers=theirs)
+        assert other.status_code == 200  # another organization still exports
+        # The idle reader's stream is ended after the send timeout: its slot comes back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            again = await http.get("/export/contacts.ndjson", headers=mine)
+            if again.status_code == 200:
+                break
+            assert loop.time() < deadline, "the idle export kept its slot"
+            await asyncio.sleep(0.5)
 
 
 async def test_persisted_queries_are_kept_per_organization_within_caps(live_server, org, other_org):

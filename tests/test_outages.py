@@ -74,7 +74,7 @@ async def relayed(database_url: str) -> AsyncIterator[tuple[Relay, str]]:
 async def test_database_down_is_a_503_with_a_code_on_every_route(live_server, org):
     if live_server.database != "postgres":
         pytest.skip("the embedded SQLite file cannot go away while its process runs")
-    async with relayed(live_server.database_url) as (relay, url):
+    async with relayed(live_server.database_url) as (relay, url):  # noqa: SIM117 (url first)
         async with ServerProcess({"DATABASE_URL": url}) as server:
             assert (
                 "errors" not in (await post(org.seller, {"query": SMALL}, server.base_url)).json()
