@@ -88,7 +88,12 @@ def decode_json(data: str | bytes, max_depth: int) -> object:
     except orjson.JSONDecodeError as error:
         if "depth limit" in str(error).lower() or "recursion" in str(error).lower():
             raise TooDeep(max_depth) from error
-        raise json.JSONDecodeError(str(error), error.doc, error.pos) from error
+        # What orjson refuses and JSON allows (a lone surrogate escape, say): the standard
+        # parser, which answers it field by field like any other bad value.
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise TooDeep(max_depth) from None
     if json_depth_exceeded(value, max_depth):
         raise TooDeep(max_depth)
     return value

@@ -46,10 +46,20 @@ _DEAL_REFERENCES = {
 }
 
 
+def names_other_deals(changes: Any) -> bool:
+    """Whether an event's `changes` name another lead or opportunity (whose id then depends on
+    who reads it: `readable_references`)."""
+    return any(
+        _pk_of(value, type_name) is not None
+        for key, type_name in _DEAL_REFERENCES.items()
+        for value in _reference_values(changes, key)
+    )
+
+
 async def readable_references(ctx: RequestContext, changes: list[Any]) -> list[Any]:
     """Events' `changes` as the viewer may see them: the id of another lead or opportunity the
-    viewer may not read (a private deal a lead was converted into, say) becomes null, as the
-    record itself answers NOT_FOUND. The stored events keep it."""
+    viewer may not read (the private opportunity a lead was converted into, say) becomes null,
+    as the record itself would answer NOT_FOUND. The stored events keep it."""
     named: dict[str, set[int]] = {"Lead": set(), "Opportunity": set()}
     for change in changes:
         for key, type_name in _DEAL_REFERENCES.items():

@@ -15,7 +15,7 @@ from models import Notification as NotificationRow
 from resolvers import events
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
-from resolvers.deal import readable_references
+from resolvers.deal import names_other_deals, readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.plans import batched, one
@@ -55,6 +55,8 @@ class Event(relay.Node):
     )
     actor_id: strawberry.Private[int | None]
     row: strawberry.Private[EventRow]
+    # Whether a live event's result may be computed once for all its subscribers.
+    shareable: strawberry.Private[bool] = True
 
     @classmethod
     def from_row(cls, row: EventRow) -> Event:
@@ -67,13 +69,16 @@ class Event(relay.Node):
             cursor=events.event_cursor(row.id),
             actor_id=row.actor_id,
             row=row,
+            shareable=not names_other_deals(row.changes),
         )
 
     @strawberry.field(
         description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
         "money is a decimal string); for role and comment events, their details. The id of "
         "another lead or opportunity the viewer may not read is null.",
-        metadata=batched(_changes),
+        # The same for all but where an event names another deal: such an event says so
+        # (`shareable`), and each subscriber then computes its own.
+        metadata=batched(_changes, same_for_all=True),
     )
     async def changes(self, info: Info) -> JSON:
         return await one(_changes, self, info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from resolvers.errors import ApiError, ErrorCode, is_outage
 
 log = logging.getLogger("crm.graphql")
 MASKED_MESSAGE = "Internal server error. Quote the request id when reporting it."
+_INVALID_AT = re.compile(r"has invalid value at \.([\w.\[\]]+):")
 
 
 class ErrorCodes(SchemaExtension):
@@ -68,6 +70,10 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, StrawberryInputCoercionError):
             # An argument Strawberry could not convert before calling the resolver. (Ids are
             # plain ID strings that our resolvers decode, naming the field; this is the rest.)
+            extensions: dict[str, Any] = {"code": ErrorCode.BAD_USER_INPUT.value}
+            found = _INVALID_AT.search(error.message)
+            if found:
+                extensions["field"] = found.group(1)
             return GraphQLError(
                 error.message,
                 error.nodes,
@@ -75,7 +81,7 @@ class ErrorCodes(SchemaExtension):
                 error.positions,
                 error.path,
                 None,
-                {"code": ErrorCode.BAD_USER_INPUT.value},
+                extensions,
             )
         if error.path is None:
             # Raised before execution: syntax, validation, variable coercion, limits.
@@ -88,6 +94,9 @@ class ErrorCodes(SchemaExtension):
                 else "GRAPHQL_VALIDATION_FAILED"
             )
             extensions = {"code": code, **(error.extensions or {})}
+            found = _INVALID_AT.search(error.message)
+            if code == "BAD_USER_INPUT" and found and "field" not in extensions:
+                extensions["field"] = found.group(1)  # "... has invalid value at .startsAt: ..."
             return GraphQLError(
                 error.message, error.nodes, error.source, error.positions, None, None, extensions
             )

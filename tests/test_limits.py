@@ -350,7 +350,7 @@ async def test_exports_have_slots_per_organization_and_stop_for_idle_readers(
     live_server, org, other_org
 ):
     if live_server.database == "sqlite":
-        pytest.skip("SQLite's one connection serves one export at a time whatever the slots")
+        pytest.skip("SQLite has one connection: every request waits while an export streams")
     await _many_accounts(live_server.database_url, org, 150_000)
     env = {
         "DATABASE_URL": live_server.database_url,
