@@ -415,7 +415,11 @@ async def readyz(request: Request) -> Response:
         await connections.get("default").execute_query("SELECT 1")
     except Exception as error:  # any failure to reach the database means not ready
         log.warning("database not reachable: %s", error)
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_OUTAGE)},
+        )
     # The bus being down makes live delivery slower (each process polls the log), not wrong:
     # it is reported, and the process stays ready.
     bus = "ok" if request.app.state.hub.bus_connected else "reconnecting"
@@ -659,6 +663,7 @@ def main() -> None:
         proxy_headers=True,
         access_log=False,  # RequestLogMiddleware writes the structured access log
         ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=settings.max_body_bytes,  # a websocket message: the same limit as a body
         timeout_graceful_shutdown=int(math.ceil(settings.shutdown_timeout_seconds)),
     )
     GracefulServer(config, app.state.graphql).run()

@@ -146,6 +146,17 @@ async def test_json_nested_too_deep_is_a_clear_400(http):
     assert broken.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
+async def test_a_websocket_message_over_the_body_limit_closes_the_socket(live_server, org):
+    env = {"DATABASE_URL": live_server.database_url, "MAX_BODY_BYTES": "65536"}
+    async with (
+        ServerProcess(env) as server,
+        live_client(server.base_url, org.seller.api.token) as client,
+    ):
+        await client.subscribe("{ __typename }", {"padding": "x" * 70_000})
+        code, _ = await client.wait_closed(timeout=5)
+    assert code == 1009  # message too big
+
+
 async def test_a_document_over_the_length_limit_is_refused_before_parsing(api):
     document = "{ __typename " + " " * settings.max_query_length + "}"
     error = await api.error(document)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.processes import RedisServer, ServerProcess, free_port
-from tests.test_limits import SMALL, post
+from tests.test_limits import SMALL, _many_accounts, post
 from tests.ws import PROTOCOLS, expect_rejected, live_client
 
 
@@ -157,5 +157,34 @@ async def test_sigterm_closes_websockets_with_a_reason_and_drains_within_the_tim
         assert returncode in (0, -signal.SIGTERM)
         assert time.perf_counter() - began < 10
         assert "Finished server process" in server.output(80) or returncode == 0
+    finally:
+        await server.stop()
+
+
+async def test_sigterm_cuts_requests_still_running_after_the_shutdown_timeout(live_server, org):
+    if live_server.database != "postgres":
+        pytest.skip("an export that outlasts the timeout needs PostgreSQL's cursor (SQLite: one)")
+    await _many_accounts(live_server.database_url, org, 150_000)
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "SHUTDOWN_TIMEOUT_SECONDS": "2",
+        "EXPORT_SEND_TIMEOUT_SECONDS": "600",
+    }
+    server = ServerProcess(env, stop_timeout=30)
+    await server.start()
+    headers = {"authorization": f"Bearer {org.admin.api.token}"}
+    try:
+        async with (
+            httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
+            http.stream("GET", "/export/accounts.ndjson", headers=headers) as held,
+        ):
+            assert held.status_code == 200  # and never read: it would hold the process forever
+            assert server.process is not None
+            began = time.perf_counter()
+            server.process.send_signal(signal.SIGTERM)
+            returncode = await asyncio.to_thread(server.process.wait, 20)
+            elapsed = time.perf_counter() - began
+        assert returncode in (0, -signal.SIGTERM)
+        assert 1.5 < elapsed < 8, elapsed  # the timeout, then the cut
     finally:
         await server.stop()
