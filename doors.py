@@ -6,11 +6,14 @@ deep, protocol errors and database outages, each as a JSON GraphQL error with a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
 
 import orjson
+from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from observability import request_id_var
@@ -192,3 +195,52 @@ class OutageGuard:
                 ErrorCode.INTERNAL_SERVER_ERROR,
                 "Internal server error. Quote the request id when reporting it.",
             ).send(send)
+
+
+class ExportSlots:
+    """Exports streaming at once: at most `per_process`, and `per_organization` for each one,
+    so that one organization holding its slots leaves the others theirs."""
+
+    def __init__(self, per_process: int, per_organization: int) -> None:
+        self.per_process = per_process
+        self.per_organization = per_organization
+        self.held: dict[int, int] = {}
+
+    def take(self, organization_id: int) -> bool:
+        if sum(self.held.values()) >= self.per_process:
+            return False
+        if self.held.get(organization_id, 0) >= self.per_organization:
+            return False
+        self.held[organization_id] = self.held.get(organization_id, 0) + 1
+        return True
+
+    def give_back(self, organization_id: int) -> None:
+        held = self.held.get(organization_id, 0) - 1
+        if held > 0:
+            self.held[organization_id] = held
+        else:
+            self.held.pop(organization_id, None)
+
+
+class PatientStreamingResponse(StreamingResponse):
+    """A stream whose client must keep reading: a chunk that cannot be sent within `timeout`
+    seconds (the client stopped reading) ends the stream, and frees what it held."""
+
+    def __init__(self, content: Any, timeout: float, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.timeout = timeout
+
+    async def stream_response(self, send: Any) -> None:
+        async def patient(message: Any) -> None:
+            try:
+                await asyncio.wait_for(send(message), self.timeout)
+            except TimeoutError:
+                log.warning("export ended: its client read nothing for %s s", self.timeout)
+                raise OSError("the client stopped reading") from None
+
+        try:
+            await super().stream_response(patient)
+        except OSError:
+            with contextlib.suppress(Exception):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            raise
