@@ -85,6 +85,9 @@ class Settings:
     # Each organization's own token bucket, drawn from beside its users' and keys' buckets.
     rate_limit_org_per_second: float = 100.0
     rate_limit_org_burst: int = 1000
+    # Operations of one organization executing at once in one process (the others wait their
+    # turn): a burst from one organization queues behind itself, not in front of the others.
+    org_concurrency: int = 4
     # Login throttling: failures allowed per account (email) and per address before each further
     # attempt waits, twice as long each time, up to login_max_delay_seconds. Sign-ups per
     # address and hour. 0 switches each off.
@@ -168,6 +171,7 @@ _PLAIN = (
     "max_connections_per_user",
     "rate_limit_org_per_second",
     "rate_limit_org_burst",
+    "org_concurrency",
     "login_failures_per_account",
     "login_failures_per_address",
     "login_max_delay_seconds",

@@ -103,7 +103,7 @@ async def export(request: Request) -> Response:
 
     async def lines() -> AsyncIterator[bytes]:
         try:
-            async for chunk in stream(spec, viewer.organization_id):
+            async for chunk in stream(spec, viewer.organization_id, gate.config.database_url):
                 yield chunk
         finally:
             slots.give_back(viewer.organization_id)

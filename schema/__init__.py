@@ -28,7 +28,7 @@ from schema.documents import DocumentCache
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
-from schema.gate import Gatekeeper
+from schema.gate import Gatekeeper, OrganizationShare
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -125,6 +125,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         Gatekeeper,
         ApiKeyScopes,
         QueryCost,
+        OrganizationShare,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

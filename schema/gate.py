@@ -13,9 +13,11 @@ schema/cost.py's, checked at the same point.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -55,6 +57,26 @@ class Gate:
     limiter: RateLimiter
     config: Settings
     login: LoginThrottle
+    _shares: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def share(self, organization_id: int) -> AsyncIterator[None]:
+        """One of the organization's ORG_CONCURRENCY places to execute in this process: a burst
+        of one organization waits behind itself, and the others' operations go ahead."""
+        limit = self.config.org_concurrency
+        if limit <= 0:
+            yield
+            return
+        share = self._shares.get(organization_id)
+        if share is None:
+            share = self._shares[organization_id] = asyncio.Semaphore(limit)
+        try:
+            async with share:
+                yield
+        finally:
+            # Idle (no holder, no waiter): forget it, so the dict holds active organizations.
+            if share._value == limit and not share._waiters:  # noqa: SLF001
+                self._shares.pop(organization_id, None)
 
     async def wait(self, ctx: RequestContext) -> float:
         """A draw from the caller's bucket and their organization's: the seconds to wait (0:
@@ -137,6 +159,19 @@ def root_fields(
             if name not in seen and name in fragments:
                 seen.add(name)
                 yield from root_fields(fragments[name].selection_set, fragments, seen)
+
+
+class OrganizationShare(SchemaExtension):
+    """Execution within the organization's share of the process (`Gate.share`). For a
+    subscription this covers subscribing only; its events run in the hub's own time."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        if isinstance(ctx, RequestContext) and ctx.gate is not None and ctx.viewer is not None:
+            async with ctx.gate.share(ctx.viewer.organization_id):
+                yield
+        else:
+            yield
 
 
 class Gatekeeper(SchemaExtension):
