@@ -121,7 +121,7 @@ async def test_a_hung_or_dead_redis_costs_at_most_a_short_timeout(live_server, o
             "RATE_LIMIT_PER_SECOND": "100",
         }
         async with ServerProcess(env) as server:
-            healthy = await _timed(org.seller, server.base_url)
+            healthy = await _timed(org.seller, server.base_url, rounds=8)
             assert redis_server.process is not None
             os.kill(redis_server.process.pid, signal.SIGSTOP)  # hung: connected, never answers
             try:
