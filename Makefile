@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+AUDIT := tests/audit/node_modules/.installed
 
 .PHONY: run setup migrate demo test test-sqlite test-postgres lint schema clean
 
@@ -15,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The graphql-http audit suite (tests/test_http_spec.py), installed from its lock file.
+$(AUDIT): tests/audit/package.json tests/audit/package-lock.json
+	cd tests/audit && npm ci --no-audit --no-fund --silent
+	touch $(AUDIT)
+
+setup: $(STAMP) $(AUDIT)
 
 migrate: setup
 	$(PY) manage.py migrate

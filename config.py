@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from tortoise.backends.base.config_generator import expand_db_url
 
@@ -74,6 +75,45 @@ class Settings:
     persisted_queries: str = "auto"
     # How long the change log keeps changes (tombstones included): older cursors must resync.
     sync_retention_days: int = 30
+    # Limits checked before any work (schema/gate.py, server.py): the request body, how deep its
+    # JSON nests, and the length of a GraphQL document.
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+    max_query_length: int = 65536
+    # Live subscriptions: the cost of one subscription's selection (what each event costs to
+    # deliver), subscriptions per websocket, websockets per user (per process).
+    max_subscription_cost: int = 10_000
+    max_subscriptions_per_connection: int = 20
+    max_connections_per_user: int = 10
+    # Each organization's own token bucket, drawn from beside its users' and keys' buckets.
+    rate_limit_org_per_second: float = 100.0
+    rate_limit_org_burst: int = 1000
+    # Operations of one organization executing at once in one process (the others wait their
+    # turn): a burst from one organization queues behind itself, not in front of the others.
+    org_concurrency: int = 4
+    # Login throttling: failures allowed per account (email) and per address before each further
+    # attempt waits, twice as long each time, up to login_max_delay_seconds. Sign-ups per
+    # address and hour. 0 switches each off.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_max_delay_seconds: int = 900
+    signups_per_hour: int = 10
+    # Exports: streams at once per process and per organization, and how long a stream may
+    # wait for its client to read before it is ended.
+    exports_per_process: int = 4
+    exports_per_organization: int = 1
+    export_send_timeout_seconds: float = 30.0
+    # Persisted queries remembered automatically: per organization, the longest kept and how
+    # many (the least recently used go first).
+    persisted_query_max_length: int = 20_000
+    persisted_queries_per_organization: int = 500
+    # Redis (rate limits, login throttling): every call's timeout, and the circuit breaker that
+    # stops calling a Redis that failed this many times in a row, for this many seconds.
+    redis_timeout_seconds: float = 0.1
+    redis_breaker_failures: int = 1
+    redis_breaker_seconds: float = 10.0
+    # On SIGTERM: how long requests and websockets get to finish before they are cut.
+    shutdown_timeout_seconds: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -121,7 +161,42 @@ class Settings:
             or _redis_url(os.environ.get("BROADCAST_URL", "")),
             persisted_queries=os.environ.get("PERSISTED_QUERIES", cls.persisted_queries),
             sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
+            **cast(dict[str, Any], {name: _env(name, getattr(cls, name)) for name in _PLAIN}),
         )
+
+
+# Settings read as they are named (MAX_BODY_BYTES, ...), converted to the type of their default.
+_PLAIN = (
+    "max_body_bytes",
+    "max_json_depth",
+    "max_query_length",
+    "max_subscription_cost",
+    "max_subscriptions_per_connection",
+    "max_connections_per_user",
+    "rate_limit_org_per_second",
+    "rate_limit_org_burst",
+    "org_concurrency",
+    "login_failures_per_account",
+    "login_failures_per_address",
+    "login_max_delay_seconds",
+    "signups_per_hour",
+    "exports_per_process",
+    "exports_per_organization",
+    "export_send_timeout_seconds",
+    "persisted_query_max_length",
+    "persisted_queries_per_organization",
+    "redis_timeout_seconds",
+    "redis_breaker_failures",
+    "redis_breaker_seconds",
+    "shutdown_timeout_seconds",
+)
+
+
+def _env(name: str, default: int | float) -> int | float:
+    raw = os.environ.get(name.upper())
+    if raw is None or raw == "":
+        return default
+    return type(default)(raw)
 
 
 def _redis_url(url: str) -> str:

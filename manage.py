@@ -110,13 +110,13 @@ async def prune_changes(database_url: str) -> None:
 
 
 async def persist_queries(database_url: str, paths: list[str]) -> None:
-    from resolvers.limits import remember_query
+    from resolvers.limits import register_query
 
     await Tortoise.init(config=tortoise_config(database_url))
     try:
         documents = {name: Path(name).read_text(encoding="utf-8") for name in paths}  # noqa: ASYNC240  (a one-off command)
         for name, document in documents.items():
-            digest = await remember_query(document, allowlist=True)
+            digest = await register_query(document)
             print(f"{digest}  {name}")
     finally:
         await Tortoise.close_connections()

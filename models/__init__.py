@@ -30,7 +30,7 @@ from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
 from models.product import LineItem, Product
-from models.sync import Change, PersistedQuery, PrunedChanges, SyncState
+from models.sync import Change, OrganizationQuery, PersistedQuery, PrunedChanges, SyncState
 from models.user import AuthToken, Role, User
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "OpportunityStatus",
     "Organization",
     "PeriodKind",
+    "OrganizationQuery",
     "PersistedQuery",
     "PipelineStage",
     "PrunedChanges",

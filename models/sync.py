@@ -64,7 +64,9 @@ class PrunedChanges(Model):
 
 
 class PersistedQuery(Model):
-    """A query known by its SHA-256: sent once (or registered), then run by its hash."""
+    """A registered query (`manage.py persist-queries`), known by its SHA-256 to every
+    organization. (Rows left from before per-organization storage, not allow-listed, are no
+    longer read.)"""
 
     sha256 = fields.CharField(max_length=64, primary_key=True)
     query = fields.TextField()
@@ -77,3 +79,22 @@ class PersistedQuery(Model):
 
     def __str__(self) -> str:
         return self.sha256
+
+
+class OrganizationQuery(Model):
+    """A query a signed-in member sent with its hash, remembered for their organization only,
+    within a size and a count per organization (the least recently used go first)."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization_id = fields.IntField()
+    sha256 = fields.CharField(max_length=64)
+    query = fields.TextField()
+    used_at = fields.DatetimeField()
+
+    class Meta:
+        table = "organization_query"
+        unique_together = (("organization_id", "sha256"),)
+        indexes = (("organization_id", "used_at"),)
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}:{self.sha256}"

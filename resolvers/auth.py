@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -134,7 +135,17 @@ async def refresh_session(ctx: RequestContext) -> None:
         ctx.token_hash = None
 
 
-async def sign_up(organization_name: str, full_name: str, email: str, password: str) -> Session:
+async def sign_up(
+    ctx: RequestContext, organization_name: str, full_name: str, email: str, password: str
+) -> Session:
+    gate = ctx.gate
+    if gate is not None and gate.config.signups_per_hour > 0:
+        per_hour = gate.config.signups_per_hour
+        wait = await gate.limiter.take(
+            f"signup:{client_address(ctx)}", rate=per_hour / 3600, burst=per_hour
+        )
+        if wait > 0:
+            raise rate_limited(ctx, wait, "Too many sign-ups from this address")
     org_name = validation.text(organization_name, "organizationName")
     name = validation.text(full_name, "fullName")
     address = validation.email(email).lower()
@@ -155,14 +166,40 @@ async def sign_up(organization_name: str, full_name: str, email: str, password: 
         return await issue_token(user)
 
 
-async def login(email: str, password: str) -> Session:
+async def login(ctx: RequestContext, email: str, password: str) -> Session:
+    """A token for the right password. Failures are throttled per account (the email as typed,
+    known or not, so the answer never tells whether it exists) and per client address."""
+    throttle = ctx.gate.login if ctx.gate is not None else None
+    client = client_address(ctx)
+    if throttle is not None:
+        wait = await throttle.wait(email, client)
+        if wait > 0:
+            raise rate_limited(ctx, wait, "Too many failed logins")
     address = email.strip().lower()
     user = await User.filter(email=address).first() if validation.EMAIL_RE.match(address) else None
     if user is None:
         await verify_password(_DUMMY_HASH, password)
     elif await verify_password(user.password_hash, password) and user.is_active:
+        if throttle is not None:
+            await throttle.succeeded(email)
         return await issue_token(user)
+    if throttle is not None:
+        await throttle.failed(email, client)
     raise ApiError(ErrorCode.UNAUTHENTICATED, "Wrong email or password.")
+
+
+def client_address(ctx: RequestContext) -> str:
+    client = getattr(ctx.request, "client", None)
+    return client.host if client else "unknown"
+
+
+def rate_limited(ctx: RequestContext, wait: float, what: str) -> ApiError:
+    """RATE_LIMITED with `retryAfter` (and over HTTP the Retry-After header)."""
+    seconds = max(1, math.ceil(wait))
+    headers = getattr(ctx.response, "headers", None)
+    if headers is not None and not ctx.over_websocket:
+        headers["Retry-After"] = str(seconds)
+    return ApiError(ErrorCode.RATE_LIMITED, f"{what}: retry in {seconds} s.", retryAfter=seconds)
 
 
 async def logout(ctx: RequestContext) -> None:

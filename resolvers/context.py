@@ -53,6 +53,10 @@ class RequestContext:
     gate: Any = None
     # A query sent with its persisted-query hash: remembered if the gate lets it through.
     persist_query: bool = False
+    # A websocket counted against its user's connections (released when it closes), and its
+    # live subscriptions open now.
+    connection_counted: bool = False
+    open_feeds: int = 0
 
     @property
     def writes(self) -> OperationWrites:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from strawberry import relay
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -12,7 +13,7 @@ from tortoise.transactions import in_transaction
 from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import D, DealKind
+from resolvers.deal_kinds import KINDS, D, DealKind
 from resolvers.errors import ApiError, bad_input, conflict, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
@@ -35,6 +36,77 @@ async def readable_deals(ctx: RequestContext, kind: DealKind[D]) -> QuerySet[Any
     query = scoped(ctx, kind.model)
     condition = await readable_deals_filter(ctx, kind)
     return query if condition is None else query.filter(condition)
+
+
+# Keys of an event's `changes` that name another lead or opportunity (by global id).
+_DEAL_REFERENCES = {
+    "leadId": "Lead",
+    "opportunityId": "Opportunity",
+    "convertedOpportunityId": "Opportunity",
+}
+
+
+def names_other_deals(changes: Any) -> bool:
+    """Whether an event's `changes` name another lead or opportunity (whose id then depends on
+    who reads it: `readable_references`)."""
+    return any(
+        _pk_of(value, type_name) is not None
+        for key, type_name in _DEAL_REFERENCES.items()
+        for value in _reference_values(changes, key)
+    )
+
+
+async def readable_references(ctx: RequestContext, changes: list[Any]) -> list[Any]:
+    """Events' `changes` as the viewer may see them: the id of another lead or opportunity the
+    viewer may not read (the private opportunity a lead was converted into, say) becomes null,
+    as the record itself would answer NOT_FOUND. The stored events keep it."""
+    named: dict[str, set[int]] = {"Lead": set(), "Opportunity": set()}
+    for change in changes:
+        for key, type_name in _DEAL_REFERENCES.items():
+            for value in _reference_values(change, key):
+                pk = _pk_of(value, type_name)
+                if pk is not None:
+                    named[type_name].add(pk)
+    readable: set[str] = set()
+    for type_name, pks in named.items():
+        if pks:
+            query = await readable_deals(ctx, KINDS[type_name])
+            rows = await query.filter(id__in=sorted(pks)).values_list("id", flat=True)
+            readable |= {relay.to_base64(type_name, pk) for pk in rows}
+    return [_without_unreadable(change, readable) for change in changes]
+
+
+def _reference_values(change: Any, key: str) -> list[Any]:
+    if not isinstance(change, dict) or key not in change:
+        return []
+    value = change[key]
+    return [value.get("old"), value.get("new")] if isinstance(value, dict) else [value]
+
+
+def _pk_of(value: Any, type_name: str) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        found, pk = relay.from_base64(value)
+        return int(pk) if found == type_name else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _without_unreadable(change: Any, readable: set[str]) -> Any:
+    if not isinstance(change, dict):
+        return change
+    shown = dict(change)
+    for key in _DEAL_REFERENCES:
+        value = shown.get(key)
+        if isinstance(value, str) and value not in readable:
+            shown[key] = None
+        elif isinstance(value, dict):
+            shown[key] = {
+                side: (None if isinstance(v, str) and v not in readable else v)
+                for side, v in value.items()
+            }
+    return shown
 
 
 def filter_deals(

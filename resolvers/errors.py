@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from enum import Enum
 from typing import Any
+
+import asyncpg
+from tortoise.exceptions import DBConnectionError
 
 
 class ErrorCode(str, Enum):
@@ -23,6 +27,16 @@ class ErrorCode(str, Enum):
     # run (PERSISTED_QUERIES=allowlist).
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
+    # Refused before any work: a body, JSON nesting or document over its limit, a request the
+    # GraphQL-over-HTTP protocol does not allow (BAD_REQUEST), and the GraphQL steps.
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    BAD_REQUEST = "BAD_REQUEST"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    # More live subscriptions on a websocket, or websockets for a user, than allowed.
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    # The database is unreachable: retry after `Retry-After` seconds.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -58,3 +72,27 @@ def unauthenticated(
     message: str = "Sign in first: send Authorization: Bearer <token>.",
 ) -> ApiError:
     return ApiError(ErrorCode.UNAUTHENTICATED, message)
+
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    DBConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,  # "connection is closed"
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def is_outage(error: BaseException | None) -> bool:
+    """Whether an error (or what caused it) says the database cannot be reached."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, _OUTAGES):
+            return True
+        if isinstance(error, sqlite3.OperationalError) and "unable to open" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False

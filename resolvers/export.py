@@ -8,10 +8,12 @@ it holds the database's one connection while it streams (the embedded default is
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
 from tortoise import connections
 
@@ -142,17 +144,33 @@ def _line(export: Export, row: Any) -> bytes:
     return orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
 
 
-async def stream(export: Export, organization_id: int) -> AsyncIterator[bytes]:
-    """The organization's live records of one type, one JSON object a line, by id."""
+def _dsn(database_url: str) -> str:
+    return "postgresql://" + database_url.split("://", 1)[1]
+
+
+async def stream(
+    export: Export, organization_id: int, database_url: str | None = None
+) -> AsyncIterator[bytes]:
+    """The organization's live records of one type, one JSON object a line, by id. With
+    `database_url` (PostgreSQL), on a connection of its own."""
     client = connections.get("default")
     columns = ", ".join(["id", *export.columns])
     where = "organization_id = {} AND deleted_at IS NULL ORDER BY id"
     if client.capabilities.dialect == "postgres":
         sql = f"SELECT {columns} FROM {export.table} WHERE {where.format('$1')}"
-        async with (
-            client.acquire_connection() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
+        # A connection of its own, outside the pool requests share: an export may stream for
+        # minutes (its client reads slowly), and must not hold one of the pool's few connections
+        # while other organizations' requests wait for it.
+        async with contextlib.AsyncExitStack() as stack:
+            connection: Any
+            if database_url:
+                connection = await asyncpg.connect(_dsn(database_url))
+                stack.push_async_callback(connection.close)
+            else:
+                connection = await stack.enter_async_context(client.acquire_connection())
+            await stack.enter_async_context(
+                connection.transaction(isolation="repeatable_read", readonly=True)
+            )
             chunk: list[bytes] = []
             async for row in connection.cursor(sql, organization_id, prefetch=BATCH):
                 chunk.append(_line(export, row))

@@ -245,9 +245,14 @@ async def paginate(
     )
 
 
+MAX_SEARCH_WORD = 100  # characters (SQLite's LIKE refuses patterns over 50,000 bytes)
+
+
 def search_condition(words: str, fields: list[str]) -> Q:
     """Every word must appear (case-insensitively) in at least one of the fields."""
     condition = Q()
     for word in words.replace("\x00", "").split()[:8]:  # NUL matches nothing (and PG refuses it)
+        if len(word) > MAX_SEARCH_WORD:
+            raise bad_input("search", f"Search words are at most {MAX_SEARCH_WORD} characters.")
         condition &= Q(*[Q(**{f"{name}__icontains": word}) for name in fields], join_type="OR")
     return condition

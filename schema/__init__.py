@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import ASTValidationRule
 from strawberry.extensions import (
@@ -24,9 +26,9 @@ from schema.cost import FragmentBudget, QueryCost
 from schema.deal import Comment, DealMutations
 from schema.documents import DocumentCache
 from schema.event import NotificationMutations, NotificationQueries
-from schema.extensions import ErrorCodes, OperationScope
+from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
-from schema.gate import Gatekeeper
+from schema.gate import Gatekeeper, OrganizationShare
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -36,6 +38,7 @@ from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQue
 from schema.organization import OrganizationQueries, PipelineMutations
 from schema.plans import PlannedExecutor
 from schema.product import ProductMutations, ProductQueries
+from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
@@ -87,9 +90,19 @@ class Mutation(
 
 
 class CrmSchema(strawberry.Schema):
+    hide_suggestions = False
+
     def process_errors(self, errors: list, execution_context: object = None) -> None:
         """Strawberry logs every error with a traceback, client mistakes included; ErrorCodes
         logs the unexpected ones (with the request id) instead."""
+
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
+        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
+        if self.hide_suggestions:
+            kwargs["hide_suggestions"] = True  # graphql-core's coercion of variables
+        return kwargs
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -107,18 +120,23 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         ErrorCodes,
         OperationScope,
+        # Validation, then what refuses a valid document (in this order, before it runs):
+        lambda: Validation(hide_suggestions=not settings.introspection),
         Gatekeeper,
         ApiKeyScopes,
         QueryCost,
+        OrganizationShare,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return CrmSchema(
+    schema = CrmSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[Lead, Opportunity, Comment, Activity, Message, Account, Contact],
         extensions=extensions,
-        config=StrawberryConfig(relay_max_results=100),
+        config=StrawberryConfig(relay_max_results=100, scalar_map=SCALARS),
         execution_context_class=PlannedExecutor if settings.operation_plans else None,
     )
+    schema.hide_suggestions = not settings.introspection
+    return schema

@@ -39,15 +39,15 @@ class AuthMutations:
     @strawberry.mutation(
         description="Create an organization with its first admin, and sign the admin in."
     )
-    async def sign_up(self, input: SignUpInput) -> AuthPayload:
+    async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
         session = await auth.sign_up(
-            input.organization_name, input.full_name, input.email, input.password
+            context(info), input.organization_name, input.full_name, input.email, input.password
         )
         return _payload(session)
 
     @strawberry.mutation(description="Exchange an email and password for a token.")
-    async def login(self, email: str, password: str) -> AuthPayload:
-        return _payload(await auth.login(email, password))
+    async def login(self, info: Info, email: str, password: str) -> AuthPayload:
+        return _payload(await auth.login(context(info), email, password))
 
     @strawberry.mutation(description="Revoke the token this request was made with.")
     async def logout(self, info: Info) -> bool:

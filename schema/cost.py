@@ -8,11 +8,10 @@ the budget is refused before anything runs; every answer reports its cost in `ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from graphql import (
-    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -25,6 +24,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     VariableNode,
     get_named_type,
@@ -139,35 +139,56 @@ def operation_cost(
 
 
 class QueryCost(SchemaExtension):
-    """Refuse an operation whose cost is over the budget; report the cost of every one."""
+    """Refuse an operation whose cost is over the budget (MAX_QUERY_COST, or for a subscription,
+    whose selection runs once per event, MAX_SUBSCRIPTION_COST); report the cost of every one.
+
+    Checked in the validation step, after validation (schema.extensions.Validation): a refusal
+    there is honoured on every path, subscriptions included (one set in `on_execute` is not, on
+    Strawberry's subscription path)."""
 
     cost: int | None = None
+    limit: int = 0
 
-    async def on_execute(self) -> AsyncIterator[None]:
+    def on_validate(self) -> Iterator[None]:
+        self._check()
+        yield
+
+    def _check(self) -> None:
         context = self.execution_context
         document = context.graphql_document
-        operation = operation_of(document, context.operation_name) if document else None
-        if document is not None and operation is not None:
-            fragments = fragments_of(document)
-            schema = context.schema._schema  # noqa: SLF001  (graphql-core's schema)
-            self.cost = operation_cost(schema, operation, fragments, context.variables)
-            if self.cost > settings.max_query_cost:
-                error = GraphQLError(
-                    f"This operation would cost {self.cost}, over the limit of "
-                    f"{settings.max_query_cost}: ask for smaller pages or fewer fields.",
+        if context.pre_execution_errors or document is None:
+            return
+        operation = operation_of(document, context.operation_name)
+        if operation is None:
+            return
+        config = getattr(getattr(context.context, "gate", None), "config", settings)
+        self.limit = (
+            config.max_subscription_cost
+            if operation.operation is OperationType.SUBSCRIPTION
+            else config.max_query_cost
+        )
+        schema = context.schema._schema  # noqa: SLF001  (graphql-core's schema)
+        self.cost = operation_cost(schema, operation, fragments_of(document), context.variables)
+        if self.cost > self.limit:
+            what = (
+                "subscription" if operation.operation is OperationType.SUBSCRIPTION else "operation"
+            )
+            context.pre_execution_errors = [
+                GraphQLError(
+                    f"This {what} would cost {self.cost}, over the limit of {self.limit}: "
+                    "ask for smaller pages or fewer fields.",
                     extensions={
                         "code": ErrorCode.QUERY_TOO_COSTLY.value,
                         "cost": self.cost,
-                        "limit": settings.max_query_cost,
+                        "limit": self.limit,
                     },
                 )
-                context.result = ExecutionResult(data=None, errors=[error])
-        yield
+            ]
 
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:
             return {}
-        return {"cost": {"requested": self.cost, "limit": settings.max_query_cost}}
+        return {"cost": {"requested": self.cost, "limit": self.limit}}
 
 
 def operation_of(document: Any, name: str | None) -> OperationDefinitionNode | None:

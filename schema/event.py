@@ -15,6 +15,7 @@ from models import Notification as NotificationRow
 from resolvers import events
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
+from resolvers.deal import names_other_deals, readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.plans import batched, one
@@ -36,14 +37,15 @@ async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]
     return await users_of(ctx, [event.actor_id for event in events])
 
 
+async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
+    changes = await readable_references(ctx, [event.row.changes for event in events])
+    return [JSON(change) for change in changes]
+
+
 @strawberry.type(description="A change, comment or development of a lead or opportunity.")
 class Event(relay.Node):
     id: relay.NodeID[int]
     kind: EventKind
-    changes: JSON = strawberry.field(
-        description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
-        "money is a decimal string); for role and comment events, their details."
-    )
     created_at: datetime
     record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
     record_id: strawberry.ID = strawberry.field(description="The record's global id.")
@@ -53,20 +55,33 @@ class Event(relay.Node):
     )
     actor_id: strawberry.Private[int | None]
     row: strawberry.Private[EventRow]
+    # Whether a live event's result may be computed once for all its subscribers.
+    shareable: strawberry.Private[bool] = True
 
     @classmethod
     def from_row(cls, row: EventRow) -> Event:
         return cls(
             id=row.id,
             kind=row.kind,
-            changes=JSON(row.changes),
             created_at=row.created_at,
             record_type=row.record_type,
             record_id=strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
             cursor=events.event_cursor(row.id),
             actor_id=row.actor_id,
             row=row,
+            shareable=not names_other_deals(row.changes),
         )
+
+    @strawberry.field(
+        description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
+        "money is a decimal string); for role and comment events, their details. The id of "
+        "another lead or opportunity the viewer may not read is null.",
+        # The same for all but where an event names another deal: such an event says so
+        # (`shareable`), and each subscriber then computes its own.
+        metadata=batched(_changes, same_for_all=True),
+    )
+    async def changes(self, info: Info) -> JSON:
+        return await one(_changes, self, info)
 
     @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:

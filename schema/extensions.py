@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError, GraphQLSyntaxError, validate
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from observability import GRAPHQL_OPERATIONS
 from resolvers.auth import refresh_session
 from resolvers.context import RequestContext, begin_operation
-from resolvers.errors import ApiError, ErrorCode
+from resolvers.errors import ApiError, ErrorCode, is_outage
 
 log = logging.getLogger("crm.graphql")
 MASKED_MESSAGE = "Internal server error. Quote the request id when reporting it."
+_INVALID_AT = re.compile(r"has invalid value at \.([\w.\[\]]+):")
 
 
 class ErrorCodes(SchemaExtension):
@@ -66,6 +70,10 @@ class ErrorCodes(SchemaExtension):
         if isinstance(original, StrawberryInputCoercionError):
             # An argument Strawberry could not convert before calling the resolver. (Ids are
             # plain ID strings that our resolvers decode, naming the field; this is the rest.)
+            extensions: dict[str, Any] = {"code": ErrorCode.BAD_USER_INPUT.value}
+            found = _INVALID_AT.search(error.message)
+            if found:
+                extensions["field"] = found.group(1)
             return GraphQLError(
                 error.message,
                 error.nodes,
@@ -73,7 +81,7 @@ class ErrorCodes(SchemaExtension):
                 error.positions,
                 error.path,
                 None,
-                {"code": ErrorCode.BAD_USER_INPUT.value},
+                extensions,
             )
         if error.path is None:
             # Raised before execution: syntax, validation, variable coercion, limits.
@@ -86,10 +94,24 @@ class ErrorCodes(SchemaExtension):
                 else "GRAPHQL_VALIDATION_FAILED"
             )
             extensions = {"code": code, **(error.extensions or {})}
+            found = _INVALID_AT.search(error.message)
+            if code == "BAD_USER_INPUT" and found and "field" not in extensions:
+                extensions["field"] = found.group(1)  # "... has invalid value at .startsAt: ..."
             return GraphQLError(
                 error.message, error.nodes, error.source, error.positions, None, None, extensions
             )
         request_id = ctx.request_id if isinstance(ctx, RequestContext) else None
+        if is_outage(original):
+            log.warning("database unreachable in %s: %s", error.path, original)
+            return GraphQLError(
+                "The database cannot be reached: retry later.",
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                None,
+                {"code": ErrorCode.SERVICE_UNAVAILABLE.value, "requestId": request_id},
+            )
         log.error(
             "unexpected error in %s (request %s)",
             ".".join(str(part) for part in error.path),
@@ -105,6 +127,28 @@ class ErrorCodes(SchemaExtension):
             None,
             {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
         )
+
+
+class Validation(SchemaExtension):
+    """Validation, run here rather than by Strawberry, so that the checks after it (the gate's,
+    the cost) can refuse in the same step: Strawberry reads the validation's errors before any
+    extension's `on_validate` resumes. Without "Did you mean ...?" suggestions where
+    introspection is off: they would let a client rebuild the schema it may not introspect."""
+
+    def __init__(self, *, hide_suggestions: bool) -> None:
+        self.hide_suggestions = hide_suggestions
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors is None and context.graphql_document is not None:
+            rules = (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+            context.pre_execution_errors = validate(
+                context.schema._schema,  # noqa: SLF001  (graphql-core's schema)
+                context.graphql_document,
+                rules,
+                hide_suggestions=self.hide_suggestions,
+            )
+        yield
 
 
 class OperationScope(SchemaExtension):

@@ -54,7 +54,9 @@ async def _comment(info: Info, pk: int) -> Any:
         (KINDS["Lead"], row.lead_id) if row.lead_id else (KINDS["Opportunity"], row.opportunity_id)
     )
     assert record_id is not None, "a comment is on a lead or an opportunity"
-    await deals.get_readable(ctx, kind, record_id)  # NOT_FOUND unless the record is readable
+    # A comment on a lead or opportunity out of the viewer's reach answers like a missing one.
+    if await deals.readable_or_none(ctx, kind, record_id) is None:
+        return None
     return Comment.from_row(row)
 
 

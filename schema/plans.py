@@ -485,7 +485,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if plan is None:
             OPERATION_PLANS.labels("unplanned").inc()
             return super().execute_operation(serially)
-        if self.operation.operation is OperationType.SUBSCRIPTION and plan.same_for_all:
+        if (
+            self.operation.operation is OperationType.SUBSCRIPTION
+            and plan.same_for_all
+            and getattr(self.root_value, "shareable", True)  # an event may say it is not
+        ):
             return self._run(plan, serially, shared=True)
         return self._run(plan, serially)
 

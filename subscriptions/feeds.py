@@ -10,7 +10,8 @@ record, a change of visibility or of team takes effect on an open subscription a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
@@ -52,6 +53,7 @@ async def record_events(
     replay = Event.filter(
         organization_id=viewer.organization_id, record_type=kind.name, record_id=record_id
     )
+    _check_room(ctx)
     return _stream(ctx, wants, replay, start_after)
 
 
@@ -74,6 +76,7 @@ async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterat
         join_type=Q.OR,
     )
     replay = Event.filter(followed, organization_id=viewer.organization_id)
+    _check_room(ctx)
     return _stream(ctx, wants, replay, start_after)
 
 
@@ -84,12 +87,25 @@ async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]
     def wants(snapshot: Snapshot, user: User, event: Event) -> Notification | None:
         return snapshot.notifications.get(event.id, {}).get(user.id)
 
+    _check_room(ctx)
     return _stream(ctx, wants, None, None, notifications=True)
 
 
 async def live_cursor(ctx: RequestContext) -> str:
     """Where the viewer's organization's event log stands now."""
     return event_cursor(await log_head(ctx.require_viewer().organization_id))
+
+
+def _check_room(ctx: RequestContext) -> None:
+    """At most MAX_SUBSCRIPTIONS_PER_CONNECTION live subscriptions on one websocket."""
+    limit = ctx.gate.config.max_subscriptions_per_connection if ctx.gate else 0
+    if limit and ctx.open_feeds >= limit:
+        raise ApiError(
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+            f"This connection has {ctx.open_feeds} live subscriptions, the most it may hold: "
+            "complete one first, or open another connection.",
+            limit=limit,
+        )
 
 
 def _sign_out(ctx: RequestContext) -> None:
@@ -127,6 +143,24 @@ async def _stream(
     what the hub hands over from the moment the feed registers."""
     viewer = ctx.require_viewer()
     hub: Hub = ctx.hub
+    ctx.open_feeds += 1
+    try:
+        async with aclosing(_feed(ctx, hub, viewer, wants, replay, after, notifications)) as items:
+            async for item in items:
+                yield item
+    finally:
+        ctx.open_feeds -= 1
+
+
+async def _feed(
+    ctx: RequestContext,
+    hub: Hub,
+    viewer: User,
+    wants: Wants,
+    replay: QuerySet[Event] | None,
+    after: int | None,
+    notifications: bool,
+) -> AsyncGenerator[Any, None]:
     async with hub.subscribe(
         viewer.organization_id, viewer.id, ctx.token_hash, wants, notifications=notifications
     ) as feed:

@@ -211,6 +211,7 @@ class Hub:
         self.positions: dict[int, int] = {}
         self._subscribers: dict[int, set[Subscriber]] = defaultdict(set)
         self._rung: set[int] = set()  # organizations whose log grew since the last read
+        self._connections: dict[int, int] = {}  # websockets open per user
         self._wake = asyncio.Event()
         self._recheck = asyncio.Event()
         self._dispatching = asyncio.Lock()
@@ -360,7 +361,22 @@ class Hub:
                 if subscriber.ended:
                     self._remove(subscriber)  # overflowed: it holds no more than its limit
 
-    # Subscribers ---------------------------------------------------------------------------
+    # Connections and subscribers ---------------------------------------------------------
+
+    def connect(self, user_id: int, limit: int) -> bool:
+        """Count a user's new websocket on this process; False (not counted) past `limit`."""
+        held = self._connections.get(user_id, 0)
+        if limit > 0 and held >= limit:
+            return False
+        self._connections[user_id] = held + 1
+        return True
+
+    def disconnect(self, user_id: int) -> None:
+        held = self._connections.get(user_id, 0) - 1
+        if held > 0:
+            self._connections[user_id] = held
+        else:
+            self._connections.pop(user_id, None)
 
     @contextlib.asynccontextmanager
     async def subscribe(

@@ -100,8 +100,19 @@ async def live_server() -> AsyncIterator[LiveServer]:
         pg_name, database_url = await _create_postgres_database()
     await migrate(database_url)
     port = _free_port()
-    # Rate limits are tested on server processes of their own (tests/test_limits.py).
-    app = create_app(replace(settings, database_url=database_url, rate_limit_per_second=0))
+    # Rate limits, login throttling and sign-up limits are tested on server processes of their
+    # own (tests/test_limits.py, tests/test_doors.py): every test here signs up and logs in.
+    app = create_app(
+        replace(
+            settings,
+            database_url=database_url,
+            rate_limit_per_second=0,
+            rate_limit_org_per_second=0,
+            signups_per_hour=0,
+            login_failures_per_account=0,
+            login_failures_per_address=0,
+        )
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -12,9 +12,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 
-from tests.helpers import Member, create_account
+from tests.helpers import PASSWORD, SIGN_UP, Member, create_account, pk, unique_email
 from tests.processes import ROOT, ServerProcess
 from tests.test_live_bus import REDIS_URL, _require_redis
 from tests.test_partners import new_key
@@ -117,7 +119,7 @@ async def test_a_rate_limit_is_shared_by_processes_through_redis(live_server, or
 
 
 async def test_websockets_and_exports_share_the_limit(live_server, org):
-    from tests.ws import live_client
+    from tests.ws import OperationError, live_client
 
     env = {
         "DATABASE_URL": live_server.database_url,
@@ -130,7 +132,10 @@ async def test_websockets_and_exports_share_the_limit(live_server, org):
             codes = []
             for _ in range(3):
                 operation = await client.subscribe(SMALL)
-                payload = await operation.next()
+                try:
+                    payload = await operation.next()
+                except OperationError as refused:  # refused before it ran: the error message
+                    payload = {"errors": refused.errors}
                 codes.append((payload.get("errors") or [{}])[0].get("extensions", {}).get("code"))
         assert codes == [None, None, "RATE_LIMITED"]
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http:
@@ -235,3 +240,183 @@ async def test_the_allow_list_runs_registered_queries_only(live_server, org):
         key = Member(org.admin.id, org.admin.email, org.admin.api.as_(made["secret"]))
         partner = (await post(key, {"query": SMALL}, server.base_url)).json()
         assert "errors" not in partner
+
+
+# Login throttling and sign-ups
+
+
+async def _login(http: httpx.AsyncClient, email: str, password: str) -> dict[str, Any]:
+    query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
+    response = await http.post(
+        "/graphql", json={"query": query, "variables": {"e": email, "p": password}}
+    )
+    return response.json()
+
+
+def _code(answer: dict[str, Any]) -> str | None:
+    return (answer.get("errors") or [{}])[0].get("extensions", {}).get("code")
+
+
+async def test_logins_are_throttled_per_account_and_address_alike_for_unknown_emails(
+    live_server, org
+):
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "LOGIN_FAILURES_PER_ACCOUNT": "2",
+        "LOGIN_FAILURES_PER_ADDRESS": "6",
+        "SIGNUPS_PER_HOUR": "1",
+    }
+    async with (
+        ServerProcess(env) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
+    ):
+        unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+        answers = {}
+        for email in (org.seller.email, unknown):
+            answers[email] = [await _login(http, email, "wrong password!") for _ in range(3)]
+        for email, seen in answers.items():
+            assert [_code(a) for a in seen] == [
+                "UNAUTHENTICATED",
+                "UNAUTHENTICATED",
+                "RATE_LIMITED",
+            ], email
+            assert seen[2]["errors"][0]["extensions"]["retryAfter"] >= 1
+        # The same answers for an account that exists and one that does not.
+        assert [a["errors"][0]["message"] for a in answers[org.seller.email]] == [
+            a["errors"][0]["message"] for a in answers[unknown]
+        ]
+        # Even the right password waits now; other accounts from this address have 2 failures
+        # left before the address is throttled too.
+        assert _code(await _login(http, org.seller.email, PASSWORD)) == "RATE_LIMITED"
+        assert _code(await _login(http, org.teammate.email, PASSWORD)) is None
+        for n in range(2):
+            await _login(http, f"other-{n}-{uuid.uuid4().hex[:6]}@example.com", "wrong!")
+        assert _code(await _login(http, org.manager.email, PASSWORD)) == "RATE_LIMITED"
+        # One sign-up an hour from this address.
+        codes = []
+        for _ in range(2):
+            values = {"organizationName": "Throttled", "fullName": "T", "password": PASSWORD}
+            answer = (
+                await http.post(
+                    "/graphql",
+                    json={
+                        "query": SIGN_UP,
+                        "variables": {"input": {**values, "email": unique_email()}},
+                    },
+                )
+            ).json()
+            codes.append(_code(answer))
+        assert codes == [None, "RATE_LIMITED"]
+
+
+# Fairness between organizations
+
+
+async def test_each_organization_has_a_bucket_of_its_own(live_server, org, other_org):
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "RATE_LIMIT_ORG_PER_SECOND": "0.05",
+        "RATE_LIMIT_ORG_BURST": "3",
+    }
+    async with ServerProcess(env) as server:
+        codes = []
+        for member in (org.seller, org.teammate, org.manager, org.admin):
+            answer = (await post(member, {"query": SMALL}, server.base_url)).json()
+            codes.append(_code(answer))
+        assert codes == [None, None, None, "RATE_LIMITED"]  # four users, one organization
+        other = (await post(other_org.seller, {"query": SMALL}, server.base_url)).json()
+        assert _code(other) is None
+
+
+async def _many_accounts(database_url: str, org, count: int) -> None:
+    """`count` accounts for `org`, written in SQL on PostgreSQL (an export big enough to fill
+    the sockets between the server and a client that does not read)."""
+    admin = pk(org.admin.id)
+    connection = await asyncpg.connect(database_url)
+    try:
+        org_id = await connection.fetchval(
+            "SELECT organization_id FROM crm_user WHERE id = $1", admin
+        )
+        await connection.executemany(
+            "INSERT INTO account (organization_id, owner_id, name, created_at, updated_at) "
+            "VALUES ($1, $2, $3, now(), now())",
+            [(org_id, admin, f"Bulk account {n} " + "x" * 180) for n in range(count)],
+        )
+    finally:
+        await connection.close()
+
+
+async def test_exports_have_slots_per_organization_and_stop_for_idle_readers(
+    live_server, org, other_org
+):
+    if live_server.database == "sqlite":
+        pytest.skip("SQLite has one connection: every request waits while an export streams")
+    await _many_accounts(live_server.database_url, org, 150_000)
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "EXPORTS_PER_ORGANIZATION": "1",
+        "EXPORT_SEND_TIMEOUT_SECONDS": "1",
+    }
+    mine = {"authorization": f"Bearer {org.admin.api.token}"}
+    theirs = {"authorization": f"Bearer {other_org.admin.api.token}"}
+    async with (
+        ServerProcess(env) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
+        http.stream("GET", "/export/accounts.ndjson", headers=mine) as held,
+    ):
+        assert held.status_code == 200  # opened, and never read
+        await asyncio.sleep(0.3)
+        second = await http.get("/export/accounts.ndjson", headers=mine)
+        assert second.status_code == 429
+        assert second.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        other = await http.get("/export/accounts.ndjson", headers=theirs)
+        assert other.status_code == 200  # another organization still exports
+        # The idle reader's stream is ended after the send timeout: its slot comes back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            again = await http.get("/export/contacts.ndjson", headers=mine)
+            if again.status_code == 200:
+                break
+            assert loop.time() < deadline, "the idle export kept its slot"
+            await asyncio.sleep(0.5)
+
+
+async def test_persisted_queries_are_kept_per_organization_within_caps(live_server, org, other_org):
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "PERSISTED_QUERIES_PER_ORGANIZATION": "2",
+        "PERSISTED_QUERY_MAX_LENGTH": "200",
+    }
+
+    def document(n: int) -> tuple[str, str]:
+        query = f"query Kept{n}{uuid.uuid4().hex[:6]} {{ viewer {{ id }} }}"
+        return query, hashlib.sha256(query.encode()).hexdigest()
+
+    async with ServerProcess(env) as server:
+        sent = [document(n) for n in range(3)]
+        for query, digest in sent:
+            assert (
+                "errors"
+                not in (await post(org.seller, persisted(query, digest), server.base_url)).json()
+            )
+        # Another organization cannot run this one's queries by their hash.
+        foreign = (
+            await post(other_org.seller, persisted(None, sent[2][1]), server.base_url)
+        ).json()
+        assert _code(foreign) == "PERSISTED_QUERY_NOT_FOUND"
+        # Two kept per organization: the oldest went.
+        codes = [
+            _code((await post(org.teammate, persisted(None, digest), server.base_url)).json())
+            for _, digest in sent
+        ]
+        assert codes == ["PERSISTED_QUERY_NOT_FOUND", None, None]
+        # Longer than the limit: it runs, and is not kept.
+        long = "query Long { viewer { id " + " " * 200 + "} }"
+        digest = hashlib.sha256(long.encode()).hexdigest()
+        assert (
+            "errors"
+            not in (await post(org.seller, persisted(long, digest), server.base_url)).json()
+        )
+        again = (await post(org.seller, persisted(None, digest), server.base_url)).json()
+        assert _code(again) == "PERSISTED_QUERY_NOT_FOUND"
