@@ -21,7 +21,6 @@ from resolvers.activity import list_deal_activities
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
 from resolvers.events import list_history
-from resolvers.loaders import live_contact
 from resolvers.message import why_unreachable
 from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
@@ -67,10 +66,17 @@ class Participant(Declared):
 # A deal's relations in SQL. The participants and followers tables are the deal kind's (`table`
 # in schema/lead.py and schema/opportunity.py); each is the batch function's rule: participants
 # whose contact is not deleted, in the order they were added, and followers likewise.
+# A participant counts while its contact is live: a lookup by key (as a LATERAL, so that the
+# plan stays a lookup per row, whatever the organization's size; the loader's EXISTS is the
+# same rule, resolvers/loaders.live_contact).
 PARTICIPANTS = to_many(
-    "{participants} AS {row}",
+    "{participants} AS {row} CROSS JOIN "
+    + lookup(
+        '"contact" AS {row}_live',
+        "{row}_live.organization_id = {org} AND {row}_live.id = {row}.contact_id"
+        " AND {row}_live.deleted_at IS NULL",
+    ),
     "{row}.record_id",
-    also=live_contact("{row}", "{org}"),  # (a deal's own links: the contacts meet the rule)
 )
 FOLLOWERS = to_many(
     "{followers} AS {row}_f CROSS JOIN "
