@@ -38,10 +38,11 @@ from models import Role
 from observability import RequestLogMiddleware, configure_logging
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
-from resolvers.export import EXPORTS, stream
+from resolvers.export import stream
 from resolvers.limits import RateLimiter
 from schema import build_schema
 from schema.gate import Gate, retry_after
+from schema.records import exports
 from subscriptions.hub import Hub
 
 log = logging.getLogger("crm.server")
@@ -69,9 +70,9 @@ async def readyz(request: Request) -> Response:
 
 async def export(request: Request) -> Response:
     """GET /export/<type>.ndjson: a whole record type for admins and their API keys."""
-    spec = EXPORTS.get(request.path_params["name"])
+    spec = exports().get(request.path_params["name"])
     if spec is None:
-        known = ", ".join(f"/export/{name}.ndjson" for name in EXPORTS)
+        known = ", ".join(f"/export/{name}.ndjson" for name in exports())
         raise Refusal(404, ErrorCode.NOT_FOUND, f"No such export: try {known}.")
     viewer, key, _, why = await principal(request.headers.get("authorization"))
     if viewer is None:

@@ -10,19 +10,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from tortoise.expressions import Q, Subquery
-from tortoise.queryset import QuerySet
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind, User
 from resolvers import lifecycle, validation
+from resolvers.access import ACTIVITIES, deals_of, user_reads
 from resolvers.context import RequestContext
-from resolvers.deal import get_readable, readable_deals, readable_or_none
+from resolvers.deal import get_readable
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import Page, PageRequest, paginate, time_key
-from resolvers.permissions import check_assignable, manages_owner, require_edit, user_reads_deal
+from resolvers.permissions import check_assignable, manages_owner, require_edit
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
@@ -44,26 +44,11 @@ def _scheduled_at(starts_at: datetime | None, due_date: date | None) -> datetime
     return datetime.combine(due_date, time(0), tzinfo=UTC)
 
 
-async def readable_activities(ctx: RequestContext) -> QuerySet[Activity]:
-    """The organization's activities whose lead or opportunity, if any, the viewer may read."""
-    query = scoped(ctx, Activity)
-    deals = Q(lead_id__isnull=True, opportunity_id__isnull=True)
-    columns: tuple[tuple[DealKind[Any], str], ...] = (
-        (LEAD, "lead_id__in"),
-        (OPPORTUNITY, "opportunity_id__in"),
-    )
-    for kind, column in columns:
-        readable: Any = Subquery((await readable_deals(ctx, kind)).values("id"))
-        deals |= Q(**{column: readable})
-    return query.filter(deals)
-
-
 async def get_activity(ctx: RequestContext, activity_id: int) -> Activity:
-    row = await scoped(ctx, Activity).filter(id=activity_id).first()
-    deal = None if row is None else deal_of(row)
-    if row is None or (deal is not None and await readable_or_none(ctx, *deal) is None):
+    row = await ACTIVITIES.get(ctx, activity_id)
+    if row is None:
         raise not_found("activity")
-    return row
+    return row  # type: ignore[no-any-return]
 
 
 async def _get_editable(ctx: RequestContext, activity_id: int) -> Activity:
@@ -110,7 +95,7 @@ async def _links(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
     )
     for kind, name, field in deals:
         if values.get(name) is not None:
-            if await readable_or_none(ctx, kind, values[name]) is None:
+            if await deals_of(kind).get(ctx, values[name]) is None:
                 raise bad_input(field, f"No {kind.label} with this id.")
             links[name] = values[name]
     if not links:
@@ -126,7 +111,7 @@ async def _check_owner_reads(ctx: RequestContext, owner_id: int, links: dict[str
         if links.get(name) is None:
             continue
         deal = await kind.model.get(id=links[name])
-        if not await user_reads_deal(await User.get(id=owner_id), kind, deal):
+        if not await user_reads(await User.get(id=owner_id), kind, deal):
             raise bad_input("ownerId", f"This user may not read the {kind.label}.")
 
 
@@ -255,7 +240,7 @@ async def agenda(
             raise forbidden("Only admins and their managers see another user's agenda.")
     if start is not None and end is not None and end <= start:
         raise bad_input("to", "`to` must be after `from`.")
-    query = (await readable_activities(ctx)).filter(owner_id=owner)
+    query = (await ACTIVITIES.query(ctx)).filter(owner_id=owner)
     if start is not None:
         query = query.filter(scheduled_at__gte=start)
     if end is not None:

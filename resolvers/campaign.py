@@ -43,8 +43,8 @@ from models import (
 )
 from models.base import from_cents
 from resolvers import validation
+from resolvers.access import LEADS, OPPORTUNITIES
 from resolvers.context import RequestContext
-from resolvers.deal import readable_deals
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import camel, record_event, ref
@@ -509,8 +509,8 @@ async def metrics(ctx: RequestContext, campaign: Campaign) -> Metrics:
         campaign_id=campaign.id, responded_at__isnull=False
     ).count()
     # Sourced leads and opportunities: those the viewer may read (no private amount leaks).
-    leads = await (await readable_deals(ctx, LEAD)).filter(campaign_id=campaign.id).count()
-    sourced = (await readable_deals(ctx, OPPORTUNITY)).filter(campaign_id=campaign.id)
+    leads = await (await LEADS.query(ctx)).filter(campaign_id=campaign.id).count()
+    sourced = (await OPPORTUNITIES.query(ctx)).filter(campaign_id=campaign.id)
     amounts = {
         (currency, status): int(total or 0)
         for currency, status, total in await sourced.annotate(total=Sum("amount_cents"))

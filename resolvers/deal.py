@@ -12,17 +12,13 @@ from tortoise.transactions import in_transaction
 
 from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
+from resolvers.access import deals_of
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, D, DealKind
-from resolvers.errors import ApiError, bad_input, conflict, not_found
+from resolvers.errors import bad_input, conflict, not_found
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
-from resolvers.permissions import (
-    can_read_deal,
-    check_assignable,
-    readable_deals_filter,
-    require_edit,
-)
+from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import (
     referenced,
     referenced_account,
@@ -30,13 +26,6 @@ from resolvers.records import (
     referenced_user,
     scoped,
 )
-
-
-async def readable_deals(ctx: RequestContext, kind: DealKind[D]) -> QuerySet[Any]:
-    query = scoped(ctx, kind.model)
-    condition = await readable_deals_filter(ctx, kind)
-    return query if condition is None else query.filter(condition)
-
 
 # Keys of an event's `changes` that name another lead or opportunity (by global id).
 _DEAL_REFERENCES = {
@@ -70,7 +59,7 @@ async def readable_references(ctx: RequestContext, changes: list[Any]) -> list[A
     readable: set[str] = set()
     for type_name, pks in named.items():
         if pks:
-            query = await readable_deals(ctx, KINDS[type_name])
+            query = await deals_of(KINDS[type_name]).query(ctx)
             rows = await query.filter(id__in=sorted(pks)).values_list("id", flat=True)
             readable |= {relay.to_base64(type_name, pk) for pk in rows}
     return [_without_unreadable(change, readable) for change in changes]
@@ -142,18 +131,10 @@ def filter_deals(
 
 async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists)."""
-    row = await ctx.loaders.deal(kind).load(record_id)
-    if row is None or not await can_read_deal(ctx, kind, row):
+    row = await deals_of(kind).get(ctx, record_id)
+    if row is None:
         raise not_found(kind.label)
-    return row
-
-
-async def readable_or_none(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D | None:
-    """A related lead or opportunity, or None when it is gone or out of the viewer's reach."""
-    try:
-        return await get_readable(ctx, kind, record_id)
-    except ApiError:
-        return None
+    return row  # type: ignore[no-any-return]
 
 
 async def get_editable(
@@ -163,7 +144,7 @@ async def get_editable(
     if lock:
         query = query.select_for_update()
     row = await query.first()
-    if row is None or not await can_read_deal(ctx, kind, row):
+    if row is None or not await deals_of(kind).reads(ctx, row):
         raise not_found(kind.label)
     await require_edit(ctx, row.owner_id, kind.label)
     return row

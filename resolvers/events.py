@@ -23,7 +23,7 @@ from tortoise import connections
 from models import Event, EventKind, Notification
 from models.base import from_cents
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS, DealKind
+from resolvers.deal_kinds import DealKind
 from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
 # pg_advisory_xact_lock(ORGANIZATION_LOG_LOCK, organization id): an organization's logs (events,
@@ -164,9 +164,9 @@ async def list_history(
 
 async def event_record(ctx: RequestContext, event: Event) -> Any | None:
     """The live lead or opportunity of an event, when the viewer may read it."""
-    from resolvers.deal import readable_or_none  # resolvers.deal records events: import late
+    from resolvers.access import DEALS  # resolvers.access reads the deals' followers: import late
 
-    return await readable_or_none(ctx, KINDS[event.record_type], event.record_id)
+    return await DEALS[event.record_type].get(ctx, event.record_id)
 
 
 def event_cursor(event_id: int) -> str:

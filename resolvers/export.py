@@ -23,124 +23,30 @@ from resolvers.events import global_id
 BATCH = 500
 
 
-def _money(value: Any) -> str | None:
+def money(value: Any) -> str | None:
     return None if value is None else str(from_cents(value))
 
 
-def _time(value: Any) -> Any:
-    """A datetime or a date as is: orjson writes them as `isoformat` does, in C. (SQLite
-    hands back text, written as it is.)"""
-    return value
-
-
-def _ref(type_name: str) -> Callable[[Any], str | None]:
+def reference(type_name: str) -> Callable[[Any], str | None]:
     return lambda value: None if value is None else global_id(type_name, value)
-
-
-def _plain(value: Any) -> Any:
-    return value
 
 
 @dataclass(frozen=True)
 class Export:
+    """A record type's export (declared with the record: schema/records.py): its table, and
+    each column exported with its name in the API and, where its value is not written as it is
+    (datetimes and dates are: orjson writes them as `isoformat` does), its conversion."""
+
     type_name: str
     table: str
-    columns: dict[str, tuple[str, Callable[[Any], Any]]]  # column -> (field, converter)
-
-
-_COMMON = {
-    "created_at": ("createdAt", _time),
-    "updated_at": ("updatedAt", _time),
-    "owner_id": ("ownerId", _ref("User")),
-}
-EXPORTS: dict[str, Export] = {
-    "accounts": Export(
-        "Account",
-        "account",
-        {
-            "name": ("name", _plain),
-            "industry": ("industry", _plain),
-            "website": ("website", _plain),
-            "country": ("country", _plain),
-            "region": ("region", _plain),
-            "city": ("city", _plain),
-            **_COMMON,
-        },
-    ),
-    "contacts": Export(
-        "Contact",
-        "contact",
-        {
-            "first_name": ("firstName", _plain),
-            "last_name": ("lastName", _plain),
-            "email": ("email", _plain),
-            "phone": ("phone", _plain),
-            "title": ("title", _plain),
-            "account_id": ("accountId", _ref("Account")),
-            "lifecycle_stage": ("lifecycleStage", _plain),
-            "do_not_contact": ("doNotContact", bool),
-            **_COMMON,
-        },
-    ),
-    "leads": Export(
-        "Lead",
-        "lead",
-        {
-            "title": ("title", _plain),
-            "source": ("source", _plain),
-            "status": ("status", _plain),
-            "estimated_amount_cents": ("estimatedAmount", _money),
-            "currency": ("currency", _plain),
-            "account_id": ("accountId", _ref("Account")),
-            "contact_id": ("contactId", _ref("Contact")),
-            "visibility": ("visibility", _plain),
-            "version": ("version", _plain),
-            **_COMMON,
-        },
-    ),
-    "opportunities": Export(
-        "Opportunity",
-        "opportunity",
-        {
-            "name": ("name", _plain),
-            "amount_cents": ("amount", _money),
-            "currency": ("currency", _plain),
-            "stage_id": ("stageId", _ref("PipelineStage")),
-            "probability": ("probability", _plain),
-            "status": ("status", _plain),
-            "expected_close_date": ("expectedCloseDate", _time),
-            "closed_at": ("closedAt", _time),
-            "account_id": ("accountId", _ref("Account")),
-            "contact_id": ("contactId", _ref("Contact")),
-            "visibility": ("visibility", _plain),
-            "version": ("version", _plain),
-            **_COMMON,
-        },
-    ),
-    "activities": Export(
-        "Activity",
-        "activity",
-        {
-            "kind": ("kind", _plain),
-            "subject": ("subject", _plain),
-            "status": ("status", _plain),
-            "scheduled_at": ("scheduledAt", _time),
-            "duration_minutes": ("durationMinutes", _plain),
-            "account_id": ("accountId", _ref("Account")),
-            "contact_id": ("contactId", _ref("Contact")),
-            "lead_id": ("leadId", _ref("Lead")),
-            "opportunity_id": ("opportunityId", _ref("Opportunity")),
-            **_COMMON,
-        },
-    ),
-}
+    columns: dict[str, tuple[str, Callable[[Any], Any] | None]]  # column -> (field, converter)
 
 
 def _line(export: Export, row: Any) -> bytes:
     item: dict[str, Any] = {"id": global_id(export.type_name, row["id"])}
     for column, (field, convert) in export.columns.items():
         value = row[column]
-        item[field] = value if convert is _plain or convert is _time else convert(value)
+        item[field] = value if convert is None else convert(value)
     return orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -23,6 +23,7 @@ from models import (
 )
 from models.base import from_cents
 from resolvers import validation
+from resolvers.access import LEADS
 from resolvers.account import create_account
 from resolvers.context import RequestContext
 from resolvers.deal import (
@@ -31,7 +32,6 @@ from resolvers.deal import (
     create_deal,
     filter_deals,
     get_editable,
-    readable_deals,
     save_versioned,
 )
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
@@ -47,7 +47,7 @@ LEAD_ORDER = {"CREATED_AT": BY_ID, "UPDATED_AT": BY_UPDATED_AT, "TITLE": SortKey
 async def list_leads(
     ctx: RequestContext, page: PageRequest, filters: dict[str, Any], order: str, descending: bool
 ) -> Page[Lead]:
-    query = filter_deals(ctx, LEAD, await readable_deals(ctx, LEAD), filters)
+    query = filter_deals(ctx, LEAD, await LEADS.query(ctx), filters)
     if filters.get("sources"):
         query = query.filter(source__in=filters["sources"])
     return await paginate(query, page, LEAD_ORDER[order], descending=descending)

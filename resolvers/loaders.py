@@ -24,6 +24,7 @@ from models import (
     ContactTag,
     Event,
     LineItem,
+    Organization,
     PipelineStage,
     Product,
     User,
@@ -222,27 +223,39 @@ class Loaders:
     def __init__(self, organization_id: int) -> None:
         self.organization_id = organization_id
         self._per_kind: dict[tuple[str, str], Loader[int, Any]] = {}
+        self._organization: asyncio.Future[Organization] | None = None
 
-    def _rows_by_id(self, model: type[M], *, live_only: bool) -> Loader[int, M | None]:
-        live: dict[str, Any] = {"deleted_at": None} if live_only else {}
+    async def organization(self) -> Organization:
+        """The viewer's organization, read once a request."""
+        if self._organization is None:
+            self._organization = asyncio.ensure_future(Organization.get(id=self.organization_id))
+        return await asyncio.shield(self._organization)
+
+    def rows(self, model: type[M], *, live: bool) -> Loader[int, M | None]:
+        """The organization's rows of a model by id (`live`: not the deleted ones): the
+        organization's records' read rule (resolvers/access.py), one statement a tick."""
+        conditions: dict[str, Any] = {"deleted_at": None} if live else {}
 
         async def load(keys: list[int]) -> list[M | None]:
-            rows = await select(model, id=keys, organization_id=self.organization_id, **live)
+            rows = await select(model, id=keys, organization_id=self.organization_id, **conditions)
             return _by_id(rows, keys)
 
-        return Loader(load_fn=load)
+        key = (model.__name__, "live" if live else "rows")
+        if key not in self._per_kind:
+            self._per_kind[key] = Loader(load_fn=load)
+        return self._per_kind[key]
 
-    @cached_property
+    @property
     def user(self) -> Loader[int, User | None]:
-        return self._rows_by_id(User, live_only=False)
+        return self.rows(User, live=False)
 
-    @cached_property
+    @property
     def account(self) -> Loader[int, Account | None]:
-        return self._rows_by_id(Account, live_only=True)
+        return self.rows(Account, live=True)
 
-    @cached_property
+    @property
     def contact(self) -> Loader[int, Contact | None]:
-        return self._rows_by_id(Contact, live_only=True)
+        return self.rows(Contact, live=True)
 
     @cached_property
     def tags(self) -> Loader[int, list[str]]:
@@ -261,9 +274,9 @@ class Loaders:
 
         return Loader(load_fn=load)
 
-    @cached_property
+    @property
     def product(self) -> Loader[int, Product | None]:
-        return self._rows_by_id(Product, live_only=False)
+        return self.rows(Product, live=False)
 
     @cached_property
     def line_items(self) -> Loader[int, list[LineItem]]:
@@ -296,13 +309,13 @@ class Loaders:
             self._per_kind[key] = Loader(load_fn=load)
         return self._per_kind[key]
 
-    @cached_property
+    @property
     def stage(self) -> Loader[int, PipelineStage | None]:
-        return self._rows_by_id(PipelineStage, live_only=False)
+        return self.rows(PipelineStage, live=False)
 
-    @cached_property
+    @property
     def event(self) -> Loader[int, Event | None]:
-        return self._rows_by_id(Event, live_only=False)
+        return self.rows(Event, live=False)
 
     @cached_property
     def attendee_ids(self) -> Loader[int, list[int]]:
@@ -322,7 +335,7 @@ class Loaders:
         return Loader(load_fn=load)
 
     def deal(self, kind: DealKind[Any]) -> Loader[int, Any]:
-        return self._kind_loader(kind, "deal", lambda: self._rows_by_id(kind.model, live_only=True))
+        return self.rows(kind.model, live=True)
 
     def participants(self, kind: DealKind[Any]) -> Loader[int, list[Any]]:
         """Participant rows (contact id and role) of each lead or opportunity, oldest first."""

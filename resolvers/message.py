@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
-from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from config import settings
@@ -27,10 +26,10 @@ from models import (
     EventKind,
     Message,
     MessageStatus,
-    Role,
     User,
 )
 from resolvers import lifecycle, validation
+from resolvers.access import MESSAGES
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import DealKind
@@ -167,7 +166,7 @@ async def send(
 
 async def retry(ctx: RequestContext, message_id: int) -> Message:
     """Deliver again a message that failed, or that waits in the outbox (its sender, admins)."""
-    message = await visible_messages(ctx).filter(id=message_id).first()
+    message = await (await MESSAGES.query(ctx)).filter(id=message_id).first()
     if message is None:
         raise not_found("message")
     if not settings.smtp_url:
@@ -272,13 +271,6 @@ async def deliver(
     return True
 
 
-def visible_messages(ctx: RequestContext) -> QuerySet[Message]:
-    """The viewer's messages; an admin's: the organization's."""
-    viewer = ctx.require_viewer()
-    query = Message.filter(organization_id=viewer.organization_id)
-    return query if viewer.role == Role.ADMIN else query.filter(sender_id=viewer.id)
-
-
 async def list_messages(
     ctx: RequestContext,
     page: PageRequest,
@@ -286,7 +278,7 @@ async def list_messages(
     updated_since: datetime | None = None,
 ) -> Page[Message]:
     """Newest first; with statuses OUTBOX and FAILED, the outbox."""
-    query = visible_messages(ctx)
+    query = await MESSAGES.query(ctx)
     if updated_since is not None:
         query = query.filter(updated_at__gte=updated_since)
     if statuses:

@@ -10,13 +10,13 @@ from tortoise.transactions import in_transaction
 
 from models import ForecastCategory, Opportunity, OpportunityStatus, PipelineStage
 from resolvers import validation
+from resolvers.access import OPPORTUNITIES
 from resolvers.context import RequestContext
 from resolvers.deal import (
     clean_common,
     create_deal,
     filter_deals,
     get_editable,
-    readable_deals,
     save_versioned,
 )
 from resolvers.deal_kinds import OPPORTUNITY
@@ -46,7 +46,7 @@ OPPORTUNITY_ORDER = {
 async def list_opportunities(
     ctx: RequestContext, page: PageRequest, filters: dict[str, Any], order: str, descending: bool
 ) -> Page[Opportunity]:
-    query = filter_deals(ctx, OPPORTUNITY, await readable_deals(ctx, OPPORTUNITY), filters)
+    query = filter_deals(ctx, OPPORTUNITY, await OPPORTUNITIES.query(ctx), filters)
     if filters.get("stage_ids"):
         query = query.filter(stage_id__in=filters["stage_ids"])
     if filters.get("forecast_categories"):

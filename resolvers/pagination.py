@@ -8,8 +8,6 @@ range scan at any depth (no OFFSET).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from config import settings
+from resolvers import cursors
 from resolvers.errors import bad_input
 from resolvers.loaders import fetch
 
@@ -129,16 +128,45 @@ class CountOnce:
         return await asyncio.shield(self._found)
 
 
+T = TypeVar("T")
+
+
+class Window(Generic[T]):
+    """One page of anything the API pages (a list, a timeline, the change feed): its items in
+    order, whether more come before or after, and each item's cursor (resolvers/cursors.py),
+    encoded when asked for. The schema's connections are built from it (schema/base.py)."""
+
+    items: list[T]
+    has_next_page: bool
+    has_previous_page: bool
+
+    def cursor(self, item: T) -> str:
+        raise NotImplementedError
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursor(self.items[0]) if self.items else None
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursor(self.items[-1]) if self.items else None
+
+
 @dataclass
-class Page(Generic[M]):
+class Page(Window[M]):
+    """A page of a list, by keyset (see the module's docstring)."""
+
     rows: list[M]
     key: SortKey  # the order, which the cursors carry
     has_next_page: bool
     has_previous_page: bool
     query: QuerySet[M]  # the filtered rows before paging, for totalCount
 
+    @property
+    def items(self) -> list[M]:  # type: ignore[override]
+        return self.rows
+
     def cursor(self, row: M) -> str:
-        """A row's cursor, encoded when asked for: a page's query seldom selects them all."""
         return encode_cursor(self.key, row)
 
     def __post_init__(self) -> None:
@@ -147,25 +175,22 @@ class Page(Generic[M]):
 
 def encode_cursor(key: SortKey, row: Model) -> str:
     values = [key.dump(getattr(row, key.field))] if key.field else []
-    return _encode([key.name, *values, row.pk])
+    return cursors.encode(key.name, *values, row.pk)
 
 
 def id_cursor(pk: int) -> str:
     """The BY_ID cursor of a row with this id (event cursors: BigInt ids, see decode_cursor)."""
-    return _encode([BY_ID.name, pk])
+    return cursors.encode(BY_ID.name, pk)
 
 
-def _encode(values: list[Any]) -> str:
-    payload = json.dumps(values, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+_INVALID = "Invalid cursor: use a cursor from this connection with the same orderBy."
 
 
 def decode_cursor(
     key: SortKey, cursor: str, field: str, *, min_id: int = 1, max_id: int = _MAX_ID
 ) -> tuple[Any, int]:
+    name, *values = cursors.decode(cursor, field, _INVALID)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        name, *values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if name != key.name:
             raise ValueError("cursor of another order")
         *sort_values, row_id = values
@@ -174,10 +199,8 @@ def decode_cursor(
         if len(sort_values) != (1 if key.field else 0):
             raise ValueError("malformed cursor")
         sort_value = key.parse(sort_values[0]) if key.field else None
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise bad_input(
-            field, "Invalid cursor: use a cursor from this connection with the same orderBy."
-        ) from None
+    except (ValueError, TypeError):
+        raise cursors.invalid(field, _INVALID) from None
     return sort_value, row_id
 
 

@@ -21,8 +21,9 @@ from models import (
 )
 from models.base import from_cents
 from resolvers import validation
+from resolvers.access import OPPORTUNITIES
 from resolvers.context import RequestContext
-from resolvers.deal import get_editable, readable_deals, save_versioned, touch
+from resolvers.deal import get_editable, save_versioned, touch
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input, forbidden, not_found
 from resolvers.events import record_event, ref
@@ -262,7 +263,7 @@ async def has_line_items(opportunity_id: int) -> bool:
 async def won_opportunities(ctx: RequestContext) -> QuerySet[Opportunity]:
     """The won opportunities the viewer may read: billing never shows a private deal's amount
     to someone who may not read it."""
-    return (await readable_deals(ctx, OPPORTUNITY)).filter(status=OpportunityStatus.WON)
+    return (await OPPORTUNITIES.query(ctx)).filter(status=OpportunityStatus.WON)
 
 
 def period_bounds(

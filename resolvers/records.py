@@ -5,22 +5,13 @@ from __future__ import annotations
 from typing import TypeVar
 
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
 
 from models import Account, Contact, User
+from resolvers.access import scoped
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input, conflict, not_found
 
 M = TypeVar("M", bound=Model)
-
-
-def scoped(ctx: RequestContext, model: type[M]) -> QuerySet[M]:
-    """The viewer's organization's live rows of a model."""
-    viewer = ctx.require_viewer()
-    query = model.filter(organization_id=viewer.organization_id)
-    if "deleted_at" in model._meta.fields_map:
-        query = query.filter(deleted_at__isnull=True)
-    return query
 
 
 async def require_unique(

@@ -25,8 +25,6 @@ for zero, never for one.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,12 +52,13 @@ from models import (
     Role,
     SyncState,
 )
+from resolvers import cursors
 from resolvers.context import RequestContext
 from resolvers.errors import ApiError, ErrorCode, bad_input, forbidden
+from resolvers.pagination import Window
 from resolvers.events import ORGANIZATION_LOG_LOCK
 
 _MAX_ID = 2**31 - 1  # record ids are 32-bit
-_MAX_CURSOR = 200  # characters of a cursor
 
 
 @dataclass(frozen=True)
@@ -203,30 +202,25 @@ async def install_triggers() -> None:
 
 
 def _encode(values: list[Any]) -> str:
-    payload = json.dumps(values, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    return cursors.encode(*values)
 
 
 _CURSOR_LENGTHS = {"C": 2, "S": 4, "CHG": 3, "SNAP": 5}
+_INVALID = "Invalid cursor: pass an endCursor of `changes`."
 
 
 def _decode(cursor: str) -> list[Any]:
-    try:
-        if len(cursor) > _MAX_CURSOR:
-            raise ValueError("too long")
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or not values or values[0] not in _CURSOR_LENGTHS:
-            raise ValueError("not a sync cursor")
-        if len(values) != _CURSOR_LENGTHS[values[0]]:
-            raise ValueError("malformed sync cursor")
-        if not all(type(v) is int and 0 <= v < 2**62 for v in values[1:]):
-            raise ValueError("malformed sync cursor")
-        if values[0] in ("S", "SNAP") and not (values[-2] <= len(SYNCED) and values[-1] <= _MAX_ID):
-            raise ValueError("malformed sync cursor")
-        return values
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, json.JSONDecodeError):
-        raise bad_input("since", "Invalid cursor: pass an endCursor of `changes`.") from None
+    values = cursors.decode(cursor, "since", _INVALID)
+    lengths = _CURSOR_LENGTHS.get(values[0]) if isinstance(values[0], str) else None
+    if (
+        len(values) != lengths
+        or not all(type(v) is int and 0 <= v < 2**62 for v in values[1:])
+        or (
+            values[0] in ("S", "SNAP") and not (values[-2] <= len(SYNCED) and values[-1] <= _MAX_ID)
+        )
+    ):
+        raise cursors.invalid("since", _INVALID)
+    return values
 
 
 def _postgres() -> bool:
@@ -284,10 +278,22 @@ class Entry:
 
 
 @dataclass
-class ChangePage:
+class ChangePage(Window[Entry]):
     entries: list[Entry]
-    end_cursor: str
+    resume: str  # where to resume: after the last entry, or where the feed stands if none
     has_next_page: bool
+    has_previous_page: bool = False  # the feed pages forward
+
+    @property
+    def items(self) -> list[Entry]:  # type: ignore[override]
+        return self.entries
+
+    def cursor(self, entry: Entry) -> str:
+        return entry.cursor
+
+    @property
+    def end_cursor(self) -> str:
+        return self.resume
 
 
 def require_sync_reader(ctx: RequestContext) -> None:

@@ -7,8 +7,6 @@ whatever the depth, and the cursor (time, source, id) stays exact across sources
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -20,12 +18,12 @@ from tortoise.queryset import QuerySet
 
 from config import settings
 from models import ActivityAttendee, Comment, Contact, Event, EventKind, LifecycleChange
-from resolvers.activity import readable_activities
+from resolvers import cursors
+from resolvers.access import ACTIVITIES, deals_of
 from resolvers.context import RequestContext
-from resolvers.deal import readable_deals
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
-from resolvers.pagination import Count, CountOnce, count_up_to, parse_time
+from resolvers.pagination import Count, CountOnce, Window, count_up_to, parse_time
 
 
 class EntryKind(str, Enum):
@@ -66,10 +64,18 @@ class Entry:
 
 
 @dataclass
-class TimelinePage:
+class TimelinePage(Window[Entry]):
     entries: list[Entry]
     has_next_page: bool
     sources: list[Source]
+    has_previous_page: bool = False  # timelines page forward
+
+    @property
+    def items(self) -> list[Entry]:  # type: ignore[override]
+        return self.entries
+
+    def cursor(self, entry: Entry) -> str:
+        return entry.cursor
 
     def __post_init__(self) -> None:
         self.total_count = CountOnce(self._count)
@@ -80,19 +86,21 @@ class TimelinePage:
 
 
 def _encode(kind: EntryKind, at: datetime, pk: int) -> str:
-    payload = json.dumps(["TIMELINE", at.isoformat(), kind.value, pk], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    return cursors.encode("TIMELINE", at.isoformat(), kind.value, pk)
+
+
+_INVALID = "Invalid cursor: use a cursor from this timeline."
 
 
 def _decode(cursor: str) -> tuple[datetime, EntryKind, int]:
+    values = cursors.decode(cursor, "after", _INVALID)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        name, at, kind, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        name, at, kind, pk = values
         if name != "TIMELINE" or type(pk) is not int or not 1 <= pk <= 2**63 - 1:
             raise ValueError("not a timeline cursor")
         return parse_time(at), EntryKind(kind), pk
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise bad_input("after", "Invalid cursor: use a cursor from this timeline.") from None
+    except (ValueError, TypeError):
+        raise cursors.invalid("after", _INVALID) from None
 
 
 def _after(source: Source, cursor: tuple[datetime, EntryKind, int]) -> Q:
@@ -137,7 +145,7 @@ async def deal_sources(ctx: RequestContext, kind: DealKind[Any], record_id: int)
     """A lead's or opportunity's own activities, comments and changes (the caller read it)."""
     organization_id = ctx.require_viewer().organization_id
     link = "lead_id" if kind is LEAD else "opportunity_id"
-    activities = (await readable_activities(ctx)).filter(**{link: record_id})
+    activities = (await ACTIVITIES.query(ctx)).filter(**{link: record_id})
     return [
         Source(EntryKind.ACTIVITY, activities, "scheduled_at"),
         Source(EntryKind.COMMENT, Comment.filter(**{kind.comment_field: record_id}), "created_at"),
@@ -152,9 +160,7 @@ async def deal_sources(ctx: RequestContext, kind: DealKind[Any], record_id: int)
 async def contact_sources(ctx: RequestContext, contact_id: int) -> list[Source]:
     """A contact's activities (linked to them, or attended) and lifecycle moves."""
     attended = Subquery(ActivityAttendee.filter(contact_id=contact_id).values("activity_id"))
-    activities = (await readable_activities(ctx)).filter(
-        Q(contact_id=contact_id) | Q(id__in=attended)
-    )
+    activities = (await ACTIVITIES.query(ctx)).filter(Q(contact_id=contact_id) | Q(id__in=attended))
     return [
         Source(EntryKind.ACTIVITY, activities, "scheduled_at"),
         Source(EntryKind.LIFECYCLE, LifecycleChange.filter(contact_id=contact_id), "created_at"),
@@ -166,7 +172,7 @@ async def account_sources(ctx: RequestContext, account_id: int) -> list[Source]:
     changes of its live leads and opportunities the viewer may read."""
     organization_id = ctx.require_viewer().organization_id
     kinds: tuple[DealKind[Any], ...] = (LEAD, OPPORTUNITY)
-    readable = {kind: await readable_deals(ctx, kind) for kind in kinds}
+    readable = {kind: await deals_of(kind).query(ctx) for kind in kinds}
 
     def deals(kind: DealKind[Any]) -> Any:  # a fresh subquery per use
         return Subquery(readable[kind].filter(account_id=account_id).values("id"))
@@ -176,7 +182,7 @@ async def account_sources(ctx: RequestContext, account_id: int) -> list[Source]:
             account_id=account_id, organization_id=organization_id, deleted_at__isnull=True
         ).values("id")
     )
-    activities = (await readable_activities(ctx)).filter(
+    activities = (await ACTIVITIES.query(ctx)).filter(
         Q(account_id=account_id)
         | Q(contact_id__in=contacts)
         | Q(lead_id__in=deals(LEAD))

@@ -21,9 +21,10 @@ from schema.account import Account, AccountMutations, AccountQueries
 from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
 from schema.campaign import CampaignMutations, CampaignQueries
+from schema.comment import Comment
 from schema.contact import Contact, ContactMutations, ContactQueries
 from schema.cost import FragmentBudget, QueryCost
-from schema.deal import Comment, DealMutations
+from schema.deal import DealMutations
 from schema.documents import DocumentCache
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope, Validation

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import UNSET, relay
 
 from models import Account as AccountRow
-from models import User as UserRow
+from resolvers import access, timeline
 from resolvers import account as accounts
-from resolvers.context import RequestContext
 from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
@@ -27,20 +24,34 @@ from schema.base import (
     pk_of,
     values_of,
 )
-from schema.plans import batched, one, related
-from schema.product import BILLING_HELP
-from schema.projections import table, to_one
-from schema.user import User, owners_of
+from schema.contact import Contact, ContactFilter, ContactOrder, contacts_connection
+from schema.opportunity import (
+    Opportunity,
+    OpportunityFilter,
+    OpportunityOrder,
+    opportunities_connection,
+)
+from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
+from schema.records import Declared, record, record_of
+from schema.timeline import TimelineConnection, timeline_connection
+from schema.user import OWNER, User
 
-if TYPE_CHECKING:
-    from schema.contact import Contact, ContactFilter, ContactOrder
-    from schema.opportunity import Opportunity, OpportunityFilter, OpportunityOrder
-    from schema.product import Billing, Product
-    from schema.timeline import TimelineConnection
+ACCOUNT_EXPORT = (
+    "name",
+    "industry",
+    "website",
+    "country",
+    "region",
+    "city",
+    "created_at",
+    "updated_at",
+    "owner_id",
+)
 
 
+@record(AccountRow, read=access.ACCOUNTS, export=("accounts", ACCOUNT_EXPORT))
 @strawberry.type(description="A client company.")
-class Account(relay.Node):
+class Account(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     industry: str | None
@@ -55,44 +66,19 @@ class Account(relay.Node):
     )
     owner_id: strawberry.Private[int]
 
-    @classmethod
-    def from_row(cls, row: AccountRow) -> Account:
-        return cls(
-            id=row.id,
-            name=row.name,
-            industry=row.industry,
-            website=row.website,
-            country=row.country,
-            region=row.region,
-            city=row.city,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted_at=row.deleted_at,
-            owner_id=row.owner_id,
-        )
-
     @strawberry.field(description="The products on its won opportunities.")
-    async def products_used(
-        self, info: Info
-    ) -> list[Annotated[Product, strawberry.lazy("schema.product")]]:
-        from schema.product import products_used_by
-
+    async def products_used(self, info: Info) -> list[Product]:
         return await products_used_by(info, "account_id", self.id)
 
     @strawberry.field(description=BILLING_HELP)
     async def billing(
         self, info: Info, since: date | None = None, until: date | None = None
-    ) -> list[Annotated[Billing, strawberry.lazy("schema.product")]]:
-        from schema.product import billing_of
-
+    ) -> list[Billing]:
         return await billing_of(info, "account_id", self.id, since, until)
 
-    @strawberry.field(
-        description="The user responsible for the account.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
-    )
+    @strawberry.field(description="The user responsible for the account.", metadata=OWNER.metadata)
     async def owner(self, info: Info) -> User:
-        return await one(owners_of, self, info)
+        return await OWNER.one(self, info)  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="Its activities (its own, its contacts' and its deals'), and the comments and "
@@ -104,10 +90,7 @@ class Account(relay.Node):
         first: int | None = None,
         after: str | None = None,
         include: list[EntryKind] | None = None,
-    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
-        from resolvers import timeline
-        from schema.timeline import timeline_connection
-
+    ) -> TimelineConnection:
         sources = await timeline.account_sources(context(info), self.id)
         return await timeline_connection(sources, first, after, include)
 
@@ -119,11 +102,9 @@ class Account(relay.Node):
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-        filter: Annotated[ContactFilter, strawberry.lazy("schema.contact")] | None = None,
-        order_by: Annotated[ContactOrder, strawberry.lazy("schema.contact")] | None = None,
-    ) -> Connection[Annotated[Contact, strawberry.lazy("schema.contact")]]:
-        from schema.contact import contacts_connection
-
+        filter: ContactFilter | None = None,
+        order_by: ContactOrder | None = None,
+    ) -> Connection[Contact]:
         return await contacts_connection(
             info, first, after, last, before, filter, order_by, account_id=self.id
         )
@@ -136,31 +117,16 @@ class Account(relay.Node):
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-        filter: Annotated[OpportunityFilter, strawberry.lazy("schema.opportunity")] | None = None,
-        order_by: Annotated[OpportunityOrder, strawberry.lazy("schema.opportunity")] | None = None,
-    ) -> Connection[Annotated[Opportunity, strawberry.lazy("schema.opportunity")]]:
-        from schema.opportunity import opportunities_connection
-
+        filter: OpportunityFilter | None = None,
+        order_by: OpportunityOrder | None = None,
+    ) -> Connection[Opportunity]:
         return await opportunities_connection(
             info, first, after, last, before, filter, order_by, account_id=self.id
         )
 
 
-table(Account, AccountRow, columns=("name", "industry", "website", "country", "region", "city"))
-
-
-async def accounts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Account | None]:
-    """The live accounts of `ids`, in order (None for a None id or a deleted account)."""
-    return await related(ctx.loaders.account, ids, Account.from_row)
-
-
-async def accounts_of_records(records: list[Any], ctx: RequestContext) -> list[Account | None]:
-    """The accounts of records with an account_id (contacts, leads, opportunities)."""
-    return await accounts_of(ctx, [record.account_id for record in records])
-
-
 async def load_account(info: Info, account_id: int | None) -> Account | None:
-    return (await accounts_of(context(info), [account_id]))[0]
+    return await record_of(info, AccountRow, account_id)
 
 
 @strawberry.enum(description="What accounts can be sorted by.")

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import UNSET, relay
 
+from models import Account as AccountRow
 from models import Activity as ActivityRow
 from models import ActivityKind, ActivityStatus
+from models import Contact as ContactRow
+from models import User as UserRow
+from resolvers import access
 from resolvers import activity as activities
-from resolvers import deal as deals
-from schema.account import Account, load_account
 from schema.base import (
     Connection,
     Info,
@@ -23,17 +25,45 @@ from schema.base import (
     pk_of,
     values_of,
 )
-from schema.contact import Contact, load_contact
-from schema.user import User, load_user
+from schema.records import (
+    Declared,
+    declared,
+    existing,
+    private_row,
+    record,
+    record_of,
+    records_of,
+)
 
 if TYPE_CHECKING:
+    from schema.account import Account
+    from schema.contact import Contact
     from schema.deal import Deal
+    from schema.user import User
 
+AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
+ContactRef = Annotated["Contact", strawberry.lazy("schema.contact")]
 DealRef = Annotated["Deal", strawberry.lazy("schema.deal")]
+UserRef = Annotated["User", strawberry.lazy("schema.user")]
+ACTIVITY_EXPORT = (
+    "kind",
+    "subject",
+    "status",
+    "scheduled_at",
+    "duration_minutes",
+    "account_id",
+    "contact_id",
+    "lead_id",
+    "opportunity_id",
+    "created_at",
+    "updated_at",
+    "owner_id",
+)
 
 
+@record(ActivityRow, read=access.ACTIVITIES, export=("activities", ACTIVITY_EXPORT))
 @strawberry.type(description="A visit, meeting, call, email or task of a user with contacts.")
-class Activity(relay.Node):
+class Activity(relay.Node, Declared):
     id: relay.NodeID[int]
     kind: ActivityKind
     subject: str
@@ -49,55 +79,34 @@ class Activity(relay.Node):
     version: int
     created_at: datetime
     updated_at: datetime
-    row: strawberry.Private[ActivityRow]
-
-    @classmethod
-    def from_row(cls, row: ActivityRow) -> Activity:
-        return cls(
-            id=row.id,
-            kind=row.kind,
-            subject=row.subject,
-            notes=row.notes,
-            starts_at=row.starts_at,
-            due_date=row.due_date,
-            duration_minutes=row.duration_minutes,
-            status=row.status,
-            outcome=row.outcome,
-            closed_at=row.closed_at,
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            row=row,
-        )
+    row: strawberry.Private[ActivityRow] = private_row()
 
     @strawberry.field(description="Whose activity it is.")
-    async def owner(self, info: Info) -> User:
-        return await load_user(info, self.row.owner_id)
+    async def owner(self, info: Info) -> UserRef:
+        return await existing(info, UserRow, self.row.owner_id)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def account(self, info: Info) -> Account | None:
-        return await load_account(info, self.row.account_id)
+    async def account(self, info: Info) -> AccountRef | None:
+        return await record_of(info, AccountRow, self.row.account_id)
 
     @strawberry.field(description="The contact it is with, if one.")
-    async def contact(self, info: Info) -> Contact | None:
-        return await load_contact(info, self.row.contact_id)
+    async def contact(self, info: Info) -> ContactRef | None:
+        return await record_of(info, ContactRow, self.row.contact_id)
 
     @strawberry.field(description="The lead or opportunity it is about, if one.")
     async def deal(self, info: Info) -> DealRef | None:
-        from schema.deal import deal_from_row
-
         about = activities.deal_of(self.row)
         if about is None:
             return None
         kind, pk = about
-        row = await deals.readable_or_none(context(info), kind, pk)
-        return None if row is None else deal_from_row(kind, row)
+        row = await access.deals_of(kind).get(context(info), pk)
+        return None if row is None else declared(kind.model).make(row)
 
     @strawberry.field(description="The contacts taking part.")
-    async def attendees(self, info: Info) -> list[Contact]:
-        loaders = context(info).loaders
-        rows = await loaders.contact.load_many(await loaders.attendee_ids.load(self.id))
-        return [Contact.from_row(row) for row in rows if row is not None]
+    async def attendees(self, info: Info) -> list[ContactRef]:
+        ctx = context(info)
+        found = await records_of(ctx, ContactRow, await ctx.loaders.attendee_ids.load(self.id))
+        return [contact for contact in found if contact is not None]
 
 
 @strawberry.input(

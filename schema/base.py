@@ -155,8 +155,8 @@ def connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=page.has_previous_page,
-            start_cursor=page.cursor(rows[0]) if rows else None,
-            end_cursor=page.cursor(rows[-1]) if rows else None,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
         ),
         page=page,
     )

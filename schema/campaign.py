@@ -14,6 +14,7 @@ from models import CampaignChannel, CampaignStatus, MemberStatus
 from models import CampaignCost as CampaignCostRow
 from models import CampaignMember as CampaignMemberRow
 from models.base import from_cents
+from resolvers import access
 from resolvers import campaign as campaigns
 from schema.base import (
     Connection,
@@ -26,46 +27,30 @@ from schema.base import (
     values_of,
 )
 from schema.contact import Contact, load_contact
+from schema.records import Declared, column, private_row, record
 from schema.segment import Segment
 from schema.user import User, load_user
 
 
+@record(CampaignCostRow, read=access.CAMPAIGN_COSTS)
 @strawberry.type(description="An actual cost of a campaign, in the organization's currency.")
-class CampaignCost(relay.Node):
+class CampaignCost(relay.Node, Declared):
     id: relay.NodeID[int]
     description: str
-    amount: Decimal
+    amount: Decimal = column(source="amount_cents", convert=from_cents)
     incurred_on: date
     created_at: datetime
 
-    @classmethod
-    def from_row(cls, row: CampaignCostRow) -> CampaignCost:
-        return cls(
-            id=row.id,
-            description=row.description,
-            amount=from_cents(row.amount_cents),  # type: ignore[arg-type]
-            incurred_on=row.incurred_on,
-            created_at=row.created_at,
-        )
 
-
+@record(CampaignMemberRow, read=None, node=False)
 @strawberry.type(description="A contact in a launched campaign's snapshot of its segment.")
-class CampaignMember:
+class CampaignMember(Declared):
     status: MemberStatus
     skip_reason: str | None = strawberry.field(
         description="Why no message went: NO_EMAIL, DO_NOT_CONTACT or DELETED."
     )
     responded_at: datetime | None
     contact_id: strawberry.Private[int]
-
-    @classmethod
-    def from_row(cls, row: CampaignMemberRow) -> CampaignMember:
-        return cls(
-            status=row.status,
-            skip_reason=row.skip_reason,
-            responded_at=row.responded_at,
-            contact_id=row.contact_id,
-        )
 
     @strawberry.field(description="The contact (null once deleted).")
     async def contact(self, info: Info) -> Contact | None:
@@ -142,15 +127,18 @@ class CampaignMetrics:
         )
 
 
+@record(CampaignRow, read=access.CAMPAIGNS)
 @strawberry.type(description="A campaign: a message to a segment, managed for cost and return.")
-class Campaign(relay.Node):
+class Campaign(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     channel: CampaignChannel
     status: CampaignStatus
     starts_on: date | None
     ends_on: date | None
-    budget: Decimal | None = strawberry.field(description="In the organization's currency.")
+    budget: Decimal | None = column(
+        source="budget_cents", convert=from_cents, description="In the organization's currency."
+    )
     subject_template: str | None = strawberry.field(
         description="Subject with merge fields such as {{contact.first_name}} (see mergeFields)."
     )
@@ -160,27 +148,7 @@ class Campaign(relay.Node):
     updated_at: datetime
     owner_id: strawberry.Private[int]
     segment_id: strawberry.Private[int | None]
-    row: strawberry.Private[CampaignRow]
-
-    @classmethod
-    def from_row(cls, row: CampaignRow) -> Campaign:
-        return cls(
-            id=row.id,
-            name=row.name,
-            channel=row.channel,
-            status=row.status,
-            starts_on=row.starts_on,
-            ends_on=row.ends_on,
-            budget=from_cents(row.budget_cents),
-            subject_template=row.subject_template,
-            body_template=row.body_template,
-            launched_at=row.launched_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            owner_id=row.owner_id,
-            segment_id=row.segment_id,
-            row=row,
-        )
+    row: strawberry.Private[CampaignRow] = private_row()
 
     @strawberry.field(description="Who runs it; the sender of its messages.")
     async def owner(self, info: Info) -> User:
@@ -260,7 +228,7 @@ class UpdateCampaignInput:
 class AddCampaignCostInput:
     campaign_id: strawberry.ID
     description: str
-    amount: Decimal
+    amount: Decimal = column(source="amount_cents", convert=from_cents)
     incurred_on: date | None = strawberry.field(default=None, description="Default: today.")
 
 

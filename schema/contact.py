@@ -13,9 +13,10 @@ from strawberry import UNSET, relay
 from models import Account as AccountRow
 from models import Contact as ContactRow
 from models import LifecycleStage
-from models import User as UserRow
+from resolvers import access, timeline
 from resolvers import contact as contacts
 from resolvers.context import RequestContext
+from resolvers.lifecycle import list_changes
 from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
@@ -29,32 +30,45 @@ from schema.base import (
     pk_of,
     values_of,
 )
-from schema.plans import batched, one, related
-from schema.product import BILLING_HELP
-from schema.projections import sql_field, table, to_one
-from schema.user import User, owners_of
+from schema.lifecycle import LifecycleChange
+from schema.plans import batched, one
+from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
+from schema.projections import sql_field
+from schema.records import Declared, Link, record, record_of, records_of
+from schema.timeline import TimelineConnection, timeline_connection
+from schema.user import OWNER, User
 
 if TYPE_CHECKING:
     from schema.account import Account
-    from schema.lifecycle import LifecycleChange
-    from schema.product import Billing, Product
-    from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 
 
-async def _accounts(people: list[Contact], ctx: RequestContext) -> list[Account | None]:
-    from schema.account import accounts_of_records  # schema.account imports this module
-
-    return await accounts_of_records(people, ctx)
+ACCOUNT = Link(AccountRow, "account_id")
 
 
 async def _tags(people: list[Contact], ctx: RequestContext) -> list[list[str]]:
     return await ctx.loaders.tags.load_many([contact.id for contact in people])
 
 
+CONTACT_EXPORT = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "title",
+    "account_id",
+    "lifecycle_stage",
+    "do_not_contact",
+    "created_at",
+    "updated_at",
+    "owner_id",
+)
+
+
+@record(ContactRow, read=access.CONTACTS, export=("contacts", CONTACT_EXPORT))
 @strawberry.type(description="A person at an account.")
-class Contact(relay.Node):
+class Contact(relay.Node, Declared):
     id: relay.NodeID[int]
     first_name: str
     last_name: str
@@ -73,25 +87,6 @@ class Contact(relay.Node):
     deleted_at: datetime | None
     account_id: strawberry.Private[int | None]
     owner_id: strawberry.Private[int]
-
-    @classmethod
-    def from_row(cls, row: ContactRow) -> Contact:
-        return cls(
-            id=row.id,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            email=row.email,
-            phone=row.phone,
-            title=row.title,
-            lifecycle_stage=row.lifecycle_stage,
-            do_not_contact=row.do_not_contact,
-            lifecycle_pinned=row.lifecycle_pinned,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted_at=row.deleted_at,
-            account_id=row.account_id,
-            owner_id=row.owner_id,
-        )
 
     @strawberry.field(
         description="Its labels, in lower case, alphabetically.", metadata=batched(_tags)
@@ -114,10 +109,7 @@ class Contact(relay.Node):
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> Connection[Annotated[LifecycleChange, strawberry.lazy("schema.lifecycle")]]:
-        from resolvers.lifecycle import list_changes
-        from schema.lifecycle import LifecycleChange
-
+    ) -> Connection[LifecycleChange]:
         page = await list_changes(context(info), self.id, page_request(first, after, last, before))
         return connection(page, LifecycleChange.from_row)
 
@@ -130,69 +122,41 @@ class Contact(relay.Node):
         first: int | None = None,
         after: str | None = None,
         include: list[EntryKind] | None = None,
-    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
-        from resolvers import timeline
-        from schema.timeline import timeline_connection
-
+    ) -> TimelineConnection:
         sources = await timeline.contact_sources(context(info), self.id)
         return await timeline_connection(sources, first, after, include)
 
     @strawberry.field(
         description="The products on the won opportunities it is the primary contact of."
     )
-    async def products_used(
-        self, info: Info
-    ) -> list[Annotated[Product, strawberry.lazy("schema.product")]]:
-        from schema.product import products_used_by
-
+    async def products_used(self, info: Info) -> list[Product]:
         return await products_used_by(info, "contact_id", self.id)
 
     @strawberry.field(description=BILLING_HELP)
     async def billing(
         self, info: Info, since: date | None = None, until: date | None = None
-    ) -> list[Annotated[Billing, strawberry.lazy("schema.product")]]:
-        from schema.product import billing_of
-
+    ) -> list[Billing]:
         return await billing_of(info, "contact_id", self.id, since, until)
 
     @strawberry.field(
         description="The account the contact works at.",
-        metadata=batched(_accounts, sql=to_one(AccountRow, "account_id")),
+        metadata=ACCOUNT.metadata,
     )
     async def account(self, info: Info) -> AccountRef | None:
-        return await one(_accounts, self, info)
+        return await ACCOUNT.one(self, info)
 
-    @strawberry.field(
-        description="The user responsible for the contact.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
-    )
+    @strawberry.field(description="The user responsible for the contact.", metadata=OWNER.metadata)
     async def owner(self, info: Info) -> User:
-        return await one(owners_of, self, info)
-
-
-table(
-    Contact,
-    ContactRow,
-    columns=(
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "title",
-        "lifecycle_stage",
-        "do_not_contact",
-        "lifecycle_pinned",
-    ),
-)
+        return await OWNER.one(self, info)  # type: ignore[no-any-return]
 
 
 async def contacts_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[Contact | None]:
     """The live contacts of `ids`, in order (None for a None id or a deleted contact)."""
-    return await related(ctx.loaders.contact, ids, Contact.from_row)
+    return await records_of(ctx, ContactRow, ids)
 
 
 async def load_contact(info: Info, contact_id: int | None) -> Contact | None:
-    return (await contacts_of(context(info), [contact_id]))[0]
+    return await record_of(info, ContactRow, contact_id)
 
 
 @strawberry.enum(description="What contacts can be sorted by.")

@@ -9,71 +9,80 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
-from models import Comment as CommentRow
+from models import Activity as ActivityRow
+from models import Campaign as CampaignRow
 from models import Contact as ContactRow
+from models import Event as EventRow
 from models import OpportunityParticipant, Visibility
 from models import User as UserRow
 from resolvers import deal as deals
+from resolvers import timeline
+from resolvers.activity import list_deal_activities
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS, DealKind
-from resolvers.loaders import live_contact
+from resolvers.events import list_history
+from resolvers.message import why_unreachable
 from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
-from schema.contact import Contact, contacts_of
+from schema.comment import Comment
+from schema.contact import Contact
 from schema.plans import batched, one
-from schema.projections import lookup, table, to_many, to_one
-from schema.user import User, load_user, owners_of, users_of
+from schema.projections import lookup, to_many
+from schema.records import Declared, Link, column, declared, record, record_of, records_of
+from schema.timeline import TimelineConnection, timeline_connection
+from schema.user import User
 
 if TYPE_CHECKING:
     from schema.account import Account
     from schema.activity import Activity
     from schema.campaign import Campaign
     from schema.event import Event
-    from schema.timeline import TimelineConnection
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 DEAL_TYPES = ("Lead", "Opportunity")
 
 
-async def _participant_contacts(
-    participants: list[Participant], ctx: RequestContext
-) -> list[Contact | None]:
-    return await contacts_of(ctx, [participant.contact_id for participant in participants])
+CONTACT = Link(ContactRow, "contact_id")  # a deal's primary contact, a participant's contact
+OWNER = Link(UserRow, "owner_id", same_for_all=True)
 
 
+@record(OpportunityParticipant, read=None, node=False)
 @strawberry.type(
     description="A contact involved in a lead or opportunity besides its primary contact."
 )
-class Participant:
+class Participant(Declared):
     role: str | None = strawberry.field(
         description='What the contact does in the deal, e.g. "CFO".'
     )
-    added_at: datetime
+    added_at: datetime = column(source="created_at")
     contact_id: strawberry.Private[int]
 
-    @strawberry.field(metadata=batched(_participant_contacts, sql=to_one(ContactRow, "contact_id")))
+    @strawberry.field(metadata=CONTACT.metadata)
     async def contact(self, info: Info) -> Contact:
         # Non-null: participants of deleted contacts are removed.
-        return await one(_participant_contacts, self, info)
+        return await CONTACT.one(self, info)  # type: ignore[no-any-return]
 
-
-# Participants of leads and of opportunities have the same columns (the table is the deal's),
-# and no id in the graph: they are reached from their deal only.
-table(Participant, OpportunityParticipant, columns=("role",), by_id=False)
 
 # A deal's relations in SQL. The participants and followers tables are the deal kind's (`table`
 # in schema/lead.py and schema/opportunity.py); each is the batch function's rule: participants
 # whose contact is not deleted, in the order they were added, and followers likewise.
+# A participant counts while its contact is live: a lookup by key (as a LATERAL, so that the
+# plan stays a lookup per row, whatever the organization's size; the loader's EXISTS is the
+# same rule, resolvers/loaders.live_contact).
 PARTICIPANTS = to_many(
-    "{participants} AS {row}",
+    "{participants} AS {row} CROSS JOIN "
+    + lookup(
+        '"contact" AS {row}_live',
+        "{row}_live.organization_id = {org} AND {row}_live.id = {row}.contact_id"
+        " AND {row}_live.deleted_at IS NULL",
+    ),
     "{row}.record_id",
-    also=live_contact("{row}", "{org}"),
-    scoped=False,  # (their contacts are)
 )
 FOLLOWERS = to_many(
     "{followers} AS {row}_f CROSS JOIN "
     + lookup('"crm_user" AS {row}', "{row}.id = {row}_f.user_id"),
     "{row}_f.record_id",
+    rule=UserRow,
     order="{row}_f.id",
 )
 FOLLOWED_BY_VIEWER = (
@@ -102,24 +111,14 @@ class DefaultRecipient:
 # Relations of deals, for a list of deals at once (a level of a plan's deals is of one type).
 
 
-async def _contacts(deals: list[Deal], ctx: RequestContext) -> list[Contact | None]:
-    return await contacts_of(ctx, [deal.contact_id for deal in deals])
-
-
 async def _participants(deals: list[Deal], ctx: RequestContext) -> list[list[Participant]]:
     rows = await ctx.loaders.participants(deals[0].kind).load_many([deal.id for deal in deals])
-    return [
-        [
-            Participant(role=row.role, added_at=row.created_at, contact_id=row.contact_id)
-            for row in of_deal
-        ]
-        for of_deal in rows
-    ]
+    return [[Participant.from_row(row) for row in of_deal] for of_deal in rows]
 
 
 async def _followers(deals: list[Deal], ctx: RequestContext) -> list[list[User]]:
     ids = await ctx.loaders.follower_ids(deals[0].kind).load_many([deal.id for deal in deals])
-    users = iter(await users_of(ctx, [user_id for of_deal in ids for user_id in of_deal]))
+    users = iter(await records_of(ctx, UserRow, [user for of_deal in ids for user in of_deal]))
     return [
         [user for user in [next(users) for _ in of_deal] if user is not None] for of_deal in ids
     ]
@@ -135,7 +134,7 @@ async def _followed_by_viewer(deals: list[Deal], ctx: RequestContext) -> list[bo
     description="A lead or an opportunity: a record with a primary contact, participants, "
     "followers and comments."
 )
-class Deal(relay.Node):
+class Deal(relay.Node, Declared):
     id: relay.NodeID[int]
     visibility: Visibility
     version: int = strawberry.field(
@@ -154,23 +153,18 @@ class Deal(relay.Node):
     async def campaign(
         self, info: Info
     ) -> Annotated[Campaign, strawberry.lazy("schema.campaign")] | None:
-        from schema.campaign import load_campaign
+        return await record_of(info, CampaignRow, self.campaign_id)
 
-        return await load_campaign(info, self.campaign_id)
-
-    @strawberry.field(
-        description="The user responsible for the record.",
-        metadata=batched(owners_of, same_for_all=True, sql=to_one(UserRow, "owner_id")),
-    )
+    @strawberry.field(description="The user responsible for the record.", metadata=OWNER.metadata)
     async def owner(self, info: Info) -> User:
-        return await one(owners_of, self, info)
+        return await OWNER.one(self, info)  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="The primary contact: the default recipient of messages.",
-        metadata=batched(_contacts, sql=to_one(ContactRow, "contact_id")),
+        metadata=CONTACT.metadata,
     )
     async def contact(self, info: Info) -> Contact | None:
-        return await one(_contacts, self, info)
+        return await CONTACT.one(self, info)
 
     @strawberry.field(
         description="Other contacts involved, oldest first.",
@@ -195,8 +189,6 @@ class Deal(relay.Node):
 
     @strawberry.field(description="The primary contact's email, or why there is none.")
     async def default_recipient(self, info: Info) -> DefaultRecipient:
-        from resolvers.message import why_unreachable
-
         row = await context(info).loaders.contact.load(self.contact_id) if self.contact_id else None
         contact = None if row is None else Contact.from_row(row)
         problem = why_unreachable(row)
@@ -218,13 +210,10 @@ class Deal(relay.Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Annotated[Event, strawberry.lazy("schema.event")]]:
-        from resolvers.events import list_history
-        from schema.event import Event
-
         page = await list_history(
             context(info), self.kind.name, self.id, page_request(first, after, last, before)
         )
-        return connection(page, Event.from_row)
+        return connection(page, declared(EventRow).make)
 
     @strawberry.field(description="Its activities (visits, meetings, calls...), in time order.")
     async def activities(
@@ -235,13 +224,10 @@ class Deal(relay.Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[Annotated[Activity, strawberry.lazy("schema.activity")]]:
-        from resolvers.activity import list_deal_activities
-        from schema.activity import Activity
-
         page = await list_deal_activities(
             context(info), self.kind, self.id, page_request(first, after, last, before)
         )
-        return connection(page, Activity.from_row)
+        return connection(page, declared(ActivityRow).make)
 
     @strawberry.field(
         description="Its activities, comments and changes, newest first, in one connection."
@@ -252,10 +238,7 @@ class Deal(relay.Node):
         first: int | None = None,
         after: str | None = None,
         include: list[EntryKind] | None = None,
-    ) -> Annotated[TimelineConnection, strawberry.lazy("schema.timeline")]:
-        from resolvers import timeline
-        from schema.timeline import timeline_connection
-
+    ) -> TimelineConnection:
         sources = await timeline.deal_sources(context(info), self.kind, self.id)
         return await timeline_connection(sources, first, after, include)
 
@@ -274,49 +257,9 @@ class Deal(relay.Node):
         return connection(page, Comment.from_row)
 
 
-@strawberry.type(description="A comment on a lead or an opportunity.")
-class Comment(relay.Node):
-    id: relay.NodeID[int]
-    body: str
-    created_at: datetime
-    author_id: strawberry.Private[int]
-    lead_id: strawberry.Private[int | None]
-    opportunity_id: strawberry.Private[int | None]
-
-    @classmethod
-    def from_row(cls, row: CommentRow) -> Comment:
-        return cls(
-            id=row.id,
-            body=row.body,
-            created_at=row.created_at,
-            author_id=row.author_id,
-            lead_id=row.lead_id,
-            opportunity_id=row.opportunity_id,
-        )
-
-    @strawberry.field
-    async def author(self, info: Info) -> User:
-        return await load_user(info, self.author_id)
-
-    @strawberry.field(description="The lead or opportunity commented on.")
-    async def record(self, info: Info) -> Deal:
-        kind, record_id = (
-            (KINDS["Lead"], self.lead_id)
-            if self.lead_id is not None
-            else (KINDS["Opportunity"], self.opportunity_id)
-        )
-        assert record_id is not None
-        return deal_from_row(kind, await deals.get_readable(context(info), kind, record_id))
-
-
 def deal_from_row(kind: DealKind, row: Any) -> Deal:
-    if kind.name == "Lead":
-        from schema.lead import Lead
-
-        return Lead.from_row(row)
-    from schema.opportunity import Opportunity
-
-    return Opportunity.from_row(row)
+    """The API's lead or opportunity of a row (its declared type's)."""
+    return declared(kind.model).make(row)  # type: ignore[no-any-return]
 
 
 def deal_ref(value: strawberry.ID, field: str = "recordId") -> tuple[DealKind, int]:

@@ -12,13 +12,14 @@ from strawberry.scalars import JSON
 from models import Event as EventRow
 from models import EventKind
 from models import Notification as NotificationRow
-from resolvers import events
+from resolvers import access, events
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
 from resolvers.deal import names_other_deals, readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.plans import batched, one
+from schema.records import Declared, declared, derived, private_derived, private_row, record
 from schema.user import User, users_of
 
 if TYPE_CHECKING:
@@ -42,35 +43,28 @@ async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
     return [JSON(change) for change in changes]
 
 
+@record(EventRow, read=access.EVENTS)
 @strawberry.type(description="A change, comment or development of a lead or opportunity.")
-class Event(relay.Node):
+class Event(relay.Node, Declared):
     id: relay.NodeID[int]
     kind: EventKind
     created_at: datetime
     record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
-    record_id: strawberry.ID = strawberry.field(description="The record's global id.")
-    cursor: str = strawberry.field(
+    record_id: strawberry.ID = derived(
+        lambda row: strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
+        description="The record's global id.",
+    )
+    cursor: str = derived(
+        lambda row: events.event_cursor(row.id),
         description="Where this event stands in the log: pass it as `after` to a subscription "
-        "to resume right after it."
+        "to resume right after it.",
     )
     actor_id: strawberry.Private[int | None]
-    row: strawberry.Private[EventRow]
+    row: strawberry.Private[EventRow] = private_row()
     # Whether a live event's result may be computed once for all its subscribers.
-    shareable: strawberry.Private[bool] = True
-
-    @classmethod
-    def from_row(cls, row: EventRow) -> Event:
-        return cls(
-            id=row.id,
-            kind=row.kind,
-            created_at=row.created_at,
-            record_type=row.record_type,
-            record_id=strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
-            cursor=events.event_cursor(row.id),
-            actor_id=row.actor_id,
-            row=row,
-            shareable=not names_other_deals(row.changes),
-        )
+    shareable: strawberry.Private[bool] = private_derived(
+        lambda row: not names_other_deals(row.changes)
+    )
 
     @strawberry.field(
         description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
@@ -89,22 +83,17 @@ class Event(relay.Node):
 
     @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
     async def record(self, info: Info) -> DealRef | None:
-        from schema.deal import deal_from_row
-
         row = await events.event_record(context(info), self.row)
-        return None if row is None else deal_from_row(KINDS[self.row.record_type], row)
+        return None if row is None else declared(KINDS[self.row.record_type].model).make(row)
 
 
+@record(NotificationRow, read=access.NOTIFICATIONS)
 @strawberry.type(description="An event on a record the viewer follows, done by someone else.")
-class Notification(relay.Node):
+class Notification(relay.Node, Declared):
     id: relay.NodeID[int]
     read_at: datetime | None
     created_at: datetime
     event_id: strawberry.Private[int]
-
-    @classmethod
-    def from_row(cls, row: NotificationRow) -> Notification:
-        return cls(id=row.id, read_at=row.read_at, created_at=row.created_at, event_id=row.event_id)
 
     @strawberry.field
     async def event(self, info: Info) -> Event:

@@ -8,42 +8,35 @@ from typing import Annotated
 
 import strawberry
 
-from models import Organization, PeriodKind
+from models import PeriodKind
 from models import Quota as QuotaRow
 from models.base import from_cents
 from resolvers import forecast as forecasts
 from schema.base import Info, context, pk_of
+from schema.records import Declared, column, derived, given, record
 from schema.user import User, load_optional_user, load_user
 
 PERIOD_HELP = "A month like 2026-11 or a quarter like 2026-Q4."
 
 
+def _period(row: QuotaRow) -> forecasts.Period:
+    return forecasts.Period(row.period_kind, row.period_start)
+
+
+@record(QuotaRow, read=None, node=False)
 @strawberry.type(description="A seller's target of won amount for a month or a quarter.")
-class Quota:
-    period: str = strawberry.field(description=PERIOD_HELP)
+class Quota(Declared):
+    period: str = derived(lambda row: _period(row).label, description=PERIOD_HELP)
     period_kind: PeriodKind
-    start_date: date
-    end_date: date
-    amount: Decimal = strawberry.field(description="In the organization's currency.")
-    currency: str
+    start_date: date = derived(lambda row: _period(row).start)
+    end_date: date = derived(lambda row: _period(row).end)
+    amount: Decimal = column(
+        source="amount_cents", convert=from_cents, description="In the organization's currency."
+    )
+    currency: str = given()
     updated_at: datetime
     user_id: strawberry.Private[int]
     set_by_id: strawberry.Private[int | None]
-
-    @classmethod
-    def from_row(cls, row: QuotaRow, currency: str) -> Quota:
-        period = forecasts.Period(row.period_kind, row.period_start)
-        return cls(
-            period=period.label,
-            period_kind=row.period_kind,
-            start_date=period.start,
-            end_date=period.end,
-            amount=from_cents(row.amount_cents),  # type: ignore[arg-type]
-            currency=currency,
-            updated_at=row.updated_at,
-            user_id=row.user_id,
-            set_by_id=row.set_by_id,
-        )
 
     @strawberry.field(description="The seller.")
     async def user(self, info: Info) -> User:
@@ -175,8 +168,7 @@ class Forecast:
 
 
 async def _currency(info: Info) -> str:
-    viewer = context(info).require_viewer()
-    return (await Organization.get(id=viewer.organization_id)).currency
+    return (await context(info).loaders.organization()).currency
 
 
 @strawberry.type
@@ -205,7 +197,7 @@ class ForecastQueries:
         user = pk_of(user_id, "userId", "User") if user_id is not None else None
         rows = await forecasts.list_quotas(context(info), year, user)
         currency = await _currency(info)
-        return [Quota.from_row(row, currency) for row in rows]
+        return [Quota.from_row(row, currency=currency) for row in rows]
 
 
 @strawberry.type
@@ -226,7 +218,7 @@ class ForecastMutations:
         row = await forecasts.set_quota(
             context(info), pk_of(user_id, "userId", "User"), period, amount
         )
-        return Quota.from_row(row, await _currency(info))
+        return Quota.from_row(row, currency=await _currency(info))
 
     @strawberry.mutation(description="Remove a quota (same rule as setQuota).")
     async def delete_quota(
@@ -236,4 +228,4 @@ class ForecastMutations:
         period: Annotated[str, strawberry.argument(description=PERIOD_HELP)],
     ) -> Quota:
         row = await forecasts.delete_quota(context(info), pk_of(user_id, "userId", "User"), period)
-        return Quota.from_row(row, await _currency(info))
+        return Quota.from_row(row, currency=await _currency(info))

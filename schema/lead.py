@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
-from models import Account as AccountRow
 from models import Lead as LeadRow
 from models import LeadStatus, Visibility
+from models import Opportunity as OpportunityRow
 from models.base import from_cents
+from resolvers import access
 from resolvers import deal as deals
 from resolvers import lead as leads
-from resolvers.deal_kinds import LEAD, OPPORTUNITY
-from schema.account import Account, accounts_of_records
+from resolvers.deal_kinds import LEAD
+from schema.account import Account
 from schema.base import (
     Connection,
     Info,
@@ -30,81 +31,67 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.contact import ACCOUNT
 from schema.deal import Deal
-from schema.plans import batched, one
-from schema.projections import table, to_one
+from schema.records import column, declared, record
 
 if TYPE_CHECKING:
     from schema.opportunity import Opportunity
 
 OpportunityRef = Annotated["Opportunity", strawberry.lazy("schema.opportunity")]
+LEAD_EXPORT = (
+    "title",
+    "source",
+    "status",
+    "estimated_amount_cents",
+    "currency",
+    "account_id",
+    "contact_id",
+    "visibility",
+    "version",
+    "created_at",
+    "updated_at",
+    "owner_id",
+)
 
 
+@record(
+    LeadRow,
+    read=access.LEADS,
+    constants={"kind": LEAD},
+    export=("leads", LEAD_EXPORT),
+    names={
+        "participants": LEAD.participant._meta.db_table,
+        "followers": LEAD.follower._meta.db_table,
+    },
+)
 @strawberry.type(description="A prospect deal, not yet qualified into an opportunity.")
 class Lead(Deal):
     title: str
     source: str | None = strawberry.field(description='Where the lead came from, e.g. "Website".')
     status: LeadStatus
-    estimated_amount: Decimal | None
+    estimated_amount: Decimal | None = column(source="estimated_amount_cents", convert=from_cents)
     currency: str = strawberry.field(description="ISO 4217 code of estimatedAmount.")
     converted_at: datetime | None = strawberry.field(
         description="When convertLead turned this lead into an opportunity."
     )
     converted_opportunity_id: strawberry.Private[int | None]
 
-    @classmethod
-    def from_row(cls, row: LeadRow) -> Lead:
-        return cls(
-            id=row.id,
-            kind=LEAD,
-            title=row.title,
-            source=row.source,
-            status=row.status,
-            estimated_amount=from_cents(row.estimated_amount_cents),
-            currency=row.currency,
-            visibility=row.visibility,
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted_at=row.deleted_at,
-            owner_id=row.owner_id,
-            account_id=row.account_id,
-            campaign_id=row.campaign_id,
-            contact_id=row.contact_id,
-            converted_at=row.converted_at,
-            converted_opportunity_id=row.converted_opportunity_id,
-        )
-
     @strawberry.field(
         description="The client company, when known.",
-        metadata=batched(accounts_of_records, sql=to_one(AccountRow, "account_id")),
+        metadata=ACCOUNT.metadata,
     )
     async def account(self, info: Info) -> Account | None:
-        return await one(accounts_of_records, self, info)
+        return await ACCOUNT.one(self, info)
 
     @strawberry.field(
         description="The opportunity this lead became, unless it is deleted or out of reach."
     )
     async def converted_opportunity(self, info: Info) -> OpportunityRef | None:
-        from schema.opportunity import Opportunity
-
         if self.converted_opportunity_id is None:
             return None
-        row = await deals.readable_or_none(
-            context(info), OPPORTUNITY, self.converted_opportunity_id
-        )
-        return None if row is None else Opportunity.from_row(row)
-
-
-table(
-    Lead,
-    LeadRow,
-    columns=("title", "source", "status", "currency", "visibility", "version"),
-    names={
-        "participants": LEAD.participant._meta.db_table,
-        "followers": LEAD.follower._meta.db_table,
-    },
-)
+        row = await access.OPPORTUNITIES.get(context(info), self.converted_opportunity_id)
+        return None if row is None else declared(OpportunityRow).make(row)
 
 
 @strawberry.enum(description="What leads can be sorted by.")
@@ -270,15 +257,13 @@ class LeadMutations:
         "A converted or disqualified lead cannot be converted (CONFLICT)."
     )
     async def convert_lead(self, info: Info, input: ConvertLeadInput) -> ConvertLeadPayload:
-        from schema.opportunity import Opportunity
-
         values = values_of(input, CONVERT_IDS)
         lead_id = pk_of(values.pop("lead_id"), "leadId", "Lead")
         expected = values.pop("expected_version", None)
         done = await leads.convert_lead(context(info), lead_id, values, expected)
         return ConvertLeadPayload(
             lead=Lead.from_row(done.lead),
-            opportunity=Opportunity.from_row(done.opportunity),
+            opportunity=declared(OpportunityRow).make(done.opportunity),
             account=Account.from_row(done.account),
         )
 

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from models import Contact as ContactRow
 from models import LifecycleChange as LifecycleChangeRow
 from models import LifecycleStage
 from resolvers import lifecycle
 from resolvers.permissions import require_admin
 from schema.base import Info, context, pk_of
-from schema.contact import Contact
 from schema.organization import Organization
+from schema.records import Declared, declared, record
 from schema.user import User, load_optional_user
 
+if TYPE_CHECKING:
+    from schema.contact import Contact
 
+ContactRef = Annotated["Contact", strawberry.lazy("schema.contact")]
+
+
+@record(LifecycleChangeRow, read=None, node=False)
 @strawberry.type(description="A contact's move from one lifecycle stage to another, and why.")
-class LifecycleChange:
+class LifecycleChange(Declared):
     from_stage: LifecycleStage
     to_stage: LifecycleStage
     cause: str = strawberry.field(
@@ -27,17 +35,6 @@ class LifecycleChange:
     reason: str
     created_at: datetime
     actor_id: strawberry.Private[int | None]
-
-    @classmethod
-    def from_row(cls, row: LifecycleChangeRow) -> LifecycleChange:
-        return cls(
-            from_stage=row.from_stage,
-            to_stage=row.to_stage,
-            cause=row.cause,
-            reason=row.reason,
-            created_at=row.created_at,
-            actor_id=row.actor_id,
-        )
 
     @strawberry.field(description="Who made it: null for the facts' own moves by the sweep.")
     async def actor(self, info: Info) -> User | None:
@@ -53,11 +50,11 @@ class LifecycleMutations:
     )
     async def set_contact_lifecycle(
         self, info: Info, contact_id: strawberry.ID, stage: LifecycleStage | None, reason: str
-    ) -> Contact:
+    ) -> ContactRef:
         row = await lifecycle.set_stage(
             context(info), pk_of(contact_id, "contactId", "Contact"), stage, reason
         )
-        return Contact.from_row(row)
+        return declared(ContactRow).make(row)  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         description="Admins: after how many days without a win an active client becomes "

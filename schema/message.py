@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from models import Message as MessageRow
 from models import MessageStatus
+from resolvers import access
 from resolvers import message as messages
 from resolvers.deal_kinds import KINDS
 from schema.base import (
@@ -26,6 +27,7 @@ from schema.base import (
 )
 from schema.contact import Contact, load_contact
 from schema.deal import NoRecipientReason
+from schema.records import Declared, column, private_row, record
 from schema.user import User, load_user
 
 
@@ -48,11 +50,12 @@ class MessageDraft:
     )
 
 
+@record(MessageRow, read=access.MESSAGES)
 @strawberry.type(description="An email sent from a lead or opportunity.")
-class Message(relay.Node):
+class Message(relay.Node, Declared):
     id: relay.NodeID[int]
     to_email: str
-    cc: JSON = strawberry.field(description='Copied contacts: [{"contactId", "email"}].')
+    cc: JSON = column(convert=JSON, description='Copied contacts: [{"contactId", "email"}].')
     subject: str
     body: str
     status: MessageStatus
@@ -60,23 +63,7 @@ class Message(relay.Node):
     last_error: str | None = strawberry.field(description="Why the last attempt failed.")
     sent_at: datetime | None
     created_at: datetime
-    row: strawberry.Private[MessageRow]
-
-    @classmethod
-    def from_row(cls, row: MessageRow) -> Message:
-        return cls(
-            id=row.id,
-            to_email=row.to_email,
-            cc=JSON(row.cc),
-            subject=row.subject,
-            body=row.body,
-            status=row.status,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            sent_at=row.sent_at,
-            created_at=row.created_at,
-            row=row,
-        )
+    row: strawberry.Private[MessageRow] = private_row()
 
     @strawberry.field
     async def sender(self, info: Info) -> User:

@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
-from models import Account as AccountRow
 from models import ForecastCategory, OpportunityStatus, Visibility
+from models import LineItem as LineItemRow
 from models import Opportunity as OpportunityRow
 from models import PipelineStage as PipelineStageRow
 from models.base import from_cents
+from resolvers import access
 from resolvers import deal as deals
 from resolvers import opportunity as opportunities
-from resolvers.context import RequestContext
 from resolvers.deal_kinds import OPPORTUNITY
-from schema.account import Account, accounts_of_records
 from schema.base import (
     Connection,
     Info,
@@ -32,27 +31,55 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.contact import ACCOUNT
 from schema.deal import Deal
 from schema.organization import PipelineStage
-from schema.plans import batched, one, related
-from schema.projections import table, to_one
+from schema.records import Link, column, declared, record
 
 if TYPE_CHECKING:
+    from schema.account import Account
     from schema.product import LineItem
 
+AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 LineItemRef = Annotated["LineItem", strawberry.lazy("schema.product")]
+STAGE = Link(PipelineStageRow, "stage_id")
+OPPORTUNITY_EXPORT = (
+    "name",
+    "amount_cents",
+    "currency",
+    "stage_id",
+    "probability",
+    "status",
+    "expected_close_date",
+    "closed_at",
+    "account_id",
+    "contact_id",
+    "visibility",
+    "version",
+    "created_at",
+    "updated_at",
+    "owner_id",
+)
 
 
-async def _stages(deals: list[Opportunity], ctx: RequestContext) -> list[PipelineStage | None]:
-    return await related(
-        ctx.loaders.stage, [deal.stage_id for deal in deals], PipelineStage.from_row
-    )
-
-
+@record(
+    OpportunityRow,
+    read=access.OPPORTUNITIES,
+    constants={"kind": OPPORTUNITY},
+    export=("opportunities", OPPORTUNITY_EXPORT),
+    names={
+        "participants": OPPORTUNITY.participant._meta.db_table,
+        "followers": OPPORTUNITY.follower._meta.db_table,
+    },
+)
 @strawberry.type(description="A qualified need with an amount, a pipeline stage and a close date.")
 class Opportunity(Deal):
     name: str
-    amount: Decimal = strawberry.field(description="Decimal amount, as a string, in `currency`.")
+    amount: Decimal = column(
+        source="amount_cents",
+        convert=from_cents,
+        description="Decimal amount, as a string, in `currency`.",
+    )
     currency: str = strawberry.field(description="ISO 4217 currency code.")
     probability: int = strawberry.field(
         description="Percent; the stage's probability unless overridden."
@@ -69,77 +96,25 @@ class Opportunity(Deal):
     forecast_category_overridden: bool
     stage_id: strawberry.Private[int]
 
-    @classmethod
-    def from_row(cls, row: OpportunityRow) -> Opportunity:
-        return cls(
-            id=row.id,
-            kind=OPPORTUNITY,
-            name=row.name,
-            amount=from_cents(row.amount_cents),  # type: ignore[arg-type]
-            currency=row.currency,
-            probability=row.probability,
-            probability_overridden=row.probability_overridden,
-            expected_close_date=row.expected_close_date,
-            status=row.status,
-            closed_at=row.closed_at,
-            lost_reason=row.lost_reason,
-            forecast_category=row.forecast_category,
-            forecast_category_overridden=row.forecast_category_overridden,
-            visibility=row.visibility,
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted_at=row.deleted_at,
-            owner_id=row.owner_id,
-            account_id=row.account_id,
-            campaign_id=row.campaign_id,
-            contact_id=row.contact_id,
-            stage_id=row.stage_id,
-        )
-
     @strawberry.field(
         description="The client company.",
-        metadata=batched(accounts_of_records, sql=to_one(AccountRow, "account_id")),
+        metadata=ACCOUNT.metadata,
     )
-    async def account(self, info: Info) -> Account:
+    async def account(self, info: Info) -> AccountRef:
         # Non-null: an account with live opportunities cannot be deleted.
-        return await one(accounts_of_records, self, info)
+        return await ACCOUNT.one(self, info)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Its products, oldest first.")
     async def line_items(self, info: Info) -> list[LineItemRef]:
-        from schema.product import LineItem
-
-        rows = await context(info).loaders.line_items.load(self.id)
-        return [LineItem.from_row(row) for row in rows]
+        make = declared(LineItemRow).make
+        return [make(row) for row in await context(info).loaders.line_items.load(self.id)]
 
     @strawberry.field(
         description="The pipeline stage.",
-        metadata=batched(_stages, sql=to_one(PipelineStageRow, "stage_id")),
+        metadata=STAGE.metadata,
     )
     async def stage(self, info: Info) -> PipelineStage:
-        return await one(_stages, self, info)
-
-
-table(
-    Opportunity,
-    OpportunityRow,
-    columns=(
-        "name",
-        "currency",
-        "probability",
-        "probability_overridden",
-        "status",
-        "lost_reason",
-        "forecast_category",
-        "forecast_category_overridden",
-        "visibility",
-        "version",
-    ),
-    names={
-        "participants": OPPORTUNITY.participant._meta.db_table,
-        "followers": OPPORTUNITY.follower._meta.db_table,
-    },
-)
+        return await STAGE.one(self, info)  # type: ignore[no-any-return]
 
 
 @strawberry.enum(description="What opportunities can be sorted by.")

@@ -10,14 +10,16 @@ from strawberry import relay
 from models import ForecastCategory
 from models import Organization as OrganizationRow
 from models import PipelineStage as PipelineStageRow
+from resolvers import access
 from resolvers import organization as organizations
 from resolvers.organization import list_stages
 from schema.base import Info, context, pk_of, values_of
-from schema.projections import table
+from schema.records import Declared, record
 
 
+@record(PipelineStageRow, read=access.STAGES)
 @strawberry.type(description="A stage of the sales pipeline, configured per organization.")
-class PipelineStage(relay.Node):
+class PipelineStage(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     position: int = strawberry.field(description="Order of the stage in the pipeline, from 1.")
@@ -31,28 +33,10 @@ class PipelineStage(relay.Node):
         "CLOSED for a won stage, OMITTED for a lost one."
     )
 
-    @classmethod
-    def from_row(cls, row: PipelineStageRow) -> PipelineStage:
-        return cls(
-            id=row.id,
-            name=row.name,
-            position=row.position,
-            probability=row.probability,
-            is_won=row.is_won,
-            is_lost=row.is_lost,
-            forecast_category=row.forecast_category,
-        )
 
-
-table(
-    PipelineStage,
-    PipelineStageRow,
-    columns=("name", "position", "probability", "is_won", "is_lost", "forecast_category"),
-)
-
-
+@record(OrganizationRow, read=access.ORGANIZATION)
 @strawberry.type(description="The tenant: every record belongs to exactly one organization.")
-class Organization(relay.Node):
+class Organization(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     created_at: datetime
@@ -63,16 +47,6 @@ class Organization(relay.Node):
         description="ISO 4217 code of the forecast and the quotas. Opportunities in another "
         "currency are reported apart, never added in."
     )
-
-    @classmethod
-    def from_row(cls, row: OrganizationRow) -> Organization:
-        return cls(
-            id=row.id,
-            name=row.name,
-            created_at=row.created_at,
-            inactive_client_after_days=row.inactive_client_after_days,
-            currency=row.currency,
-        )
 
     @strawberry.field(description="The pipeline stages, in order.")
     async def stages(self) -> list[PipelineStage]:

@@ -10,8 +10,10 @@ import strawberry
 from strawberry import UNSET, relay
 
 from models import LineItem as LineItemRow
+from models import Opportunity as OpportunityRow
 from models import Product as ProductRow
 from models.base import from_cents
+from resolvers import access
 from resolvers import product as products
 from schema.base import (
     Connection,
@@ -23,38 +25,33 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.records import Declared, column, declared, record
 
 if TYPE_CHECKING:
     from schema.opportunity import Opportunity
 
 
+def percent(basis_points: int) -> Decimal:
+    """Basis points (1250) as a percent with two decimals (12.50)."""
+    return (Decimal(basis_points) / 100).quantize(Decimal("0.01"))
+
+
+@record(ProductRow, read=access.PRODUCTS)
 @strawberry.type(description="Something the organization sells.")
-class Product(relay.Node):
+class Product(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     code: str = strawberry.field(description="Unique in the organization (case-insensitively).")
     category: str | None
-    unit_price: Decimal = strawberry.field(description="List price, in `currency`.")
+    unit_price: Decimal = column(
+        source="unit_price_cents", convert=from_cents, description="List price, in `currency`."
+    )
     currency: str
     active: bool = strawberry.field(
         description="Inactive products cannot be added to opportunities; lines keep them."
     )
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def from_row(cls, row: ProductRow) -> Product:
-        return cls(
-            id=row.id,
-            name=row.name,
-            code=row.code,
-            category=row.category,
-            unit_price=from_cents(row.unit_price_cents),  # type: ignore[arg-type]
-            currency=row.currency,
-            active=row.active,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
 
 
 async def load_products(info: Info, ids: list[int]) -> list[Product]:
@@ -70,30 +67,26 @@ async def products_used_by(info: Info, field: str, owner_id: int) -> list[Produc
     return await load_products(info, await ctx.loaders.products_used(field, won).load(owner_id))
 
 
+@record(LineItemRow, read=access.LINE_ITEMS)
 @strawberry.type(
     description="A product on an opportunity: quantity x unit price, less the discount. An "
     "opportunity with line items is worth their total."
 )
-class LineItem(relay.Node):
+class LineItem(relay.Node, Declared):
     id: relay.NodeID[int]
     quantity: int
-    unit_price: Decimal = strawberry.field(description="In the opportunity's currency.")
-    discount: Decimal = strawberry.field(description="Percent off, 0 to 100.")
-    total: Decimal = strawberry.field(
-        description="quantity x unitPrice x (1 - discount / 100), to the cent (half to even)."
+    unit_price: Decimal = column(
+        source="unit_price_cents", convert=from_cents, description="In the opportunity's currency."
+    )
+    discount: Decimal = column(
+        source="discount_basis_points", convert=percent, description="Percent off, 0 to 100."
+    )
+    total: Decimal = column(
+        source="total_cents",
+        convert=from_cents,
+        description="quantity x unitPrice x (1 - discount / 100), to the cent (half to even).",
     )
     product_id: strawberry.Private[int]
-
-    @classmethod
-    def from_row(cls, row: LineItemRow) -> LineItem:
-        return cls(
-            id=row.id,
-            quantity=row.quantity,
-            unit_price=from_cents(row.unit_price_cents),  # type: ignore[arg-type]
-            discount=(Decimal(row.discount_basis_points) / 100).quantize(Decimal("0.01")),
-            total=from_cents(row.total_cents),  # type: ignore[arg-type]
-            product_id=row.product_id,
-        )
 
     @strawberry.field(description="What is sold.")
     async def product(self, info: Info) -> Product:
@@ -210,12 +203,10 @@ class ProductQueries:
         return connection(page, Product.from_row)
 
 
-def _change(line: LineItemRow | None, opportunity: object) -> LineItemChange:
-    from schema.opportunity import Opportunity
-
+def _change(line: LineItemRow | None, opportunity: OpportunityRow) -> LineItemChange:
     return LineItemChange(
         line_item=None if line is None else LineItem.from_row(line),
-        opportunity=Opportunity.from_row(opportunity),  # type: ignore[arg-type]
+        opportunity=declared(OpportunityRow).make(opportunity),
     )
 
 

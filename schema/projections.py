@@ -18,8 +18,9 @@ hundred thousand (the LATERAL ... LIMIT 1 keeps PostgreSQL from turning a lookup
 whose method would follow the tables' statistics: tests/test_query_plans.py).
 
 What is declared:
-- `table(Type, Row, columns=...)`: values of the GraphQL type are rows of Row's table, and each
-  attribute named in `columns` is the row's column of that name, unconverted (a string, a
+- `table(Type, Row, columns=...)` (made by each record's declaration, schema/records.py): values
+  of the GraphQL type are rows of Row's table, and each attribute named in `columns` is the
+  row's column it names, unconverted (a string, a
   32-bit integer, a boolean, or an enum whose values the column holds);
 - `batched(load, sql=to_one(...))` or `sql=to_many(...)` on a relation: where its rows are;
 - `batched(load, sql="...")`, or `sql_field("...")` on a resolver of `self`: a value computed
@@ -62,6 +63,7 @@ from tortoise.fields import BooleanField, CharField, IntField, SmallIntField, Te
 from tortoise.fields.data import CharEnumFieldInstance
 from tortoise.models import Model
 
+from resolvers.access import organizations
 from resolvers.context import RequestContext
 
 SQL = "crm.sql"  # the metadata key of a field's SQL: a Join, or an expression over {row}
@@ -84,10 +86,8 @@ class Join:
 
     rows: str
     link: str
-    also: str = ""
+    also: str = ""  # what else its rows meet: the read rule of what they are
     order: str = "{row}.id"
-    live: bool = False  # deleted rows are left out
-    scoped: bool = True  # only rows of the viewer's organization
     by: str | None = None  # a list's column holding its parent's id; None: one row, by its key
 
     def conditions(self, *, linked: bool = True) -> str:
@@ -95,32 +95,30 @@ class Join:
         found = [self.link] if linked else []
         if self.also:
             found.append(self.also)
-        if self.scoped:
-            found.append("{row}.organization_id = {org}")
-        if self.live:
-            found.append("{row}.deleted_at IS NULL")
         return " AND ".join(found)
 
 
 def to_one(model: type[Model], column: str) -> Join:
-    """The row of `model` whose id is the parent's `column`; not a deleted one, when the model
-    has `deleted_at` (as the loaders read them: resolvers/loaders.py)."""
-    live = "deleted_at" in model._meta.fields_map
+    """The row of `model` whose id is the parent's `column`, under the model's read rule (the
+    organization's live rows, resolvers/access.py: as the loaders read them)."""
     rows = f'"{model._meta.db_table}" AS {{row}}'
-    return Join(rows, f"{{row}}.id = {{parent}}.{column}", live=live)
+    return Join(rows, f"{{row}}.id = {{parent}}.{column}", organizations(model).sql("{row}"))
 
 
 def to_many(
-    rows: str, by: str, *, also: str = "", order: str = "{row}.id", scoped: bool = True
+    rows: str, by: str, *, rule: type[Model] | None = None, also: str = "", order: str = "{row}.id"
 ) -> Join:
-    """The rows (`rows`, a FROM) whose column `by` holds the parent's id."""
-    return Join(rows, f"{by} = {{parent}}.id", also, order, scoped=scoped, by=by)
+    """The rows (`rows`, a FROM) whose column `by` holds the parent's id; `rule`: the model of
+    the rows `{row}` names, whose read rule they meet (none for a link's own table)."""
+    conditions = [organizations(rule).sql("{row}")] if rule is not None else []
+    also = " AND ".join([*conditions, also] if also else conditions)
+    return Join(rows, f"{by} = {{parent}}.id", also, order, by=by)
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
     model: type[Model]
-    columns: frozenset[str]
+    columns: Mapping[str, str]  # attribute -> the model field it is read from as it is
     names: Mapping[str, str]  # tables its relations name: "{followers}" -> "opportunity_follower"
     by_id: bool  # its values are found by their `id` (a level of a plan can start from them)
 
@@ -132,14 +130,14 @@ def table(
     cls: type,
     model: type[Model],
     *,
-    columns: Sequence[str],
+    columns: Mapping[str, str],
     names: Mapping[str, str] = {},
     by_id: bool = True,
 ) -> None:
     """Declare that the values of the GraphQL type `cls` are rows of `model`'s table."""
-    unknown = [name for name in columns if name not in model._meta.fields_map]
+    unknown = [name for name in columns.values() if name not in model._meta.fields_map]
     assert not unknown, f"{cls.__name__}: no such columns {unknown}"
-    TABLES[cls] = Table(model, frozenset(columns), dict(names), by_id)
+    TABLES[cls] = Table(model, dict(columns), dict(names), by_id)
 
 
 def sql_field(expression: str) -> dict[str, Any]:
@@ -354,12 +352,13 @@ def lookup(rows: str, where: str) -> str:
 
 def _column(on: Table, name: str, type_: GraphQLOutputType) -> str | None:
     """A declared column standing for its field as it is, or None."""
-    if name not in on.columns:
+    source = on.columns.get(name)
+    if source is None:
         return None
     required = isinstance(type_, GraphQLNonNull)
     leaf = type_.of_type if required else type_  # type: ignore[union-attr]
-    column = on.model._meta.fields_map[name]
-    sql = f'{{parent}}."{column.source_field or name}"'
+    column = on.model._meta.fields_map[source]
+    sql = f'{{parent}}."{column.source_field or source}"'
     if isinstance(leaf, GraphQLEnumType) and isinstance(column, CharEnumFieldInstance):
         # GraphQL names the enum's values: each column value becomes its name (none: null)
         cases = " ".join(

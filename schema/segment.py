@@ -13,9 +13,11 @@ from strawberry.scalars import JSON
 
 from models import LifecycleStage
 from models import Segment as SegmentRow
+from resolvers import access
 from resolvers import segment as segments
 from schema.base import Connection, Info, connection, context, in_utc, page_request, pk_of
 from schema.contact import Contact
+from schema.records import Declared, column, record
 from schema.user import User, load_user
 
 PREVIEW_SIZE = 10
@@ -74,31 +76,21 @@ def filter_dict(value: Any) -> Any:
     return tree
 
 
+@record(SegmentRow, read=access.SEGMENTS)
 @strawberry.type(description="A named filter over contacts, and the contacts it selects now.")
-class Segment(relay.Node):
+class Segment(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     description: str | None
-    filter: JSON = strawberry.field(
-        description="The filter, in the shape SegmentFilter takes (send it back to change it)."
+    filter: JSON = column(
+        source="conditions",
+        convert=JSON,
+        description="The filter, in the shape SegmentFilter takes (send it back to change it).",
     )
     created_at: datetime
     updated_at: datetime
     owner_id: strawberry.Private[int]
     conditions: strawberry.Private[dict[str, Any]]
-
-    @classmethod
-    def from_row(cls, row: SegmentRow) -> Segment:
-        return cls(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            filter=JSON(row.conditions),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            owner_id=row.owner_id,
-            conditions=row.conditions,
-        )
 
     @strawberry.field(description="Who created it.")
     async def owner(self, info: Info) -> User:

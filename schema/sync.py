@@ -24,40 +24,27 @@ from models import ApiKeyScope
 from resolvers import api_key as api_keys
 from resolvers import sync
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS
 from resolvers.errors import ErrorCode
 from resolvers.events import global_id
 from resolvers.pagination import page_limit
 from schema.base import Info, context, pk_of
 from schema.cost import fragments_of, operation_of
+from schema.records import BY_MODEL, Declared, column, record
 from schema.user import User, load_user
 
 
+@record(ApiKeyRow, read=None, node=False)
 @strawberry.type(description="A key a partner's integration signs in with (admins manage them).")
-class ApiKey(relay.Node):
+class ApiKey(relay.Node, Declared):
     id: relay.NodeID[int]
     name: str
     prefix: str = strawberry.field(description="The start of the secret, to recognize the key.")
-    scopes: list[ApiKeyScope]
+    scopes: list[ApiKeyScope] = column(convert=lambda scopes: [ApiKeyScope(s) for s in scopes])
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None = strawberry.field(description="To the minute.")
     revoked_at: datetime | None
     created_by_id: strawberry.Private[int]
-
-    @classmethod
-    def from_row(cls, row: ApiKeyRow) -> ApiKey:
-        return cls(
-            id=row.id,
-            name=row.name,
-            prefix=row.prefix,
-            scopes=[ApiKeyScope(scope) for scope in row.scopes],
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            last_used_at=row.last_used_at,
-            revoked_at=row.revoked_at,
-            created_by_id=row.created_by_id,
-        )
 
     @strawberry.field(description="The admin it acts for.")
     async def created_by(self, info: Info) -> User:
@@ -128,17 +115,9 @@ _LINK_ENDS = {"contact_id": ("contactId", "Contact"), "user_id": ("userId", "Use
 
 
 def _node(entry: sync.Entry) -> Any:
-    from schema.account import Account
-    from schema.activity import Activity
-    from schema.contact import Contact
-    from schema.deal import deal_from_row
-
-    if entry.row is None:
-        return None
-    if entry.record_type in KINDS:
-        return deal_from_row(KINDS[entry.record_type], entry.row)
-    wrap = {"Account": Account, "Contact": Contact, "Activity": Activity}.get(entry.record_type)
-    return None if wrap is None else wrap.from_row(entry.row)  # type: ignore[attr-defined]
+    """The record of an upsert, as the API shows it (links have none: their ends are `link`)."""
+    found = None if entry.row is None else BY_MODEL.get(type(entry.row))
+    return None if found is None or not found.by_id else found.make(entry.row)
 
 
 def _link(entry: sync.Entry) -> Any:
@@ -146,9 +125,9 @@ def _link(entry: sync.Entry) -> Any:
         return None
     parent = "Lead" if entry.record_type.startswith("Lead") else "Opportunity"
     shown: dict[str, Any] = {"recordId": global_id(parent, entry.data["record_id"])}
-    for column, (field, type_name) in _LINK_ENDS.items():
-        if entry.data.get(column) is not None:
-            shown[field] = global_id(type_name, entry.data[column])
+    for end, (field, type_name) in _LINK_ENDS.items():
+        if entry.data.get(end) is not None:
+            shown[field] = global_id(type_name, entry.data[end])
     return JSON(shown)
 
 

@@ -11,7 +11,7 @@ from resolvers import timeline as timelines
 from resolvers.timeline import EntryKind
 from schema.activity import Activity
 from schema.base import CountPrecision, precision
-from schema.deal import Comment
+from schema.comment import Comment
 from schema.event import Event
 from schema.lifecycle import LifecycleChange
 
@@ -76,9 +76,7 @@ async def timeline_connection(
         )
         for entry in page.entries
     ]
-    info = TimelinePageInfo(
-        has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-    )
+    info = TimelinePageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
     return TimelineConnection(edges=edges, page_info=info, page=page)
 
 

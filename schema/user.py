@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any
 
 import strawberry
 from strawberry import UNSET, relay
 
 from models import Role
 from models import User as UserRow
+from resolvers import access
 from resolvers import user as users
 from resolvers.context import RequestContext
 from schema.base import (
@@ -26,26 +26,22 @@ from schema.base import (
     pk_of,
     values_of,
 )
-from schema.plans import batched, one, related
-from schema.projections import table, to_one
+from schema.records import Declared, Link, existing, record, record_of, records_of
 
 
 async def users_of(ctx: RequestContext, ids: Sequence[int | None]) -> list[User | None]:
     """The users of `ids`, in order (None for a None id)."""
-    return await related(ctx.loaders.user, ids, User.from_row)
+    return await records_of(ctx, UserRow, ids)
 
 
-async def owners_of(records: list[Any], ctx: RequestContext) -> list[User | None]:
-    """The owners of records with an owner_id (accounts, contacts, deals, activities)."""
-    return await users_of(ctx, [record.owner_id for record in records])
+# Users every member of the organization reads alike: a live event's result can be shared.
+OWNER = Link(UserRow, "owner_id", same_for_all=True)  # of accounts, contacts, deals
+MANAGER = Link(UserRow, "manager_id", same_for_all=True)
 
 
-async def _managers(people: list[User], ctx: RequestContext) -> list[User | None]:
-    return await users_of(ctx, [user.manager_id for user in people])
-
-
+@record(UserRow, read=access.USERS)
 @strawberry.type(description="A person of the organization who uses the CRM.")
-class User(relay.Node):
+class User(relay.Node, Declared):
     id: relay.NodeID[int]
     email: str
     full_name: str
@@ -55,38 +51,20 @@ class User(relay.Node):
     updated_at: datetime
     manager_id: strawberry.Private[int | None]
 
-    @classmethod
-    def from_row(cls, row: UserRow) -> User:
-        return cls(
-            id=row.id,
-            email=row.email,
-            full_name=row.full_name,
-            role=row.role,
-            is_active=row.is_active,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            manager_id=row.manager_id,
-        )
-
     @strawberry.field(
         description="The sales manager (or admin) this user reports to.",
-        metadata=batched(_managers, same_for_all=True, sql=to_one(UserRow, "manager_id")),
+        metadata=MANAGER.metadata,
     )
     async def manager(self, info: Info) -> User | None:
-        return await one(_managers, self, info)
-
-
-table(User, UserRow, columns=("email", "full_name", "role", "is_active"))
+        return await MANAGER.one(self, info)
 
 
 async def load_optional_user(info: Info, user_id: int | None) -> User | None:
-    return (await users_of(context(info), [user_id]))[0]
+    return await record_of(info, UserRow, user_id)
 
 
 async def load_user(info: Info, user_id: int) -> User:
-    user = await load_optional_user(info, user_id)
-    assert user is not None, f"user {user_id} referenced but missing"
-    return user
+    return await existing(info, UserRow, user_id)  # type: ignore[no-any-return]
 
 
 @strawberry.enum(description="What users can be sorted by.")

@@ -31,10 +31,11 @@ import orjson
 
 from models import Event, Notification, User, Visibility
 from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
+from resolvers.access import sees
 from resolvers.auth import valid_token_hashes
 from resolvers.deal_kinds import KINDS
 from resolvers.loaders import columns_of, instances
-from resolvers.permissions import reporting_lines, reports_of, sees_deal
+from resolvers.permissions import reporting_lines, reports_of
 from subscriptions.bus import RECONNECTED, create_bus
 
 log = logging.getLogger("crm.hub")
@@ -85,7 +86,7 @@ class Snapshot:
         user_ids = {sub.user_id for sub in subscribers}
         user_ids |= {event.actor_id for event in events if event.actor_id is not None}
         users = {user.id: user for user in await _in_chunks(User, user_ids)}
-        # Teams decide only for private records (sees_deal): who reports to whom, when needed.
+        # Teams decide only for private records (access.sees): who reports to whom, when needed.
         pairs: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
         if any(deal.visibility == Visibility.PRIVATE for deal in deals.values()):
             rows = await User.filter(organization_id__in=organization_ids).values_list(
@@ -120,7 +121,7 @@ class Snapshot:
         deal = self.deals.get((event.record_type, event.record_id))
         if deal is None:
             return False
-        return sees_deal(user, self.team(user), deal, self.follows(user.id, event))
+        return sees(user, self.team(user), deal, follows=self.follows(user.id, event))
 
 
 # What a feed takes from an event, for a user: the event, a notification, or None.

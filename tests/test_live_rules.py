@@ -200,11 +200,11 @@ def test_sees_deal_never_crosses_organizations():
     from types import SimpleNamespace as NS
 
     from models import Role, Visibility
-    from resolvers.permissions import sees_deal
+    from resolvers.access import sees
 
     admin: Any = NS(id=1, organization_id=1, role=Role.ADMIN)
     deal: Any = NS(organization_id=2, visibility=Visibility.ORGANIZATION, owner_id=1)
-    assert not sees_deal(admin, {1}, deal, is_follower=True)
+    assert not sees(admin, {1}, deal, follows=True)
 
 
 LEAD_TITLE = "query($id: ID!) { node(id: $id) { ... on Lead { title visibility } } }"
