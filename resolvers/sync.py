@@ -55,8 +55,8 @@ from models import (
 from resolvers import cursors
 from resolvers.context import RequestContext
 from resolvers.errors import ApiError, ErrorCode, bad_input, forbidden
-from resolvers.pagination import Window
 from resolvers.events import ORGANIZATION_LOG_LOCK
+from resolvers.pagination import Window
 
 _MAX_ID = 2**31 - 1  # record ids are 32-bit
 
