@@ -37,8 +37,8 @@ class Settings:
     max_query_depth: int = 12
     max_query_tokens: int = 4000
     max_aliases: int = 30
-    max_query_cost: int = 200_000  # fields x the times they resolve (schema/cost.py)
-    # Queries run breadth-first on compiled plans where they can (schema/plans.py); off runs
+    max_query_cost: int = 200_000  # fields x the times they resolve (schema/engine/cost.py)
+    # Queries run breadth-first on compiled plans where they can (schema/engine/plans.py); off runs
     # every operation on graphql-core alone.
     operation_plans: bool = True
     max_page_size: int = 100
@@ -75,8 +75,8 @@ class Settings:
     persisted_queries: str = "auto"
     # How long the change log keeps changes (tombstones included): older cursors must resync.
     sync_retention_days: int = 30
-    # Limits checked before any work (schema/gate.py, server.py): the request body, how deep its
-    # JSON nests, and the length of a GraphQL document.
+    # Limits checked before any work (schema/engine/gate.py, server.py): the request body,
+    # how deep its JSON nests, and the length of a GraphQL document.
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64
     max_query_length: int = 65536

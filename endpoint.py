@@ -33,7 +33,7 @@ from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.limits import HASH_RE, LoginThrottle, RateLimiter, known_query, query_hash
 from resolvers.pagination import page_limit
-from schema.gate import Gate, graphql_error
+from schema.engine.gate import Gate, graphql_error
 from sockets import LegacyWsHandler, TransportWsHandler, admit_connection
 from subscriptions.hub import Hub
 

@@ -26,7 +26,8 @@ GRAPHQL_OPERATIONS = Counter(
 )
 OPERATION_PLANS = Counter(
     "crm_graphql_operation_plans_total",
-    "Operations (and live events) by how they ran: planned (schema/plans.py), shared (a live "
+    "Operations (and live events) by how they ran: planned (schema/engine/plans.py), shared "
+    "(a live "
     "event's result computed for another subscriber), fallback (a planned run dropped for "
     "graphql-core) or unplanned (graphql-core: a mutation, or no plan for its fields)",
     ["path"],

@@ -41,7 +41,7 @@ from resolvers.errors import ErrorCode
 from resolvers.export import stream
 from resolvers.limits import RateLimiter
 from schema import build_schema
-from schema.gate import Gate, retry_after
+from schema.engine.gate import Gate, retry_after
 from schema.records import exports
 from subscriptions.hub import Hub
 

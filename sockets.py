@@ -15,7 +15,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from resolvers.errors import is_outage
-from schema.gate import Gate
+from schema.engine.gate import Gate
 from subscriptions.hub import Hub
 
 log = logging.getLogger("crm.websocket")

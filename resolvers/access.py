@@ -5,7 +5,7 @@ A rule answers three questions, each from one definition:
   lookups of records named in another record's fields start from it;
 - `get(ctx, pk)`: one of them by its id, or None (the API answers NOT_FOUND, never FORBIDDEN,
   so a record out of reach is as unknown as a missing one);
-- `sql(row)`: the same condition on a row of the SQL projections (schema/projections.py), for
+- `sql(row)`: the same condition on a row of the SQL projections (schema/engine/projections.py), for
   the rules that are the organization's alone (the projections' relations are of those).
 The deals' rule also answers in memory (`sees`), for the live hub, which holds the rows of a
 batch of events and decides for every subscriber without a query; tests/test_read_rules.py

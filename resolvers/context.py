@@ -49,7 +49,7 @@ class RequestContext:
     connection_params: dict[str, Any] | None = None
     # The API key the request came with (models.ApiKey); the viewer is then its creator.
     api_key: Any = None
-    # The rate limit and persisted-query mode every operation passes (schema.gate.Gate).
+    # The rate limit and persisted-query mode every operation passes (schema.engine.gate.Gate).
     gate: Any = None
     # A query sent with its persisted-query hash: remembered if the gate lets it through.
     persist_query: bool = False

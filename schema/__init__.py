@@ -23,13 +23,14 @@ from schema.auth import AuthMutations
 from schema.campaign import CampaignMutations, CampaignQueries
 from schema.comment import Comment
 from schema.contact import Contact, ContactMutations, ContactQueries
-from schema.cost import FragmentBudget, QueryCost
 from schema.deal import DealMutations
-from schema.documents import DocumentCache
+from schema.engine.cost import FragmentBudget, QueryCost
+from schema.engine.documents import DocumentCache
+from schema.engine.gate import Gatekeeper, OrganizationShare
+from schema.engine.plans import PlannedExecutor
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
-from schema.gate import Gatekeeper, OrganizationShare
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -37,7 +38,6 @@ from schema.message import Message, MessageMutations, MessageQueries
 from schema.node import NodeQueries
 from schema.opportunity import Opportunity, OpportunityMutations, OpportunityQueries
 from schema.organization import OrganizationQueries, PipelineMutations
-from schema.plans import PlannedExecutor
 from schema.product import ProductMutations, ProductQueries
 from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries

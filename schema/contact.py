@@ -30,10 +30,10 @@ from schema.base import (
     pk_of,
     values_of,
 )
+from schema.engine.plans import batched, one
+from schema.engine.projections import sql_field
 from schema.lifecycle import LifecycleChange
-from schema.plans import batched, one
 from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
-from schema.projections import sql_field
 from schema.records import Declared, Link, record, record_of, records_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import OWNER, User

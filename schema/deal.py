@@ -26,8 +26,8 @@ from resolvers.timeline import EntryKind
 from schema.base import Connection, Info, connection, context, decode_id, page_request, pk_of
 from schema.comment import Comment
 from schema.contact import Contact
-from schema.plans import batched, one
-from schema.projections import lookup, to_many
+from schema.engine.plans import batched, one
+from schema.engine.projections import lookup, to_many
 from schema.records import Declared, Link, column, declared, record, record_of, records_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import User

@@ -18,7 +18,7 @@ from resolvers.context import RequestContext
 from resolvers.deal import names_other_deals, readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
-from schema.plans import batched, one
+from schema.engine.plans import batched, one
 from schema.records import Declared, declared, derived, private_derived, private_row, record
 from schema.user import User, users_of
 

@@ -14,7 +14,7 @@ From that one declaration the rest is derived:
   where `convert` says so, computed from the whole row where `derived(...)` says so, or given
   by the caller where `given()` says so;
 - the node lookup (`node(id:)`, `nodes(ids:)`): the read rule finds the row the viewer may read;
-- the projection's columns (schema/projections.py): the fields read straight off a column;
+- the projection's columns (schema/engine/projections.py): the fields read straight off a column;
 - the export's columns (`GET /export/<name>.ndjson`): the model fields it lists, named as the
   API names them (camelCase, `amount_cents` as `amount`, foreign keys as global ids);
 - the change feed (resolvers/sync.py) lists the records it syncs by their type's name.
@@ -38,8 +38,8 @@ from tortoise.models import Model
 from resolvers.access import Organizations, ReadRule
 from resolvers.context import RequestContext
 from resolvers.export import Export, money, reference
-from schema.plans import batched, one, related
-from schema.projections import table, to_one
+from schema.engine.plans import batched, one, related
+from schema.engine.projections import table, to_one
 
 T = TypeVar("T")
 SOURCE = "crm.source"  # the model attribute a field is read from

@@ -28,7 +28,7 @@ from resolvers.errors import ErrorCode
 from resolvers.events import global_id
 from resolvers.pagination import page_limit
 from schema.base import Info, context, pk_of
-from schema.cost import fragments_of, operation_of
+from schema.engine.cost import fragments_of, operation_of
 from schema.records import BY_MODEL, Declared, column, record
 from schema.user import User, load_user
 

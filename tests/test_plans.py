@@ -1,4 +1,4 @@
-"""Operation plans (schema/plans.py) answer exactly as graphql-core does.
+"""Operation plans (schema/engine/plans.py) answer exactly as graphql-core does.
 
 A second server process serves the same database with OPERATION_PLANS=off. Every query here must
 get the same response from both, keys in the same order, for each viewer: the rules of who reads
@@ -25,8 +25,8 @@ from config import settings
 from models import Account, Contact, Opportunity, User
 from resolvers.loaders import fetch, instances
 from schema import build_schema
-from schema.cost import operation_of
-from schema.plans import ListOf, Objects, Selection, compile_plan
+from schema.engine.cost import operation_of
+from schema.engine.plans import ListOf, Objects, Selection, compile_plan
 from tests.helpers import (
     DELETE,
     Api,
@@ -76,7 +76,7 @@ PEOPLE = """
 """
 
 # On PostgreSQL, every relation here is read as JSON by one statement per level
-# (schema/projections.py): enums, __typename and aliases inside, relations of relations.
+# (schema/engine/projections.py): enums, __typename and aliases inside, relations of relations.
 PROJECTED = """
 {
   opportunities(first: 20) { nodes {
@@ -378,7 +378,7 @@ async def test_fetch_gives_what_awaiting_the_query_gives(seeded):
 
 async def test_a_stored_backslash_u0000_is_not_a_missing_value(seeded, graphql_core, http):
     """On PostgreSQL a null where GraphQL forbids one comes back as the JSON text \\u0000
-    (schema/projections.py). A stored name whose text is backslash-u0000 is not taken for it:
+    (schema/engine/projections.py). A stored name whose text is backslash-u0000 is not taken for it:
     the page stays on its plan, and answers as graphql-core does."""
     seller = await User.get(id=pk(seeded.seller.id))
     await Contact.filter(organization_id=seller.organization_id).update(last_name="Odd \\u0000")

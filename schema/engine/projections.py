@@ -1,8 +1,8 @@
 """SQL projections: on PostgreSQL, a relation's whole selection read as JSON where it is found.
 
-A plan (schema/plans.py) resolves a relation with one batch call per level. Each call turns rows
-into model instances and GraphQL objects, value by value, and the plan then reads each selected
-field back off them: on the pipeline page that was most of the time left. When everything a
+A plan (schema/engine/plans.py) resolves a relation with one batch call per level. Each call
+turns rows into model instances and GraphQL objects, value by value, and the plan then reads each
+selected field back off them: on the pipeline page that was most of the time left. When everything a
 query selects below a relation is declared here, the plan asks PostgreSQL for that subtree as
 the JSON the response will hold, in one statement for all the projected relations of a level:
 

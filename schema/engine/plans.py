@@ -65,8 +65,8 @@ from strawberry.types.fields.resolver import StrawberryResolver
 
 from observability import OPERATION_PLANS
 from resolvers.context import RequestContext
-from schema.documents import Lru, per_schema
-from schema.projections import (
+from schema.engine.documents import Lru, per_schema
+from schema.engine.projections import (
     SQL,
     Join,
     Projection,
@@ -97,7 +97,7 @@ def batched(
     """Field metadata: `load(parents, ctx)` resolves the field for many parents, in their order.
     `same_for_all`: its values do not depend on who reads them (in the parents' organization),
     so that a live event's result can be shared by all its subscribers. `sql`: the same
-    relation (or value) in SQL, for PostgreSQL to build as JSON (schema/projections.py).
+    relation (or value) in SQL, for PostgreSQL to build as JSON (schema/engine/projections.py).
 
     The field's own resolver is then `return await one(load, self, info)`."""
     return {BATCH: load, SAME_FOR_ALL: same_for_all, SQL: sql}

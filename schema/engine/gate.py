@@ -8,7 +8,7 @@ Once it has parsed and validated (`Gatekeeper`, the end of the validation step, 
 honours on the subscription path too, unlike a refusal set in `on_execute`): a document of several
 operations names the one to run, work that costs by design is not multiplied by aliases, and a
 signed-in caller's new persisted query is remembered for their organization. The cost is
-schema/cost.py's, checked at the same point.
+schema/engine/cost.py's, checked at the same point.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from config import Settings
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.limits import LoginThrottle, RateLimiter, allowlisted, query_hash, remember_query
-from schema.cost import fragments_of
+from schema.engine.cost import fragments_of
 
 # Mutations whose work is costly by design (password hashing, mail, keys): one per operation.
 SENSITIVE_MUTATIONS = frozenset(
