@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import httpx
 
-from config import settings
 from server import create_app
 
 ORIGIN = "https://app.example"  # the CORS_ORIGINS of the test server (conftest)
@@ -95,8 +94,10 @@ async def test_unexpected_errors_are_masked_and_logged(org, monkeypatch, caplog)
     assert "secret internals" in str(logged[-1].exc_info[1])
 
 
-async def test_production_switches_off_graphiql_and_introspection():
-    production = replace(settings, environment="production", graphiql=False, introspection=False)
+async def test_production_switches_off_graphiql_and_introspection(live_server):
+    production = replace(
+        live_server.settings, environment="production", graphiql=False, introspection=False
+    )
     app = create_app(production)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://prod") as client:
