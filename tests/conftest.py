@@ -16,11 +16,10 @@ os.environ.setdefault("CORS_ORIGINS", "https://app.example")
 
 import asyncio
 import logging
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import pytest
 
 from config import Settings
 from manage import migrate
-from server import GracefulServer, create_app, server_config
+from tests.apps import AppServer, serve
 from tests.helpers import Api, Org, new_org
 
 # tests.paging holds assertions of its own: let pytest explain their failures.
@@ -45,40 +44,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 DATABASE = os.environ.get("TEST_DATABASE", "sqlite")
 if DATABASE not in ("sqlite", "postgres"):
     raise RuntimeError(f"TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class AppServer:
-    """An app served by uvicorn in this process, on a loopback port."""
-
-    settings: Settings
-    base_url: str
-
-
-@asynccontextmanager
-async def serve(settings: Settings, *, orm: bool) -> AsyncIterator[AppServer]:
-    """`create_app(settings)` served on a free port until the block ends (`orm`: the app opens
-    and closes the database connections; one app of the process does)."""
-    settings = replace(settings, host="127.0.0.1", port=_free_port())
-    app = create_app(settings, orm=orm)
-    config = server_config(app, settings, log_level="warning", lifespan="on")
-    server = GracefulServer(config, app.state.graphql)  # as server.py serves it
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield AppServer(settings, f"http://127.0.0.1:{settings.port}")
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass
