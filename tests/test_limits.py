@@ -16,6 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
+from config import Settings
+from resolvers.context import RequestContext
+from schema import build_schema
 from tests.helpers import PASSWORD, SIGN_UP, Member, create_account, pk, unique_email
 from tests.processes import ROOT, ServerProcess
 from tests.test_live_bus import REDIS_URL, _require_redis
@@ -87,6 +90,45 @@ async def test_fragments_that_explode_are_refused_at_once(org):
     answer = (await post(org.seller, {"query": document})).json()
     assert asyncio.get_running_loop().time() - began < 2  # not 2**20 field visits
     assert answer["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_two_apps_in_one_process_each_enforce_and_report_their_own_limits(live_server, org):
+    """Settings are passed, never global: each app refuses, and says so, by its own."""
+    aliased = "{ a: viewer { id } b: viewer { id } c: viewer { id } }"
+    async with (
+        live_server.serve(max_query_cost=10, max_aliases=2) as strict,
+        live_server.serve(max_query_cost=100, max_aliases=3) as lenient,
+    ):
+        refused = (await post(org.seller, {"query": SMALL}, strict.base_url)).json()
+        error = refused["errors"][0]
+        assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert (error["extensions"]["cost"], error["extensions"]["limit"]) == (12, 10)
+        assert "over the limit of 10" in error["message"]
+        answered = (await post(org.seller, {"query": SMALL}, lenient.base_url)).json()
+        assert "errors" not in answered
+        assert answered["extensions"]["cost"] == {"requested": 12, "limit": 100}
+        too_many = (await post(org.seller, {"query": aliased}, strict.base_url)).json()
+        assert too_many["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert too_many["errors"][0]["message"] == "3 aliases found. Allowed: 2"
+        three = (await post(org.seller, {"query": aliased}, lenient.base_url)).json()
+        assert three["data"]["a"]["id"] == org.seller.id
+    # The suite's own app kept its limit.
+    mine = (await post(org.seller, {"query": SMALL})).json()
+    assert mine["extensions"]["cost"]["limit"] == live_server.settings.max_query_cost
+
+
+async def test_a_schema_enforces_and_reports_the_limits_it_was_built_with():
+    """`build_schema(settings)` answers by its settings, whatever the request's context says."""
+    fields = "{ a: __typename b: __typename c: __typename }"  # costs 3
+    context = RequestContext(request_id="limits", settings=Settings())  # 200,000
+    tight = await build_schema(Settings(max_query_cost=2)).execute(fields, context_value=context)
+    assert tight.errors is not None
+    assert tight.errors[0].extensions == {"code": "QUERY_TOO_COSTLY", "cost": 3, "limit": 2}
+    roomy = await build_schema(Settings(max_query_cost=5)).execute(fields, context_value=context)
+    assert roomy.errors is None and roomy.data == {"a": "Query", "b": "Query", "c": "Query"}
+    assert roomy.extensions == {"cost": {"requested": 3, "limit": 5}}
+    few = await build_schema(Settings(max_aliases=2)).execute(fields, context_value=context)
+    assert few.errors is not None and few.errors[0].message == "3 aliases found. Allowed: 2"
 
 
 # Rate limits
