@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import httpx
 
+from config import Settings
 from server import create_app
 
 ORIGIN = "https://app.example"  # the CORS_ORIGINS of the test server (conftest)
@@ -113,3 +114,17 @@ async def test_development_serves_graphiql(http):
     page = await http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
+
+
+def test_settings_are_read_by_the_entry_points_only(monkeypatch):
+    """No settings object to import: GC_THRESHOLD is read with the others, and the tortoise
+    CLI's configuration (config.TORTOISE_ORM) from DATABASE_URL when it asks."""
+    import config
+
+    assert not hasattr(config, "settings")
+    monkeypatch.setenv("GC_THRESHOLD", "1234")
+    monkeypatch.setenv("DATABASE_URL", "sqlite://elsewhere.sqlite3")
+    assert Settings.from_env().gc_threshold == 1234
+    assert config.TORTOISE_ORM["connections"]["default"] == "sqlite://elsewhere.sqlite3"
+    monkeypatch.delenv("GC_THRESHOLD")
+    assert Settings.from_env().gc_threshold == 50_000
