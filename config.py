@@ -1,4 +1,10 @@
-"""Settings, read from the environment in one place."""
+"""Settings, read from the environment in one place.
+
+Nothing imports a settings object: the entry points (server.py's `main`, manage.py) read them
+with `Settings.from_env()` and hand them to what they build (`server.create_app(settings)`,
+`schema.build_schema(settings)`), which passes them on (the request context carries them to the
+resolvers). So a test, or a second app in the same process, is served with its own.
+"""
 
 from __future__ import annotations
 
@@ -114,6 +120,9 @@ class Settings:
     redis_breaker_seconds: float = 10.0
     # On SIGTERM: how long requests and websockets get to finish before they are cut.
     shutdown_timeout_seconds: float = 10.0
+    # The server's young-generation GC threshold (server.py `main`; objects alive at start are
+    # frozen out of collection).
+    gc_threshold: int = 50_000
 
     @property
     def is_production(self) -> bool:
@@ -189,6 +198,7 @@ _PLAIN = (
     "redis_breaker_failures",
     "redis_breaker_seconds",
     "shutdown_timeout_seconds",
+    "gc_threshold",
 )
 
 
@@ -241,7 +251,9 @@ def tortoise_config(database_url: str) -> dict:
     }
 
 
-settings = Settings.from_env()
-
-# Read by the `tortoise` CLI ([tool.tortoise] in pyproject.toml).
-TORTOISE_ORM = tortoise_config(settings.database_url)
+def __getattr__(name: str) -> Any:
+    """`config.TORTOISE_ORM`, read by the `tortoise` CLI ([tool.tortoise] in pyproject.toml):
+    DATABASE_URL's configuration, read when the CLI asks for it (not on import)."""
+    if name == "TORTOISE_ORM":
+        return tortoise_config(Settings.from_env().database_url)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,6 @@ from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.limits import HASH_RE, LoginThrottle, RateLimiter, known_query, query_hash
-from resolvers.pagination import page_limit
 from schema.engine.gate import Gate, graphql_error
 from sockets import LegacyWsHandler, TransportWsHandler, admit_connection
 from subscriptions.hub import Hub
@@ -62,18 +61,18 @@ class CrmGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyWsHandler
 
     def __init__(
-        self, *args: Any, hub: Hub, limiter: RateLimiter, config: Settings, **kwargs: Any
+        self, *args: Any, hub: Hub, limiter: RateLimiter, settings: Settings, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.hub = hub
-        self.config = config
+        self.settings = settings
         throttle = LoginThrottle(
             limiter,
-            config.login_failures_per_account,
-            config.login_failures_per_address,
-            config.login_max_delay_seconds,
+            settings.login_failures_per_account,
+            settings.login_failures_per_address,
+            settings.login_max_delay_seconds,
         )
-        self.gate = Gate(limiter, config, throttle)
+        self.gate = Gate(limiter, settings, throttle)
         self.websockets: set[Any] = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -95,7 +94,7 @@ class CrmGraphQL(GraphQL):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        return decode_json(data, self.config.max_json_depth)
+        return decode_json(data, self.settings.max_json_depth)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """GraphiQL for a browser (Accept: text/html) that asks for nothing else; a GET with
@@ -173,7 +172,7 @@ class CrmGraphQL(GraphQL):
         self, ctx: RequestContext, data: GraphQLRequestData
     ) -> GraphQLError | None:
         persisted = (data.extensions or {}).get("persistedQuery")
-        if self.config.persisted_queries == "off" or not isinstance(persisted, dict):
+        if self.settings.persisted_queries == "off" or not isinstance(persisted, dict):
             return None
         digest = str(persisted.get("sha256Hash") or "")
         if not HASH_RE.match(digest):
@@ -199,10 +198,9 @@ class CrmGraphQL(GraphQL):
         viewer, api_key, token_hash, auth_error = await principal(
             request.headers.get("authorization"), keys=request.scope["type"] == "http"
         )
-        if api_key is not None:
-            page_limit.set(self.config.api_key_max_page_size)
         ctx = RequestContext(
             request_id=state.get("request_id") or uuid.uuid4().hex,
+            settings=self.settings,
             viewer=viewer,
             token_hash=token_hash,
             auth_error=auth_error,

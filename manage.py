@@ -1,4 +1,17 @@
-"""Operator commands: `python manage.py migrate | seed-demo | export-schema`."""
+"""Operator commands, with the settings of the environment (config.py):
+
+python manage.py migrate            apply the migrations to DATABASE_URL
+python manage.py seed-demo          load the demo organization unless it is there
+python manage.py export-schema      write schema/schema.graphql
+python manage.py check-migrations   fail when the models need a new migration
+python manage.py lifecycle-sweep    move clients whose last win is too old to inactive (daily)
+python manage.py send-outbox [--failed]
+                                    deliver the outbox through SMTP_URL (--failed: and retry
+                                    the failed messages)
+python manage.py prune-changes      forget sync changes older than SYNC_RETENTION_DAYS (daily)
+python manage.py persist-queries FILE...
+                                    register documents as persisted queries (allow-list)
+"""
 
 from __future__ import annotations
 
@@ -11,7 +24,7 @@ from pathlib import Path
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as run_migrations
 
-from config import ROOT, settings, tortoise_config
+from config import ROOT, Settings, tortoise_config
 
 SCHEMA_FILE = ROOT / "schema" / "schema.graphql"
 
@@ -28,12 +41,12 @@ async def migrate(database_url: str) -> None:
         await Tortoise.close_connections()
 
 
-async def seed_demo(database_url: str) -> None:
+async def seed_demo(settings: Settings) -> None:
     from resolvers.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
 
-    await Tortoise.init(config=tortoise_config(database_url))
+    await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
-        created = await seed_demo()
+        created = await seed_demo(settings)
     finally:
         await Tortoise.close_connections()
     print("Loaded the demo organization." if created else "The demo organization is there already.")
@@ -81,16 +94,16 @@ async def lifecycle_sweep(database_url: str) -> None:
     print(f"{moved} contact(s) became inactive clients.")
 
 
-async def send_outbox(database_url: str, include_failed: bool) -> int:
+async def send_outbox(settings: Settings, include_failed: bool) -> int:
     from resolvers.message import send_outbox as deliver_outbox
 
     if not settings.smtp_url:
         print("SMTP_URL is not set: nothing can be delivered.")
         return 1
-    await Tortoise.init(config=tortoise_config(database_url))
+    await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
         outcome = await deliver_outbox(
-            include_failed=include_failed, stale_after=timedelta(minutes=10)
+            settings, include_failed=include_failed, stale_after=timedelta(minutes=10)
         )
     finally:
         await Tortoise.close_connections()
@@ -98,15 +111,15 @@ async def send_outbox(database_url: str, include_failed: bool) -> int:
     return 0 if outcome["FAILED"] == 0 else 1
 
 
-async def prune_changes(database_url: str) -> None:
+async def prune_changes(database_url: str, retention_days: int) -> None:
     from resolvers.sync import prune
 
     await Tortoise.init(config=tortoise_config(database_url))
     try:
-        removed = await prune(timedelta(days=settings.sync_retention_days))
+        removed = await prune(timedelta(days=retention_days))
     finally:
         await Tortoise.close_connections()
-    print(f"{removed} change(s) older than {settings.sync_retention_days} days removed.")
+    print(f"{removed} change(s) older than {retention_days} days removed.")
 
 
 async def persist_queries(database_url: str, paths: list[str]) -> None:
@@ -122,14 +135,14 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
         await Tortoise.close_connections()
 
 
-def schema_sdl() -> str:
+def schema_sdl(settings: Settings) -> str:
     from schema import build_schema
 
     return str(build_schema(settings)).strip() + "\n"
 
 
-def export_schema(path: Path) -> None:
-    path.write_text(schema_sdl(), encoding="utf-8")
+def export_schema(settings: Settings, path: Path) -> None:
+    path.write_text(schema_sdl(settings), encoding="utf-8")
     print(f"Wrote {path.relative_to(ROOT)}")
 
 
@@ -161,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     persist.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))
     elif args.command == "seed-demo":
-        asyncio.run(seed_demo(settings.database_url))
+        asyncio.run(seed_demo(settings))
     elif args.command == "export-schema":
-        export_schema(SCHEMA_FILE)
+        export_schema(settings, SCHEMA_FILE)
     elif args.command == "check-migrations":
         return check_migrations()
     elif args.command == "lifecycle-sweep":
@@ -174,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "persist-queries":
         asyncio.run(persist_queries(settings.database_url, args.files))
     elif args.command == "prune-changes":
-        asyncio.run(prune_changes(settings.database_url))
+        asyncio.run(prune_changes(settings.database_url, settings.sync_retention_days))
     elif args.command == "send-outbox":
-        return asyncio.run(send_outbox(settings.database_url, args.failed))
+        return asyncio.run(send_outbox(settings, args.failed))
     return 0
 
 

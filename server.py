@@ -1,6 +1,7 @@
 """The Starlette application: /graphql over HTTP (and websockets), health, readiness, metrics.
 
-`python server.py` serves it with uvicorn on HOST:PORT.
+`create_app(settings)` builds it from one Settings object, which everything it builds is given;
+`python server.py` reads them from the environment and serves the app with uvicorn on HOST:PORT.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import gc
 import logging
 import math
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
-from config import Settings, settings, tortoise_config
+from config import Settings, tortoise_config
 from doors import (
     RETRY_AFTER_OUTAGE,
     BodyLimit,
@@ -80,8 +80,11 @@ async def export(request: Request) -> Response:
         raise Refusal(401, ErrorCode.UNAUTHENTICATED, message)
     if viewer.role != Role.ADMIN:
         raise Refusal(403, ErrorCode.FORBIDDEN, "Exports are for admins and their API keys.")
+    settings: Settings = request.app.state.settings
     gate: Gate = request.app.state.gate
-    ctx = RequestContext(request_id="", viewer=viewer, api_key=key, request=request)
+    ctx = RequestContext(
+        request_id="", settings=settings, viewer=viewer, api_key=key, request=request
+    )
     wait = await gate.wait(ctx)
     if wait > 0:
         retry = str(retry_after(wait))
@@ -104,12 +107,12 @@ async def export(request: Request) -> Response:
 
     async def lines() -> AsyncIterator[bytes]:
         try:
-            async for chunk in stream(spec, viewer.organization_id, gate.config.database_url):
+            async for chunk in stream(spec, viewer.organization_id, settings.database_url):
                 yield chunk
         finally:
             slots.give_back(viewer.organization_id)
 
-    timeout = gate.config.export_send_timeout_seconds
+    timeout = settings.export_send_timeout_seconds
     return PatientStreamingResponse(lines(), timeout, media_type="application/x-ndjson")
 
 
@@ -117,40 +120,46 @@ async def metrics(_: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(config: Settings = settings) -> Starlette:
+def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
+    """The app, served with `settings`. `orm=False`: the process has set Tortoise up already
+    and keeps it (an app served beside another in the same process, as the tests do); the app
+    then neither opens nor closes the database connections."""
     hub = Hub(
-        config.broadcast_url,
-        config.bus_channel,
-        poll_seconds=config.event_poll_seconds,
-        queue_size=config.subscription_queue_size,
-        auth_recheck_seconds=config.auth_recheck_seconds,
+        settings.broadcast_url,
+        settings.bus_channel,
+        poll_seconds=settings.event_poll_seconds,
+        queue_size=settings.subscription_queue_size,
+        auth_recheck_seconds=settings.auth_recheck_seconds,
     )
     limiter = RateLimiter(
-        config.rate_limit_per_second,
-        config.rate_limit_burst,
-        config.rate_limit_redis_url,
-        prefix=config.bus_channel,
-        timeout=config.redis_timeout_seconds,
-        breaker_failures=config.redis_breaker_failures,
-        breaker_seconds=config.redis_breaker_seconds,
+        settings.rate_limit_per_second,
+        settings.rate_limit_burst,
+        settings.rate_limit_redis_url,
+        prefix=settings.bus_channel,
+        timeout=settings.redis_timeout_seconds,
+        breaker_failures=settings.redis_breaker_failures,
+        breaker_seconds=settings.redis_breaker_seconds,
     )
     graphql = CrmGraphQL(
-        build_schema(config),
-        graphql_ide="graphiql" if config.graphiql else None,
-        allowed_origins=config.cors_origins,
+        build_schema(settings),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allowed_origins=settings.cors_origins,
         keep_alive=True,  # legacy graphql-ws: "ka" messages keep proxies from idling us out
         keep_alive_interval=15,
         # Live subscriptions are counted per websocket by the feeds (TOO_MANY_SUBSCRIPTIONS);
         # this bounds everything else in flight on one socket (queries and mutations).
-        max_subscriptions_per_connection=config.max_subscriptions_per_connection + 10,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection + 10,
         hub=hub,
         limiter=limiter,
-        config=config,
+        settings=settings,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with RegisterTortoise(app, config=tortoise_config(config.database_url)):
+        async with contextlib.AsyncExitStack() as stack:
+            if orm:
+                tortoise = RegisterTortoise(app, config=tortoise_config(settings.database_url))
+                await stack.enter_async_context(tortoise)
             await hub.start()
             try:
                 yield
@@ -171,22 +180,23 @@ def create_app(config: Settings = settings) -> Starlette:
             Middleware(RequestLogMiddleware),
             Middleware(
                 CORSMiddleware,
-                allow_origins=config.cors_origins,
+                allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_HEADERS,
                 expose_headers=["x-request-id", "retry-after"],
                 max_age=600,
             ),
             Middleware(OutageGuard),
-            Middleware(BodyLimit, limit=config.max_body_bytes),
+            Middleware(BodyLimit, limit=settings.max_body_bytes),
         ],
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.hub = hub
     app.state.limiter = limiter
     app.state.gate = graphql.gate
     app.state.graphql = graphql
-    app.state.exports = ExportSlots(config.exports_per_process, config.exports_per_organization)
+    app.state.exports = ExportSlots(settings.exports_per_process, settings.exports_per_organization)
     return app
 
 
@@ -221,21 +231,10 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-GC_THRESHOLD = int(os.environ.get("GC_THRESHOLD", "50000"))
-
-
-def main() -> None:
-    configure_logging(settings.log_level)
-    ide = " (GraphiQL in a browser)" if settings.graphiql else ""
-    print(f"Serving http://{settings.host}:{settings.port}/graphql{ide}", flush=True)
-    app = create_app(settings)
-    # A GraphQL response allocates tens of thousands of short-lived objects; the cyclic
-    # collector's default thresholds then scan the long-lived ones (schema, models, modules)
-    # over and over. Freeze what exists at start, and collect the young generation less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 50, 100)
-    config = uvicorn.Config(
+def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the app: HOST:PORT, and what uvicorn enforces of the settings
+    (a websocket message's size, compression, the graceful shutdown). `options`: uvicorn's own."""
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -245,8 +244,23 @@ def main() -> None:
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=settings.max_body_bytes,  # a websocket message: the same limit as a body
         timeout_graceful_shutdown=int(math.ceil(settings.shutdown_timeout_seconds)),
+        **options,
     )
-    GracefulServer(config, app.state.graphql).run()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    ide = " (GraphiQL in a browser)" if settings.graphiql else ""
+    print(f"Serving http://{settings.host}:{settings.port}/graphql{ide}", flush=True)
+    app = create_app(settings)
+    # A GraphQL response allocates tens of thousands of short-lived objects; the cyclic
+    # collector's default thresholds then scan the long-lived ones (schema, models, modules)
+    # over and over. Freeze what exists at start, and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(settings.gc_threshold, 50, 100)
+    GracefulServer(server_config(app, settings), app.state.graphql).run()
 
 
 if __name__ == "__main__":

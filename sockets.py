@@ -127,7 +127,7 @@ async def admit_connection(ctx: RequestContext) -> tuple[int, str, dict[str, Any
         return 4401, "Unauthorized", payload
     assert ctx.viewer is not None
     hub: Hub = ctx.hub
-    if not hub.connect(ctx.viewer.id, ctx.gate.config.max_connections_per_user):
+    if not hub.connect(ctx.viewer.id, ctx.settings.max_connections_per_user):
         reason = "Too many connections for this user"
         payload = {"message": reason, "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"}}
         return 4429, reason, payload

@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.seed import table_rows  # noqa: E402
-from config import settings  # noqa: E402
+from config import Settings  # noqa: E402
 from manage import migrate  # noqa: E402
 from models import AuthToken, LeadFollower, Role, User  # noqa: E402
 from resolvers.auth import TOKEN_PREFIX, digest, hash_password  # noqa: E402
@@ -136,7 +136,8 @@ async def seed(
     lead_id = lead["createLead"]["id"]
     lead_pk = int(relay.from_base64(lead_id)[1])
     tokens = [TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(n)]  # as issue_token
-    password_hash = await hash_password(PASSWORD)  # one real hash: each could log in with it
+    settings = Settings.from_env()  # the servers' (they are started with this environment)
+    password_hash = await hash_password(settings, PASSWORD)  # one real hash: any could log in
     now = datetime.now(UTC)
     db = await asyncpg.connect(db_url)
     try:

@@ -387,6 +387,7 @@ def difference(a: Any, b: Any, path: str = "data") -> str | None:
 
 
 async def main(args: argparse.Namespace) -> int:
+    from config import Settings
     from resolvers.auth import hash_password
 
     size = Size.of(args.quick)
@@ -399,7 +400,8 @@ async def main(args: argparse.Namespace) -> int:
     db_url = f"postgres://postgres@127.0.0.1:5432/{name}"
     results: dict[str, Any] = {}
     raw: subprocess.Popen[bytes] | None = None
-    password_hash = await hash_password(PASSWORD)  # the seeded users' (project's argon2 settings)
+    # The seeded users' (the argon2 settings of the environment, the servers' too).
+    password_hash = await hash_password(Settings.from_env(), PASSWORD)
     try:
         await migrate(db_url)
         async with ServerProcess(

@@ -256,7 +256,8 @@ async def create(plan: Tenants) -> Databases:
     began = time.perf_counter()
     for name in (found.multi, found.alone):
         await migrate(url(name))
-    password_hash = await hash_password(PASSWORD)  # the project's argon2 settings, once
+    # The argon2 settings of the environment (the servers'), once.
+    password_hash = await hash_password(Settings.from_env(), PASSWORD)
     log(
         f"seeding {found.multi}: {plan.organizations:,} organizations,"
         f" {plan.total_opportunities():,} opportunities ({plan.big:,} in organization"

@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise.transactions import in_transaction
 
-from config import settings
+from config import Settings
 from models import AuthToken, Organization, Role, User
 from resolvers import validation
 from resolvers.context import RequestContext
@@ -26,26 +26,45 @@ from resolvers.organization import create_default_stages
 TOKEN_PREFIX = "crm_"
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 INVALID_TOKEN = "The token is invalid, expired or revoked: log in again."
+_VERIFIER = PasswordHasher()  # verify() reads the parameters from the hash
 
-_hasher = PasswordHasher(
-    time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=1
-)
-# Verifying against this keeps a login for an unknown email as slow as one for a known email.
-_DUMMY_HASH = _hasher.hash("not a real password")
+
+@cache
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
+
+
+def hasher(settings: Settings) -> PasswordHasher:
+    """The password hasher of these settings (ARGON2_TIME_COST, ARGON2_MEMORY_KIB)."""
+    return _hasher(settings.argon2_time_cost, settings.argon2_memory_kib)
+
+
+@cache
+def _dummy_hash(time_cost: int, memory_kib: int) -> str:
+    return _hasher(time_cost, memory_kib).hash("not a real password")
+
+
+async def dummy_hash(settings: Settings) -> str:
+    """Verifying against this keeps a login for an unknown email as slow as one for a known
+    email (made once per hashing cost, in a thread like every hash)."""
+    return await asyncio.to_thread(
+        _dummy_hash, settings.argon2_time_cost, settings.argon2_memory_kib
+    )
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def hash_password(password: str) -> str:
+async def hash_password(settings: Settings, password: str) -> str:
     # argon2 releases the GIL: hashing in a thread keeps the event loop serving others.
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(hasher(settings).hash, password)
 
 
 async def verify_password(password_hash: str, password: str) -> bool:
+    """Whether the password matches (the hash carries the parameters it was made with)."""
     try:
-        return await asyncio.to_thread(_hasher.verify, password_hash, password)
+        return await asyncio.to_thread(_VERIFIER.verify, password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -61,7 +80,7 @@ class Session:
     expires_at: datetime
 
 
-async def issue_token(user: User) -> Session:
+async def issue_token(settings: Settings, user: User) -> Session:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = _now() + timedelta(days=settings.token_ttl_days)
     await AuthToken.create(
@@ -138,9 +157,8 @@ async def refresh_session(ctx: RequestContext) -> None:
 async def sign_up(
     ctx: RequestContext, organization_name: str, full_name: str, email: str, password: str
 ) -> Session:
-    gate = ctx.gate
-    if gate is not None and gate.config.signups_per_hour > 0:
-        per_hour = gate.config.signups_per_hour
+    gate, per_hour = ctx.gate, ctx.settings.signups_per_hour
+    if gate is not None and per_hour > 0:
         wait = await gate.limiter.take(
             f"signup:{client_address(ctx)}", rate=per_hour / 3600, burst=per_hour
         )
@@ -150,7 +168,7 @@ async def sign_up(
     name = validation.text(full_name, "fullName")
     address = validation.email(email).lower()
     validation.password(password)
-    password_hash = await hash_password(password)
+    password_hash = await hash_password(ctx.settings, password)
     async with in_transaction():
         if await User.filter(email=address).exists():
             raise conflict("A user with this email already exists.", field="email")
@@ -163,7 +181,7 @@ async def sign_up(
             password_hash=password_hash,
             role=Role.ADMIN,
         )
-        return await issue_token(user)
+        return await issue_token(ctx.settings, user)
 
 
 async def login(ctx: RequestContext, email: str, password: str) -> Session:
@@ -178,11 +196,11 @@ async def login(ctx: RequestContext, email: str, password: str) -> Session:
     address = email.strip().lower()
     user = await User.filter(email=address).first() if validation.EMAIL_RE.match(address) else None
     if user is None:
-        await verify_password(_DUMMY_HASH, password)
+        await verify_password(await dummy_hash(ctx.settings), password)
     elif await verify_password(user.password_hash, password) and user.is_active:
         if throttle is not None:
             await throttle.succeeded(email)
-        return await issue_token(user)
+        return await issue_token(ctx.settings, user)
     if throttle is not None:
         await throttle.failed(email, client)
     raise ApiError(ErrorCode.UNAUTHENTICATED, "Wrong email or password.")

@@ -19,7 +19,6 @@ from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
-from config import settings
 from models import (
     Account,
     Campaign,
@@ -295,10 +294,10 @@ async def launch(ctx: RequestContext, campaign_id: int) -> Campaign:
         for member_id in pending:
             if not await _message_member(ctx, row, sender, member_id):  # type: ignore[arg-type]
                 break  # cancelled or completed meanwhile: the rest stay PENDING
-        if settings.smtp_url:
+        if ctx.settings.smtp_url:
             outbox = Message.filter(campaign_id=row.id, status=MessageStatus.OUTBOX)
             for message in await outbox.order_by("id"):
-                await deliver(message, sender)
+                await deliver(ctx.settings, message, sender)
     return row
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from config import Settings
 from models import User
 from resolvers.errors import unauthenticated
 from resolvers.loaders import Loaders
+from resolvers.pagination import PageBounds
 
 
 @dataclass
@@ -33,6 +35,8 @@ def begin_operation() -> OperationWrites:
 @dataclass
 class RequestContext:
     request_id: str
+    # The settings of the app serving the request (server.create_app): resolvers read them here.
+    settings: Settings
     viewer: User | None = None
     token_hash: str | None = None
     auth_error: str | None = None
@@ -66,6 +70,11 @@ class RequestContext:
         if writes is None:  # outside an operation (manage.py): nobody will announce them
             writes = begin_operation()
         return writes
+
+    @property
+    def page_bounds(self) -> PageBounds:
+        """The page sizes this request may ask for (an API key's requests page further)."""
+        return PageBounds.of(self.settings, api_key=self.api_key is not None)
 
     @cached_property
     def loaders(self) -> Loaders:

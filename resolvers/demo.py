@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from tortoise.transactions import in_transaction
 
+from config import Settings
 from models import (
     Account,
     Campaign,
@@ -71,12 +72,13 @@ async def demo_exists() -> bool:
     return await User.filter(email=DEMO_USERS[0][0]).exists()
 
 
-async def seed_demo() -> bool:
-    """Load the demo organization; False when it was there already."""
+async def seed_demo(settings: Settings) -> bool:
+    """Load the demo organization (its passwords hashed as `settings` say); False when it was
+    there already."""
     if await demo_exists():
         return False
     rng = random.Random(7)
-    password_hash = await hash_password(DEMO_PASSWORD)
+    password_hash = await hash_password(settings, DEMO_PASSWORD)
     async with in_transaction():
         org = await Organization.create(name="Demo Company", currency="EUR")
         stages = await create_default_stages(org)

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import aiosmtplib
 from tortoise.transactions import in_transaction
 
-from config import settings
+from config import Settings
 from models import (
     Activity,
     ActivityAttendee,
@@ -159,8 +159,8 @@ async def send(
         }
         await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details)
         await lifecycle.refresh_contacts(ctx, [to.id, *(c.id for c in cc)])
-    if settings.smtp_url:
-        await deliver(message, viewer)
+    if ctx.settings.smtp_url:
+        await deliver(ctx.settings, message, viewer)
     return message
 
 
@@ -169,20 +169,22 @@ async def retry(ctx: RequestContext, message_id: int) -> Message:
     message = await (await MESSAGES.query(ctx)).filter(id=message_id).first()
     if message is None:
         raise not_found("message")
-    if not settings.smtp_url:
+    if not ctx.settings.smtp_url:
         raise conflict("No SMTP server is configured (SMTP_URL): the message stays in the outbox.")
     sender = await User.get(id=message.sender_id)
-    if not await deliver(message, sender):
+    if not await deliver(ctx.settings, message, sender):
         raise conflict(
             f"This message is {message.status.value}: only OUTBOX and FAILED ones are retried."
         )
     return message
 
 
-async def send_outbox(*, include_failed: bool, stale_after: timedelta) -> dict[str, int]:
-    """Deliver what waits in the outbox (and, with include_failed, what failed), and what a
-    process that stopped while sending left behind after `stale_after`. For operators. Counts
-    only the messages this run delivered."""
+async def send_outbox(
+    settings: Settings, *, include_failed: bool, stale_after: timedelta
+) -> dict[str, int]:
+    """Deliver through `settings`' SMTP server what waits in the outbox (and, with
+    include_failed, what failed), and what a process that stopped while sending left behind
+    after `stale_after`. For operators. Counts only the messages this run delivered."""
     statuses = (MessageStatus.OUTBOX, *([MessageStatus.FAILED] if include_failed else []))
     stale = datetime.now(UTC) - stale_after
     await Message.filter(status=MessageStatus.SENDING, updated_at__lt=stale).update(
@@ -191,20 +193,20 @@ async def send_outbox(*, include_failed: bool, stale_after: timedelta) -> dict[s
     outcome = {status.value: 0 for status in MessageStatus}
     for message in await Message.filter(status__in=statuses).order_by("id"):
         sender = await User.get(id=message.sender_id)
-        if await deliver(message, sender, claim_from=statuses):
+        if await deliver(settings, message, sender, claim_from=statuses):
             outcome[message.status.value] += 1
     return outcome
 
 
-def _email(message: Message, sender_name: str, reply_to: str) -> EmailMessage:
+def _email(message: Message, sender_name: str, reply_to: str, sent_from: str) -> EmailMessage:
     email = EmailMessage()
-    email["From"] = formataddr((sender_name, settings.smtp_from))
+    email["From"] = formataddr((sender_name, sent_from))
     email["Reply-To"] = reply_to
     email["To"] = message.to_email
     if message.cc:
         email["Cc"] = ", ".join(entry["email"] for entry in message.cc)
     email["Subject"] = message.subject
-    email["Message-ID"] = make_msgid(domain=settings.smtp_from.rpartition("@")[2] or None)
+    email["Message-ID"] = make_msgid(domain=sent_from.rpartition("@")[2] or None)
     email["X-CRM-Message"] = global_id("Message", message.id) or ""
     email.set_content(message.body)
     return email
@@ -224,18 +226,22 @@ async def _claim(message: Message, statuses: tuple[MessageStatus, ...]) -> bool:
 
 
 async def deliver(
-    message: Message, sender: User, *, claim_from: tuple[MessageStatus, ...] = RETRIABLE
+    settings: Settings,
+    message: Message,
+    sender: User,
+    *,
+    claim_from: tuple[MessageStatus, ...] = RETRIABLE,
 ) -> bool:
-    """Hand the message to the SMTP server, retrying a failed attempt; record the outcome.
-    Called after the commit: a slow or failing server never holds the transaction. False, and
-    nothing done, when the message is not in one of `claim_from` (say, another process is
-    sending it)."""
+    """Hand the message to the SMTP server of `settings` (SMTP_URL, SMTP_FROM), retrying a
+    failed attempt; record the outcome. Called after the commit: a slow or failing server never
+    holds the transaction. False, and nothing done, when the message is not in one of
+    `claim_from` (say, another process is sending it)."""
     if not await _claim(message, claim_from):
         await message.refresh_from_db()
         return False
     url = urlparse(settings.smtp_url)
     try:
-        email = _email(message, sender.full_name, sender.email)
+        email = _email(message, sender.full_name, sender.email, settings.smtp_from)
     except ValueError as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])

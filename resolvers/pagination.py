@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -18,14 +17,12 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from config import settings
+from config import Settings
 from resolvers import cursors
 from resolvers.errors import bad_input
 from resolvers.loaders import fetch
 
 M = TypeVar("M", bound=Model)
-# The largest page this request may ask for: more for partners' API keys (set per request).
-page_limit: ContextVar[int | None] = ContextVar("crm_page_limit", default=None)
 _MAX_ID = 2**31 - 1  # ids are IntField: 32-bit integers on PostgreSQL
 _MAX_BIGINT = 2**63 - 1
 
@@ -85,8 +82,27 @@ def time_key(name: str, field: str) -> SortKey:
     return SortKey(name, field, parse_time, _dump_time)
 
 
-@dataclass
+@dataclass(frozen=True)
+class PageBounds:
+    """The page sizes of a request, from its app's settings: the largest page it may ask for
+    (more for partners' API keys), the page it gets when it names none, and how far a
+    totalCount counts."""
+
+    largest: int
+    default: int
+    count_limit: int
+
+    @classmethod
+    def of(cls, settings: Settings, *, api_key: bool = False) -> PageBounds:
+        largest = settings.api_key_max_page_size if api_key else settings.max_page_size
+        return cls(largest, settings.default_page_size, settings.count_limit)
+
+
+@dataclass(kw_only=True)
 class PageRequest:
+    """The page a client asked for, and the bounds its request pages within."""
+
+    bounds: PageBounds
     first: int | None = None
     after: str | None = None
     last: int | None = None
@@ -102,9 +118,8 @@ class Count:
     exact: bool
 
 
-async def count_up_to(query: QuerySet[M], limit: int | None = None) -> Count:
-    """Count the query's rows, reading at most `limit` + 1 of them (settings.count_limit)."""
-    bound = settings.count_limit if limit is None else limit
+async def count_up_to(query: QuerySet[M], bound: int) -> Count:
+    """Count the query's rows, reading at most `bound` + 1 of them (COUNT_LIMIT)."""
     rows = query.order_by().limit(bound + 1).values_list("id", flat=True)
     rows._choose_db_if_not_chosen()
     rows._make_query()
@@ -161,6 +176,7 @@ class Page(Window[M]):
     has_next_page: bool
     has_previous_page: bool
     query: QuerySet[M]  # the filtered rows before paging, for totalCount
+    count_limit: int  # how far totalCount counts
 
     @property
     def items(self) -> list[M]:  # type: ignore[override]
@@ -170,7 +186,7 @@ class Page(Window[M]):
         return encode_cursor(self.key, row)
 
     def __post_init__(self) -> None:
-        self.total_count = CountOnce(lambda: count_up_to(self.query))
+        self.total_count = CountOnce(lambda: count_up_to(self.query, self.count_limit))
 
 
 def encode_cursor(key: SortKey, row: Model) -> str:
@@ -236,7 +252,7 @@ async def paginate(
     descending: bool = False,
     max_page_size: int | None = None,
 ) -> Page[M]:
-    limit = max_page_size or page_limit.get() or settings.max_page_size
+    limit = max_page_size or page.bounds.largest
     _check_size(page.first, "first", limit)
     _check_size(page.last, "last", limit)
     if page.first is not None and page.last is not None:
@@ -253,7 +269,7 @@ async def paginate(
     backwards = page.last is not None
     size = page.last if backwards else page.first
     if size is None:
-        size = settings.default_page_size
+        size = page.bounds.default
     rows = await fetch(query.order_by(*_order(key, descending != backwards)).limit(size + 1))
     more = len(rows) > size
     rows = rows[:size]
@@ -265,6 +281,7 @@ async def paginate(
         has_next_page=more if not backwards else page.before is not None,
         has_previous_page=more if backwards else page.after is not None,
         query=filtered,
+        count_limit=page.bounds.count_limit,
     )
 
 

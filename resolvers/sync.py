@@ -36,7 +36,6 @@ from tortoise.functions import Max
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from config import settings
 from models import (
     Account,
     Activity,
@@ -320,21 +319,22 @@ async def changes(
     cursor: list[Any] = (
         _decode(since) if since else ["S", await _snapshot_mark(organization_id), 0, 0]
     )
-    await _check_retention(organization_id, cursor)
+    retention = ctx.settings.sync_retention_days
+    await _check_retention(organization_id, cursor, retention)
     entries: list[Entry] = []
     if cursor[0] in ("S", "SNAP"):
         entries, cursor = await _snapshot(organization_id, wanted, cursor, first + 1)
     if len(entries) <= first and cursor[0] in ("C", "CHG"):
         found, cursor = await _changes(organization_id, wanted, cursor, first + 1 - len(entries))
         entries += found
-        await _check_retention(organization_id, cursor)  # a prune may have run meanwhile
+        await _check_retention(organization_id, cursor, retention)  # a prune may have run meanwhile
     more = len(entries) > first
     entries = entries[:first]
     end = entries[-1].cursor if entries else _encode(cursor)
     return ChangePage(entries, end, more)
 
 
-async def _check_retention(organization_id: int, cursor: list[Any]) -> None:
+async def _check_retention(organization_id: int, cursor: list[Any], retention_days: int) -> None:
     if cursor[0] in ("C", "S"):
         gone = cursor[1] < await _pruned_through(organization_id)
     else:  # the legacy order: the newest (txid, id) pruned of it
@@ -342,7 +342,7 @@ async def _check_retention(organization_id: int, cursor: list[Any]) -> None:
         gone = (cursor[1], cursor[2]) < (state.pruned_txid, state.pruned_through)
     if gone:
         raise _resync(
-            f"Changes older than {settings.sync_retention_days} days are gone: sync again "
+            f"Changes older than {retention_days} days are gone: sync again "
             "from the start (since: null)."
         )
 

@@ -16,14 +16,20 @@ from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from config import settings
 from models import ActivityAttendee, Comment, Contact, Event, EventKind, LifecycleChange
 from resolvers import cursors
 from resolvers.access import ACTIVITIES, deals_of
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
-from resolvers.pagination import Count, CountOnce, Window, count_up_to, parse_time
+from resolvers.pagination import (
+    Count,
+    CountOnce,
+    PageRequest,
+    Window,
+    count_up_to,
+    parse_time,
+)
 
 
 class EntryKind(str, Enum):
@@ -68,6 +74,7 @@ class TimelinePage(Window[Entry]):
     entries: list[Entry]
     has_next_page: bool
     sources: list[Source]
+    count_limit: int  # how far totalCount counts each kind of entry
     has_previous_page: bool = False  # timelines page forward
 
     @property
@@ -81,7 +88,7 @@ class TimelinePage(Window[Entry]):
         self.total_count = CountOnce(self._count)
 
     async def _count(self) -> Count:
-        counts = [await count_up_to(source.query) for source in self.sources]
+        counts = [await count_up_to(source.query, self.count_limit) for source in self.sources]
         return Count(sum(count.value for count in counts), all(count.exact for count in counts))
 
 
@@ -117,13 +124,15 @@ def _after(source: Source, cursor: tuple[datetime, EntryKind, int]) -> Q:
 
 
 async def page(
-    sources: list[Source], first: int | None, after: str | None, include: list[EntryKind] | None
+    sources: list[Source], request: PageRequest, include: list[EntryKind] | None
 ) -> TimelinePage:
-    size = settings.default_page_size if first is None else first
-    if not 0 <= size <= settings.max_page_size:
-        raise bad_input("first", f"first must be between 0 and {settings.max_page_size}.")
+    """A page forward (`first`, `after`) through the sources' entries, newest first."""
+    bounds = request.bounds
+    size = bounds.default if request.first is None else request.first
+    if not 0 <= size <= bounds.largest:
+        raise bad_input("first", f"first must be between 0 and {bounds.largest}.")
     chosen = [source for source in sources if include is None or source.kind in include]
-    cursor = _decode(after) if after else None
+    cursor = _decode(request.after) if request.after else None
     found: list[Entry] = []
     for source in chosen:
         query = source.query if cursor is None else source.query.filter(_after(source, cursor))
@@ -132,7 +141,7 @@ async def page(
             at = getattr(row, source.time_field)
             found.append(Entry(source.kind, at, row, _encode(source.kind, at, row.pk)))
     found.sort(key=lambda entry: (entry.at, _RANK[entry.kind], entry.row.pk), reverse=True)
-    return TimelinePage(found[:size], len(found) > size, chosen)
+    return TimelinePage(found[:size], len(found) > size, chosen, bounds.count_limit)
 
 
 def _changes(record_filter: Q, organization_id: int) -> QuerySet[Event]:

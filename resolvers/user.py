@@ -69,7 +69,7 @@ async def create_user(
     name = validation.text(full_name, "fullName")
     validation.password(password)
     await _check_manager(ctx, manager_id, None)
-    password_hash = await hash_password(password)
+    password_hash = await hash_password(ctx.settings, password)
     async with in_transaction():
         if await User.filter(email=address).exists():
             raise conflict("A user with this email already exists.", field="email")
@@ -137,5 +137,5 @@ async def change_password(ctx: RequestContext, current: str, new: str) -> None:
     if not await verify_password(viewer.password_hash, current):
         raise bad_input("currentPassword", "The current password is wrong.")
     validation.password(new, "newPassword")
-    viewer.password_hash = await hash_password(new)
+    viewer.password_hash = await hash_password(ctx.settings, new)
     await viewer.save(update_fields=["password_hash", "updated_at"])

@@ -107,6 +107,8 @@ class CrmSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    """The schema, enforcing and reporting the limits of `settings` (depth, aliases, tokens,
+    cost) whatever app serves it."""
     # The depth and alias limits are validation rules. Strawberry's QueryDepthLimiter and
     # MaxAliasesLimiter build their rule, a new class, for every operation: CPU on every request,
     # and 4.5 KiB that each live subscription kept. The rules are built once here instead.
@@ -125,7 +127,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: Validation(hide_suggestions=not settings.introspection),
         Gatekeeper,
         ApiKeyScopes,
-        QueryCost,
+        lambda: QueryCost(settings=settings),
         OrganizationShare,
     ]
     if not settings.introspection:

@@ -92,7 +92,8 @@ class Account(relay.Node, Declared):
         include: list[EntryKind] | None = None,
     ) -> TimelineConnection:
         sources = await timeline.account_sources(context(info), self.id)
-        return await timeline_connection(sources, first, after, include)
+        page = page_request(info, first, after, None, None)
+        return await timeline_connection(sources, page, include)
 
     @strawberry.field(description="The account's contacts.")
     async def contacts(
@@ -197,7 +198,7 @@ class AccountQueries:
         order, descending = ordering(order_by, "CREATED_AT")
         page = await accounts.list_accounts(
             context(info),
-            page_request(first, after, last, before),
+            page_request(info, first, after, last, before),
             filter_values(filter, {"owner_ids": ("filter.ownerIds", "User")}),
             order,
             descending,

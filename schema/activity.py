@@ -183,7 +183,7 @@ class ActivityQueries:
         values: dict[str, Any] = filter_values(filter, {"owner_id": ("filter.ownerId", "User")})
         page = await activities.agenda(
             context(info),
-            page_request(first, after, last, before),
+            page_request(info, first, after, last, before),
             values.get("owner_id"),
             values.get("from_"),
             values.get("to"),

@@ -163,9 +163,11 @@ def connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
 
 
 def page_request(
-    first: int | None, after: str | None, last: int | None, before: str | None
+    info: Info, first: int | None, after: str | None, last: int | None, before: str | None
 ) -> PageRequest:
-    return PageRequest(first=first, after=after, last=last, before=before)
+    """The page asked for, within the request's bounds (its settings' page sizes)."""
+    bounds = context(info).page_bounds
+    return PageRequest(bounds=bounds, first=first, after=after, last=last, before=before)
 
 
 def ordering(order_by: Any, default: str) -> tuple[str, bool]:

@@ -181,7 +181,7 @@ class Campaign(relay.Node, Declared):
         statuses: list[MemberStatus] | None = None,
     ) -> Connection[CampaignMember]:
         page = await campaigns.list_members(
-            context(info), self.id, page_request(first, after, None, None), statuses
+            context(info), self.id, page_request(info, first, after, None, None), statuses
         )
         return connection(page, CampaignMember.from_row)
 
@@ -251,7 +251,10 @@ class CampaignQueries:
         ] = None,
     ) -> Connection[Campaign]:
         page = await campaigns.list_campaigns(
-            context(info), page_request(first, after, last, before), statuses, in_utc(updated_since)
+            context(info),
+            page_request(info, first, after, last, before),
+            statuses,
+            in_utc(updated_since),
         )
         return connection(page, Campaign.from_row)
 

@@ -110,7 +110,9 @@ class Contact(relay.Node, Declared):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[LifecycleChange]:
-        page = await list_changes(context(info), self.id, page_request(first, after, last, before))
+        page = await list_changes(
+            context(info), self.id, page_request(info, first, after, last, before)
+        )
         return connection(page, LifecycleChange.from_row)
 
     @strawberry.field(
@@ -124,7 +126,8 @@ class Contact(relay.Node, Declared):
         include: list[EntryKind] | None = None,
     ) -> TimelineConnection:
         sources = await timeline.contact_sources(context(info), self.id)
-        return await timeline_connection(sources, first, after, include)
+        page = page_request(info, first, after, None, None)
+        return await timeline_connection(sources, page, include)
 
     @strawberry.field(
         description="The products on the won opportunities it is the primary contact of."
@@ -238,7 +241,7 @@ async def contacts_connection(
     if account_id is not None:
         filters["account_id"] = account_id
     page = await contacts.list_contacts(
-        context(info), page_request(first, after, last, before), filters, order, descending
+        context(info), page_request(info, first, after, last, before), filters, order, descending
     )
     return connection(page, Contact.from_row)
 

@@ -211,7 +211,7 @@ class Deal(relay.Node, Declared):
         before: str | None = None,
     ) -> Connection[Annotated[Event, strawberry.lazy("schema.event")]]:
         page = await list_history(
-            context(info), self.kind.name, self.id, page_request(first, after, last, before)
+            context(info), self.kind.name, self.id, page_request(info, first, after, last, before)
         )
         return connection(page, declared(EventRow).make)
 
@@ -225,7 +225,7 @@ class Deal(relay.Node, Declared):
         before: str | None = None,
     ) -> Connection[Annotated[Activity, strawberry.lazy("schema.activity")]]:
         page = await list_deal_activities(
-            context(info), self.kind, self.id, page_request(first, after, last, before)
+            context(info), self.kind, self.id, page_request(info, first, after, last, before)
         )
         return connection(page, declared(ActivityRow).make)
 
@@ -240,7 +240,8 @@ class Deal(relay.Node, Declared):
         include: list[EntryKind] | None = None,
     ) -> TimelineConnection:
         sources = await timeline.deal_sources(context(info), self.kind, self.id)
-        return await timeline_connection(sources, first, after, include)
+        page = page_request(info, first, after, None, None)
+        return await timeline_connection(sources, page, include)
 
     @strawberry.field(description="Comments, newest first.")
     async def comments(
@@ -252,7 +253,7 @@ class Deal(relay.Node, Declared):
         before: str | None = None,
     ) -> Connection[Comment]:
         page = await deals.list_comments(
-            context(info), self.kind, self.id, page_request(first, after, last, before)
+            context(info), self.kind, self.id, page_request(info, first, after, last, before)
         )
         return connection(page, Comment.from_row)
 

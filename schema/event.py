@@ -115,7 +115,7 @@ class NotificationQueries:
         unread_only: bool = False,
     ) -> Connection[Notification]:
         page = await notifications.list_notifications(
-            context(info), page_request(first, after, last, before), unread_only
+            context(info), page_request(info, first, after, last, before), unread_only
         )
         return connection(page, Notification.from_row)
 

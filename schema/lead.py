@@ -231,7 +231,7 @@ class LeadQueries:
         order, descending = ordering(order_by, "CREATED_AT")
         page = await leads.list_leads(
             context(info),
-            page_request(first, after, last, before),
+            page_request(info, first, after, last, before),
             filter_values(filter, FILTER_IDS),
             order,
             descending,

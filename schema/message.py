@@ -120,7 +120,10 @@ class MessageQueries:
         ] = None,
     ) -> Connection[Message]:
         page = await messages.list_messages(
-            context(info), page_request(first, after, last, before), statuses, in_utc(updated_since)
+            context(info),
+            page_request(info, first, after, last, before),
+            statuses,
+            in_utc(updated_since),
         )
         return connection(page, Message.from_row)
 

@@ -246,7 +246,7 @@ async def opportunities_connection(
     if account_id is not None:
         filters["account_id"] = account_id
     page = await opportunities.list_opportunities(
-        context(info), page_request(first, after, last, before), filters, order, descending
+        context(info), page_request(info, first, after, last, before), filters, order, descending
     )
     return connection(page, Opportunity.from_row)
 

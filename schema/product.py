@@ -198,7 +198,7 @@ class ProductQueries:
     ) -> Connection[Product]:
         filters = filter_values(filter)
         page = await products.list_products(
-            context(info), page_request(first, after, last, before), filters
+            context(info), page_request(info, first, after, last, before), filters
         )
         return connection(page, Product.from_row)
 

@@ -110,7 +110,7 @@ class Segment(relay.Node, Declared):
         before: str | None = None,
     ) -> Connection[Contact]:
         page = await segments.members(
-            context(info), self.conditions, page_request(first, after, last, before)
+            context(info), self.conditions, page_request(info, first, after, last, before)
         )
         return connection(page, Contact.from_row)
 
@@ -166,7 +166,7 @@ class SegmentQueries:
         ] = None,
     ) -> Connection[Segment]:
         page = await segments.list_segments(
-            context(info), page_request(first, after, last, before), in_utc(updated_since)
+            context(info), page_request(info, first, after, last, before), in_utc(updated_since)
         )
         return connection(page, Segment.from_row)
 

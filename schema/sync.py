@@ -26,7 +26,6 @@ from resolvers import sync
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.events import global_id
-from resolvers.pagination import page_limit
 from schema.base import Info, context, pk_of
 from schema.engine.cost import fragments_of, operation_of
 from schema.records import BY_MODEL, Declared, column, record
@@ -147,8 +146,10 @@ class SyncQueries:
         types: list[str] | None = None,
         first: int = 100,
     ) -> ChangeConnection:
-        limit = page_limit.get() or 100
-        page = await sync.changes(context(info), since, types, first, limit)
+        ctx = context(info)
+        # A partner's key pulls pages as large as its lists; a signed-in admin, 100.
+        limit = ctx.page_bounds.largest if ctx.api_key is not None else 100
+        page = await sync.changes(ctx, since, types, first, limit)
         nodes = [
             Change(
                 cursor=entry.cursor,

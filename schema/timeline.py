@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from resolvers import timeline as timelines
+from resolvers.pagination import PageRequest
 from resolvers.timeline import EntryKind
 from schema.activity import Activity
 from schema.base import CountPrecision, precision
@@ -64,12 +65,9 @@ class TimelineConnection:
 
 
 async def timeline_connection(
-    sources: list[timelines.Source],
-    first: int | None,
-    after: str | None,
-    include: list[EntryKind] | None,
+    sources: list[timelines.Source], page_request: PageRequest, include: list[EntryKind] | None
 ) -> TimelineConnection:
-    page = await timelines.page(sources, first, after, include)
+    page = await timelines.page(sources, page_request, include)
     edges = [
         TimelineEdge(
             cursor=entry.cursor, kind=entry.kind, at=entry.at, node=_WRAP[entry.kind](entry.row)

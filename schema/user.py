@@ -132,7 +132,7 @@ class UserQueries:
             descending = False
         page = await users.list_users(
             context(info),
-            page_request(first, after, last, before),
+            page_request(info, first, after, last, before),
             filter_values(filter, {"manager_id": ("filter.managerId", "User")}),
             order,
             descending,

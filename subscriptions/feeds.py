@@ -98,7 +98,7 @@ async def live_cursor(ctx: RequestContext) -> str:
 
 def _check_room(ctx: RequestContext) -> None:
     """At most MAX_SUBSCRIPTIONS_PER_CONNECTION live subscriptions on one websocket."""
-    limit = ctx.gate.config.max_subscriptions_per_connection if ctx.gate else 0
+    limit = ctx.settings.max_subscriptions_per_connection
     if limit and ctx.open_feeds >= limit:
         raise ApiError(
             ErrorCode.TOO_MANY_SUBSCRIPTIONS,

@@ -1,7 +1,8 @@
 """The suite runs the real app, served by uvicorn over loopback HTTP, on SQLite and PostgreSQL.
 
 Every test gets its own organization (signUp), so tests share a database without sharing data.
-The PostgreSQL database is created for the session and dropped after it.
+The PostgreSQL database is created for the session and dropped after it. A test that needs other
+settings serves another app beside it, in this process (`live_server.serve(...)`).
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ os.environ.setdefault("CORS_ORIGINS", "https://app.example")
 
 import asyncio
 import logging
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
-from config import settings
+from config import Settings
 from manage import migrate
-from server import create_app
+from tests.apps import AppServer, serve
 from tests.helpers import Api, Org, new_org
 
 # tests.paging holds assertions of its own: let pytest explain their failures.
@@ -46,17 +46,17 @@ if DATABASE not in ("sqlite", "postgres"):
     raise RuntimeError(f"TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class LiveServer:
     database: str
     database_url: str
     base_url: str
+    settings: Settings  # the app's
+
+    def serve(self, **changes: Any) -> AbstractAsyncContextManager[AppServer]:
+        """Another app on the same database, in this process, with these settings changed:
+        `async with live_server.serve(max_query_cost=50) as server: ... server.base_url`."""
+        return serve(replace(self.settings, **changes), orm=False)
 
 
 async def _create_postgres_database() -> tuple[str, str]:
@@ -99,33 +99,21 @@ async def live_server() -> AsyncIterator[LiveServer]:
     else:
         pg_name, database_url = await _create_postgres_database()
     await migrate(database_url)
-    port = _free_port()
-    # Rate limits, login throttling and sign-up limits are tested on server processes of their
-    # own (tests/test_limits.py, tests/test_doors.py): every test here signs up and logs in.
-    app = create_app(
-        replace(
-            settings,
-            database_url=database_url,
-            rate_limit_per_second=0,
-            rate_limit_org_per_second=0,
-            signups_per_hour=0,
-            login_failures_per_account=0,
-            login_failures_per_address=0,
-        )
+    # Rate limits, login throttling and sign-up limits are tested on apps of their own
+    # (tests/test_limits.py, tests/test_doors.py): every test here signs up and logs in.
+    settings = replace(
+        Settings.from_env(),
+        database_url=database_url,
+        rate_limit_per_second=0,
+        rate_limit_org_per_second=0,
+        signups_per_hour=0,
+        login_failures_per_account=0,
+        login_failures_per_address=0,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
     try:
-        yield LiveServer(database, database_url, f"http://127.0.0.1:{port}")
+        async with serve(settings, orm=True) as server:
+            yield LiveServer(database, database_url, server.base_url, settings)
     finally:
-        server.should_exit = True
-        await task
         if pg_name:
             await _drop_postgres_database(pg_name)
         if tmp:

@@ -189,7 +189,7 @@ def global_id(type_name: str, pk: int | str) -> str:
 
 
 async def live_subscriptions(http: httpx.AsyncClient) -> int:
-    """How many live subscriptions the server process holds (its /metrics gauge)."""
+    """How many live subscriptions the serving process holds (its /metrics gauge)."""
     metrics = (await http.get("/metrics")).text
     for line in metrics.splitlines():
         if line.startswith("crm_live_subscriptions "):

@@ -9,9 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from config import settings
 from tests.helpers import PASSWORD, SIGN_UP, create_opportunity, unique_email
-from tests.processes import ServerProcess
 from tests.ws import PROTOCOLS, OperationError, expect_rejected, live_client
 
 # One event costs 1 + 1 + 1 + 1 + 100 x (1 + 1 + 1 + 100): over MAX_SUBSCRIPTION_COST
@@ -43,8 +41,9 @@ async def test_a_costly_subscription_is_refused_when_it_subscribes(live_server, 
     async with live_client(live_server.base_url, org.seller.api.token, protocol) as client:
         errors = await refused(client, COSTLY_SUBSCRIPTION, {"id": deal["id"]})
         assert code_of(errors) == "QUERY_TOO_COSTLY"
-        assert errors[0]["extensions"]["limit"] == settings.max_subscription_cost
-        assert errors[0]["extensions"]["cost"] > settings.max_subscription_cost
+        limit = live_server.settings.max_subscription_cost
+        assert errors[0]["extensions"]["limit"] == limit
+        assert errors[0]["extensions"]["cost"] > limit
         # A cheap one on the same socket runs.
         cheap = await client.subscribe(CHEAP_SUBSCRIPTION, {"id": deal["id"]})
         await cheap.expect_nothing(0.2)
@@ -54,14 +53,10 @@ async def test_a_costly_subscription_is_refused_when_it_subscribes(live_server, 
 async def test_subscriptions_draw_from_the_rate_limit_and_obey_the_allow_list(
     live_server, org, protocol
 ):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "RATE_LIMIT_PER_SECOND": "0.05",
-        "RATE_LIMIT_BURST": "2",
-        "PERSISTED_QUERIES": "allowlist",
-    }
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(
+            rate_limit_per_second=0.05, rate_limit_burst=2, persisted_queries="allowlist"
+        ) as server,
         live_client(server.base_url, org.seller.api.token, protocol) as client,
     ):
         codes = [code_of(await refused(client, NOTIFICATIONS)) for _ in range(3)]
@@ -71,7 +66,7 @@ async def test_subscriptions_draw_from_the_rate_limit_and_obey_the_allow_list(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_subscriptions_per_connection_are_capped(live_server, org, protocol):
-    limit = settings.max_subscriptions_per_connection
+    limit = live_server.settings.max_subscriptions_per_connection
     async with live_client(live_server.base_url, org.seller.api.token, protocol) as client:
         operations = [await client.subscribe(NOTIFICATIONS) for _ in range(limit)]
         await operations[-1].expect_nothing(0.3)
@@ -84,7 +79,7 @@ async def test_subscriptions_per_connection_are_capped(live_server, org, protoco
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_connections_per_user_are_capped(live_server, org, protocol):
-    limit = settings.max_connections_per_user
+    limit = live_server.settings.max_connections_per_user
     url, token = live_server.base_url, org.teammate.api.token
     clients = [live_client(url, token, protocol) for _ in range(limit)]
     try:
@@ -107,8 +102,9 @@ async def test_connections_per_user_are_capped(live_server, org, protocol):
 # Before any work, over HTTP
 
 
-async def test_a_body_over_the_limit_is_refused_with_413(http):
-    padding = "x" * (settings.max_body_bytes + 1)
+async def test_a_body_over_the_limit_is_refused_with_413(live_server, http):
+    limit = live_server.settings.max_body_bytes
+    padding = "x" * (limit + 1)
     body = json.dumps({"query": "{ __typename }", "variables": {"padding": padding}})
     response = await http.post(
         "/graphql", content=body, headers={"content-type": "application/json"}
@@ -119,7 +115,7 @@ async def test_a_body_over_the_limit_is_refused_with_413(http):
     assert error["extensions"]["requestId"] == response.headers["x-request-id"]
 
     async def chunks():  # no Content-Length: counted as it arrives
-        for _ in range(settings.max_body_bytes // 65536 + 2):
+        for _ in range(limit // 65536 + 2):
             yield b" " * 65536
 
     streamed = await http.post(
@@ -129,8 +125,8 @@ async def test_a_body_over_the_limit_is_refused_with_413(http):
     assert streamed.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
 
 
-async def test_json_nested_too_deep_is_a_clear_400(http):
-    for depth in (settings.max_json_depth + 5, 100_000):
+async def test_json_nested_too_deep_is_a_clear_400(live_server, http):
+    for depth in (live_server.settings.max_json_depth + 5, 100_000):
         body = '{"query": "{ __typename }", "variables": {"a": ' + "[" * depth + "]" * depth + "}}"
         response = await http.post(
             "/graphql", content=body, headers={"content-type": "application/json"}
@@ -147,9 +143,8 @@ async def test_json_nested_too_deep_is_a_clear_400(http):
 
 
 async def test_a_websocket_message_over_the_body_limit_closes_the_socket(live_server, org):
-    env = {"DATABASE_URL": live_server.database_url, "MAX_BODY_BYTES": "65536"}
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(max_body_bytes=65536) as server,
         live_client(server.base_url, org.seller.api.token) as client,
     ):
         await client.subscribe("{ __typename }", {"padding": "x" * 70_000})
@@ -157,20 +152,15 @@ async def test_a_websocket_message_over_the_body_limit_closes_the_socket(live_se
     assert code == 1009  # message too big
 
 
-async def test_a_document_over_the_length_limit_is_refused_before_parsing(api):
-    document = "{ __typename " + " " * settings.max_query_length + "}"
+async def test_a_document_over_the_length_limit_is_refused_before_parsing(live_server, api):
+    document = "{ __typename " + " " * live_server.settings.max_query_length + "}"
     error = await api.error(document)
     assert error["extensions"]["code"] == "REQUEST_TOO_LARGE"
 
 
 async def test_invalid_documents_pay_the_rate_limit_too(live_server):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "RATE_LIMIT_PER_SECOND": "0.05",
-        "RATE_LIMIT_BURST": "3",
-    }
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(rate_limit_per_second=0.05, rate_limit_burst=3) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
     ):
         codes = []

@@ -11,7 +11,6 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from config import settings
 from server import create_app
 from tests.helpers import UPDATE, create_lead, create_opportunity, global_id
 from tests.test_deals import COMMENT
@@ -22,8 +21,10 @@ HISTORY = """query($id: ID!) { node(id: $id) { ... on Deal {
   history(first: 20) { nodes { kind changes } } } } }"""
 
 
-async def test_no_suggestions_where_introspection_is_off():
-    production = replace(settings, environment="production", graphiql=False, introspection=False)
+async def test_no_suggestions_where_introspection_is_off(live_server):
+    production = replace(
+        live_server.settings, environment="production", graphiql=False, introspection=False
+    )
     transport = httpx.ASGITransport(app=create_app(production))
     async with httpx.AsyncClient(transport=transport, base_url="http://prod") as client:
         for document in ("{ viewr { id } }", "mutation { createUsr { id } }"):

@@ -16,6 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
+from config import Settings
+from resolvers.context import RequestContext
+from schema import build_schema
 from tests.helpers import PASSWORD, SIGN_UP, Member, create_account, pk, unique_email
 from tests.processes import ROOT, ServerProcess
 from tests.test_live_bus import REDIS_URL, _require_redis
@@ -89,6 +92,45 @@ async def test_fragments_that_explode_are_refused_at_once(org):
     assert answer["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
+async def test_two_apps_in_one_process_each_enforce_and_report_their_own_limits(live_server, org):
+    """Settings are passed, never global: each app refuses, and says so, by its own."""
+    aliased = "{ a: viewer { id } b: viewer { id } c: viewer { id } }"
+    async with (
+        live_server.serve(max_query_cost=10, max_aliases=2) as strict,
+        live_server.serve(max_query_cost=100, max_aliases=3) as lenient,
+    ):
+        refused = (await post(org.seller, {"query": SMALL}, strict.base_url)).json()
+        error = refused["errors"][0]
+        assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert (error["extensions"]["cost"], error["extensions"]["limit"]) == (12, 10)
+        assert "over the limit of 10" in error["message"]
+        answered = (await post(org.seller, {"query": SMALL}, lenient.base_url)).json()
+        assert "errors" not in answered
+        assert answered["extensions"]["cost"] == {"requested": 12, "limit": 100}
+        too_many = (await post(org.seller, {"query": aliased}, strict.base_url)).json()
+        assert too_many["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert too_many["errors"][0]["message"] == "3 aliases found. Allowed: 2"
+        three = (await post(org.seller, {"query": aliased}, lenient.base_url)).json()
+        assert three["data"]["a"]["id"] == org.seller.id
+    # The suite's own app kept its limit.
+    mine = (await post(org.seller, {"query": SMALL})).json()
+    assert mine["extensions"]["cost"]["limit"] == live_server.settings.max_query_cost
+
+
+async def test_a_schema_enforces_and_reports_the_limits_it_was_built_with():
+    """`build_schema(settings)` answers by its settings, whatever the request's context says."""
+    fields = "{ a: __typename b: __typename c: __typename }"  # costs 3
+    context = RequestContext(request_id="limits", settings=Settings())  # 200,000
+    tight = await build_schema(Settings(max_query_cost=2)).execute(fields, context_value=context)
+    assert tight.errors is not None
+    assert tight.errors[0].extensions == {"code": "QUERY_TOO_COSTLY", "cost": 3, "limit": 2}
+    roomy = await build_schema(Settings(max_query_cost=5)).execute(fields, context_value=context)
+    assert roomy.errors is None and roomy.data == {"a": "Query", "b": "Query", "c": "Query"}
+    assert roomy.extensions == {"cost": {"requested": 3, "limit": 5}}
+    few = await build_schema(Settings(max_aliases=2)).execute(fields, context_value=context)
+    assert few.errors is not None and few.errors[0].message == "3 aliases found. Allowed: 2"
+
+
 # Rate limits
 
 
@@ -121,13 +163,8 @@ async def test_a_rate_limit_is_shared_by_processes_through_redis(live_server, or
 async def test_websockets_and_exports_share_the_limit(live_server, org):
     from tests.ws import OperationError, live_client
 
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "RATE_LIMIT_PER_SECOND": "0.1",
-        "RATE_LIMIT_BURST": "2",
-    }
     _, made = await new_key(org)
-    async with ServerProcess(env) as server:
+    async with live_server.serve(rate_limit_per_second=0.1, rate_limit_burst=2) as server:
         async with live_client(server.base_url, org.seller.api.token) as client:
             codes = []
             for _ in range(3):
@@ -148,12 +185,7 @@ async def test_websockets_and_exports_share_the_limit(live_server, org):
 
 
 async def test_without_redis_each_process_limits_by_itself(live_server, org):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "RATE_LIMIT_PER_SECOND": "0.2",
-        "RATE_LIMIT_BURST": "2",
-    }
-    async with ServerProcess(env) as server:
+    async with live_server.serve(rate_limit_per_second=0.2, rate_limit_burst=2) as server:
         codes = []
         for _ in range(3):
             answer = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
@@ -214,8 +246,7 @@ async def test_the_allow_list_runs_registered_queries_only(live_server, org):
     digest = hashlib.sha256(registered.encode()).hexdigest()
     assert output.decode().startswith(digest)
     _, made = await new_key(org)
-    env = {"DATABASE_URL": live_server.database_url, "PERSISTED_QUERIES": "allowlist"}
-    async with ServerProcess(env) as server:
+    async with live_server.serve(persisted_queries="allowlist") as server:
         raw = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
         assert raw["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
         by_hash = (await post(org.seller, persisted(None, digest), server.base_url)).json()
@@ -260,14 +291,10 @@ def _code(answer: dict[str, Any]) -> str | None:
 async def test_logins_are_throttled_per_account_and_address_alike_for_unknown_emails(
     live_server, org
 ):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "LOGIN_FAILURES_PER_ACCOUNT": "2",
-        "LOGIN_FAILURES_PER_ADDRESS": "6",
-        "SIGNUPS_PER_HOUR": "1",
-    }
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(
+            login_failures_per_account=2, login_failures_per_address=6, signups_per_hour=1
+        ) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
     ):
         unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
@@ -313,12 +340,7 @@ async def test_logins_are_throttled_per_account_and_address_alike_for_unknown_em
 
 
 async def test_each_organization_has_a_bucket_of_its_own(live_server, org, other_org):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "RATE_LIMIT_ORG_PER_SECOND": "0.05",
-        "RATE_LIMIT_ORG_BURST": "3",
-    }
-    async with ServerProcess(env) as server:
+    async with live_server.serve(rate_limit_org_per_second=0.05, rate_limit_org_burst=3) as server:
         codes = []
         for member in (org.seller, org.teammate, org.manager, org.admin):
             answer = (await post(member, {"query": SMALL}, server.base_url)).json()
@@ -352,15 +374,10 @@ async def test_exports_have_slots_per_organization_and_stop_for_idle_readers(
     if live_server.database == "sqlite":
         pytest.skip("SQLite has one connection: every request waits while an export streams")
     await _many_accounts(live_server.database_url, org, 150_000)
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "EXPORTS_PER_ORGANIZATION": "1",
-        "EXPORT_SEND_TIMEOUT_SECONDS": "1",
-    }
     mine = {"authorization": f"Bearer {org.admin.api.token}"}
     theirs = {"authorization": f"Bearer {other_org.admin.api.token}"}
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(exports_per_organization=1, export_send_timeout_seconds=1) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http,
         http.stream("GET", "/export/accounts.ndjson", headers=mine) as held,
     ):
@@ -383,17 +400,13 @@ async def test_exports_have_slots_per_organization_and_stop_for_idle_readers(
 
 
 async def test_persisted_queries_are_kept_per_organization_within_caps(live_server, org, other_org):
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "PERSISTED_QUERIES_PER_ORGANIZATION": "2",
-        "PERSISTED_QUERY_MAX_LENGTH": "200",
-    }
-
     def document(n: int) -> tuple[str, str]:
         query = f"query Kept{n}{uuid.uuid4().hex[:6]} {{ viewer {{ id }} }}"
         return query, hashlib.sha256(query.encode()).hexdigest()
 
-    async with ServerProcess(env) as server:
+    async with live_server.serve(
+        persisted_queries_per_organization=2, persisted_query_max_length=200
+    ) as server:
         sent = [document(n) for n in range(3)]
         for query, digest in sent:
             assert (

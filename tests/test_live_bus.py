@@ -1,6 +1,7 @@
 """Live updates across server processes, on the real Redis and Postgres buses; outages; overflow.
 
-Each test starts its own server processes on the suite's database. Their poll of the event log is
+Each test starts its own server processes on the suite's database (or, where one process is
+enough, an app beside the suite's in this process). Their poll of the event log is
 set to a minute, so an event that arrives within a second came through the bus (or, after an
 outage, through the re-read the reconnection triggers), never through the poll.
 """
@@ -34,6 +35,8 @@ from tests.ws import PROTOCOLS, Subscription, live_client
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW_POLL = {"EVENT_POLL_SECONDS": "60", "AUTH_RECHECK_SECONDS": "60"}
+# The same for an app served in this process, on a memory bus of its own.
+SLOW = {"event_poll_seconds": 60.0, "auth_recheck_seconds": 60.0, "broadcast_url": "memory://"}
 
 
 async def _require_redis() -> None:
@@ -220,9 +223,8 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_resumes_without_los
     for lead in leads:
         await org.seller.api.data(SET_PRIMARY, record=lead, contact=contact["id"])
         await org.seller.api.data(ADD_FOLLOWER, record=lead, user=org.teammate.id)
-    env = _env(live_server, "memory://", SUBSCRIPTION_QUEUE_SIZE="3")
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(**SLOW, subscription_queue_size=3) as server,
         await _metrics(server.base_url) as http,
         live_client(server.base_url, org.teammate.api.token) as follower,
     ):
@@ -259,13 +261,12 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_resumes_without_los
 
 
 async def test_a_feed_without_after_starts_now_on_a_process_behind_the_log(live_server, http, org):
-    # The server process hears nothing of what the suite's own server writes (separate memory
-    # buses) and polls once a minute: its hub is behind the log when the follower subscribes.
+    # The other app hears nothing of what the suite's own app writes (separate memory buses)
+    # and polls once a minute: its hub is behind the log when the follower subscribes.
     lead = await create_lead(org.seller)
     await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.teammate.id)
-    env = _env(live_server, "memory://")
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(**SLOW) as server,
         await _metrics(server.base_url) as server_http,
         live_client(server.base_url, org.teammate.api.token) as client,
     ):

@@ -19,8 +19,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from models import Message, MessageStatus
+from tests.apps import AppServer
 from tests.helpers import create_contact, create_lead, create_opportunity, pk
-from tests.processes import ROOT, ServerProcess, free_port
+from tests.processes import ROOT, free_port
 from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY
 from tests.test_events import history
 
@@ -201,7 +202,7 @@ def smtp() -> Iterator[tuple[_Inbox, int]]:
         controller.stop()
 
 
-async def _post_to(server: ServerProcess, member, query: str, variables: dict) -> dict:
+async def _post_to(server: AppServer, member, query: str, variables: dict) -> dict:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30, trust_env=False) as http:
         response = await http.post(
             "/graphql",
@@ -211,7 +212,7 @@ async def _post_to(server: ServerProcess, member, query: str, variables: dict) -
     return response.json()
 
 
-async def _send_via(server: ServerProcess, member, values: dict) -> dict:
+async def _send_via(server: AppServer, member, values: dict) -> dict:
     body = await _post_to(server, member, SEND, {"input": values})
     assert not body.get("errors"), body
     return body["data"]["sendMessage"]
@@ -220,12 +221,8 @@ async def _send_via(server: ServerProcess, member, values: dict) -> dict:
 async def test_with_smtp_the_message_is_delivered(live_server, org, smtp):
     inbox, port = smtp
     opportunity, buyer, cfo = await deal_with_contacts(org.seller)
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "SMTP_URL": f"smtp://127.0.0.1:{port}",
-        "SMTP_FROM": "crm@seller.example",
-    }
-    async with ServerProcess(env) as server:
+    smtp_url, sent_from = f"smtp://127.0.0.1:{port}", "crm@seller.example"
+    async with live_server.serve(smtp_url=smtp_url, smtp_from=sent_from) as server:
         sent = await _send_via(
             server,
             org.seller,
@@ -254,8 +251,7 @@ async def test_with_smtp_the_message_is_delivered(live_server, org, smtp):
 
 async def test_an_unreachable_smtp_server_is_retried_then_the_message_fails(live_server, org):
     opportunity, _, _ = await deal_with_contacts(org.seller)
-    env = {"DATABASE_URL": live_server.database_url, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
-    async with ServerProcess(env) as server:
+    async with live_server.serve(smtp_url=f"smtp://127.0.0.1:{free_port()}") as server:
         sent = await _send_via(
             server, org.seller, {"recordId": opportunity["id"], "subject": "S", "body": "B"}
         )
@@ -295,8 +291,7 @@ RETRY = """mutation($id: ID!) {
 async def test_a_failed_message_is_retried_by_its_sender_once_smtp_works(live_server, org, smtp):
     inbox, port = smtp
     opportunity, buyer, _ = await deal_with_contacts(org.seller)
-    dead = {"DATABASE_URL": live_server.database_url, "SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
-    async with ServerProcess(dead) as server:
+    async with live_server.serve(smtp_url=f"smtp://127.0.0.1:{free_port()}") as server:
         failed = await _send_via(
             server, org.seller, {"recordId": opportunity["id"], "subject": "S", "body": "B"}
         )
@@ -305,8 +300,7 @@ async def test_a_failed_message_is_retried_by_its_sender_once_smtp_works(live_se
     error = await org.seller.api.error(RETRY, id=failed["id"])
     assert error["extensions"]["code"] == "CONFLICT"
 
-    working = {"DATABASE_URL": live_server.database_url, "SMTP_URL": f"smtp://127.0.0.1:{port}"}
-    async with ServerProcess(working) as server:
+    async with live_server.serve(smtp_url=f"smtp://127.0.0.1:{port}") as server:
         other = await _post_to(server, org.teammate, RETRY, {"id": failed["id"]})
         assert other["errors"][0]["extensions"]["code"] == "NOT_FOUND"  # not their message
         retried = await _post_to(server, org.seller, RETRY, {"id": failed["id"]})

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import httpx
 
-from config import settings
+from config import Settings
 from server import create_app
 
 ORIGIN = "https://app.example"  # the CORS_ORIGINS of the test server (conftest)
@@ -95,8 +95,10 @@ async def test_unexpected_errors_are_masked_and_logged(org, monkeypatch, caplog)
     assert "secret internals" in str(logged[-1].exc_info[1])
 
 
-async def test_production_switches_off_graphiql_and_introspection():
-    production = replace(settings, environment="production", graphiql=False, introspection=False)
+async def test_production_switches_off_graphiql_and_introspection(live_server):
+    production = replace(
+        live_server.settings, environment="production", graphiql=False, introspection=False
+    )
     app = create_app(production)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://prod") as client:
@@ -112,3 +114,17 @@ async def test_development_serves_graphiql(http):
     page = await http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
+
+
+def test_settings_are_read_by_the_entry_points_only(monkeypatch):
+    """No settings object to import: GC_THRESHOLD is read with the others, and the tortoise
+    CLI's configuration (config.TORTOISE_ORM) from DATABASE_URL when it asks."""
+    import config
+
+    assert not hasattr(config, "settings")
+    monkeypatch.setenv("GC_THRESHOLD", "1234")
+    monkeypatch.setenv("DATABASE_URL", "sqlite://elsewhere.sqlite3")
+    assert Settings.from_env().gc_threshold == 1234
+    assert config.TORTOISE_ORM["connections"]["default"] == "sqlite://elsewhere.sqlite3"
+    monkeypatch.delenv("GC_THRESHOLD")
+    assert Settings.from_env().gc_threshold == 50_000

@@ -114,22 +114,23 @@ async def _timed(member, base_url: str, rounds: int = 5) -> float:
 
 
 async def test_a_hung_or_dead_redis_costs_at_most_a_short_timeout(live_server, org):
-    async with RedisServer() as redis_server:
-        env = {
-            "DATABASE_URL": live_server.database_url,
-            "RATE_LIMIT_REDIS_URL": redis_server.url,
-            "RATE_LIMIT_PER_SECOND": "100",
-        }
-        async with ServerProcess(env) as server:
-            healthy = await _timed(org.seller, server.base_url, rounds=8)
-            assert redis_server.process is not None
-            os.kill(redis_server.process.pid, signal.SIGSTOP)  # hung: connected, never answers
-            try:
-                hung = await _timed(org.seller, server.base_url, rounds=8)
-            finally:
-                os.kill(redis_server.process.pid, signal.SIGCONT)
-            await redis_server.kill()  # dead: refused
-            dead = await _timed(org.seller, server.base_url, rounds=8)
+    async with (
+        RedisServer() as redis_server,
+        live_server.serve(
+            rate_limit_redis_url=redis_server.url,
+            rate_limit_per_second=100,
+            rate_limit_org_per_second=100,  # both buckets live in Redis
+        ) as server,
+    ):
+        healthy = await _timed(org.seller, server.base_url, rounds=8)
+        assert redis_server.process is not None
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # hung: connected, never answers
+        try:
+            hung = await _timed(org.seller, server.base_url, rounds=8)
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        await redis_server.kill()  # dead: refused
+        dead = await _timed(org.seller, server.base_url, rounds=8)
     # Each Redis call gives up within 100 ms, and the breaker stops calling it after a few.
     assert hung < healthy + 0.15, (healthy, hung)
     assert dead < healthy + 0.15, (healthy, dead)

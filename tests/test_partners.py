@@ -167,6 +167,18 @@ async def test_keys_page_further_than_people(org):
         "BAD_USER_INPUT",
         "first",
     )
+    # Timelines page like every list.
+    account = await create_account(org.admin)
+    timeline = """query($id: ID!, $first: Int) { node(id: $id) { ... on Account {
+      timeline(first: $first) { edges { cursor } } } } }"""
+    assert (await key.data(timeline, id=account["id"], first=1000))["node"]["timeline"]
+    for api, first in ((key, 1001), (org.admin.api, 101)):
+        error = await api.error(timeline, id=account["id"], first=first)
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+            "BAD_USER_INPUT",
+            "first",
+        )
+        assert f"between 0 and {first - 1}" in error["message"]
 
 
 # The change feed

@@ -1,6 +1,6 @@
 """Operation plans (schema/engine/plans.py) answer exactly as graphql-core does.
 
-A second server process serves the same database with OPERATION_PLANS=off. Every query here must
+A second app serves the same database with OPERATION_PLANS=off. Every query here must
 get the same response from both, keys in the same order, for each viewer: the rules of who reads
 what are the same on both paths. /metrics shows which path each operation took.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ from tortoise import Tortoise
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from config import settings
+from config import Settings
 from models import Account, Contact, Opportunity, User
 from resolvers.loaders import fetch, instances
 from schema import build_schema
@@ -38,7 +37,6 @@ from tests.helpers import (
     pk,
     wait_for_subscriptions,
 )
-from tests.processes import ServerProcess
 from tests.test_deals import ADD_FOLLOWER, COMMENT
 from tests.test_pipeline_sql import PIPELINE, seed_pipeline
 from tests.ws import live_client
@@ -118,15 +116,10 @@ async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
 
 @pytest.fixture
 async def graphql_core(live_server: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A server process on the same database that runs every operation on graphql-core."""
-    env = {
-        "DATABASE_URL": live_server.database_url,
-        "OPERATION_PLANS": "off",
-        "RATE_LIMIT_PER_SECOND": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+    """An app on the same database, in this process, that runs every operation on
+    graphql-core."""
     async with (
-        ServerProcess(env) as server,
+        live_server.serve(operation_plans=False) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as client,
     ):
         yield client
@@ -292,7 +285,7 @@ def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
     """A live event's result is shared only when no field of the selection depends on who
     reads it: users (actors, owners, managers) are the organization's; contacts and accounts
     are read through the viewer's rules."""
-    schema = build_schema(replace(settings, database_url="sqlite://:memory:"))._schema
+    schema = build_schema(Settings(database_url="sqlite://:memory:"))._schema
     shared = "subscription { followedEvents { kind actor { id manager { fullName } } } }"
     per_viewer = "{ opportunities { nodes { name owner { id } contact { email } } } }"
     plans = {}
@@ -306,7 +299,7 @@ def test_only_fields_the_same_for_every_viewer_make_a_shared_plan():
 
 def _node_selection(text: str) -> Selection:
     """The selection on the opportunities' nodes of a query's plan."""
-    schema = build_schema(replace(settings, database_url="sqlite://:memory:"))._schema
+    schema = build_schema(Settings(database_url="sqlite://:memory:"))._schema
     document = parse(text)
     operation = operation_of(document, None)
     assert operation is not None

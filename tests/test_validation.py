@@ -19,6 +19,7 @@ import httpx
 import pytest
 import strawberry
 
+from config import Settings
 from resolvers.context import RequestContext
 from schema.extensions import MASKED_MESSAGE, ErrorCodes
 from tests.helpers import (
@@ -898,7 +899,9 @@ class _Broken:
 
 async def test_unexpected_errors_are_masked_with_a_request_id():
     schema = strawberry.Schema(query=_Broken, extensions=[ErrorCodes])
-    result = await schema.execute("{ boom }", context_value=RequestContext(request_id="req-42"))
+    result = await schema.execute(
+        "{ boom }", context_value=RequestContext(request_id="req-42", settings=Settings())
+    )
     assert result.errors is not None and len(result.errors) == 1
     error = result.errors[0].formatted
     assert error["message"] == MASKED_MESSAGE

@@ -31,7 +31,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from config import settings
+from config import Settings
 from resolvers.errors import ErrorCode
 
 LIST_ESTIMATE = 10
@@ -51,8 +51,10 @@ class _Counter:
         fragments: dict[str, FragmentDefinitionNode],
         variables: dict[str, Any],
         defaults: dict[str, Any],
+        settings: Settings,
     ) -> None:
         self.schema = schema
+        self.settings = settings
         self.fragments = fragments
         self.variables = variables
         self.defaults = defaults
@@ -74,8 +76,8 @@ class _Counter:
                 size = self.variables.get(name, self.defaults.get(name))
             if isinstance(size, int) and size >= 0:
                 return size
-            return settings.api_key_max_page_size
-        return settings.default_page_size
+            return self.settings.api_key_max_page_size
+        return self.settings.default_page_size
 
     def cost(self, parent: Any, selections: SelectionSetNode, times: int, page: int | None) -> int:
         total = 0
@@ -132,9 +134,11 @@ def operation_cost(
     operation: OperationDefinitionNode,
     fragments: dict[str, FragmentDefinitionNode],
     variables: dict[str, Any] | None,
+    settings: Settings,
 ) -> int:
+    """What the operation costs; its page sizes default as `settings` say."""
     root = schema.get_root_type(operation.operation)
-    counter = _Counter(schema, fragments, variables or {}, _defaults(operation))
+    counter = _Counter(schema, fragments, variables or {}, _defaults(operation), settings)
     return counter.cost(root, operation.selection_set, 1, None)
 
 
@@ -144,10 +148,14 @@ class QueryCost(SchemaExtension):
 
     Checked in the validation step, after validation (schema.extensions.Validation): a refusal
     there is honoured on every path, subscriptions included (one set in `on_execute` is not, on
-    Strawberry's subscription path)."""
+    Strawberry's subscription path). The limits are those of the settings the schema was built
+    with (`schema.build_schema`)."""
 
     cost: int | None = None
     limit: int = 0
+
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
 
     def on_validate(self) -> Iterator[None]:
         self._check()
@@ -161,14 +169,15 @@ class QueryCost(SchemaExtension):
         operation = operation_of(document, context.operation_name)
         if operation is None:
             return
-        config = getattr(getattr(context.context, "gate", None), "config", settings)
+        settings = self.settings
         self.limit = (
-            config.max_subscription_cost
+            settings.max_subscription_cost
             if operation.operation is OperationType.SUBSCRIPTION
-            else config.max_query_cost
+            else settings.max_query_cost
         )
         schema = context.schema._schema  # noqa: SLF001  (graphql-core's schema)
-        self.cost = operation_cost(schema, operation, fragments_of(document), context.variables)
+        fragments = fragments_of(document)
+        self.cost = operation_cost(schema, operation, fragments, context.variables, settings)
         if self.cost > self.limit:
             what = (
                 "subscription" if operation.operation is OperationType.SUBSCRIPTION else "operation"

@@ -55,7 +55,7 @@ SENSITIVE_MUTATIONS = frozenset(
 @dataclass
 class Gate:
     limiter: RateLimiter
-    config: Settings
+    settings: Settings
     login: LoginThrottle
     _shares: dict[int, asyncio.Semaphore] = field(default_factory=dict)
 
@@ -63,7 +63,7 @@ class Gate:
     async def share(self, organization_id: int) -> AsyncIterator[None]:
         """One of the organization's ORG_CONCURRENCY places to execute in this process: a burst
         of one organization waits behind itself, and the others' operations go ahead."""
-        limit = self.config.org_concurrency
+        limit = self.settings.org_concurrency
         if limit <= 0:
             yield
             return
@@ -85,8 +85,8 @@ class Gate:
         if wait == 0 and ctx.viewer is not None:
             wait = await self.limiter.take(
                 f"org:{ctx.viewer.organization_id}",
-                rate=self.config.rate_limit_org_per_second,
-                burst=self.config.rate_limit_org_burst,
+                rate=self.settings.rate_limit_org_per_second,
+                burst=self.settings.rate_limit_org_burst,
             )
         return wait
 
@@ -95,12 +95,12 @@ class Gate:
     ) -> GraphQLError | None:
         """Before parsing: the document's length, the rate limits (unless this request drew
         already), the allow-list."""
-        if query is not None and len(query) > self.config.max_query_length:
+        if query is not None and len(query) > self.settings.max_query_length:
             return graphql_error(
                 ErrorCode.REQUEST_TOO_LARGE,
                 f"The document is {len(query)} characters long, over the limit of "
-                f"{self.config.max_query_length}.",
-                limit=self.config.max_query_length,
+                f"{self.settings.max_query_length}.",
+                limit=self.settings.max_query_length,
             )
         wait = await self.wait(ctx) if draw else 0.0
         if wait > 0:
@@ -114,7 +114,7 @@ class Gate:
                 retryAfter=seconds,
             )
         if (
-            self.config.persisted_queries == "allowlist"
+            self.settings.persisted_queries == "allowlist"
             and ctx.api_key is None
             and query is not None
             and not await allowlisted(query_hash(query))
@@ -233,12 +233,12 @@ class Gatekeeper(SchemaExtension):
         ctx = self.execution_context.context
         query = self.execution_context.query
         if isinstance(ctx, RequestContext) and ctx.persist_query and query and ctx.viewer:
-            config = ctx.gate.config
+            settings = ctx.settings
             await remember_query(
                 ctx.viewer.organization_id,
                 query,
-                keep=config.persisted_queries_per_organization,
-                longest=config.persisted_query_max_length,
+                keep=settings.persisted_queries_per_organization,
+                longest=settings.persisted_query_max_length,
             )
         yield
 
