@@ -116,7 +116,7 @@ async def create_contact(ctx: RequestContext, values: dict[str, Any]) -> Contact
             organization_id=viewer.organization_id, owner=owner, **cleaned
         )
         await _set_tags(contact, tags)
-        initial = {"owner_id": owner.id, **cleaned, "tags": tags or None}
+        initial = {"owner_id": owner.id, **cleaned, "tags": sorted(tags) or None}
         created = {name: (None, value) for name, value in initial.items()}
         await record_event(ctx, Contact, contact.id, EventKind.CREATED, diff=created)
         return contact

@@ -1,0 +1,192 @@
+"""History people can read: labels as they were at the time, no no-op fields, accounts' and
+contacts' histories with their read rules, and events stored in the models' terms."""
+
+from __future__ import annotations
+
+from models import Event
+from tests.helpers import create_account, create_contact, create_lead, create_opportunity, pk
+from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY, STAGES, UPDATE_OPPORTUNITY
+
+HISTORY = """
+query($id: ID!) {
+  node(id: $id) {
+    ... on Deal { history(first: 50) { edges { node { ...Event } } } }
+    ... on Account { history(first: 50) { totalCount edges { node { ...Event } } } }
+    ... on Contact { history(first: 50) { totalCount edges { node { ...Event } } } }
+  }
+}
+fragment Event on Event {
+  id kind recordType recordId changes actor { id }
+  fieldChanges { field from to fromLabel toLabel }
+}"""
+UPDATE_STAGE = """mutation($input: UpdatePipelineStageInput!) {
+  updatePipelineStage(input: $input) { id name }
+}"""
+UPDATE_USER = "mutation($input: UpdateUserInput!) { updateUser(input: $input) { id fullName } }"
+UPDATE_CONTACT = "mutation($input: UpdateContactInput!) { updateContact(input: $input) { id } }"
+UPDATE_ACCOUNT = "mutation($input: UpdateAccountInput!) { updateAccount(input: $input) { id } }"
+DELETE_CONTACT = "mutation($id: ID!) { deleteContact(id: $id) { id } }"
+USER_NAME = "query($id: ID!) { node(id: $id) { ... on User { fullName } } }"
+EVENT = "query($id: ID!) { node(id: $id) { id ... on Event { kind record { id } } } }"
+
+
+async def history(member, record_id):
+    data = await member.api.data(HISTORY, id=record_id)
+    return [edge["node"] for edge in data["node"]["history"]["edges"]]
+
+
+def changed(event):
+    """field -> (from, to, fromLabel, toLabel)"""
+    return {
+        change["field"]: (change["from"], change["to"], change["fromLabel"], change["toLabel"])
+        for change in event["fieldChanges"]
+    }
+
+
+async def test_a_change_keeps_the_names_of_what_it_named_at_the_time(org):
+    stages = (await org.seller.api.data(STAGES))["pipelineStages"]
+    first, second = stages[0], stages[1]
+    buyer = await create_contact(org.seller, firstName="Ada", lastName="Byron")
+    opportunity = await create_opportunity(org.seller)
+    record = opportunity["id"]
+    await org.seller.api.data(UPDATE_OPPORTUNITY, input={"id": record, "stageId": second["id"]})
+    await org.seller.api.data(SET_PRIMARY, record=record, contact=buyer["id"])
+    await org.manager.api.data(UPDATE_OPPORTUNITY, input={"id": record, "ownerId": org.teammate.id})
+    seller_name, teammate_name = [
+        (await org.admin.api.data(USER_NAME, id=member.id))["node"]["fullName"]
+        for member in (org.seller, org.teammate)
+    ]
+
+    # Renamed since: the history still says what they were called then.
+    await org.admin.api.data(UPDATE_STAGE, input={"id": second["id"], "name": "Renamed stage"})
+    await org.admin.api.data(UPDATE_STAGE, input={"id": first["id"], "name": "Renamed first"})
+    await org.seller.api.data(UPDATE_CONTACT, input={"id": buyer["id"], "lastName": "Lovelace"})
+    await org.admin.api.data(UPDATE_USER, input={"id": org.teammate.id, "fullName": "New Name"})
+
+    owner, primary, stage, created = await history(org.manager, record)
+    assert stage["kind"] == "STAGE_CHANGED"
+    assert changed(stage)["stageId"] == (first["id"], second["id"], first["name"], second["name"])
+    assert stage["changes"]["stageId"] == {"old": first["id"], "new": second["id"]}
+    assert changed(stage)["probability"][2:] == (None, None)  # a plain value has no label
+    assert changed(primary) == {"contactId": (None, buyer["id"], None, "Ada Byron")}
+    assert changed(owner)["ownerId"] == (org.seller.id, org.teammate.id, seller_name, teammate_name)
+    assert changed(created)["stageId"] == (None, first["id"], None, first["name"])
+    assert changed(created)["ownerId"] == (None, org.seller.id, None, seller_name)
+
+
+async def test_creations_leave_out_empty_fields_and_updates_unchanged_ones(org):
+    lead = await create_lead(org.seller)
+    created = (await history(org.seller, lead["id"]))[0]
+    assert created["kind"] == "CREATED"
+    assert all(value is not None for value in created["changes"].values())
+    assert all(change["to"] is not None for change in created["fieldChanges"])
+    assert "accountId" not in created["changes"] and "contactId" not in created["changes"]
+    assert {"title", "ownerId"} <= set(changed(created))
+
+    opportunity = await create_opportunity(org.seller, amount="100.00")
+    record = opportunity["id"]
+    same_and_new = {"id": record, "name": opportunity["name"], "amount": "150.00"}
+    await org.seller.api.data(UPDATE_OPPORTUNITY, input=same_and_new)
+    updated = (await history(org.seller, record))[0]
+    assert updated["changes"] == {"amount": {"old": "100.00", "new": "150.00"}}
+    assert changed(updated) == {"amount": ("100.00", "150.00", None, None)}
+    before = await history(org.seller, record)
+    await org.seller.api.data(UPDATE_OPPORTUNITY, input={"id": record, "name": opportunity["name"]})
+    assert await history(org.seller, record) == before  # nothing changed: no event
+
+
+async def test_accounts_and_contacts_have_a_history(org):
+    account = await create_account(org.seller, industry="Retail")
+    contact = await create_contact(
+        org.seller, accountId=account["id"], title="CFO", tags=["vip", "board"]
+    )
+    await org.seller.api.data(
+        UPDATE_ACCOUNT, input={"id": account["id"], "industry": "Retail", "city": "Lyon"}
+    )
+    await org.manager.api.data(
+        UPDATE_CONTACT, input={"id": contact["id"], "title": "CEO", "tags": ["vip"]}
+    )
+
+    updated, created = await history(org.seller, account["id"])
+    assert (created["kind"], created["recordType"], created["recordId"]) == (
+        "CREATED",
+        "Account",
+        account["id"],
+    )
+    assert created["actor"] == {"id": org.seller.id}
+    assert created["changes"] == {
+        "ownerId": {"old": None, "new": org.seller.id},
+        "name": {"old": None, "new": account["name"]},
+        "industry": {"old": None, "new": "Retail"},
+    }
+    assert changed(created)["ownerId"][3]  # the owner's name
+    assert updated["kind"] == "UPDATED"
+    assert updated["changes"] == {"city": {"old": None, "new": "Lyon"}}  # industry: unchanged
+
+    contact_updated, contact_created = await history(org.seller, contact["id"])
+    assert changed(contact_created)["accountId"] == (None, account["id"], None, account["name"])
+    assert changed(contact_created)["tags"][:2] == (None, ["board", "vip"])
+    assert "phone" not in changed(contact_created)
+    assert contact_updated["actor"] == {"id": org.manager.id}
+    assert changed(contact_updated) == {
+        "title": ("CFO", "CEO", None, None),
+        "tags": (["board", "vip"], ["vip"], None, None),
+    }
+    # Their events are nodes too, read with their record, and no deal's.
+    event = await org.teammate.api.data(EVENT, id=contact_updated["id"])
+    assert event["node"] == {"id": contact_updated["id"], "kind": "UPDATED", "record": None}
+
+
+async def test_account_and_contact_histories_follow_their_read_rules(org, other_org):
+    account = await create_account(org.seller)
+    contact = await create_contact(org.seller, accountId=account["id"])
+    lead = await create_lead(org.seller, contactId=contact["id"])
+    # Accounts and contacts are the organization's: every role reads them and their history.
+    for member in (org.admin, org.manager, org.seller, org.teammate, org.outsider):
+        assert [e["kind"] for e in await history(member, account["id"])] == ["CREATED"]
+        assert [e["kind"] for e in await history(member, contact["id"])] == ["CREATED"]
+    # Another organization reads neither them, nor their history, nor their events.
+    assert await other_org.admin.api.error_code(HISTORY, id=account["id"]) == "NOT_FOUND"
+    assert await other_org.seller.api.error_code(HISTORY, id=contact["id"]) == "NOT_FOUND"
+    event_id = (await history(org.seller, contact["id"]))[0]["id"]
+    assert await other_org.admin.api.error_code(EVENT, id=event_id) == "NOT_FOUND"
+
+    # A deleted contact is out of reach, history included; the records it left say so.
+    await org.seller.api.data(DELETE_CONTACT, id=contact["id"])
+    for member in (org.admin, org.seller, org.outsider):
+        assert await member.api.error_code(HISTORY, id=contact["id"]) == "NOT_FOUND"
+        assert await member.api.error_code(EVENT, id=event_id) == "NOT_FOUND"
+    left = (await history(org.seller, lead["id"]))[0]
+    assert changed(left)["contactId"][:3] == (contact["id"], None, "Pat " + contact["lastName"])
+
+
+async def test_events_are_stored_in_the_models_terms(org):
+    opportunity = await create_opportunity(org.seller)
+    cfo = await create_contact(org.seller, firstName="Grace", lastName="Hopper")
+    await org.seller.api.data(
+        ADD_PARTICIPANT,
+        input={"recordId": opportunity["id"], "contactId": cfo["id"], "role": "CFO"},
+    )
+    added = (await history(org.seller, opportunity["id"]))[0]
+    assert added["changes"] == {"contactId": cfo["id"], "role": "CFO"}  # as before
+    assert added["fieldChanges"] == []
+    stored = await Event.get(id=pk(added["id"]))
+    assert stored.changes == {
+        "contact_id": pk(cfo["id"]),
+        "role": "CFO",
+        "labels": {"contact_id": "Grace Hopper"},
+    }
+    stages = (await org.seller.api.data(STAGES))["pipelineStages"]
+    await org.seller.api.data(
+        UPDATE_OPPORTUNITY,
+        input={"id": opportunity["id"], "stageId": stages[1]["id"], "amount": "5.00"},
+    )
+    moved = (await history(org.seller, opportunity["id"]))[0]
+    stored = await Event.get(id=pk(moved["id"]))
+    assert stored.changes["fields"]["stage_id"] == {
+        "from": pk(stages[0]["id"]),
+        "to": pk(stages[1]["id"]),
+        "from_label": stages[0]["name"],
+        "to_label": stages[1]["name"],
+    }
+    assert stored.changes["fields"]["amount_cents"] == {"from": 100000, "to": 500}
