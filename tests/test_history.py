@@ -3,8 +3,18 @@ contacts' histories with their read rules, and events stored in the models' term
 
 from __future__ import annotations
 
+import importlib
+from types import SimpleNamespace
+
 from models import Event
-from tests.helpers import create_account, create_contact, create_lead, create_opportunity, pk
+from tests.helpers import (
+    create_account,
+    create_contact,
+    create_lead,
+    create_opportunity,
+    global_id,
+    pk,
+)
 from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY, STAGES, UPDATE_OPPORTUNITY
 
 HISTORY = """
@@ -190,3 +200,141 @@ async def test_events_are_stored_in_the_models_terms(org):
         "to_label": stages[1]["name"],
     }
     assert stored.changes["fields"]["amount_cents"] == {"from": 100000, "to": 500}
+
+
+async def _run_migration(name):
+    """Apply a migration's operations to the suite's database, as `migrate` would (it was
+    applied already, to an empty log: here it meets the rows seeded since)."""
+    migration = importlib.import_module(f"migrations.{name}").Migration
+    editor = SimpleNamespace(client=Event._meta.db)
+    state = SimpleNamespace(apps=None)
+    for operation in migration.operations:
+        await operation.database_forward("models", state, state, editor)
+
+
+async def test_migration_0017_converts_old_events_with_the_same_answers(org):
+    stages = (await org.seller.api.data(STAGES))["pipelineStages"]
+    opportunity = await create_opportunity(org.seller)
+    hidden = await create_opportunity(org.outsider, visibility="PRIVATE")
+    lead = await create_lead(org.seller)
+    cfo = await create_contact(org.seller)
+    other = {
+        "comment": global_id("Comment", 2**40),
+        "activity": global_id("Activity", 2**40),
+        "line": global_id("LineItem", 2**40),
+        "product": global_id("Product", 2**40),
+        "campaign": global_id("Campaign", 2**40),
+    }
+    # As the API stored them before: its field names, global ids, decimal strings.
+    on_opportunity = [
+        (
+            "CREATED",
+            {
+                "name": {"old": None, "new": opportunity["name"]},
+                "amount": {"old": None, "new": "1000.00"},
+                "stageId": {"old": None, "new": stages[0]["id"]},
+                "ownerId": {"old": None, "new": org.seller.id},
+                "expectedCloseDate": {"old": None, "new": "2027-03-31"},
+                "contactId": {"old": None, "new": None},
+            },
+        ),
+        (
+            "STAGE_CHANGED",
+            {
+                "stageId": {"old": stages[0]["id"], "new": stages[1]["id"]},
+                "probability": {"old": 10, "new": 25},
+            },
+        ),
+        ("PARTICIPANT_ADDED", {"contactId": cfo["id"], "role": "CFO"}),
+        ("FOLLOWER_ADDED", {"userId": org.teammate.id}),
+        ("COMMENT_ADDED", {"commentId": other["comment"], "body": "Looks good"}),
+        (
+            "ACTIVITY_PLANNED",
+            {
+                "activityId": other["activity"],
+                "activityKind": "CALL",
+                "subject": "Discovery",
+                "startsAt": "2027-01-05T10:00:00+00:00",
+                "dueDate": None,
+            },
+        ),
+        (
+            "LINE_ITEM_ADDED",
+            {
+                "amount": {"old": "1000.00", "new": "10.94"},
+                "lineItem": {
+                    "lineItemId": other["line"],
+                    "productId": other["product"],
+                    "quantity": 5,
+                    "unitPrice": "2.50",
+                    "discount": "12.5",
+                    "total": "10.94",
+                },
+            },
+        ),
+        (
+            "CONVERTED",
+            {
+                "leadId": lead["id"],
+                "participants": [cfo["id"]],
+                "followers": [org.teammate.id],
+                "plannedActivities": 1,
+            },
+        ),
+        (
+            "CAMPAIGN_RESPONSE",
+            {"campaignId": other["campaign"], "contactId": cfo["id"], "responded": True},
+        ),
+        ("DELETED", {}),
+    ]
+    on_lead = [
+        (
+            "CONVERTED",
+            {
+                "status": {"old": "NEW", "new": "CONVERTED"},
+                "convertedOpportunityId": {"old": None, "new": hidden["id"]},
+                "convertedAt": {"old": None, "new": "2026-12-01T09:00:00+00:00"},
+            },
+        )
+    ]
+    organization = await Event.get(id=pk((await history(org.seller, lead["id"]))[0]["id"]))
+    written_now = await Event.get(id=pk((await history(org.seller, opportunity["id"]))[0]["id"]))
+    for record, seeded in ((opportunity, on_opportunity), (lead, on_lead)):
+        for kind, changes in seeded:
+            await Event.create(
+                organization_id=organization.organization_id,
+                record_type="Lead" if record is lead else "Opportunity",
+                record_id=pk(record["id"]),
+                kind=kind,
+                actor_id=pk(org.seller.id),
+                changes=changes,
+            )
+
+    await _run_migration("0017_event_facts")
+
+    newest_first = [changes for _, changes in reversed(on_opportunity)]
+    seen = await history(org.admin, opportunity["id"])
+    assert [event["changes"] for event in seen[: len(newest_first)]] == newest_first
+    created, stage = seen[len(newest_first) - 1], seen[len(newest_first) - 2]
+    assert changed(stage) == {
+        "stageId": (stages[0]["id"], stages[1]["id"], None, None),  # no labels were kept then
+        "probability": (10, 25, None, None),
+    }
+    assert changed(created)["amount"] == (None, "1000.00", None, None)
+    assert [event["changes"] for event in (await history(org.admin, lead["id"]))[:1]] == [
+        on_lead[0][1]
+    ]
+    # Who may not read the opportunity the lead became reads no id of it, as before.
+    converted = (await history(org.seller, lead["id"]))[0]
+    assert converted["changes"]["convertedOpportunityId"] == {"old": None, "new": None}
+    assert changed(converted)["convertedOpportunityId"] == (None, None, None, None)
+
+    # Stored in the models' terms now; events written in them already are left alone.
+    participant = await Event.get(id=pk(seen[7]["id"]))
+    assert participant.changes == {"contact_id": pk(cfo["id"]), "role": "CFO"}
+    line = await Event.get(id=pk(seen[3]["id"]))
+    assert line.changes["fields"] == {"amount_cents": {"from": 100000, "to": 1094}}
+    assert line.changes["line_item"]["discount_basis_points"] == 1250
+    assert (await Event.get(id=written_now.id)).changes == written_now.changes
+    await _run_migration("0017_event_facts")  # twice changes nothing
+    assert await history(org.admin, opportunity["id"]) == seen
