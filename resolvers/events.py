@@ -8,6 +8,10 @@ Organizations never wait for each other: ids come from one sequence, but no read
 them across organizations. (SQLite runs one write transaction at a time anyway.) The lock is held
 only for the last statements of a mutation: the event, its notifications, then commit; the
 change log's deferred triggers take the same lock at commit (resolvers/sync.py).
+
+Events store facts in the models' terms (field names, integer ids, cents) with the names the
+records they refer to had at the time; `render` and `field_changes` show them in the API's terms
+(camelCase names, global ids, decimal strings) when they are read, and nowhere else.
 """
 
 from __future__ import annotations
