@@ -3,18 +3,30 @@ contacts' histories with their read rules, and events stored in the models' term
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
+import os
+import sqlite3
+import sys
 from types import SimpleNamespace
 
+import asyncpg
+import httpx
+
+from config import ROOT
 from models import Event
+from tests.conftest import _create_postgres_database, _drop_postgres_database
 from tests.helpers import (
     create_account,
     create_contact,
     create_lead,
     create_opportunity,
     global_id,
+    new_org,
     pk,
 )
+from tests.processes import ServerProcess
 from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY, STAGES, UPDATE_OPPORTUNITY
 
 HISTORY = """
@@ -338,3 +350,86 @@ async def test_migration_0017_converts_old_events_with_the_same_answers(org):
     assert (await Event.get(id=written_now.id)).changes == written_now.changes
     await _run_migration("0017_event_facts")  # twice changes nothing
     assert await history(org.admin, opportunity["id"]) == seen
+
+
+async def _migrate(database_url, target=None):
+    """`manage.py migrate` (to `target` when given), in a process of its own (Tortoise binds one
+    database per process, and the suite's server runs in this one)."""
+    if target is None:
+        command = [sys.executable, "manage.py", "migrate"]
+    else:
+        code = (
+            "import asyncio, sys\n"
+            "from tortoise import Tortoise\n"
+            "from tortoise.migrations.api import migrate\n"
+            "from config import tortoise_config\n"
+            "async def main():\n"
+            "    await migrate(config=tortoise_config(sys.argv[1]), target=sys.argv[2])\n"
+            "    await Tortoise.close_connections()\n"
+            "asyncio.run(main())\n"
+        )
+        command = [sys.executable, "-c", code, database_url, target]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+
+
+async def _insert_like(database_url, event_id, kind, changes):
+    """An event like `event_id` (same record, actor and time) with these `changes`, written
+    straight into the database."""
+    sql = (
+        "INSERT INTO event (organization_id, record_type, record_id, kind, actor_id, changes, "
+        "created_at) SELECT organization_id, record_type, record_id, {kind}, actor_id, {changes}, "
+        "created_at FROM event WHERE id = {id}"
+    )
+    if database_url.startswith("sqlite://"):
+        with sqlite3.connect(database_url.removeprefix("sqlite://")) as db:
+            db.execute(
+                sql.format(kind="?", changes="?", id="?"), (kind, json.dumps(changes), event_id)
+            )
+        return
+    db = await asyncpg.connect(database_url)
+    try:
+        statement = sql.format(kind="$1", changes="$2::jsonb", id="$3")
+        await db.execute(statement, kind, json.dumps(changes), event_id)
+    finally:
+        await db.close()
+
+
+async def test_migrate_converts_the_events_of_a_database_written_before(live_server, tmp_path):
+    if live_server.database == "sqlite":
+        database_url, name = f"sqlite://{tmp_path / 'before.sqlite3'}", None
+    else:
+        name, database_url = await _create_postgres_database()
+    try:
+        await _migrate(database_url, "models.0016_limits")
+        env = {"DATABASE_URL": database_url, "SIGNUPS_PER_HOUR": "0"}
+        async with (
+            ServerProcess(env) as server,
+            httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+        ):
+            org = await new_org(http)
+            stages = (await org.seller.api.data(STAGES))["pipelineStages"]
+            opportunity = await create_opportunity(org.seller, amount="100.00")
+            written = await history(org.seller, opportunity["id"])  # in the new terms already
+            old = {
+                "stageId": {"old": stages[0]["id"], "new": stages[1]["id"]},
+                "amount": {"old": "100.00", "new": "5.00"},
+            }
+            await _insert_like(database_url, pk(written[0]["id"]), "STAGE_CHANGED", old)
+
+            await _migrate(database_url)
+
+            seeded, *rest = await history(org.seller, opportunity["id"])
+            assert (seeded["kind"], seeded["changes"]) == ("STAGE_CHANGED", old)
+            assert changed(seeded)["stageId"] == (stages[0]["id"], stages[1]["id"], None, None)
+            assert rest == written
+    finally:
+        if name is not None:
+            await _drop_postgres_database(name)
