@@ -1,4 +1,5 @@
-"""The event log: every change to a lead or opportunity, written in the transaction of the change.
+"""The event log: every change to a lead, opportunity, account or contact, written in the
+transaction of the change.
 
 It is the audit trail (`history`), the source of notifications, and what live subscribers replay
 from. Event ids are handed out in commit order (see resolvers/events.py), so "every event after
@@ -47,13 +48,14 @@ class Event(Model):
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="events", on_delete=fields.CASCADE
     )
-    record_type = fields.CharField(max_length=20)  # "Lead" or "Opportunity"
+    record_type = fields.CharField(max_length=20)  # "Lead", "Opportunity", "Account", "Contact"
     record_id = fields.IntField()
     kind = fields.CharEnumField(EventKind, max_length=30)
     actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="events", null=True, on_delete=fields.SET_NULL
     )
-    # {"field": {"old": ..., "new": ...}} for field updates; details (comment, contact...) else.
+    # In the models' terms (resolvers/events.py): {"fields": {"stage_id": {"from": 3, "to": 5,
+    # "from_label": ..., "to_label": ...}}} for field updates, then details ("contact_id": 7...).
     changes: dict = fields.JSONField(default=dict)  # type: ignore[assignment]
     created_at = fields.DatetimeField(auto_now_add=True)
 

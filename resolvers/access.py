@@ -235,14 +235,16 @@ class OfDeals(ReadRule):
 
 @dataclass(frozen=True)
 class Events(ReadRule):
-    """Events: whoever reads their lead or opportunity (a deleted one's are out of reach)."""
+    """Events: whoever reads their record (a lead, an opportunity, an account or a contact; a
+    deleted one's are out of reach). `records`: the rule of each record type with a history."""
 
+    records: dict[str, ReadRule]
     model: type[Model] = Event
 
     async def query(self, ctx: RequestContext) -> QuerySet[Any]:
         either = [
-            Q(record_type=name, record_id__in=await readable_deal_ids(ctx, rule.kind))
-            for name, rule in DEALS.items()
+            Q(record_type=name, record_id__in=Subquery((await rule.query(ctx)).values("id")))
+            for name, rule in self.records.items()
         ]
         readable = Q(*either, join_type=Q.OR)
         return Event.filter(readable, organization_id=ctx.require_viewer().organization_id)
@@ -251,7 +253,12 @@ class Events(ReadRule):
         row = await ctx.loaders.event.load(pk)
         if row is None or row.organization_id != ctx.require_viewer().organization_id:
             return None
-        return row if await DEALS[row.record_type].get(ctx, row.record_id) else None
+        return row if await self.record(ctx, row) is not None else None
+
+    async def record(self, ctx: RequestContext, event: Event) -> Any | None:
+        """The live record of an event, when the viewer may read it."""
+        rule = self.records.get(event.record_type)
+        return None if rule is None else await rule.get(ctx, event.record_id)
 
 
 @dataclass(frozen=True)
@@ -297,7 +304,7 @@ COMMENTS = OfDeals(Comment, ((LEAD, "lead_id"), (OPPORTUNITY, "opportunity_id"))
 LINE_ITEMS = OfDeals(
     LineItem, ((OPPORTUNITY, "opportunity_id"),), organization="opportunity__organization_id"
 )
-EVENTS = Events()
+EVENTS = Events({**DEALS, "Account": ACCOUNTS, "Contact": CONTACTS})
 NOTIFICATIONS = Own(Notification, "user_id")
 MESSAGES = Own(Message, "sender_id", admins=True)
 CAMPAIGN_COSTS = Through(CampaignCost, "campaign_id", CAMPAIGNS)

@@ -7,10 +7,11 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Account, Contact, Lead, Opportunity
+from models import Account, Contact, EventKind, Lead, Opportunity
 from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.errors import conflict
+from resolvers.events import changed_fields, record_event
 from resolvers.pagination import (
     BY_ID,
     BY_UPDATED_AT,
@@ -62,7 +63,13 @@ async def create_account(ctx: RequestContext, values: dict[str, Any]) -> Account
     if values.get("owner_id") is not None:
         owner = await referenced_user(ctx, values["owner_id"], "ownerId")
         await check_assignable(ctx, owner)
-    return await Account.create(organization_id=viewer.organization_id, owner=owner, **cleaned)
+    async with in_transaction():
+        account = await Account.create(
+            organization_id=viewer.organization_id, owner=owner, **cleaned
+        )
+        initial = {name: (None, value) for name, value in {"owner_id": owner.id, **cleaned}.items()}
+        await record_event(ctx, Account, account.id, EventKind.CREATED, diff=initial)
+        return account
 
 
 async def update_account(ctx: RequestContext, account_id: int, values: dict[str, Any]) -> Account:
@@ -74,9 +81,12 @@ async def update_account(ctx: RequestContext, account_id: int, values: dict[str,
             owner = await referenced_user(ctx, values["owner_id"], "ownerId")
             await check_assignable(ctx, owner)
             cleaned["owner_id"] = owner.id
+        diff = changed_fields(account, cleaned)
         if cleaned:
             account.update_from_dict(cleaned)
             await account.save(update_fields=[*cleaned, "updated_at"])
+        if diff:
+            await record_event(ctx, Account, account.id, EventKind.UPDATED, diff=diff)
         return account
 
 
@@ -97,4 +107,5 @@ async def delete_account(ctx: RequestContext, account_id: int) -> Account:
             )
         account.deleted_at = datetime.now(UTC)
         await account.save(update_fields=["deleted_at", "updated_at"])
+        await record_event(ctx, Account, account.id, EventKind.DELETED)
         return account

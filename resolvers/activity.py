@@ -20,7 +20,7 @@ from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input, conflict, forbidden, not_found
-from resolvers.events import describe, record_event, ref
+from resolvers.events import record_event
 from resolvers.pagination import Page, PageRequest, paginate, time_key
 from resolvers.permissions import check_assignable, manages_owner, require_edit
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
@@ -125,12 +125,16 @@ async def _attendees(ctx: RequestContext, contact_ids: list[int] | None) -> list
 
 
 async def _log(
-    ctx: RequestContext, row: Activity, kind: EventKind, details: dict[str, Any]
+    ctx: RequestContext,
+    row: Activity,
+    kind: EventKind,
+    details: dict[str, Any] | None = None,
+    diff: dict[str, tuple[Any, Any]] | None = None,
 ) -> None:
     deal = deal_of(row)
     if deal is not None:
-        details = {**ref("activity_id", row.id), "activityKind": row.kind.value, **details}
-        await record_event(ctx, deal[0], deal[1], kind, details)
+        details = {"activity_id": row.id, "activity_kind": row.kind, **(details or {})}
+        await record_event(ctx, deal[0], deal[1], kind, diff=diff, details=details)
 
 
 async def plan_activity(ctx: RequestContext, values: dict[str, Any]) -> Activity:
@@ -157,7 +161,7 @@ async def plan_activity(ctx: RequestContext, values: dict[str, Any]) -> Activity
         await ActivityAttendee.bulk_create(
             [ActivityAttendee(activity_id=row.id, contact_id=pk) for pk in attendees]
         )
-        when = {"startsAt": _iso(row.starts_at), "dueDate": _iso(row.due_date)}
+        when = {"starts_at": row.starts_at, "due_date": row.due_date}
         await _log(ctx, row, EventKind.ACTIVITY_PLANNED, {"subject": row.subject, **when})
         return row
 
@@ -175,7 +179,7 @@ async def reschedule_activity(
             return row
         await _save(row, {name: new for name, (_, new) in diff.items()})
         diff.pop("scheduled_at", None)
-        await _log(ctx, row, EventKind.ACTIVITY_RESCHEDULED, describe(diff))
+        await _log(ctx, row, EventKind.ACTIVITY_RESCHEDULED, diff=diff)
         return row
 
 
@@ -214,10 +218,6 @@ def _require_planned(row: Activity, verb: str) -> None:
 async def _save(row: Activity, changes: dict[str, Any]) -> None:
     row.update_from_dict({**changes, "version": row.version + 1})
     await row.save(update_fields=[*changes, "version", "updated_at"])
-
-
-def _iso(value: date | datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 async def agenda(

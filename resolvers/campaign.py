@@ -46,7 +46,7 @@ from resolvers.access import LEADS, OPPORTUNITIES
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
-from resolvers.events import camel, record_event, ref
+from resolvers.events import camel, record_event
 from resolvers.message import deliver
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.permissions import check_assignable, manages_owner
@@ -366,9 +366,9 @@ async def _message_member(
         )
         await CampaignMember.filter(id=member_id).update(message_id=message.id)
         details = {
-            **ref("campaign_id", campaign.id),
-            **ref("message_id", message.id),
-            **ref("contact_id", contact.id),
+            "campaign_id": campaign.id,
+            "message_id": message.id,
+            "contact_id": contact.id,
             "subject": message.subject,
         }
         await _tell_deals(ctx, contact.id, EventKind.CAMPAIGN_MESSAGE_SENT, details)
@@ -389,9 +389,9 @@ async def _tell_deals(
         contact_id=contact_id, deleted_at__isnull=True, status=OpportunityStatus.OPEN
     ).values_list("id", flat=True)
     for lead_id in open_leads:
-        await record_event(ctx, LEAD, lead_id, kind, details)  # type: ignore[arg-type]
+        await record_event(ctx, LEAD, lead_id, kind, details=details)  # type: ignore[arg-type]
     for opportunity_id in open_deals:
-        await record_event(ctx, OPPORTUNITY, opportunity_id, kind, details)  # type: ignore[arg-type]
+        await record_event(ctx, OPPORTUNITY, opportunity_id, kind, details=details)  # type: ignore[arg-type]
 
 
 # Responses
@@ -419,11 +419,7 @@ async def mark_response(
             return member
         member.responded_at = datetime.now(UTC) if responded else None
         await member.save(update_fields=["responded_at"])
-        details = {
-            **ref("campaign_id", campaign.id),
-            **ref("contact_id", contact_id),
-            "responded": responded,
-        }
+        details = {"campaign_id": campaign.id, "contact_id": contact_id, "responded": responded}
         await _tell_deals(ctx, contact_id, EventKind.CAMPAIGN_RESPONSE, details)
         return member
 

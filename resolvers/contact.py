@@ -13,7 +13,7 @@ from resolvers import validation
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
-from resolvers.events import describe, record_event, ref
+from resolvers.events import changed_fields, record_event
 from resolvers.pagination import (
     BY_ID,
     BY_UPDATED_AT,
@@ -116,6 +116,9 @@ async def create_contact(ctx: RequestContext, values: dict[str, Any]) -> Contact
             organization_id=viewer.organization_id, owner=owner, **cleaned
         )
         await _set_tags(contact, tags)
+        initial = {"owner_id": owner.id, **cleaned, "tags": sorted(tags) or None}
+        created = {name: (None, value) for name, value in initial.items()}
+        await record_event(ctx, Contact, contact.id, EventKind.CREATED, diff=created)
         return contact
 
 
@@ -128,11 +131,20 @@ async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str,
             owner = await referenced_user(ctx, values["owner_id"], "ownerId")
             await check_assignable(ctx, owner)
             cleaned["owner_id"] = owner.id
+        diff = changed_fields(contact, cleaned)
         if "tags" in values:
-            await _set_tags(contact, clean_tags(values["tags"]))
+            tags = clean_tags(values["tags"])
+            before = sorted(
+                await ContactTag.filter(contact_id=contact.id).values_list("tag", flat=True)
+            )
+            if sorted(tags) != before:
+                diff["tags"] = (before or None, sorted(tags) or None)
+            await _set_tags(contact, tags)
         if cleaned or "tags" in values:
             contact.update_from_dict(cleaned)
             await contact.save(update_fields=[*cleaned, "updated_at"])
+        if diff:
+            await record_event(ctx, Contact, contact.id, EventKind.UPDATED, diff=diff)
         return contact
 
 
@@ -142,7 +154,7 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
         contact = await get_or_not_found(ctx, Contact, contact_id, "contact")
         await require_edit(ctx, contact.owner_id, "contact")
         now = datetime.now(UTC)
-        changed: list[tuple[DealKind[Any], int, EventKind, dict[str, Any]]] = []
+        changed: list[tuple[DealKind[Any], int, EventKind]] = []
         kinds: tuple[DealKind[Any], ...] = (LEAD, OPPORTUNITY)
         for kind in kinds:
             primary_of: list[int] = await kind.model.filter(contact_id=contact.id).values_list(
@@ -156,12 +168,16 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             # time for syncing partners, a new version for CONFLICT checks, and an event.
             touched = {*primary_of, *participant_of}
             await kind.model.filter(id__in=touched).update(updated_at=now, version=F("version") + 1)
-            unset = describe({"contact_id": (contact.id, None)})
-            removed = ref("contact_id", contact.id)
-            changed += [(kind, pk, EventKind.PRIMARY_CONTACT_SET, unset) for pk in primary_of]
-            changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED, removed) for pk in participant_of]
+            changed += [(kind, pk, EventKind.PRIMARY_CONTACT_SET) for pk in primary_of]
+            changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED) for pk in participant_of]
         contact.deleted_at = now
         await contact.save(update_fields=["deleted_at", "updated_at"])
-        for kind, pk, event_kind, details in changed:
-            await record_event(ctx, kind, pk, event_kind, details)
+        await record_event(ctx, Contact, contact.id, EventKind.DELETED)
+        for kind, pk, event_kind in changed:
+            if event_kind == EventKind.PRIMARY_CONTACT_SET:
+                unset = {"contact_id": (contact.id, None)}
+                await record_event(ctx, kind, pk, event_kind, diff=unset)
+            else:
+                removed = {"contact_id": contact.id}
+                await record_event(ctx, kind, pk, event_kind, details=removed)
         return contact

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from strawberry import relay
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -14,9 +13,9 @@ from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, Use
 from resolvers import lifecycle, validation
 from resolvers.access import deals_of
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS, D, DealKind
+from resolvers.deal_kinds import D, DealKind
 from resolvers.errors import bad_input, conflict, not_found
-from resolvers.events import describe, record_event, ref
+from resolvers.events import record_event
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import (
@@ -26,76 +25,6 @@ from resolvers.records import (
     referenced_user,
     scoped,
 )
-
-# Keys of an event's `changes` that name another lead or opportunity (by global id).
-_DEAL_REFERENCES = {
-    "leadId": "Lead",
-    "opportunityId": "Opportunity",
-    "convertedOpportunityId": "Opportunity",
-}
-
-
-def names_other_deals(changes: Any) -> bool:
-    """Whether an event's `changes` name another lead or opportunity (whose id then depends on
-    who reads it: `readable_references`)."""
-    return any(
-        _pk_of(value, type_name) is not None
-        for key, type_name in _DEAL_REFERENCES.items()
-        for value in _reference_values(changes, key)
-    )
-
-
-async def readable_references(ctx: RequestContext, changes: list[Any]) -> list[Any]:
-    """Events' `changes` as the viewer may see them: the id of another lead or opportunity the
-    viewer may not read (the private opportunity a lead was converted into, say) becomes null,
-    as the record itself would answer NOT_FOUND. The stored events keep it."""
-    named: dict[str, set[int]] = {"Lead": set(), "Opportunity": set()}
-    for change in changes:
-        for key, type_name in _DEAL_REFERENCES.items():
-            for value in _reference_values(change, key):
-                pk = _pk_of(value, type_name)
-                if pk is not None:
-                    named[type_name].add(pk)
-    readable: set[str] = set()
-    for type_name, pks in named.items():
-        if pks:
-            query = await deals_of(KINDS[type_name]).query(ctx)
-            rows = await query.filter(id__in=sorted(pks)).values_list("id", flat=True)
-            readable |= {relay.to_base64(type_name, pk) for pk in rows}
-    return [_without_unreadable(change, readable) for change in changes]
-
-
-def _reference_values(change: Any, key: str) -> list[Any]:
-    if not isinstance(change, dict) or key not in change:
-        return []
-    value = change[key]
-    return [value.get("old"), value.get("new")] if isinstance(value, dict) else [value]
-
-
-def _pk_of(value: Any, type_name: str) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        found, pk = relay.from_base64(value)
-        return int(pk) if found == type_name else None
-    except (ValueError, TypeError):
-        return None
-
-
-def _without_unreadable(change: Any, readable: set[str]) -> Any:
-    if not isinstance(change, dict):
-        return change
-    shown = dict(change)
-    for key in _DEAL_REFERENCES:
-        value = shown.get(key)
-        if isinstance(value, str) and value not in readable:
-            shown[key] = None
-        elif isinstance(value, dict):
-            shown[key] = {
-                side: (None if isinstance(v, str) and v not in readable else v)
-                for side, v in value.items()
-            }
-    return shown
 
 
 def filter_deals(
@@ -190,7 +119,7 @@ async def set_primary_contact(
             row.contact_id = contact_id
             await row.save(update_fields=["contact_id", "updated_at"])
             await touch(ctx, kind, row)
-            await record_event(ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, describe(diff))
+            await record_event(ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, diff=diff)
             await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
@@ -208,8 +137,8 @@ async def add_participant(
             raise bad_input("contactId", "This contact is a participant already.")
         await kind.participant.create(record_id=row.id, contact_id=contact.id, role=label)
         await touch(ctx, kind, row)
-        details = {**ref("contact_id", contact.id), "role": label}
-        await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_ADDED, details)
+        details = {"contact_id": contact.id, "role": label}
+        await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_ADDED, details=details)
         await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
@@ -223,9 +152,8 @@ async def remove_participant(
         if not removed:
             raise bad_input("contactId", "This contact is not a participant.")
         await touch(ctx, kind, row)
-        await record_event(
-            ctx, kind, row.id, EventKind.PARTICIPANT_REMOVED, ref("contact_id", contact_id)
-        )
+        details = {"contact_id": contact_id}
+        await record_event(ctx, kind, row.id, EventKind.PARTICIPANT_REMOVED, details=details)
         return row
 
 
@@ -234,13 +162,17 @@ async def _follow(ctx: RequestContext, kind: DealKind[D], row: D, user: User) ->
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
         await kind.follower.create(record_id=row.id, user_id=user.id)
         await touch(ctx, kind, row)
-        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_ADDED, ref("user_id", user.id))
+        await record_event(
+            ctx, kind, row.id, EventKind.FOLLOWER_ADDED, details={"user_id": user.id}
+        )
 
 
 async def _unfollow(ctx: RequestContext, kind: DealKind[D], row: D, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
         await touch(ctx, kind, row)
-        await record_event(ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, ref("user_id", user_id))
+        await record_event(
+            ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, details={"user_id": user_id}
+        )
 
 
 async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
@@ -291,8 +223,8 @@ async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, bo
             organization_id=viewer.organization_id, author_id=viewer.id, body=text, **target
         )
         await touch(ctx, kind, row)
-        details = {**ref("comment_id", comment.id), "body": text}
-        await record_event(ctx, kind, row.id, EventKind.COMMENT_ADDED, details)
+        details = {"comment_id": comment.id, "body": text}
+        await record_event(ctx, kind, row.id, EventKind.COMMENT_ADDED, details=details)
         return comment
 
 
@@ -338,8 +270,8 @@ async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str,
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await kind.model.create(organization_id=viewer.organization_id, **cleaned)
-        initial = describe({name: (None, value) for name, value in cleaned.items()})
-        await record_event(ctx, kind, row.id, EventKind.CREATED, initial)
+        initial = {name: (None, value) for name, value in cleaned.items()}
+        await record_event(ctx, kind, row.id, EventKind.CREATED, diff=initial)
         await lifecycle.refresh_deal(ctx, kind, row)
         return row
 
@@ -389,8 +321,9 @@ async def save_versioned(
         raise conflict(f"This {kind.label} was changed concurrently: reload it and try again.")
     diff = {name: (getattr(row, name), value) for name, value in changes.items()}
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
-    changed = {**describe(diff), **(details or {})}
-    await record_event(ctx, kind, row.id, event_kind or _update_kind(diff), changed)
+    await record_event(
+        ctx, kind, row.id, event_kind or _update_kind(diff), diff=diff, details=details
+    )
     if diff.keys() & LIFECYCLE_FACTS:
         await lifecycle.refresh_deal(ctx, kind, row)
     return row

@@ -8,10 +8,17 @@ Organizations never wait for each other: ids come from one sequence, but no read
 them across organizations. (SQLite runs one write transaction at a time anyway.) The lock is held
 only for the last statements of a mutation: the event, its notifications, then commit; the
 change log's deferred triggers take the same lock at commit (resolvers/sync.py).
+
+Events store facts in the models' terms (field names, integer ids, cents) with the names the
+records they refer to had at the time; `render` and `field_changes` show them in the API's terms
+(camelCase names, global ids, decimal strings) when they are read, and nowhere else.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -19,8 +26,21 @@ from typing import Any
 
 from strawberry import relay
 from tortoise import connections
+from tortoise.models import Model
 
-from models import Event, EventKind, Notification
+from models import (
+    Account,
+    Campaign,
+    Contact,
+    Event,
+    EventKind,
+    Lead,
+    Notification,
+    Opportunity,
+    PipelineStage,
+    Product,
+    User,
+)
 from models.base import from_cents
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import DealKind
@@ -31,8 +51,9 @@ from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cur
 ORGANIZATION_LOG_LOCK = 4_711
 _MAX_EVENT_ID = 2**63 - 1
 
-# Model field -> (API field, how its values are shown in `changes`).
-_ID_FIELDS = {
+# A stored key naming a record -> (its API name, the type of the record named). A list of them
+# (`participant_ids`) names a record each.
+REFERENCES = {
     "owner_id": ("ownerId", "User"),
     "user_id": ("userId", "User"),
     "account_id": ("accountId", "Account"),
@@ -47,7 +68,25 @@ _ID_FIELDS = {
     "campaign_id": ("campaignId", "Campaign"),
     "opportunity_id": ("opportunityId", "Opportunity"),
     "converted_opportunity_id": ("convertedOpportunityId", "Opportunity"),
+    "participant_ids": ("participants", "Contact"),
+    "follower_ids": ("followers", "User"),
 }
+# Amounts are stored in cents and shown as decimal strings; a discount in basis points, shown in
+# percent.
+MONEY = {
+    "amount_cents": "amount",
+    "estimated_amount_cents": "estimatedAmount",
+    "unit_price_cents": "unitPrice",
+    "total_cents": "total",
+}
+PERCENT = {"discount_basis_points": "discount"}
+# Keys that name another lead or opportunity: who may see their id depends on the reader.
+DEAL_REFERENCES = {
+    "lead_id": "Lead",
+    "opportunity_id": "Opportunity",
+    "converted_opportunity_id": "Opportunity",
+}
+# Bookkeeping, not news: left out of events.
 _UNSHOWN = {
     "updated_at",
     "version",
@@ -55,7 +94,21 @@ _UNSHOWN = {
     "forecast_category_overridden",
     "scheduled_at",
 }
-_MONEY_FIELDS = {"amount_cents": "amount", "estimated_amount_cents": "estimatedAmount"}
+# What a referenced record is called, read when the event is written (so that renaming a stage
+# later leaves the history as it was): the model and how its name is made from its row.
+_LABELS: dict[str, tuple[type[Model], Callable[[Any], str]]] = {
+    "User": (User, lambda row: row.full_name),
+    "Contact": (Contact, lambda row: f"{row.first_name} {row.last_name}".strip()),
+    "Account": (Account, lambda row: row.name),
+    "PipelineStage": (PipelineStage, lambda row: row.name),
+    "Product": (Product, lambda row: row.name),
+    "Campaign": (Campaign, lambda row: row.name),
+    "Lead": (Lead, lambda row: row.title),
+    "Opportunity": (Opportunity, lambda row: row.name),
+}
+
+FIELDS = "fields"  # the stored facts' field changes: {"stage_id": {"from": 3, "to": 5, ...}}
+LABELS = "labels"  # the names of the records a detail refers to: {"contact_id": "Ada Byron"}
 
 
 def camel(name: str) -> str:
@@ -64,12 +117,17 @@ def camel(name: str) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """A value as the event log stores it (JSON)."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, dict):
+        return {name: _plain(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
     return value
 
 
@@ -77,55 +135,221 @@ def global_id(type_name: str, pk: int | None) -> str | None:
     return None if pk is None else relay.to_base64(type_name, pk)
 
 
-def ref(name: str, pk: int) -> dict[str, str | None]:
-    """A record named in an event's details, as the API names it: ref("contact_id", 7) is
-    {"contactId": <global id of Contact 7>}."""
-    field, type_name = _ID_FIELDS[name]
-    return {field: global_id(type_name, pk)}
+# Writing: events store facts in the models' terms (field names, integer ids, cents), with the
+# names of the records they refer to at the time.
 
 
-def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
-    """Field-level changes as the API names them: {"amount": {"old": "10.00", "new": ...}}."""
-    described: dict[str, dict[str, Any]] = {}
-    for name, (old, new) in diff.items():
-        if name in _UNSHOWN:
-            continue
-        if name in _ID_FIELDS:
-            field, type_name = _ID_FIELDS[name]
-            old, new = global_id(type_name, old), global_id(type_name, new)
-        elif name in _MONEY_FIELDS:
-            field = _MONEY_FIELDS[name]
-            old, new = (
-                str(from_cents(value)) if value is not None else None for value in (old, new)
-            )
-        else:
-            field = camel(name)
-        described[field] = {"old": _plain(old), "new": _plain(new)}
-    return described
+async def facts(
+    organization_id: int,
+    diff: dict[str, tuple[Any, Any]] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What an event stores: the fields that changed (`diff`: model field -> (old, new); fields
+    whose value did not change are left out) and the event's `details` (model terms too), each
+    reference with the label of what it named."""
+    changed: dict[str, dict[str, Any]] = {}
+    for name, (old, new) in (diff or {}).items():
+        old, new = _plain(old), _plain(new)
+        if name not in _UNSHOWN and old != new:
+            changed[name] = {"from": old, "to": new}
+    stored: dict[str, Any] = {FIELDS: changed} if changed else {}
+    stored.update({name: _plain(value) for name, value in (details or {}).items()})
+    wanted = [(name, value) for name, change in changed.items() for value in change.values()]
+    wanted += [(name, value) for name, value in (details or {}).items()]
+    labels = await _labels(organization_id, wanted)
+    for name, change in changed.items():
+        if name in REFERENCES and REFERENCES[name][1] in _LABELS:
+            change["from_label"] = labels.get((REFERENCES[name][1], change["from"]))
+            change["to_label"] = labels.get((REFERENCES[name][1], change["to"]))
+    named = {
+        name: labels.get((REFERENCES[name][1], value))
+        for name, value in (details or {}).items()
+        if name in REFERENCES and isinstance(value, int)
+    }
+    if any(label is not None for label in named.values()):
+        stored[LABELS] = named
+    return stored
+
+
+def changed_fields(row: Model, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The fields these values would change on the row: name -> (old, new)."""
+    return {
+        name: (getattr(row, name), value)
+        for name, value in values.items()
+        if getattr(row, name) != value
+    }
+
+
+async def _labels(
+    organization_id: int, references: list[tuple[str, Any]]
+) -> dict[tuple[str, int], str]:
+    """(type, id) -> the record's label now, for the references that name a record."""
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for name, value in references:
+        if name in REFERENCES and isinstance(value, int) and REFERENCES[name][1] in _LABELS:
+            wanted[REFERENCES[name][1]].add(value)
+    labels: dict[tuple[str, int], str] = {}
+    for type_name, pks in wanted.items():
+        model, label = _LABELS[type_name]
+        for row in await model.filter(id__in=sorted(pks), organization_id=organization_id):
+            labels[type_name, row.pk] = label(row)
+    return labels
+
+
+# Reading: the stored facts as the API shows them, rendered here only.
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field's change, as the API names it (`field`, values), with the labels of the
+    records an id-valued field named before and after, as they were called at the time."""
+
+    field: str
+    old: Any
+    new: Any
+    old_label: str | None
+    new_label: str | None
+
+
+def _render_value(name: str, value: Any) -> Any:
+    if name in REFERENCES:
+        type_name = REFERENCES[name][1]
+        if isinstance(value, list):
+            return [global_id(type_name, pk) for pk in value]
+        return global_id(type_name, value)
+    if name in MONEY:
+        return None if value is None else str(from_cents(value))
+    if name in PERCENT:
+        return None if value is None else str(Decimal(value) / 100)
+    if isinstance(value, dict):
+        return render(value)
+    return value
+
+
+def api_name(name: str) -> str:
+    """The API's name of a stored key."""
+    if name in REFERENCES:
+        return REFERENCES[name][0]
+    return MONEY.get(name) or PERCENT.get(name) or camel(name)
+
+
+def render(stored: dict[str, Any]) -> dict[str, Any]:
+    """An event's `changes` as the API shows them: {"amount": {"old": "10.00", "new": ...}}
+    for fields (global ids, decimal strings), then the details under their API names."""
+    shown: dict[str, Any] = {}
+    for name, change in stored.get(FIELDS, {}).items():
+        shown[api_name(name)] = {
+            "old": _render_value(name, change["from"]),
+            "new": _render_value(name, change["to"]),
+        }
+    for name, value in stored.items():
+        if name not in (FIELDS, LABELS):
+            shown[api_name(name)] = _render_value(name, value)
+    return shown
+
+
+def field_changes(stored: dict[str, Any]) -> list[FieldChange]:
+    return [
+        FieldChange(
+            field=api_name(name),
+            old=_render_value(name, change["from"]),
+            new=_render_value(name, change["to"]),
+            old_label=change.get("from_label"),
+            new_label=change.get("to_label"),
+        )
+        for name, change in stored.get(FIELDS, {}).items()
+    ]
+
+
+def names_other_deals(stored: dict[str, Any]) -> bool:
+    """Whether an event names another lead or opportunity (whose id then depends on who reads
+    it: `readable`)."""
+    return any(pk is not None for _, pk in _deal_references(stored))
+
+
+def _deal_references(stored: dict[str, Any]) -> list[tuple[str, Any]]:
+    found = [
+        (DEAL_REFERENCES[name], value) for name, value in stored.items() if name in DEAL_REFERENCES
+    ]
+    for name, change in stored.get(FIELDS, {}).items():
+        if name in DEAL_REFERENCES:
+            found += [
+                (DEAL_REFERENCES[name], change["from"]),
+                (DEAL_REFERENCES[name], change["to"]),
+            ]
+    return found
+
+
+async def readable(ctx: RequestContext, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events' facts as the viewer may see them: another lead or opportunity the viewer may not
+    read (the private opportunity a lead was converted into, say) is named by null, with no
+    label, as the record itself would answer NOT_FOUND. The stored events keep it."""
+    from resolvers.access import DEALS  # resolvers.access reads the deals' followers: import late
+
+    named: dict[str, set[int]] = defaultdict(set)
+    for facts_ in stored:
+        for type_name, pk in _deal_references(facts_):
+            if isinstance(pk, int):
+                named[type_name].add(pk)
+    if not named:
+        return stored
+    seen = {
+        (type_name, pk)
+        for type_name, pks in named.items()
+        for pk in await DEALS[type_name].readable_ids(ctx, pks)
+    }
+    return [_without_unreadable(facts_, seen) for facts_ in stored]
+
+
+def _without_unreadable(stored: dict[str, Any], seen: set[tuple[str, int]]) -> dict[str, Any]:
+    def hidden(name: str, pk: Any) -> bool:
+        return pk is not None and (DEAL_REFERENCES[name], pk) not in seen
+
+    shown = dict(stored)
+    for name in DEAL_REFERENCES:
+        if hidden(name, shown.get(name)):
+            shown[name] = None
+            shown[LABELS] = {**shown.get(LABELS, {}), name: None}
+    fields_ = dict(shown.get(FIELDS, {}))
+    for name, change in fields_.items():
+        if name in DEAL_REFERENCES:
+            change = dict(change)
+            for side in ("from", "to"):
+                if hidden(name, change[side]):
+                    change[side] = None
+                    change[f"{side}_label"] = None
+            fields_[name] = change
+    if fields_:
+        shown[FIELDS] = fields_
+    return shown
 
 
 async def record_event(
     ctx: RequestContext,
-    kind: DealKind[Any],
+    kind: DealKind[Any] | type[Model],
     record_id: int,
     event_kind: EventKind,
-    changes: dict[str, Any] | None = None,
     *,
+    diff: dict[str, tuple[Any, Any]] | None = None,
+    details: dict[str, Any] | None = None,
     notify: bool = True,
 ) -> Event:
-    """Append an event and (unless `notify` is off, where another event of the same change
-    tells the same people) its followers' notifications. Call it last in the transaction."""
+    """Append an event on a lead or opportunity (`kind`), an account or a contact (their model),
+    with the fields that changed (`diff`: model field -> (old, new)) and its `details`, in the
+    models' terms; and (unless `notify` is off, where another event of the same change tells
+    the same people) its followers' notifications. Call it last in the transaction."""
     viewer = ctx.require_viewer()
+    stored = await facts(viewer.organization_id, diff, details)
     await lock_organization_log(viewer.organization_id)
     event = await Event.create(
         organization_id=viewer.organization_id,
-        record_type=kind.name,
+        record_type=kind.name if isinstance(kind, DealKind) else kind.__name__,
         record_id=record_id,
         kind=event_kind,
         actor_id=viewer.id,
-        changes=changes or {},
+        changes=stored,
     )
-    if notify:
+    if notify and isinstance(kind, DealKind):
         followers = await kind.follower.filter(record_id=record_id).values_list(
             "user_id", flat=True
         )
@@ -163,10 +387,10 @@ async def list_history(
 
 
 async def event_record(ctx: RequestContext, event: Event) -> Any | None:
-    """The live lead or opportunity of an event, when the viewer may read it."""
-    from resolvers.access import DEALS  # resolvers.access reads the deals' followers: import late
+    """The live record of an event, when the viewer may read it."""
+    from resolvers.access import EVENTS  # resolvers.access reads the deals' followers: import late
 
-    return await DEALS[event.record_type].get(ctx, event.record_id)
+    return await EVENTS.record(ctx, event)
 
 
 def event_cursor(event_id: int) -> str:

@@ -36,7 +36,7 @@ from resolvers.deal import (
 )
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict
-from resolvers.events import global_id, record_event, ref
+from resolvers.events import global_id, record_event
 from resolvers.opportunity import create_opportunity
 from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
 from resolvers.records import referenced, referenced_account
@@ -167,16 +167,14 @@ async def convert_lead(
         moved = await planned.count()  # (not update()'s count: SQLite adds the triggers' rows)
         await planned.update(lead_id=None, opportunity_id=opportunity.id)
         carried = {
-            **ref("lead_id", lead.id),
-            "participants": [
-                ref("contact_id", link.contact_id)["contactId"] for link in participants
-            ],
-            "followers": [ref("user_id", user)["userId"] for user in followers],
-            "plannedActivities": moved,
+            "lead_id": lead.id,
+            "participant_ids": [link.contact_id for link in participants],
+            "follower_ids": followers,
+            "planned_activities": moved,
         }
         # The lead's CONVERTED event notifies its followers, who are the opportunity's now.
         await record_event(
-            ctx, OPPORTUNITY, opportunity.id, EventKind.CONVERTED, carried, notify=False
+            ctx, OPPORTUNITY, opportunity.id, EventKind.CONVERTED, details=carried, notify=False
         )
         now = datetime.now(UTC)
         cleaned = {

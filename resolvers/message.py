@@ -34,7 +34,7 @@ from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import DealKind
 from resolvers.errors import bad_input, conflict, not_found
-from resolvers.events import global_id, record_event, ref
+from resolvers.events import global_id, record_event
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.records import referenced_contact
 
@@ -152,12 +152,12 @@ async def send(
             **{kind.comment_field: row.id},
         )
         details = {
-            **ref("message_id", message.id),
-            **ref("activity_id", activity.id),
-            **ref("contact_id", to.id),
+            "message_id": message.id,
+            "activity_id": activity.id,
+            "contact_id": to.id,
             "subject": subject,
         }
-        await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details)
+        await record_event(ctx, kind, row.id, EventKind.MESSAGE_SENT, details=details)
         await lifecycle.refresh_contacts(ctx, [to.id, *(c.id for c in cc)])
     if ctx.settings.smtp_url:
         await deliver(ctx.settings, message, viewer)

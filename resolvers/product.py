@@ -19,14 +19,13 @@ from models import (
     Product,
     Role,
 )
-from models.base import from_cents
 from resolvers import validation
 from resolvers.access import OPPORTUNITIES
 from resolvers.context import RequestContext
 from resolvers.deal import get_editable, save_versioned, touch
 from resolvers.deal_kinds import OPPORTUNITY
 from resolvers.errors import bad_input, forbidden, not_found
-from resolvers.events import record_event, ref
+from resolvers.events import record_event
 from resolvers.pagination import Page, PageRequest, SortKey, paginate, search_condition
 from resolvers.records import referenced, require_unique, scoped
 
@@ -151,12 +150,12 @@ def _quantity(value: Any) -> int:
 
 def _describe_line(line: LineItem) -> dict[str, Any]:
     return {
-        **ref("line_item_id", line.id),
-        **ref("product_id", line.product_id),
+        "line_item_id": line.id,
+        "product_id": line.product_id,
         "quantity": line.quantity,
-        "unitPrice": str(from_cents(line.unit_price_cents)),
-        "discount": str(Decimal(line.discount_basis_points) / 100),
-        "total": str(from_cents(line.total_cents)),
+        "unit_price_cents": line.unit_price_cents,
+        "discount_basis_points": line.discount_basis_points,
+        "total_cents": line.total_cents,
     }
 
 
@@ -167,7 +166,7 @@ async def _reprice(
     totals: list[int] = await LineItem.filter(opportunity_id=row.id).values_list(
         "total_cents", flat=True
     )  # type: ignore[assignment]
-    details = {"lineItem": _describe_line(line)}
+    details = {"line_item": _describe_line(line)}
     amount = sum(totals) if totals else row.amount_cents
     if amount > validation.MAX_AMOUNT * 100:
         raise bad_input("quantity", "The opportunity's total would be too large.")
@@ -176,7 +175,7 @@ async def _reprice(
             ctx, OPPORTUNITY, row, {"amount_cents": amount}, None, event_kind=kind, details=details
         )
     await touch(ctx, OPPORTUNITY, row)
-    await record_event(ctx, OPPORTUNITY, row.id, kind, details)
+    await record_event(ctx, OPPORTUNITY, row.id, kind, details=details)
     return row
 
 

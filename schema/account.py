@@ -25,6 +25,7 @@ from schema.base import (
     values_of,
 )
 from schema.contact import Contact, ContactFilter, ContactOrder, contacts_connection
+from schema.event import HISTORY_HELP, Event, history_of
 from schema.opportunity import (
     Opportunity,
     OpportunityFilter,
@@ -79,6 +80,17 @@ class Account(relay.Node, Declared):
     @strawberry.field(description="The user responsible for the account.", metadata=OWNER.metadata)
     async def owner(self, info: Info) -> User:
         return await OWNER.one(self, info)  # type: ignore[no-any-return]
+
+    @strawberry.field(description=HISTORY_HELP)
+    async def history(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Event]:
+        return await history_of(info, "Account", self.id, first, after, last, before)
 
     @strawberry.field(
         description="Its activities (its own, its contacts' and its deals'), and the comments and "

@@ -32,6 +32,7 @@ from schema.base import (
 )
 from schema.engine.plans import batched, one
 from schema.engine.projections import sql_field
+from schema.event import HISTORY_HELP, Event, history_of
 from schema.lifecycle import LifecycleChange
 from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
 from schema.records import Declared, Link, record, record_of, records_of
@@ -114,6 +115,17 @@ class Contact(relay.Node, Declared):
             context(info), self.id, page_request(info, first, after, last, before)
         )
         return connection(page, LifecycleChange.from_row)
+
+    @strawberry.field(description=HISTORY_HELP)
+    async def history(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Event]:
+        return await history_of(info, "Contact", self.id, first, after, last, before)
 
     @strawberry.field(
         description="Its activities (linked to it or attended) and lifecycle moves, newest first."

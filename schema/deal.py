@@ -28,6 +28,7 @@ from schema.comment import Comment
 from schema.contact import Contact
 from schema.engine.plans import batched, one
 from schema.engine.projections import lookup, to_many
+from schema.event import HISTORY_HELP
 from schema.records import Declared, Link, column, declared, record, record_of, records_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import User
@@ -199,9 +200,7 @@ class Deal(relay.Node, Declared):
             email=None, contact=contact, reason=NoRecipientReason(reason), message=message
         )
 
-    @strawberry.field(
-        description="Everything that happened to the record, newest first: the audit trail."
-    )
+    @strawberry.field(description=HISTORY_HELP)
     async def history(
         self,
         info: Info,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -12,10 +12,10 @@ from strawberry.scalars import JSON
 from models import Event as EventRow
 from models import EventKind
 from models import Notification as NotificationRow
-from resolvers import access, events
+from resolvers import access
+from resolvers import events as events_
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
-from resolvers.deal import names_other_deals, readable_references
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.engine.plans import batched, one
@@ -38,24 +38,72 @@ async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]
     return await users_of(ctx, [event.actor_id for event in events])
 
 
+async def _facts(events: list[Event], ctx: RequestContext) -> list[dict[str, Any]]:
+    return await events_.readable(ctx, [event.row.changes for event in events])
+
+
 async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
-    changes = await readable_references(ctx, [event.row.changes for event in events])
-    return [JSON(change) for change in changes]
+    return [JSON(events_.render(facts)) for facts in await _facts(events, ctx)]
+
+
+async def _field_changes(events: list[Event], ctx: RequestContext) -> list[list[FieldChange]]:
+    return [
+        [FieldChange.of(change) for change in events_.field_changes(facts)]
+        for facts in await _facts(events, ctx)
+    ]
+
+
+@strawberry.type(
+    description="One field's change in an event: its value before and after, and for a field "
+    "naming a record (a stage, a contact, an owner...), what that record was called then."
+)
+class FieldChange:
+    field: str = strawberry.field(
+        description='The field, as the API names it ("amount", "stageId", "ownerId").'
+    )
+    from_: JSON | None = strawberry.field(
+        name="from",
+        description="Its value before (null for a record's first value): ids are global ids, "
+        "money a decimal string, times ISO 8601.",
+    )
+    to: JSON | None = strawberry.field(description="Its value after, shown as `from` is.")
+    from_label: str | None = strawberry.field(
+        description="For a field naming a record: that record's name when the change was made "
+        "(a stage's or account's name, a contact's or user's full name). Null for other fields, "
+        "for no record, for a record the viewer may not read, and for events recorded before "
+        "labels were kept."
+    )
+    to_label: str | None = strawberry.field(description="The same for the value after.")
+
+    @classmethod
+    def of(cls, change: events_.FieldChange) -> FieldChange:
+        return cls(
+            field=change.field,
+            from_=change.old,
+            to=change.new,
+            from_label=change.old_label,
+            to_label=change.new_label,
+        )
 
 
 @record(EventRow, read=access.EVENTS)
-@strawberry.type(description="A change, comment or development of a lead or opportunity.")
+@strawberry.type(
+    description="A change, comment or development of a lead, an opportunity, an account or a "
+    "contact."
+)
 class Event(relay.Node, Declared):
     id: relay.NodeID[int]
     kind: EventKind
     created_at: datetime
-    record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
+    record_type: str = strawberry.field(
+        description='"Lead", "Opportunity", "Account" or "Contact".'
+    )
     record_id: strawberry.ID = derived(
         lambda row: strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
         description="The record's global id.",
     )
     cursor: str = derived(
-        lambda row: events.event_cursor(row.id),
+        lambda row: events_.event_cursor(row.id),
         description="Where this event stands in the log: pass it as `after` to a subscription "
         "to resume right after it.",
     )
@@ -63,7 +111,7 @@ class Event(relay.Node, Declared):
     row: strawberry.Private[EventRow] = private_row()
     # Whether a live event's result may be computed once for all its subscribers.
     shareable: strawberry.Private[bool] = private_derived(
-        lambda row: not names_other_deals(row.changes)
+        lambda row: not events_.names_other_deals(row.changes)
     )
 
     @strawberry.field(
@@ -77,14 +125,49 @@ class Event(relay.Node, Declared):
     async def changes(self, info: Info) -> JSON:
         return await one(_changes, self, info)
 
+    @strawberry.field(
+        description="The fields the event changed (none for role, comment and activity "
+        "events), each with its value before and after and, for a field naming a record, that "
+        "record's name at the time. A record's creation lists the fields it was given; an "
+        "update, only the fields whose value changed.",
+        metadata=batched(_field_changes, same_for_all=True),
+    )
+    async def field_changes(self, info: Info) -> list[FieldChange]:
+        return await one(_field_changes, self, info)
+
     @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:
         return await one(_actors, self, info)
 
-    @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
+    @strawberry.field(
+        description="The lead or opportunity, unless it was deleted or is out of reach now "
+        "(null for an account's or a contact's event: see `recordId`)."
+    )
     async def record(self, info: Info) -> DealRef | None:
-        row = await events.event_record(context(info), self.row)
-        return None if row is None else declared(KINDS[self.row.record_type].model).make(row)
+        kind = KINDS.get(self.row.record_type)
+        if kind is None:
+            return None
+        row = await events_.event_record(context(info), self.row)
+        return None if row is None else declared(kind.model).make(row)
+
+
+HISTORY_HELP = "Everything that happened to the record, newest first: the audit trail."
+
+
+async def history_of(
+    info: Info,
+    record_type: str,
+    record_id: int,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Connection[Event]:
+    """The `history` of a record the viewer read."""
+    page = await events_.list_history(
+        context(info), record_type, record_id, page_request(first, after, last, before)
+    )
+    return connection(page, Event.from_row)
 
 
 @record(NotificationRow, read=access.NOTIFICATIONS)

@@ -73,7 +73,9 @@ class Snapshot:
         deals: dict[tuple[str, int], Any] = {}
         followers: dict[tuple[str, int], set[int]] = defaultdict(set)
         for name, record_ids in ids_by_kind.items():
-            kind = KINDS[name]
+            kind = KINDS.get(name)
+            if kind is None:  # an account's or a contact's event: no live feed has them
+                continue
             for row in await kind.model.filter(id__in=record_ids):
                 deals[name, row.id] = row
             rows = await kind.follower.filter(record_id__in=record_ids).values_list(
