@@ -165,7 +165,7 @@ async def history_of(
 ) -> Connection[Event]:
     """The `history` of a record the viewer read."""
     page = await events_.list_history(
-        context(info), record_type, record_id, page_request(first, after, last, before)
+        context(info), record_type, record_id, page_request(info, first, after, last, before)
     )
     return connection(page, Event.from_row)
 
