@@ -99,7 +99,7 @@ UNPLANNED = {
         name @include(if: $on) } } }""",
 }
 
-# Each of these fails in a root resolver: the planned run is dropped and graphql-core answers.
+# Each of these fails in a root resolver: the planned run answers with the error, as graphql-core.
 FAILING = {
     "a negative page": "{ opportunities(first: -1) { nodes { id } } }",
     "a malformed id": """{ opportunities(first: 5, filter: {ownerIds: ["nope"]}) {
@@ -108,11 +108,14 @@ FAILING = {
 
 
 async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
+    """Operations by path ("planned", ...), and by path and reason ("fallback null", ...)."""
     counts = {"planned": 0.0, "shared": 0.0, "fallback": 0.0, "unplanned": 0.0}
     for line in (await http.get("/metrics")).text.splitlines():
         if line.startswith("crm_graphql_operation_plans_total{"):
             path = line.split('path="')[1].split('"')[0]
-            counts[path] = float(line.split()[-1])
+            reason = line.split('reason="')[1].split('"')[0]
+            counts[path] += float(line.split()[-1])
+            counts[f"{path} {reason}"] = float(line.split()[-1])
     return counts
 
 
@@ -227,7 +230,8 @@ async def test_a_failing_planned_run_gives_graphql_cores_errors(seeded, graphql_
     body = await _same_answer(seeded.seller, graphql_core, FAILING[name], {})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     after = await _plan_counts(http)
-    assert after["fallback"] - before["fallback"] == 1
+    assert after["fallback"] == before["fallback"]
+    assert after["planned"] - before["planned"] == 1
 
 
 FOLLOWED = """subscription { followedEvents {
@@ -415,3 +419,4 @@ async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, gra
     assert planned["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert planned["errors"][0]["path"][-1] == "account"
     assert after["fallback"] - before["fallback"] == 1
+    assert after["fallback null"] - before.get("fallback null", 0) == 1
