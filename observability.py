@@ -28,7 +28,7 @@ OPERATION_PLANS = Counter(
     "crm_graphql_operation_plans_total",
     "Operations (and live events) by how they ran: planned (schema/engine/plans.py), shared "
     "(a live event's result computed for another subscriber), fallback (a planned run dropped "
-    "for graphql-core, with its reason: null, type, scalar, list, projection or fault) or "
+    "for graphql-core, with its reason: null, gone, type, scalar, list or fault) or "
     "unplanned (graphql-core, with its reason: mutation, arguments, resolver, abstract, "
     "directive, introspection, middleware, unparsed)",
     ["path", "reason"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from models import Account, Contact, Opportunity, User
 from resolvers.loaders import fetch, instances
 from schema import build_schema
 from schema.engine.cost import operation_of
-from schema.engine.plans import ListOf, Objects, Selection, compile_plan
+from schema.engine.plans import NO_COMPARE, ListOf, Objects, Selection, compile_plan
+from schema.engine.projections import BATCHED, COVERED, sql_declarations
 from tests.helpers import (
     DELETE,
     Api,
@@ -89,6 +91,26 @@ PROJECTED = """
 }
 """
 
+# Selects every field declared in SQL that the documents above leave out: a lead's participants,
+# followers and relations, deals' followers, managers (test_every_field_declared_in_sql_is_covered
+# checks that together they run every declaration).
+COVERAGE = """
+{
+  opportunities(first: 20) { nodes { isFollowedByViewer followers { id fullName manager { id } } } }
+  leads(first: 20) { nodes {
+    participants { role contact { id fullName email owner { id } account { name owner { id } } } }
+    contact { id fullName } owner { id manager { fullName } } followers { id } isFollowedByViewer
+  } }
+}
+"""
+DOCUMENTS = [
+    (PIPELINE, {"first": 20}),
+    (FRAGMENTS, {"first": 20}),
+    (PEOPLE, {}),
+    (PROJECTED, {}),
+    (COVERAGE, {}),
+]
+
 # Each of these has no plan: graphql-core runs them on both servers.
 UNPLANNED = {
     "a nested field with arguments": """{ opportunities(first: 5) { nodes { id
@@ -105,6 +127,11 @@ FAILING = {
     "a malformed id": """{ opportunities(first: 5, filter: {ownerIds: ["nope"]}) {
         nodes { id } } }""",
 }
+
+# A root resolver that reads (the user asked for) and then refuses: its error, once.
+AGENDA = """query($owner: ID!) { agenda(filter: {ownerId: $owner}) { nodes { id } } }"""
+AGENDA_UNPLANNED = """query($owner: ID!) { agenda(filter: {ownerId: $owner}) {
+  nodes { id @include(if: true) } } }"""
 
 
 async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
@@ -159,7 +186,16 @@ async def seeded(org: Org) -> Org:
         id=tagged["id"],
     )
     account = (await org.seller.api.data("{ accounts(first: 1) { nodes { id } } }"))["accounts"]
-    await create_lead(org.seller, accountId=account["nodes"][0]["id"], contactId=tagged["id"])
+    lead = await create_lead(
+        org.seller, accountId=account["nodes"][0]["id"], contactId=tagged["id"]
+    )
+    await org.seller.api.data(
+        """mutation($r: ID!, $c: ID!) { addParticipant(input: {recordId: $r, contactId: $c,
+            role: "CFO"}) { id } }""",
+        r=lead["id"],
+        c=(await create_contact(org.seller))["id"],
+    )
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.manager.id)
     return org
 
 
@@ -179,8 +215,8 @@ async def _same_answer(
 
 @pytest.mark.parametrize(
     ("query", "variables"),
-    [(PIPELINE, {"first": 20}), (FRAGMENTS, {"first": 20}), (PEOPLE, {}), (PROJECTED, {})],
-    ids=["pipeline", "fragments", "people", "projected"],
+    DOCUMENTS,
+    ids=["pipeline", "fragments", "people", "projected", "coverage"],
 )
 async def test_plans_answer_as_graphql_core_for_every_viewer(
     seeded, other_org, graphql_core, http, query, variables
@@ -209,6 +245,58 @@ async def test_the_pipeline_reads_only_what_each_viewer_may(seeded, other_org, g
     assert seen == [14, 14, 13, 14, 13, 0]
 
 
+async def test_every_field_declared_in_sql_is_covered(seeded, other_org, graphql_core, live_server):
+    """Every field declared in SQL (`sql=`, `sql_field`) runs, as SQL on PostgreSQL and on its
+    batch function on SQLite, in a planned query of this file, answered for every viewer as
+    graphql-core answers it. A declaration no document here selects fails this test: add it to
+    COVERAGE."""
+    COVERED.clear()
+    BATCHED.clear()
+    for member in _viewers(seeded, other_org):
+        for query, variables in DOCUMENTS:
+            await _same_answer(member, graphql_core, query, variables)
+    schema = build_schema(replace(settings, database_url="sqlite://:memory:"))._schema
+    declared = sql_declarations(schema)
+    ran = COVERED if live_server.database == "postgres" else BATCHED
+    assert "Lead.participants" in declared
+    assert not declared - ran, f"declared in SQL, never run by a plan: {sorted(declared - ran)}"
+
+
+async def test_a_resolver_error_surfaces_once(org, http, sql_statements):
+    """A root resolver that reads, then refuses (another seller's agenda): the planned run
+    answers with its error, as graphql-core does, without running it again: as many
+    statements as the same operation without a plan."""
+    headers = {"authorization": f"Bearer {org.seller.api.token}", NO_COMPARE: "off"}
+
+    async def run(query: str) -> tuple[dict[str, Any], int]:
+        with sql_statements() as seen:
+            response = await http.post(
+                "/graphql",
+                json={"query": query, "variables": {"owner": org.outsider.id}},
+                headers=headers,
+            )
+        return response.json(), len(seen)
+
+    await run(AGENDA_UNPLANNED)  # the session's first use (its last-used time) out of the way
+    reference, unplanned_statements = await run(AGENDA_UNPLANNED)
+    before = await _plan_counts(http)
+    body, statements = await run(AGENDA)
+    after = await _plan_counts(http)
+    assert body["data"] is None and body["errors"][0]["path"] == ["agenda"]
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert [e["message"] for e in body["errors"]] == [e["message"] for e in reference["errors"]]
+    assert statements == unplanned_statements > 0
+    assert after["planned"] - before["planned"] == 1
+    assert after["fallback"] == before["fallback"]
+
+
+UNPLANNED_REASONS = {
+    "a nested field with arguments": "arguments",
+    "an abstract root field": "abstract",
+    "a directive": "directive",
+}
+
+
 @pytest.mark.parametrize("name", list(UNPLANNED))
 async def test_operations_without_a_plan_run_on_graphql_core(seeded, graphql_core, http, name):
     opportunity = (await seeded.seller.api.data("{ opportunities(first: 1) { nodes { id } } }"))[
@@ -221,6 +309,8 @@ async def test_operations_without_a_plan_run_on_graphql_core(seeded, graphql_cor
     assert not body.get("errors"), body
     after = await _plan_counts(http)
     assert after["unplanned"] - before["unplanned"] == 1
+    reason = f"unplanned {UNPLANNED_REASONS[name]}"
+    assert after[reason] - before.get(reason, 0) == 1
     assert after["planned"] == before["planned"]
 
 
@@ -401,7 +491,9 @@ def _without_request_ids(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, graphql_core, http):
+async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(
+    seeded, graphql_core, http, caplog
+):
     """An account deleted behind the API's back (its rules refuse that while it has live deals):
     its opportunities' non-null `account` is null. The planned run is dropped, and the answer is
     graphql-core's: the error, and nulls up to the nearest nullable field."""
@@ -420,3 +512,9 @@ async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, gra
     assert planned["errors"][0]["path"][-1] == "account"
     assert after["fallback"] - before["fallback"] == 1
     assert after["fallback null"] - before.get("fallback null", 0) == 1
+    warned = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "crm.plans" and record.levelno == logging.WARNING
+    ]
+    assert any("Pipeline fell back on graphql-core: null" in message for message in warned)

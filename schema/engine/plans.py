@@ -75,8 +75,9 @@ from observability import OPERATION_PLANS
 from resolvers.context import RequestContext
 from schema.engine.documents import Lru, per_schema
 from schema.engine.projections import (
-    SQL,
+    BATCHED,
     COVERED,
+    SQL,
     Join,
     Projection,
     Projector,
@@ -334,7 +335,7 @@ class Selection:
                     result[field.key] = value
                 continue
             if field.declared is not None:
-                COVERED.add(field.declared)
+                BATCHED.add(field.declared)
             values = loaded[field.key] if field.read is None else field.values(parents)
             paths_of = [(*path, field.key) for path in paths]
             ok = [i for i, value in enumerate(values) if not isinstance(value, Failed)]
@@ -648,7 +649,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             else:
                 result = await plan.run(self)
         except (NoPlan, Unlike) as dropped:  # a value the plan cannot complete: graphql-core's
-            reason = dropped.reason if isinstance(dropped, NoPlan) else "projection"
+            reason = dropped.reason
             log.warning(
                 "planned run of %s fell back on graphql-core: %s",
                 self._name(),

@@ -69,9 +69,11 @@ from resolvers.context import RequestContext
 SQL = "crm.sql"  # the metadata key of a field's SQL: a Join, or an expression over {row}
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
 MAX_KEYS = 50  # json_build_object takes at most 100 arguments
-# The fields declared in SQL ("Type.field") that have run as SQL in this process (a few dozen at
-# most: the schema's declarations), for the test that every declaration is covered.
+# The fields declared in SQL ("Type.field") that have run in this process as SQL (COVERED), and
+# on their batch functions in a plan (BATCHED): a few dozen names at most, the schema's
+# declarations, for the test that every declaration is covered (tests/test_plans.py).
 COVERED: set[str] = set()
+BATCHED: set[str] = set()
 
 # A column's model field, by the GraphQL scalar it can stand for unconverted.
 VERBATIM: dict[str, tuple[type, ...]] = {
@@ -462,13 +464,20 @@ class Statement:
             arguments.append(ctx.require_viewer().id)
         _, rows = await self.model._meta.db.execute_query(self.sql, arguments)
         text = rows[0][0] if rows else None
-        if text is None or (MISSING in text and MARKER.search(text)):
-            raise Unlike("a parent's row is gone, or a null is where its field forbids one")
+        if text is None:
+            raise Unlike("gone", "a parent's row is gone")
+        if MISSING in text and MARKER.search(text):
+            raise Unlike("null", "a null where its field forbids one")
         found = orjson.loads(text)
         if len(found) != len(parents):
-            raise Unlike("a parent's row is gone")
+            raise Unlike("gone", "a parent's row is gone")
         return [list(values) for values in zip(*found, strict=True)]
 
 
 class Unlike(Exception):
-    """Projected values unlike their fields' types: the plan's run is dropped."""
+    """Projected values unlike their fields' types: the plan's run is dropped. `reason`: "null"
+    (a null in a non-null field) or "gone" (a parent's row)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
