@@ -46,9 +46,9 @@ from weakref import WeakKeyDictionary
 from graphql import (
     ExecutionResult,
     FieldNode,
-    GraphQLError,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -222,14 +222,20 @@ async def complete(
     error below it is None where the shape is nullable (the error lands there), else Nulled."""
     if isinstance(shape, Leaf):
         return shape.complete(values)
-    present = [(value, path) for value, path in zip(values, paths, strict=True) if value is not None]
+    present = [
+        (value, path) for value, path in zip(values, paths, strict=True) if value is not None
+    ]
     if len(present) != len(values) and not shape.nullable:
         raise NoPlan("null", "a null in a non-null field")
     done: list[Any]
     if isinstance(shape, ListOf):
         lists = [_as_list(value) for value, _ in present]
         flat = [item for value in lists for item in value]
-        flat_paths = [(*path, i) for value, (_, path) in zip(lists, present) for i in range(len(value))]
+        flat_paths = [
+            (*path, i)
+            for value, (_, path) in zip(lists, present, strict=True)
+            for i in range(len(value))
+        ]
         items = iter(await complete(shape.item, flat, run, flat_paths))
         done = []
         for value in lists:
@@ -307,17 +313,19 @@ class Selection:
         # Every relation of the level at once: their DataLoaders dispatch in the same tick. A
         # batch that raises fails its field for every parent; a value the plan cannot complete
         # sends the whole operation to graphql-core.
-        loading = [field for field in self.fields if field.load is not None and field.key not in projected]
+        loading = [
+            field for field in self.fields if field.load is not None and field.key not in projected
+        ]
         runs = [field.load(parents, run.ctx) for field in loading if field.load is not None]
         if statement is not None:
             runs.append(statement.run(parents, run.ctx))
-        found = await asyncio.gather(*runs, return_exceptions=True)
+        found: list[Any] = await asyncio.gather(*runs, return_exceptions=True)
         for outcome in found:
             if isinstance(outcome, NoPlan | Unlike) or (
                 isinstance(outcome, BaseException) and not isinstance(outcome, Exception)
             ):
                 raise outcome  # the plan's to drop; or cancelled, exiting
-        loaded = {
+        loaded: dict[str, list[Any]] = {
             field.key: [Failed(value)] * len(parents) if isinstance(value, Exception) else value
             for field, value in zip(loading, found[: len(loading)], strict=True)
         }
@@ -343,7 +351,9 @@ class Selection:
             if len(ok) == len(values):
                 completed = await complete(field.shape, values, run, paths_of)
             else:
-                good = await complete(field.shape, [values[i] for i in ok], run, [paths_of[i] for i in ok])
+                good = await complete(
+                    field.shape, [values[i] for i in ok], run, [paths_of[i] for i in ok]
+                )
                 for i, value in zip(ok, good, strict=True):
                     completed[i] = value
                 for i, value in enumerate(values):
@@ -357,7 +367,9 @@ class Selection:
                 if isinstance(value, Nulled):
                     nulled[i] = nulled[i] or value
                 result[field.key] = value
-        return [result if gone is None else gone for result, gone in zip(results, nulled, strict=True)]
+        return [
+            result if gone is None else gone for result, gone in zip(results, nulled, strict=True)
+        ]
 
 
 def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
@@ -367,7 +379,9 @@ def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
         return (lambda parents: [function(parent) for parent in parents]), None
 
     async def load(parents: list[Any], _: RequestContext) -> list[Any]:
-        found = await asyncio.gather(*(function(parent) for parent in parents), return_exceptions=True)
+        found = await asyncio.gather(
+            *(function(parent) for parent in parents), return_exceptions=True
+        )
         for value in found:
             if not isinstance(value, Exception) and isinstance(value, BaseException):
                 raise value
@@ -519,8 +533,8 @@ class Plan:
     same_for_all: bool  # its result depends on the root value only, not on the viewer
     # Subscriptions: the result of each recent event (by its type and id), computed once for
     # all the subscribers running this plan, and when.
-    events: Lru[tuple[type, Any], tuple[float, asyncio.Future[ExecutionResult]]] = dataclasses.field(
-        default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False
+    events: Lru[tuple[type, Any], tuple[float, asyncio.Future[ExecutionResult]]] = (
+        dataclasses.field(default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False)
     )
 
     async def run(self, executor: StrawberryGraphQLCoreExecutionContext) -> ExecutionResult:
@@ -601,7 +615,9 @@ def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | NoPlan:
     if key in cache:
         return cache.get(key)  # type: ignore[return-value]
     try:
-        plan: Plan | NoPlan = compile_plan(executor.schema, operation, executor.fragment_definitions)
+        plan: Plan | NoPlan = compile_plan(
+            executor.schema, operation, executor.fragment_definitions
+        )
     except NoPlan as reason:
         log.debug("no plan for %s: %s", key[1], reason)
         plan = reason
@@ -687,7 +703,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         reference = super().execute_operation(serially)
         if isawaitable(reference):
             reference = await reference
-        ours, theirs = _answer(planned), _answer(reference)
+        ours, theirs = _answer(planned), _answer(reference)  # type: ignore[arg-type]
         if ours == theirs:
             return
         source = self.operation.loc.source.body if self.operation.loc else ""

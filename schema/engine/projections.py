@@ -169,7 +169,7 @@ def plain_field(
 
 
 def declared_name(parent: GraphQLObjectType, definition: StrawberryField) -> str:
-    """"Type.field", as the API names them."""
+    """ "Type.field", as the API names them."""
     for name, graphql_field in parent.fields.items():
         if graphql_field.extensions.get(DEFINITION) is definition:
             return f"{parent.name}.{name}"
@@ -184,7 +184,7 @@ def sql_declarations(schema: Any) -> set[str]:
         if isinstance(type_, GraphQLObjectType) and table_of(type_) is not None
         for name, graphql_field in type_.fields.items()
         if isinstance(definition := graphql_field.extensions.get(DEFINITION), StrawberryField)
-        and (definition.metadata or {}).get(SQL) is not None
+        and dict(definition.metadata or {}).get(SQL) is not None
     }
 
 
@@ -279,7 +279,9 @@ class Projector:
             value = _required(sql) if isinstance(type_, GraphQLNonNull) else sql
             return Projection(value, (), name)
         found = self._relation(declared, type_, selection_sets, on)
-        return None if found is None else Projection(found.value, found.joins, found.declared | name)
+        return (
+            None if found is None else Projection(found.value, found.joins, found.declared | name)
+        )
 
     def _relation(
         self,
