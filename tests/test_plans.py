@@ -27,8 +27,9 @@ from models import Account, Contact, Opportunity, User
 from resolvers.loaders import fetch, instances
 from schema import build_schema
 from schema.engine.cost import operation_of
-from schema.engine.plans import NO_COMPARE, ListOf, Objects, Selection, compile_plan
+from schema.engine.plans import NO_COMPARE, ListOf, Objects, Plan, Selection, compile_plan
 from schema.engine.projections import BATCHED, COVERED, sql_declarations
+from tests.conftest import PLANS_COMPARE
 from tests.helpers import (
     DELETE,
     Api,
@@ -518,3 +519,23 @@ async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(
         if record.name == "crm.plans" and record.levelno == logging.WARNING
     ]
     assert any("Pipeline fell back on graphql-core: null" in message for message in warned)
+
+
+@pytest.mark.skipif(not PLANS_COMPARE, reason="compare mode is off (PLANS_COMPARE, CI)")
+async def test_a_planned_answer_unlike_graphql_cores_fails_the_request(org, monkeypatch):
+    """Under compare mode a planned answer that differs from graphql-core's fails the request
+    that got it, with the diff; the client still gets the planned answer."""
+    run = Plan.run
+
+    async def off_by_one(self: Plan, executor: Any) -> Any:
+        result = await run(self, executor)
+        if result.data and "users" in result.data:
+            result.data["users"]["totalCount"] += 1
+        return result
+
+    monkeypatch.setattr(Plan, "run", off_by_one)
+    with pytest.raises(AssertionError) as failed:
+        await org.admin.api.post("{ users(first: 1) { totalCount } }")
+    message = str(failed.value)
+    assert "planned run differs from graphql-core" in message
+    assert '-   "totalCount": 5' in message and '+   "totalCount": 6' in message
