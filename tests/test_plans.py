@@ -24,7 +24,8 @@ from tortoise.queryset import QuerySet
 
 from config import settings
 from models import Account, Contact, Opportunity, User
-from resolvers.loaders import fetch, instances
+from resolvers.errors import forbidden
+from resolvers.loaders import Loaders, fetch, instances
 from schema import build_schema
 from schema.engine.cost import operation_of
 from schema.engine.plans import NO_COMPARE, ListOf, Objects, Plan, Selection, compile_plan
@@ -539,3 +540,39 @@ async def test_a_planned_answer_unlike_graphql_cores_fails_the_request(org, monk
     message = str(failed.value)
     assert "planned run differs from graphql-core" in message
     assert '-   "totalCount": 5' in message and '+   "totalCount": 6' in message
+
+
+REFUSED = "{ opportunities(first: 5) { nodes { id followers { id createdAt } } } }"
+
+
+async def test_a_batch_that_raises_answers_its_error_once(seeded, http, monkeypatch):
+    """A relation's batch function that raises (here the followers' loader, refusing) fails the
+    field for every parent of its level in one call, never run again: one error, located at
+    the first parent, its null carried up to the nearest nullable position (here the whole
+    answer: the connection is non-null), as graphql-core answers (compare mode checks it)."""
+    calls: list[list[int]] = []
+
+    class Refusing:
+        async def load_many(self, keys: list[int]) -> list[Any]:
+            calls.append(list(keys))
+            raise forbidden("No followers today.")
+
+    monkeypatch.setattr(Loaders, "follower_ids", lambda self, kind: Refusing())
+    before = await _plan_counts(http)
+    response = await http.post(
+        "/graphql",
+        json={"query": REFUSED},
+        headers={"authorization": f"Bearer {seeded.seller.api.token}", NO_COMPARE: "off"},
+    )
+    after = await _plan_counts(http)
+    body = response.json()
+    assert len(calls) == 1 and len(calls[0]) == 5  # one batch for the level, not five
+    assert body["data"] is None
+    assert [error["path"] for error in body["errors"]] == [
+        ["opportunities", "nodes", 0, "followers"]
+    ]
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert after["planned"] - before["planned"] == 1
+    assert after["fallback"] == before["fallback"]
+    # Through the suite's helper: under compare mode, graphql-core's answer is the same.
+    assert (await seeded.seller.api.post(REFUSED))["errors"] == body["errors"]

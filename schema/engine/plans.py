@@ -358,7 +358,7 @@ class Selection:
                     completed[i] = value
                 for i, value in enumerate(values):
                     if isinstance(value, Failed):
-                        error = located_error(value.error, field.nodes, list(paths_of[i]))
+                        error = located_error(value.error, list(field.nodes), list(paths_of[i]))
                         if field.shape.nullable:
                             run.land(error, paths_of[i])
                         else:
