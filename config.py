@@ -47,6 +47,10 @@ class Settings:
     # Queries run breadth-first on compiled plans where they can (schema/engine/plans.py); off runs
     # every operation on graphql-core alone.
     operation_plans: bool = True
+    # Test only: every planned operation runs on graphql-core as well, and any difference is
+    # recorded (schema/engine/plans.py MISMATCHES, the suite's helper fails on it). Costs a
+    # second execution of every query.
+    plans_compare: bool = False
     max_page_size: int = 100
     api_key_max_page_size: int = 1000  # partners' keys page further (documented in README)
     default_page_size: int = 20
@@ -146,6 +150,7 @@ class Settings:
             max_aliases=int(os.environ.get("MAX_ALIASES", cls.max_aliases)),
             max_query_cost=int(os.environ.get("MAX_QUERY_COST", cls.max_query_cost)),
             operation_plans=_bool("OPERATION_PLANS", cls.operation_plans),
+            plans_compare=_bool("PLANS_COMPARE", cls.plans_compare),
             count_limit=int(os.environ.get("COUNT_LIMIT", cls.count_limit)),
             token_ttl_days=int(os.environ.get("TOKEN_TTL_DAYS", cls.token_ttl_days)),
             argon2_time_cost=int(os.environ.get("ARGON2_TIME_COST", cls.argon2_time_cost)),

@@ -27,10 +27,11 @@ GRAPHQL_OPERATIONS = Counter(
 OPERATION_PLANS = Counter(
     "crm_graphql_operation_plans_total",
     "Operations (and live events) by how they ran: planned (schema/engine/plans.py), shared "
-    "(a live "
-    "event's result computed for another subscriber), fallback (a planned run dropped for "
-    "graphql-core) or unplanned (graphql-core: a mutation, or no plan for its fields)",
-    ["path"],
+    "(a live event's result computed for another subscriber), fallback (a planned run dropped "
+    "for graphql-core, with its reason: null, gone, type, scalar, list or fault) or "
+    "unplanned (graphql-core, with its reason: mutation, arguments, resolver, abstract, "
+    "directive, introspection, middleware, unparsed)",
+    ["path", "reason"],
 )
 LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")
 LIVE_DELIVERIES = Counter(

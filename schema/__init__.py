@@ -27,7 +27,7 @@ from schema.deal import DealMutations
 from schema.engine.cost import FragmentBudget, QueryCost
 from schema.engine.documents import DocumentCache
 from schema.engine.gate import Gatekeeper, OrganizationShare
-from schema.engine.plans import PlannedExecutor
+from schema.engine.plans import ComparingExecutor, PlannedExecutor
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
@@ -132,6 +132,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
+    executor = None
+    if settings.operation_plans:
+        executor = ComparingExecutor if settings.plans_compare else PlannedExecutor
     schema = CrmSchema(
         query=Query,
         mutation=Mutation,
@@ -139,7 +142,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         types=[Lead, Opportunity, Comment, Activity, Message, Account, Contact],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=100, scalar_map=SCALARS),
-        execution_context_class=PlannedExecutor if settings.operation_plans else None,
+        execution_context_class=executor,
     )
     schema.hide_suggestions = not settings.introspection
     return schema

@@ -30,6 +30,7 @@ import pytest
 
 from config import Settings
 from manage import migrate
+from schema.engine import plans
 from tests.apps import AppServer, serve
 from tests.helpers import Api, Org, new_org
 
@@ -44,6 +45,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 DATABASE = os.environ.get("TEST_DATABASE", "sqlite")
 if DATABASE not in ("sqlite", "postgres"):
     raise RuntimeError(f"TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
+# Plans proven: under CI (or PLANS_COMPARE=1), the suite's server runs every planned operation
+# on graphql-core as well, and a test whose request answered differently fails with the diff.
+PLANS_COMPARE = os.environ.get("PLANS_COMPARE", "1" if os.environ.get("CI") else "0").lower() in {
+    "1",
+    "true",
+    "yes",
+    "on",
+}
 
 
 @dataclass
@@ -85,7 +94,18 @@ async def _drop_postgres_database(name: str) -> None:
 
 
 def pytest_report_header() -> str:
-    return f"database: {DATABASE}"
+    return f"database: {DATABASE}, plans compared with graphql-core: {PLANS_COMPARE}"
+
+
+@pytest.fixture(autouse=True)
+def _plans_answer_as_graphql_core() -> Iterator[None]:
+    """A planned operation of this test that answered unlike graphql-core fails it (the API
+    helper fails at the request; this catches the rest: raw requests, live events)."""
+    plans.MISMATCHES.clear()
+    yield
+    found = list(plans.MISMATCHES)
+    plans.MISMATCHES.clear()
+    assert not found, "\n\n".join(found)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +129,7 @@ async def live_server() -> AsyncIterator[LiveServer]:
         signups_per_hour=0,
         login_failures_per_account=0,
         login_failures_per_address=0,
+        plans_compare=PLANS_COMPARE,
     )
     try:
         async with serve(settings, orm=True) as server:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +23,13 @@ from tortoise.queryset import QuerySet
 
 from config import Settings
 from models import Account, Contact, Opportunity, User
-from resolvers.loaders import fetch, instances
+from resolvers.errors import forbidden
+from resolvers.loaders import Loaders, fetch, instances
 from schema import build_schema
 from schema.engine.cost import operation_of
-from schema.engine.plans import ListOf, Objects, Selection, compile_plan
+from schema.engine.plans import NO_COMPARE, ListOf, Objects, Plan, Selection, compile_plan
+from schema.engine.projections import BATCHED, COVERED, sql_declarations
+from tests.conftest import PLANS_COMPARE
 from tests.helpers import (
     DELETE,
     Api,
@@ -87,6 +91,26 @@ PROJECTED = """
 }
 """
 
+# Selects every field declared in SQL that the documents above leave out: a lead's participants,
+# followers and relations, deals' followers, managers (test_every_field_declared_in_sql_is_covered
+# checks that together they run every declaration).
+COVERAGE = """
+{
+  opportunities(first: 20) { nodes { isFollowedByViewer followers { id fullName manager { id } } } }
+  leads(first: 20) { nodes {
+    participants { role contact { id fullName email owner { id } account { name owner { id } } } }
+    contact { id fullName } owner { id manager { fullName } } followers { id } isFollowedByViewer
+  } }
+}
+"""
+DOCUMENTS = [
+    (PIPELINE, {"first": 20}),
+    (FRAGMENTS, {"first": 20}),
+    (PEOPLE, {}),
+    (PROJECTED, {}),
+    (COVERAGE, {}),
+]
+
 # Each of these has no plan: graphql-core runs them on both servers.
 UNPLANNED = {
     "a nested field with arguments": """{ opportunities(first: 5) { nodes { id
@@ -97,20 +121,28 @@ UNPLANNED = {
         name @include(if: $on) } } }""",
 }
 
-# Each of these fails in a root resolver: the planned run is dropped and graphql-core answers.
+# Each of these fails in a root resolver: the planned run answers with the error, as graphql-core.
 FAILING = {
     "a negative page": "{ opportunities(first: -1) { nodes { id } } }",
     "a malformed id": """{ opportunities(first: 5, filter: {ownerIds: ["nope"]}) {
         nodes { id } } }""",
 }
 
+# A root resolver that reads (the user asked for) and then refuses: its error, once.
+AGENDA = """query($owner: ID!) { agenda(filter: {ownerId: $owner}) { nodes { id } } }"""
+AGENDA_UNPLANNED = """query($owner: ID!) { agenda(filter: {ownerId: $owner}) {
+  nodes { id @include(if: true) } } }"""
+
 
 async def _plan_counts(http: httpx.AsyncClient) -> dict[str, float]:
+    """Operations by path ("planned", ...), and by path and reason ("fallback null", ...)."""
     counts = {"planned": 0.0, "shared": 0.0, "fallback": 0.0, "unplanned": 0.0}
     for line in (await http.get("/metrics")).text.splitlines():
         if line.startswith("crm_graphql_operation_plans_total{"):
             path = line.split('path="')[1].split('"')[0]
-            counts[path] = float(line.split()[-1])
+            reason = line.split('reason="')[1].split('"')[0]
+            counts[path] += float(line.split()[-1])
+            counts[f"{path} {reason}"] = float(line.split()[-1])
     return counts
 
 
@@ -149,7 +181,16 @@ async def seeded(org: Org) -> Org:
         id=tagged["id"],
     )
     account = (await org.seller.api.data("{ accounts(first: 1) { nodes { id } } }"))["accounts"]
-    await create_lead(org.seller, accountId=account["nodes"][0]["id"], contactId=tagged["id"])
+    lead = await create_lead(
+        org.seller, accountId=account["nodes"][0]["id"], contactId=tagged["id"]
+    )
+    await org.seller.api.data(
+        """mutation($r: ID!, $c: ID!) { addParticipant(input: {recordId: $r, contactId: $c,
+            role: "CFO"}) { id } }""",
+        r=lead["id"],
+        c=(await create_contact(org.seller))["id"],
+    )
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.manager.id)
     return org
 
 
@@ -169,8 +210,8 @@ async def _same_answer(
 
 @pytest.mark.parametrize(
     ("query", "variables"),
-    [(PIPELINE, {"first": 20}), (FRAGMENTS, {"first": 20}), (PEOPLE, {}), (PROJECTED, {})],
-    ids=["pipeline", "fragments", "people", "projected"],
+    DOCUMENTS,
+    ids=["pipeline", "fragments", "people", "projected", "coverage"],
 )
 async def test_plans_answer_as_graphql_core_for_every_viewer(
     seeded, other_org, graphql_core, http, query, variables
@@ -199,6 +240,58 @@ async def test_the_pipeline_reads_only_what_each_viewer_may(seeded, other_org, g
     assert seen == [14, 14, 13, 14, 13, 0]
 
 
+async def test_every_field_declared_in_sql_is_covered(seeded, other_org, graphql_core, live_server):
+    """Every field declared in SQL (`sql=`, `sql_field`) runs, as SQL on PostgreSQL and on its
+    batch function on SQLite, in a planned query of this file, answered for every viewer as
+    graphql-core answers it. A declaration no document here selects fails this test: add it to
+    COVERAGE."""
+    COVERED.clear()
+    BATCHED.clear()
+    for member in _viewers(seeded, other_org):
+        for query, variables in DOCUMENTS:
+            await _same_answer(member, graphql_core, query, variables)
+    schema = build_schema(live_server.settings)._schema
+    declared = sql_declarations(schema)
+    ran = COVERED if live_server.database == "postgres" else BATCHED
+    assert "Lead.participants" in declared
+    assert not declared - ran, f"declared in SQL, never run by a plan: {sorted(declared - ran)}"
+
+
+async def test_a_resolver_error_surfaces_once(org, http, sql_statements):
+    """A root resolver that reads, then refuses (another seller's agenda): the planned run
+    answers with its error, as graphql-core does, without running it again: as many
+    statements as the same operation without a plan."""
+    headers = {"authorization": f"Bearer {org.seller.api.token}", NO_COMPARE: "off"}
+
+    async def run(query: str) -> tuple[dict[str, Any], int]:
+        with sql_statements() as seen:
+            response = await http.post(
+                "/graphql",
+                json={"query": query, "variables": {"owner": org.outsider.id}},
+                headers=headers,
+            )
+        return response.json(), len(seen)
+
+    await run(AGENDA_UNPLANNED)  # the session's first use (its last-used time) out of the way
+    reference, unplanned_statements = await run(AGENDA_UNPLANNED)
+    before = await _plan_counts(http)
+    body, statements = await run(AGENDA)
+    after = await _plan_counts(http)
+    assert body["data"] is None and body["errors"][0]["path"] == ["agenda"]
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert [e["message"] for e in body["errors"]] == [e["message"] for e in reference["errors"]]
+    assert statements == unplanned_statements > 0
+    assert after["planned"] - before["planned"] == 1
+    assert after["fallback"] == before["fallback"]
+
+
+UNPLANNED_REASONS = {
+    "a nested field with arguments": "arguments",
+    "an abstract root field": "abstract",
+    "a directive": "directive",
+}
+
+
 @pytest.mark.parametrize("name", list(UNPLANNED))
 async def test_operations_without_a_plan_run_on_graphql_core(seeded, graphql_core, http, name):
     opportunity = (await seeded.seller.api.data("{ opportunities(first: 1) { nodes { id } } }"))[
@@ -211,6 +304,8 @@ async def test_operations_without_a_plan_run_on_graphql_core(seeded, graphql_cor
     assert not body.get("errors"), body
     after = await _plan_counts(http)
     assert after["unplanned"] - before["unplanned"] == 1
+    reason = f"unplanned {UNPLANNED_REASONS[name]}"
+    assert after[reason] - before.get(reason, 0) == 1
     assert after["planned"] == before["planned"]
 
 
@@ -220,7 +315,8 @@ async def test_a_failing_planned_run_gives_graphql_cores_errors(seeded, graphql_
     body = await _same_answer(seeded.seller, graphql_core, FAILING[name], {})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     after = await _plan_counts(http)
-    assert after["fallback"] - before["fallback"] == 1
+    assert after["fallback"] == before["fallback"]
+    assert after["planned"] - before["planned"] == 1
 
 
 FOLLOWED = """subscription { followedEvents {
@@ -390,7 +486,9 @@ def _without_request_ids(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, graphql_core, http):
+async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(
+    seeded, graphql_core, http, caplog
+):
     """An account deleted behind the API's back (its rules refuse that while it has live deals):
     its opportunities' non-null `account` is null. The planned run is dropped, and the answer is
     graphql-core's: the error, and nulls up to the nearest nullable field."""
@@ -408,3 +506,66 @@ async def test_a_null_in_a_non_null_field_gives_graphql_cores_answer(seeded, gra
     assert planned["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert planned["errors"][0]["path"][-1] == "account"
     assert after["fallback"] - before["fallback"] == 1
+    assert after["fallback null"] - before.get("fallback null", 0) == 1
+    warned = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "crm.plans" and record.levelno == logging.WARNING
+    ]
+    assert any("Pipeline fell back on graphql-core: null" in message for message in warned)
+
+
+@pytest.mark.skipif(not PLANS_COMPARE, reason="compare mode is off (PLANS_COMPARE, CI)")
+async def test_a_planned_answer_unlike_graphql_cores_fails_the_request(org, monkeypatch):
+    """Under compare mode a planned answer that differs from graphql-core's fails the request
+    that got it, with the diff; the client still gets the planned answer."""
+    run = Plan.run
+
+    async def off_by_one(self: Plan, executor: Any) -> Any:
+        result = await run(self, executor)
+        if result.data and "users" in result.data:
+            result.data["users"]["totalCount"] += 1
+        return result
+
+    monkeypatch.setattr(Plan, "run", off_by_one)
+    with pytest.raises(AssertionError) as failed:
+        await org.admin.api.post("{ users(first: 1) { totalCount } }")
+    message = str(failed.value)
+    assert "planned run differs from graphql-core" in message
+    assert '-   "totalCount": 5' in message and '+   "totalCount": 6' in message
+
+
+REFUSED = "{ opportunities(first: 5) { nodes { id followers { id createdAt } } } }"
+
+
+async def test_a_batch_that_raises_answers_its_error_once(seeded, http, monkeypatch):
+    """A relation's batch function that raises (here the followers' loader, refusing) fails the
+    field for every parent of its level in one call, never run again: one error, located at
+    the first parent, its null carried up to the nearest nullable position (here the whole
+    answer: the connection is non-null), as graphql-core answers (compare mode checks it)."""
+    calls: list[list[int]] = []
+
+    class Refusing:
+        async def load_many(self, keys: list[int]) -> list[Any]:
+            calls.append(list(keys))
+            raise forbidden("No followers today.")
+
+    monkeypatch.setattr(Loaders, "follower_ids", lambda self, kind: Refusing())
+    before = await _plan_counts(http)
+    response = await http.post(
+        "/graphql",
+        json={"query": REFUSED},
+        headers={"authorization": f"Bearer {seeded.seller.api.token}", NO_COMPARE: "off"},
+    )
+    after = await _plan_counts(http)
+    body = response.json()
+    assert len(calls) == 1 and len(calls[0]) == 5  # one batch for the level, not five
+    assert body["data"] is None
+    assert [error["path"] for error in body["errors"]] == [
+        ["opportunities", "nodes", 0, "followers"]
+    ]
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert after["planned"] - before["planned"] == 1
+    assert after["fallback"] == before["fallback"]
+    # Through the suite's helper: under compare mode, graphql-core's answer is the same.
+    assert (await seeded.seller.api.post(REFUSED))["errors"] == body["errors"]

@@ -14,11 +14,15 @@ compiled once per document, resolves each field once for all the objects of its 
 - root fields are called exactly as graphql-core calls them (arguments, info, resolver).
 
 An operation with anything else (a nested field with arguments, an abstract type below the root,
-a directive, or a mutation) has no plan and runs on graphql-core. A planned run that meets
-anything unexpected (an error from a resolver, a null in a non-null field, a value not of its
-field's type) is dropped and the operation runs again on graphql-core, which produces the answer
-and the errors it always did: a plan never changes a response, it only makes a successful query
-cheaper.
+a directive, or a mutation) has no plan and runs on graphql-core. An error raised by a resolver
+(a root field's, a batch function, a statement: a bad argument, a permission, a statement
+timeout) is the answer's, as graphql-core gives it: located at each field it failed, its null
+carried up to the nearest nullable position, the rest of the answer kept; it is never run
+again. A planned run falls back on graphql-core only where the plan cannot complete a value
+(a null in a non-null field, a value not of its field's type or its scalar, a projection's row
+gone): the fallback is counted in /metrics with its reason, and logged at WARNING. A plan never
+changes a response, it only makes a query cheaper; under test, `plans_compare` runs every
+planned operation on graphql-core as well and records each difference (`MISMATCHES`).
 
 A subscription's events run on its plan too, the event as the root field's value; when no field
 of the selection depends on the viewer, its subscribers share one run per event
@@ -29,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
+import json
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from inspect import isawaitable
 from operator import attrgetter
@@ -42,6 +48,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -55,9 +62,10 @@ from graphql import (
     SelectionSetNode,
     is_abstract_type,
     is_leaf_type,
+    located_error,
 )
 from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, Undefined, gather_with_cancel, is_iterable
+from graphql.pyutils import Path, Undefined, is_iterable
 from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
@@ -67,11 +75,14 @@ from observability import OPERATION_PLANS
 from resolvers.context import RequestContext
 from schema.engine.documents import Lru, per_schema
 from schema.engine.projections import (
+    BATCHED,
+    COVERED,
     SQL,
     Join,
     Projection,
     Projector,
     Statement,
+    Unlike,
     plain_field,
     relay_id,
     table_of,
@@ -120,7 +131,47 @@ async def related(
 
 
 class NoPlan(Exception):
-    """This operation, or this run of it, is for graphql-core."""
+    """This operation, or this run of it, is for graphql-core. `reason` is one of a few words
+    (the label of the /metrics counter), `detail` says more in the log."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A field's value for one parent, where its resolver raised `error`."""
+
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Nulled:
+    """A non-null value nulled by `error` below it, on its way up to the nearest nullable
+    position (GraphQL's null propagation)."""
+
+    error: GraphQLError
+
+
+Path_ = tuple[str | int, ...]  # a response path: keys and list indexes
+
+
+class Run:
+    """One planned run: the request's context, and its errors as graphql-core collects them:
+    each where it nulled a value, none below a position already nulled."""
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+        self.errors: list[GraphQLError] = []
+        self.nulled: set[Path_] = set()
+
+    def land(self, error: GraphQLError, at: Path_) -> None:
+        if any(at[:end] in self.nulled for end in range(len(at) + 1)):
+            return
+        self.nulled.add(at)
+        self.errors.append(error)
 
 
 # Shapes: how values of one output type are completed into JSON values, a whole list at a time.
@@ -136,12 +187,15 @@ class Leaf:
         for value in values:
             if value is None:
                 if not self.nullable:
-                    raise NoPlan("null in a non-null field")
+                    raise NoPlan("null", "a null in a non-null field")
                 completed.append(None)
                 continue
-            serialized = serialize(value)
+            try:
+                serialized = serialize(value)
+            except Exception as error:  # graphql-core's answer: a field error of its own
+                raise NoPlan("scalar", f"a value its scalar does not serialize: {error}") from None
             if serialized is None or serialized is Undefined:
-                raise NoPlan("a value its scalar does not serialize")
+                raise NoPlan("scalar", "a value its scalar does not serialize")
             completed.append(serialized)
         return completed
 
@@ -161,29 +215,49 @@ class Objects:
 Shape = Leaf | ListOf | Objects
 
 
-async def complete(shape: Shape, values: Sequence[Any], ctx: RequestContext) -> list[Any]:
-    """The JSON values of `values` (one per parent), in order."""
+async def complete(
+    shape: Shape, values: Sequence[Any], run: Run, paths: Sequence[Path_]
+) -> list[Any]:
+    """The JSON values of `values` (one per parent, at `paths`), in order. A value nulled by an
+    error below it is None where the shape is nullable (the error lands there), else Nulled."""
     if isinstance(shape, Leaf):
         return shape.complete(values)
-    present = [value for value in values if value is not None]
-    done: Iterator[Any]
+    present = [
+        (value, path) for value, path in zip(values, paths, strict=True) if value is not None
+    ]
     if len(present) != len(values) and not shape.nullable:
-        raise NoPlan("null in a non-null field")
+        raise NoPlan("null", "a null in a non-null field")
+    done: list[Any]
     if isinstance(shape, ListOf):
-        lists = [_as_list(value) for value in present]
+        lists = [_as_list(value) for value, _ in present]
         flat = [item for value in lists for item in value]
-        items = iter(await complete(shape.item, flat, ctx))
-        done = iter([[next(items) for _ in value] for value in lists])
+        flat_paths = [
+            (*path, i)
+            for value, (_, path) in zip(lists, present, strict=True)
+            for i in range(len(value))
+        ]
+        items = iter(await complete(shape.item, flat, run, flat_paths))
+        done = []
+        for value in lists:
+            completed = [next(items) for _ in value]
+            failed = next((item for item in completed if isinstance(item, Nulled)), None)
+            done.append(completed if failed is None else failed)  # a null item nulls its list
     else:
-        done = iter(await shape.selection.resolve(present, ctx))
-    return [None if value is None else next(done) for value in values]
+        done = await shape.selection.resolve([v for v, _ in present], run, [p for _, p in present])
+    if shape.nullable:
+        for (_, path), value in zip(present, done, strict=True):
+            if isinstance(value, Nulled):
+                run.land(value.error, path)
+        done = [None if isinstance(value, Nulled) else value for value in done]
+    found = iter(done)
+    return [None if value is None else next(found) for value in values]
 
 
 def _as_list(value: Any) -> list[Any]:
     """A list field's value, read once (graphql-core takes any iterable but a string or a
     mapping, and reports the rest as an error: for those, no plan)."""
     if not is_iterable(value):  # graphql-core's own test
-        raise NoPlan("a list field's value is not a list")
+        raise NoPlan("list", "a list field's value is not a list")
     return list(value)
 
 
@@ -197,6 +271,22 @@ class Field:
     load: Batch | None  # asynchronous: a batch function, or an async resolver of self
     shape: Shape
     projection: Projection | None = None  # the batch as SQL, on PostgreSQL
+    nodes: tuple[FieldNode, ...] = ()  # where its errors are located
+    declared: str | None = None  # "Type.field" when the field is declared in SQL
+
+    def values(self, parents: list[Any]) -> list[Any]:
+        """A synchronous field's values; Failed for a parent whose resolver raised."""
+        assert self.read is not None
+        try:
+            return self.read(parents)
+        except Exception:  # which parent: one at a time
+            values = []
+            for parent in parents:
+                try:
+                    values.append(self.read([parent])[0])
+                except Exception as error:
+                    values.append(Failed(error))
+            return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,42 +297,79 @@ class Selection:
     is_type_of: Callable[[Any, Any], Any] | None  # the type's check of its values, if any
     statement: Statement | None = None  # its fields' projections, in one statement
 
-    async def resolve(self, parents: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
+    async def resolve(
+        self, parents: list[Any], run: Run, paths: Sequence[Path_]
+    ) -> list[dict[str, Any] | Nulled]:
+        """Each parent's selection, in order; Nulled for a parent a non-null field's error
+        nulled."""
         results: list[dict[str, Any]] = [{} for _ in parents]
         if not parents:
-            return results
+            return list(results)
         check = self.is_type_of
         if check is not None and any(check(parent, None) is not True for parent in parents):
-            raise NoPlan("a value that is not of its field's type")
+            raise NoPlan("type", "a value that is not of its field's type")
         statement = self.statement if self.statement and self.statement.applies() else None
         projected = statement.keys if statement else ()
-        # Every relation of the level at once: their DataLoaders dispatch in the same tick. The
-        # first to fail stops the others from going on (the operation then runs on graphql-core;
-        # a statement already sent finishes, and its rows serve graphql-core's run).
+        # Every relation of the level at once: their DataLoaders dispatch in the same tick. A
+        # batch that raises fails its field for every parent; a value the plan cannot complete
+        # sends the whole operation to graphql-core.
         loading = [
-            (field.key, field.load)
-            for field in self.fields
-            if field.load is not None and field.key not in projected
+            field for field in self.fields if field.load is not None and field.key not in projected
         ]
-        runs = [load(parents, ctx) for _, load in loading]
+        runs = [field.load(parents, run.ctx) for field in loading if field.load is not None]
         if statement is not None:
-            runs.append(statement.run(parents, ctx))
-        found = await gather_with_cancel(*runs)
-        loaded = {
-            key: value for (key, _), value in zip(loading, found[: len(loading)], strict=True)
+            runs.append(statement.run(parents, run.ctx))
+        found: list[Any] = await asyncio.gather(*runs, return_exceptions=True)
+        for outcome in found:
+            if isinstance(outcome, NoPlan | Unlike) or (
+                isinstance(outcome, BaseException) and not isinstance(outcome, Exception)
+            ):
+                raise outcome  # the plan's to drop; or cancelled, exiting
+        loaded: dict[str, list[Any]] = {
+            field.key: [Failed(value)] * len(parents) if isinstance(value, Exception) else value
+            for field, value in zip(loading, found[: len(loading)], strict=True)
         }
-        done = dict(zip(projected, found[-1], strict=True)) if statement else {}
+        if statement is not None:
+            if isinstance(found[-1], Exception):
+                loaded.update({key: [Failed(found[-1])] * len(parents) for key in projected})
+                projected = ()
+            else:
+                COVERED.update(statement.declared)
+        done = dict(zip(projected, found[-1], strict=True)) if projected else {}
+        nulled: list[Nulled | None] = [None] * len(parents)
         for field in self.fields:
             if field.key in done:  # JSON values already, checked against the field's type
                 for result, value in zip(results, done[field.key], strict=True):
                     result[field.key] = value
                 continue
-            values = loaded[field.key] if field.read is None else field.read(parents)
-            for result, value in zip(
-                results, await complete(field.shape, values, ctx), strict=True
-            ):
+            if field.declared is not None:
+                BATCHED.add(field.declared)
+            values = loaded[field.key] if field.read is None else field.values(parents)
+            paths_of = [(*path, field.key) for path in paths]
+            ok = [i for i, value in enumerate(values) if not isinstance(value, Failed)]
+            completed: list[Any] = [None] * len(parents)
+            if len(ok) == len(values):
+                completed = await complete(field.shape, values, run, paths_of)
+            else:
+                good = await complete(
+                    field.shape, [values[i] for i in ok], run, [paths_of[i] for i in ok]
+                )
+                for i, value in zip(ok, good, strict=True):
+                    completed[i] = value
+                for i, value in enumerate(values):
+                    if isinstance(value, Failed):
+                        error = located_error(value.error, list(field.nodes), list(paths_of[i]))
+                        if field.shape.nullable:
+                            run.land(error, paths_of[i])
+                        else:
+                            completed[i] = Nulled(error)
+            for i, (result, value) in enumerate(zip(results, completed, strict=True)):
+                if isinstance(value, Nulled):
+                    nulled[i] = nulled[i] or value
                 result[field.key] = value
-        return results
+        return [
+            result if gone is None else gone for result, gone in zip(results, nulled, strict=True)
+        ]
 
 
 def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
@@ -252,7 +379,13 @@ def _self_calls(resolver: StrawberryResolver[Any]) -> Any:
         return (lambda parents: [function(parent) for parent in parents]), None
 
     async def load(parents: list[Any], _: RequestContext) -> list[Any]:
-        return list(await asyncio.gather(*(function(parent) for parent in parents)))
+        found = await asyncio.gather(
+            *(function(parent) for parent in parents), return_exceptions=True
+        )
+        for value in found:
+            if not isinstance(value, Exception) and isinstance(value, BaseException):
+                raise value
+        return [Failed(value) if isinstance(value, Exception) else value for value in found]
 
     return None, load
 
@@ -299,7 +432,7 @@ class Compiler:
         def walk(selection_set: SelectionSetNode) -> None:
             for selection in selection_set.selections:
                 if selection.directives:
-                    raise NoPlan("directives")
+                    raise NoPlan("directive")
                 if isinstance(selection, FieldNode):
                     key = (selection.alias or selection.name).value
                     fields.setdefault(key, []).append(selection)
@@ -310,7 +443,7 @@ class Compiler:
                     name = selection.name.value
                     fragment = self.fragments.get(name)
                     if fragment is None or fragment.directives:
-                        raise NoPlan("an unknown fragment, or directives")
+                        raise NoPlan("directive", "an unknown fragment, or directives")
                     if name not in visited and applies(fragment.type_condition):
                         visited.add(name)
                         walk(fragment.selection_set)
@@ -337,7 +470,7 @@ class Compiler:
             return Field(key, lambda parents: [typename] * len(parents), None, string)
         found = plain_field(parent, nodes)
         if found is None:
-            raise NoPlan(f"{parent.name}.{name} takes arguments, or has extensions")
+            raise NoPlan("arguments", f"{parent.name}.{name} takes arguments, or has extensions")
         definition, field = found
         read, load = self.reader(parent, field)
         sub = [node.selection_set for node in nodes if node.selection_set is not None]
@@ -349,7 +482,8 @@ class Compiler:
                 projection = self.projector.field(parent, field, definition.type, sub)
             except Exception:  # a declaration the projector cannot follow: the batch function
                 log.exception("no projection for %s.%s", parent.name, field.python_name)
-        return Field(key, read, load, shape, projection)
+        declared = f"{parent.name}.{name}" if metadata.get(SQL) is not None else None
+        return Field(key, read, load, shape, projection, tuple(nodes), declared)
 
     def reader(self, parent: GraphQLObjectType, field: StrawberryField) -> Any:
         """(read, load): how the field's values come, synchronously or in one batch."""
@@ -366,7 +500,7 @@ class Compiler:
             return _global_ids(parent.name, id_attr), None
         if _takes_only_self(resolver):  # (a Node resolving its own ids takes `info`: no plan)
             return _self_calls(resolver)
-        raise NoPlan(f"{parent.name}.{field.python_name} has a resolver")
+        raise NoPlan("resolver", f"{parent.name}.{field.python_name} has a resolver")
 
     def shape(self, type_: GraphQLOutputType, selection_sets: list[SelectionSetNode]) -> Shape:
         nullable = not isinstance(type_, GraphQLNonNull)
@@ -377,7 +511,7 @@ class Compiler:
             return Leaf(inner.serialize, nullable)  # type: ignore[union-attr]
         if isinstance(inner, GraphQLObjectType):
             return Objects(self.selection(inner, selection_sets), nullable)
-        raise NoPlan(f"{inner} is an abstract type")
+        raise NoPlan("abstract", f"{inner} is an abstract type")
 
 
 def _attributes(name: str) -> Callable[[list[Any]], list[Any]]:
@@ -399,33 +533,50 @@ class Plan:
     same_for_all: bool  # its result depends on the root value only, not on the viewer
     # Subscriptions: the result of each recent event (by its type and id), computed once for
     # all the subscribers running this plan, and when.
-    events: Lru[tuple[type, Any], tuple[float, asyncio.Future[dict[str, Any]]]] = dataclasses.field(
-        default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False
+    events: Lru[tuple[type, Any], tuple[float, asyncio.Future[ExecutionResult]]] = (
+        dataclasses.field(default_factory=lambda: Lru(EVENTS_REMEMBERED), compare=False)
     )
 
-    async def run(self, executor: StrawberryGraphQLCoreExecutionContext) -> dict[str, Any]:
+    async def run(self, executor: StrawberryGraphQLCoreExecutionContext) -> ExecutionResult:
+        """The operation's result: its data, and the errors its resolvers raised, each once.
+        Raises NoPlan or Unlike where the plan cannot complete a value."""
         root_type = self.root_type
         data: dict[str, Any] = {}
+        run = Run(executor.context_value)
         for root in self.root_fields:
             field_def = root_type.fields[root.nodes[0].name.value]
             resolve = field_def.resolve or executor.field_resolver
-            info = executor.build_resolve_info(
-                field_def, root.nodes, root_type, Path(None, root.key, root_type.name)
-            )
-            arguments = get_argument_values(field_def, root.nodes[0], executor.variable_values)
-            value = resolve(executor.root_value, info, **arguments)
-            if isawaitable(value):
-                value = await value
-            (data[root.key],) = await complete(root.shape, [value], executor.context_value)
-        return data
+            path = (root.key,)
+            try:
+                info = executor.build_resolve_info(
+                    field_def, root.nodes, root_type, Path(None, root.key, root_type.name)
+                )
+                arguments = get_argument_values(field_def, root.nodes[0], executor.variable_values)
+                value = resolve(executor.root_value, info, **arguments)
+                if isawaitable(value):
+                    value = await value
+            except Exception as error:  # the field's error, as graphql-core locates it
+                value = Nulled(located_error(error, root.nodes, list(path)))
+            else:
+                (value,) = await complete(root.shape, [value], run, [path])
+            if isinstance(value, Nulled):
+                if not root.shape.nullable:  # the whole answer is null
+                    run.land(value.error, ())
+                    return ExecutionResult(None, run.errors)
+                run.land(value.error, path)
+                value = None
+            data[root.key] = value
+        return ExecutionResult(data, run.errors or None)
 
 
 def compile_plan(
     schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: dict[str, Any]
 ) -> Plan:
     root_type = PLANNED.get(operation.operation, lambda _: None)(schema)
-    if root_type is None or operation.directives:
-        raise NoPlan("a mutation, or directives")
+    if root_type is None:
+        raise NoPlan("mutation")
+    if operation.directives:
+        raise NoPlan("directive")
     compiler = Compiler(schema, fragments)
     roots = []
     for key, nodes in compiler.collect(root_type, [operation.selection_set]).items():
@@ -445,29 +596,40 @@ PLANNED: dict[OperationType, Callable[[GraphQLSchema], GraphQLObjectType | None]
 }
 
 
-_plans: WeakKeyDictionary[GraphQLSchema, Lru[tuple[str, str | None], Plan | None]] = (
+_plans: WeakKeyDictionary[GraphQLSchema, Lru[tuple[str, str | None], Plan | NoPlan]] = (
     WeakKeyDictionary()
 )
 
 
-def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | None:
-    """The operation's plan (compiled on first use), or None when it has none."""
+def plan_for(executor: StrawberryGraphQLCoreExecutionContext) -> Plan | NoPlan:
+    """The operation's plan (compiled on first use), or why it has none."""
     operation = executor.operation
-    if operation.operation not in PLANNED or operation.loc is None:
-        return None
+    if operation.operation not in PLANNED:
+        return NoPlan("mutation")
+    if operation.loc is None:
+        return NoPlan("unparsed")
     if executor.middleware_manager is not None and executor.middleware_manager.middlewares:
-        return None  # per-field middleware must see every field
+        return NoPlan("middleware")  # per-field middleware must see every field
     cache = per_schema(_plans, executor.schema, PLANS_PER_SCHEMA)
     key = (operation.loc.source.body, operation.name.value if operation.name else None)
     if key in cache:
-        return cache.get(key)
+        return cache.get(key)  # type: ignore[return-value]
     try:
-        plan: Plan | None = compile_plan(executor.schema, operation, executor.fragment_definitions)
+        plan: Plan | NoPlan = compile_plan(
+            executor.schema, operation, executor.fragment_definitions
+        )
     except NoPlan as reason:
         log.debug("no plan for %s: %s", key[1], reason)
-        plan = None
+        plan = reason
     cache.put(key, plan)
     return plan
+
+
+# Under test (Settings.plans_compare): each difference between a planned run's result and
+# graphql-core's, newest last (a few kept: the suite's helper takes them after each request).
+MISMATCHES: list[str] = []
+MISMATCHES_KEPT = 20
+NO_COMPARE = "x-plans-compare"  # a request with this header set to "off" is not compared
 
 
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -480,10 +642,12 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     event costs one execution per distinct subscription document, not one per websocket.
     """
 
+    compare = False  # ComparingExecutor: run each planned operation on graphql-core too
+
     def execute_operation(self, serially: bool | None = None) -> Any:
         plan = plan_for(self)
-        if plan is None:
-            OPERATION_PLANS.labels("unplanned").inc()
+        if isinstance(plan, NoPlan):
+            OPERATION_PLANS.labels("unplanned", plan.reason).inc()
             return super().execute_operation(serially)
         if (
             self.operation.operation is OperationType.SUBSCRIPTION
@@ -497,18 +661,63 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         path = "planned"
         try:
             if shared:
-                data, path = await self._shared(plan)
+                result, path = await self._shared(plan)
             else:
-                data = await plan.run(self)
-        except Exception as reason:  # any surprise: graphql-core answers, errors and all
-            log.debug("planned run dropped: %r", reason)
-            OPERATION_PLANS.labels("fallback").inc()
-            result = super().execute_operation(serially)
-            return await result if isawaitable(result) else result
-        OPERATION_PLANS.labels(path).inc()
-        return ExecutionResult(data=data)
+                result = await plan.run(self)
+        except (NoPlan, Unlike) as dropped:  # a value the plan cannot complete: graphql-core's
+            reason = dropped.reason
+            log.warning(
+                "planned run of %s fell back on graphql-core: %s",
+                self._name(),
+                dropped,
+                extra={"fields": {"plan_fallback": reason}},
+            )
+            return await self._fallback(serially, reason)
+        except Exception:  # a fault of the plan's own (a resolver's error is in the result)
+            log.warning("planned run of %s failed", self._name(), exc_info=True)
+            return await self._fallback(serially, "fault")
+        OPERATION_PLANS.labels(path, "").inc()
+        if self.compare and self._comparing():
+            await self._compare(result, serially)
+        return result
 
-    async def _shared(self, plan: Plan) -> tuple[dict[str, Any], str]:
+    async def _fallback(self, serially: bool | None, reason: str) -> Any:
+        OPERATION_PLANS.labels("fallback", reason).inc()
+        result = super().execute_operation(serially)
+        return await result if isawaitable(result) else result
+
+    def _name(self) -> str:
+        name = self.operation.name
+        return name.value if name else "an anonymous operation"
+
+    def _comparing(self) -> bool:
+        headers = getattr(getattr(self.context_value, "request", None), "headers", None) or {}
+        return headers.get(NO_COMPARE) != "off"
+
+    async def _compare(self, planned: ExecutionResult, serially: bool | None) -> None:
+        """Run the operation again on graphql-core, with loaders of its own (nothing cached by
+        the planned run), and record any difference in data or errors."""
+        forget = getattr(self.context_value, "forget_cached", None)
+        if forget is not None:
+            forget()
+        reference = super().execute_operation(serially)
+        if isawaitable(reference):
+            reference = await reference
+        ours, theirs = _answer(planned), _answer(reference)  # type: ignore[arg-type]
+        if ours == theirs:
+            return
+        source = self.operation.loc.source.body if self.operation.loc else ""
+        diff = "\n".join(
+            difflib.unified_diff(
+                theirs.splitlines(), ours.splitlines(), "graphql-core", "planned", lineterm=""
+            )
+        )
+        text = f"planned run differs from graphql-core for\n{source}\n{diff}"
+        log.error("%s", text)
+        MISMATCHES.append(text)
+        del MISMATCHES[:-MISMATCHES_KEPT]
+
+    async def _shared(self, plan: Plan) -> tuple[ExecutionResult, str]:
         """The event's result, computed by the first of its subscribers to ask ("planned"),
         taken by the others ("shared"). Shielded: a subscriber that leaves meanwhile does not
         cancel the others' result."""
@@ -524,8 +733,29 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             result, path = asyncio.ensure_future(plan.run(self)), "planned"
             plan.events.put(key, (now, result))
         try:
-            return await asyncio.shield(result), path
+            found = await asyncio.shield(result)
         except Exception:
             if (entry := plan.events.get(key)) is not None and entry[1] is result:
                 plan.events.discard(key)  # each subscriber then falls back on its own
             raise
+        # each subscriber's own result: the errors' formatting is per response
+        return ExecutionResult(found.data, list(found.errors) if found.errors else None), path
+
+
+class ComparingExecutor(PlannedExecutor):
+    """Under test only (Settings.plans_compare): every planned run is checked against
+    graphql-core's (`MISMATCHES`)."""
+
+    compare = True
+
+
+def _answer(result: ExecutionResult) -> str:
+    """A result as JSON, its errors in a stable order (GraphQL does not order them)."""
+    errors = sorted(
+        json.dumps(error.formatted, sort_keys=True, default=str) for error in result.errors or ()
+    )
+    return json.dumps(
+        {"data": result.data, "errors": [json.loads(error) for error in errors]},
+        indent=1,
+        default=str,
+    )

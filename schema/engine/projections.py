@@ -69,6 +69,11 @@ from resolvers.context import RequestContext
 SQL = "crm.sql"  # the metadata key of a field's SQL: a Join, or an expression over {row}
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
 MAX_KEYS = 50  # json_build_object takes at most 100 arguments
+# The fields declared in SQL ("Type.field") that have run in this process as SQL (COVERED), and
+# on their batch functions in a plan (BATCHED): a few dozen names at most, the schema's
+# declarations, for the test that every declaration is covered (tests/test_plans.py).
+COVERED: set[str] = set()
+BATCHED: set[str] = set()
 
 # A column's model field, by the GraphQL scalar it can stand for unconverted.
 VERBATIM: dict[str, tuple[type, ...]] = {
@@ -163,6 +168,26 @@ def plain_field(
     return graphql_field, definition
 
 
+def declared_name(parent: GraphQLObjectType, definition: StrawberryField) -> str:
+    """ "Type.field", as the API names them."""
+    for name, graphql_field in parent.fields.items():
+        if graphql_field.extensions.get(DEFINITION) is definition:
+            return f"{parent.name}.{name}"
+    return f"{parent.name}.{definition.python_name}"
+
+
+def sql_declarations(schema: Any) -> set[str]:
+    """Every field of the schema declared in SQL ("Type.field") on a type read from a table."""
+    return {
+        f"{type_.name}.{name}"
+        for type_ in schema.type_map.values()
+        if isinstance(type_, GraphQLObjectType) and table_of(type_) is not None
+        for name, graphql_field in type_.fields.items()
+        if isinstance(definition := graphql_field.extensions.get(DEFINITION), StrawberryField)
+        and dict(definition.metadata or {}).get(SQL) is not None
+    }
+
+
 def relay_id(parent: GraphQLObjectType, definition: StrawberryField) -> str | None:
     """The attribute a Node's global id is made of, when the field is relay's own `id` on a
     type that does not resolve its ids or type name itself (else None)."""
@@ -209,12 +234,14 @@ class Projection:
 
     value: str
     joins: tuple[str, ...] = ()
+    declared: frozenset[str] = frozenset()  # the fields declared in SQL it is made of
 
     def on(self, alias: str) -> Projection:
         """The same, for the row `alias`."""
         return Projection(
             self.value.replace("{parent}", alias),
             tuple(join.replace("{parent}", alias) for join in self.joins),
+            self.declared,
         )
 
 
@@ -246,10 +273,15 @@ class Projector:
         on = table_of(parent)
         if declared is None or on is None:
             return None
+        name = frozenset({declared_name(parent, definition)})
         if isinstance(declared, str):  # an expression over the row
             sql = _names(declared, on).replace("{row}", "{parent}")
-            return Projection(_required(sql) if isinstance(type_, GraphQLNonNull) else sql)
-        return self._relation(declared, type_, selection_sets, on)
+            value = _required(sql) if isinstance(type_, GraphQLNonNull) else sql
+            return Projection(value, (), name)
+        found = self._relation(declared, type_, selection_sets, on)
+        return (
+            None if found is None else Projection(found.value, found.joins, found.declared | name)
+        )
 
     def _relation(
         self,
@@ -283,10 +315,14 @@ class Projector:
         if not many:
             found = f"CASE WHEN {alias}.id IS NOT NULL THEN {value} END"
             own = named(f"LEFT JOIN {lookup(join.rows, where)} ON true")
-            return Projection(_required(found) if required else found, (own, *built.joins))
+            return Projection(
+                _required(found) if required else found, (own, *built.joins), built.declared
+            )
         rows = f"json_agg({value} ORDER BY {join.order})"
         return Projection(
-            named(f"(SELECT coalesce({rows}, '[]') FROM {join.rows} {joins} WHERE {where})")
+            named(f"(SELECT coalesce({rows}, '[]') FROM {join.rows} {joins} WHERE {where})"),
+            (),
+            built.declared,
         )
 
     def _object(
@@ -300,6 +336,7 @@ class Projector:
         its values need beside that row."""
         pairs: list[str] = []
         joins: list[str] = []
+        declared: set[str] = set()
         collected = self.collect(type_, selection_sets)
         if len(collected) > MAX_KEYS:
             return None
@@ -318,7 +355,10 @@ class Projector:
             projected = projected.on(alias)
             pairs.append(f"{_quote(key)}, {projected.value}")
             joins.extend(projected.joins)
-        return Projection(f"json_build_object({', '.join(pairs)})", tuple(joins))
+            declared |= projected.declared
+        return Projection(
+            f"json_build_object({', '.join(pairs)})", tuple(joins), frozenset(declared)
+        )
 
     def _value(
         self,
@@ -393,6 +433,7 @@ class Statement:
     model: type[Model]
     organization: bool  # the statement reads the organization's id
     viewer: bool  # ... and the viewer's
+    declared: frozenset[str] = frozenset()  # the fields declared in SQL it is made of
 
     @classmethod
     def of(cls, on: Table, projected: dict[str, Projection]) -> Statement:
@@ -408,7 +449,8 @@ class Statement:
         )
         organization, viewer = "{org}" in sql, "{viewer}" in sql
         sql = sql.replace("{org}", "$2").replace("{viewer}", "$3" if organization else "$2")
-        return cls(sql, tuple(projected), on.model, organization, viewer)
+        declared = frozenset().union(*(projection.declared for projection in fields))
+        return cls(sql, tuple(projected), on.model, organization, viewer, declared)
 
     def applies(self) -> bool:
         return self.model._meta.db.capabilities.dialect == "postgres"
@@ -424,13 +466,20 @@ class Statement:
             arguments.append(ctx.require_viewer().id)
         _, rows = await self.model._meta.db.execute_query(self.sql, arguments)
         text = rows[0][0] if rows else None
-        if text is None or (MISSING in text and MARKER.search(text)):
-            raise Unlike("a parent's row is gone, or a null is where its field forbids one")
+        if text is None:
+            raise Unlike("gone", "a parent's row is gone")
+        if MISSING in text and MARKER.search(text):
+            raise Unlike("null", "a null where its field forbids one")
         found = orjson.loads(text)
         if len(found) != len(parents):
-            raise Unlike("a parent's row is gone")
+            raise Unlike("gone", "a parent's row is gone")
         return [list(values) for values in zip(*found, strict=True)]
 
 
 class Unlike(Exception):
-    """Projected values unlike their fields' types: the plan's run is dropped."""
+    """Projected values unlike their fields' types: the plan's run is dropped. `reason`: "null"
+    (a null in a non-null field) or "gone" (a parent's row)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
