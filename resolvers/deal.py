@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from strawberry import relay
-from tortoise.expressions import F, Subquery
+from tortoise.expressions import F, Q, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, User
+from models import Account, Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
 from resolvers.access import deals_of
 from resolvers.context import RequestContext
@@ -98,12 +99,25 @@ def _without_unreadable(change: Any, readable: set[str]) -> Any:
     return shown
 
 
+def _in_related_names(ctx: RequestContext, word: str) -> list[Q]:
+    """A search word in the name of the record's account or of its primary contact."""
+    accounts = scoped(ctx, Account).filter(name__icontains=word)
+    contacts = scoped(ctx, Contact).filter(
+        Q(first_name__icontains=word) | Q(last_name__icontains=word)
+    )
+    return [
+        Q(account_id__in=Subquery(accounts.values("id"))),
+        Q(contact_id__in=Subquery(contacts.values("id"))),
+    ]
+
+
 def filter_deals(
     ctx: RequestContext, kind: DealKind[D], query: QuerySet[Any], filters: dict[str, Any]
 ) -> QuerySet[Any]:
     """The filters leads and opportunities have in common."""
     if filters.get("search"):
-        query = query.filter(search_condition(filters["search"], [kind.title_field]))
+        names = partial(_in_related_names, ctx)
+        query = query.filter(search_condition(filters["search"], [kind.title_field], names))
     if filters.get("owner_ids"):
         query = query.filter(owner_id__in=filters["owner_ids"])
     if filters.get("account_id") is not None:
