@@ -27,6 +27,7 @@ from schema.base import (
 )
 from schema.records import (
     Declared,
+    column,
     declared,
     existing,
     private_row,
@@ -65,7 +66,13 @@ ACTIVITY_EXPORT = (
 @strawberry.type(description="A visit, meeting, call, email or task of a user with contacts.")
 class Activity(relay.Node, Declared):
     id: relay.NodeID[int]
-    kind: ActivityKind
+    activity_kind: ActivityKind = column(
+        source="kind", description="Visit, meeting, call, email or task."
+    )
+    kind: ActivityKind = strawberry.field(
+        deprecation_reason="Use activityKind: `kind` of Activity and of Event are different "
+        "enums, so a timeline query asking both fails validation."
+    )
     subject: str
     notes: str | None
     starts_at: datetime | None = strawberry.field(description="When it starts, if timed.")
