@@ -118,9 +118,9 @@ async def _check_owner_reads(ctx: RequestContext, owner_id: int, links: dict[str
 async def _attendees(ctx: RequestContext, contact_ids: list[int] | None) -> list[int]:
     unique = list(dict.fromkeys(contact_ids or []))
     found = set(await scoped(ctx, Contact).filter(id__in=unique).values_list("id", flat=True))
-    missing = [pk for pk in unique if pk not in found]
+    missing = [index for index, pk in enumerate(contact_ids or []) if pk not in found]
     if missing:
-        raise bad_input("attendeeIds", f"No contact with id {missing[0]}.")
+        raise bad_input(f"attendeeIds.{missing[0]}", "No contact with this id.")
     return unique
 
 
@@ -262,7 +262,7 @@ async def list_deal_activities(
     ctx: RequestContext, kind: DealKind[Any], record_id: int, page: PageRequest
 ) -> Page[Activity]:
     """The activities of a lead or opportunity the caller already read, in time order."""
-    await get_readable(ctx, kind, record_id)
+    await get_readable(ctx, kind, record_id, None)
     column = "lead_id" if kind is LEAD else "opportunity_id"
     query = scoped(ctx, Activity).filter(**{column: record_id})
     return await paginate(query, page, BY_SCHEDULE, descending=False)

@@ -143,23 +143,31 @@ def filter_deals(
     return query
 
 
-async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
-    """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists)."""
+async def get_readable(
+    ctx: RequestContext, kind: DealKind[D], record_id: int, field: str | None = "recordId"
+) -> D:
+    """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists);
+    `field`: the argument that named it."""
     row = await deals_of(kind).get(ctx, record_id)
     if row is None:
-        raise not_found(kind.label)
+        raise not_found(kind.label, field)
     return row  # type: ignore[no-any-return]
 
 
 async def get_editable(
-    ctx: RequestContext, kind: DealKind[D], record_id: int, *, lock: bool = False
+    ctx: RequestContext,
+    kind: DealKind[D],
+    record_id: int,
+    *,
+    lock: bool = False,
+    field: str = "recordId",
 ) -> D:
     query = scoped(ctx, kind.model).filter(id=record_id)
     if lock:
         query = query.select_for_update()
     row = await query.first()
     if row is None or not await deals_of(kind).reads(ctx, row):
-        raise not_found(kind.label)
+        raise not_found(kind.label, field)
     await require_edit(ctx, row.owner_id, kind.label)
     return row
 
@@ -183,7 +191,7 @@ async def touch(ctx: RequestContext, kind: DealKind[D], row: D) -> None:
 
 async def delete_deal(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     async with in_transaction():
-        row = await get_editable(ctx, kind, record_id, lock=True)
+        row = await get_editable(ctx, kind, record_id, lock=True, field="id")
         row.deleted_at = datetime.now(UTC)
         await row.save(update_fields=["deleted_at", "updated_at"])
         await record_event(ctx, kind, row.id, EventKind.DELETED)

@@ -135,7 +135,7 @@ async def delete_quota(ctx: RequestContext, user_id: int, period_text: str) -> Q
         user_id=user.id, period_kind=period.kind, period_start=period.start
     )
     if quota is None:
-        raise not_found("quota")
+        raise not_found("quota", "period")
     await quota.delete()
     return quota
 

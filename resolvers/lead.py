@@ -106,7 +106,7 @@ async def update_lead(
     ctx: RequestContext, lead_id: int, values: dict[str, Any], expected_version: int | None
 ) -> Lead:
     async with in_transaction():
-        row = await get_editable(ctx, LEAD, lead_id, lock=True)
+        row = await get_editable(ctx, LEAD, lead_id, lock=True, field="id")
         cleaned = await _clean(ctx, values, row)
         if cleaned.get("contact_id") is not None:
             await LEAD.participant.filter(
@@ -131,7 +131,7 @@ async def convert_lead(
     if values.get("account_id") is not None and values.get("account_name") is not None:
         raise bad_input("accountName", "Give accountId or accountName, not both.")
     async with in_transaction():
-        lead = await get_editable(ctx, LEAD, lead_id, lock=True)
+        lead = await get_editable(ctx, LEAD, lead_id, lock=True, field="leadId")
         check_version(LEAD, lead, expected_version)
         if lead.status == LeadStatus.CONVERTED:
             raise conflict(

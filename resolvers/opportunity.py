@@ -224,7 +224,7 @@ async def update_opportunity(
     ctx: RequestContext, opportunity_id: int, values: dict[str, Any], expected_version: int | None
 ) -> Opportunity:
     async with in_transaction():
-        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True)
+        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True, field="id")
         cleaned = await _clean(ctx, values, row)
         if cleaned.get("contact_id") is not None:
             await OPPORTUNITY.participant.filter(

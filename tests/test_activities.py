@@ -139,7 +139,7 @@ async def test_reschedule_complete_and_cancel(org):
         ({"durationMinutes": 7 * 24 * 60 + 1}, "durationMinutes"),
         ({"leadId": None, "accountId": None}, "accountId"),
         ({"opportunityId": "T3Bwb3J0dW5pdHk6OTk5OTk5"}, "opportunityId"),
-        ({"attendeeIds": ["Q29udGFjdDo5OTk5OTk5"]}, "attendeeIds"),
+        ({"attendeeIds": ["Q29udGFjdDo5OTk5OTk5"]}, "attendeeIds.0"),
         ({"ownerId": "VXNlcjo5OTk5OTk5"}, "ownerId"),
         ({"dueDate": None, "startsAt": "0001-01-01T00:30:00+01:00"}, "startsAt"),
         ({"dueDate": None, "startsAt": "9999-12-31T23:30:00-01:00"}, "startsAt"),
