@@ -40,7 +40,7 @@ async def stage_ids(member: Member) -> dict[str, str]:
     return {s["name"]: s["id"] for s in (await member.api.data(STAGES))["pipelineStages"]}
 
 
-EMPTY = {
+EMPTY: dict[str, tuple[int, dict[str, Any]]] = {
     "Qualification": (0, {}),
     "Needs analysis": (0, {}),
     "Proposal": (0, {}),
@@ -124,7 +124,7 @@ EXPECTED_STATEMENTS = 3
 
 async def test_the_board_is_one_statement_whatever_the_pipeline(org, sql_statements):
     stages = await stage_ids(org.admin)
-    counts = []
+    counts: list[int] = []
     for size in (1, 12):
         for i in range(size if not counts else size - 1):
             await create_opportunity(
