@@ -266,11 +266,7 @@ async def agenda(
         raise bad_input("to", "`to` must be after `from`.")
     query = await ACTIVITIES.query(ctx)
     if owners is not None:
-        query = (
-            query.filter(owner_id__in=owners)
-            if len(owners) > 1
-            else query.filter(owner_id=owners[0])
-        )
+        query = query.filter(owner_id__in=owners)
     if start is not None:
         query = query.filter(scheduled_at__gte=start)
     if end is not None:
