@@ -9,6 +9,7 @@ from typing import Any
 
 from models import PipelineStage
 from resolvers.context import RequestContext
+from resolvers.forecast import weighted_money
 from resolvers.loaders import instance
 from resolvers.opportunity import filtered_opportunities
 
@@ -26,9 +27,7 @@ class CurrencyTotal:
 
     @property
     def weighted_amount(self) -> Decimal:
-        exact = Decimal(self.weighted).scaleb(-4)
-        cents = exact.quantize(Decimal("0.01"))
-        return cents if cents == exact else exact.normalize()
+        return weighted_money(self.weighted)
 
 
 @dataclass
