@@ -146,6 +146,7 @@ class Opportunity(SoftDeletedModel):
             name=("organization_id", "name", "id"),
             close=("organization_id", "expected_close_date", "id"),
             updated=("organization_id", "updated_at", "id"),
+            probability=("organization_id", "probability", "id"),
             readers=("organization_id", "visibility", "owner_id", "id"),
             stage=("organization_id", "stage_id", "id"),
             # ... and the relations that list a record's opportunities.

@@ -13,7 +13,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind, User
+from models import Activity, ActivityAttendee, ActivityStatus, Contact, EventKind, Role, User
 from resolvers import lifecycle, validation
 from resolvers.access import ACTIVITIES, deals_of, user_reads
 from resolvers.context import RequestContext
@@ -22,7 +22,7 @@ from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import record_event
 from resolvers.pagination import Page, PageRequest, paginate, time_key
-from resolvers.permissions import check_assignable, manages_owner, require_edit
+from resolvers.permissions import check_assignable, manages_owner, require_edit, team_ids
 from resolvers.records import referenced_account, referenced_contact, referenced_user, scoped
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
@@ -118,9 +118,9 @@ async def _check_owner_reads(ctx: RequestContext, owner_id: int, links: dict[str
 async def _attendees(ctx: RequestContext, contact_ids: list[int] | None) -> list[int]:
     unique = list(dict.fromkeys(contact_ids or []))
     found = set(await scoped(ctx, Contact).filter(id__in=unique).values_list("id", flat=True))
-    missing = [pk for pk in unique if pk not in found]
+    missing = [index for index, pk in enumerate(contact_ids or []) if pk not in found]
     if missing:
-        raise bad_input("attendeeIds", f"No contact with id {missing[0]}.")
+        raise bad_input(f"attendeeIds.{missing[0]}", "No contact with this id.")
     return unique
 
 
@@ -220,6 +220,36 @@ async def _save(row: Activity, changes: dict[str, Any]) -> None:
     await row.save(update_fields=[*changes, "version", "updated_at"])
 
 
+def _iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def _agenda_owners(
+    ctx: RequestContext, owner_id: int | None, owner_ids: list[int] | None, team: bool
+) -> list[int] | None:
+    """Whose activities an agenda shows (None: everyone's, an admin's team). One user's: the
+    viewer's, or a team member's for their managers and anyone's for admins; several users'
+    (`owner_ids`) under the same rule; `team`: the viewer's and their reports' (direct and
+    indirect), so a seller's own."""
+    viewer = ctx.require_viewer()
+    if team:
+        if owner_id is not None or owner_ids:
+            raise bad_input("filter.team", "Give team, or ownerId / ownerIds, not both.")
+        if viewer.role == Role.ADMIN:
+            return None
+        return [viewer.id, *sorted(await team_ids(ctx))]
+    wanted: list[tuple[int, str]] = []
+    if owner_id is not None:
+        wanted.append((owner_id, "filter.ownerId"))
+    wanted += [(pk, f"filter.ownerIds.{index}") for index, pk in enumerate(owner_ids or [])]
+    for owner, field in wanted:
+        if owner != viewer.id:
+            await referenced_user(ctx, owner, field)
+            if not await manages_owner(ctx, owner):
+                raise forbidden("Only admins and their managers see another user's agenda.")
+    return list(dict.fromkeys(owner for owner, _ in wanted)) or [viewer.id]
+
+
 async def agenda(
     ctx: RequestContext,
     page: PageRequest,
@@ -229,18 +259,18 @@ async def agenda(
     overdue: bool,
     statuses: list[ActivityStatus] | None,
     updated_since: datetime | None = None,
+    *,
+    owner_ids: list[int] | None = None,
+    team: bool = False,
 ) -> Page[Activity]:
-    """One user's activities in time order: the viewer's, or a team member's for their managers
-    and anyone's for admins. `overdue`: planned ones whose time or due date has passed."""
-    viewer = ctx.require_viewer()
-    owner = viewer.id if owner_id is None else owner_id
-    if owner != viewer.id:
-        await referenced_user(ctx, owner, "ownerId")
-        if not await manages_owner(ctx, owner):
-            raise forbidden("Only admins and their managers see another user's agenda.")
+    """Activities in time order, of the users `_agenda_owners` gives. `overdue`: planned ones
+    whose time or due date has passed."""
+    owners = await _agenda_owners(ctx, owner_id, owner_ids, team)
     if start is not None and end is not None and end <= start:
         raise bad_input("to", "`to` must be after `from`.")
-    query = (await ACTIVITIES.query(ctx)).filter(owner_id=owner)
+    query = await ACTIVITIES.query(ctx)
+    if owners is not None:
+        query = query.filter(owner_id__in=owners)
     if start is not None:
         query = query.filter(scheduled_at__gte=start)
     if end is not None:
@@ -262,7 +292,7 @@ async def list_deal_activities(
     ctx: RequestContext, kind: DealKind[Any], record_id: int, page: PageRequest
 ) -> Page[Activity]:
     """The activities of a lead or opportunity the caller already read, in time order."""
-    await get_readable(ctx, kind, record_id)
+    await get_readable(ctx, kind, record_id, None)
     column = "lead_id" if kind is LEAD else "opportunity_id"
     query = scoped(ctx, Activity).filter(**{column: record_id})
     return await paginate(query, page, BY_SCHEDULE, descending=False)

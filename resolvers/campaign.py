@@ -124,13 +124,15 @@ def _require_marketer(ctx: RequestContext) -> User:
     return viewer
 
 
-async def get_campaign(ctx: RequestContext, campaign_id: int, *, lock: bool = False) -> Campaign:
+async def get_campaign(
+    ctx: RequestContext, campaign_id: int, *, lock: bool = False, field: str | None = "id"
+) -> Campaign:
     query = scoped(ctx, Campaign).filter(id=campaign_id)
     if lock:
         query = query.select_for_update()
     row = await query.first()
     if row is None:
-        raise not_found("campaign")
+        raise not_found("campaign", field)
     return row
 
 
@@ -250,7 +252,7 @@ async def add_cost(ctx: RequestContext, campaign_id: int, values: dict[str, Any]
     amount = validation.amount_cents(values["amount"], "amount")
     incurred_on = validation.close_date(values.get("incurred_on") or date.today(), "incurredOn")
     async with in_transaction():
-        row = await get_campaign(ctx, campaign_id, lock=True)
+        row = await get_campaign(ctx, campaign_id, lock=True, field="campaignId")
         return await CampaignCost.create(
             campaign_id=row.id,
             description=description,
@@ -402,7 +404,7 @@ async def mark_response(
 ) -> CampaignMember:
     """Admins, managers, and whoever manages the contact's owner (its owner included)."""
     async with in_transaction():
-        campaign = await get_campaign(ctx, campaign_id)
+        campaign = await get_campaign(ctx, campaign_id, field="campaignId")
         member = (
             await CampaignMember.filter(campaign_id=campaign.id, contact_id=contact_id)
             .select_for_update()
@@ -427,7 +429,7 @@ async def mark_response(
 async def list_members(
     ctx: RequestContext, campaign_id: int, page: PageRequest, statuses: list[MemberStatus] | None
 ) -> Page[CampaignMember]:
-    campaign = await get_campaign(ctx, campaign_id)
+    campaign = await get_campaign(ctx, campaign_id, field=None)
     query = CampaignMember.filter(campaign_id=campaign.id)
     if statuses:
         query = query.filter(status__in=statuses)

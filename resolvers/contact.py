@@ -26,6 +26,13 @@ from resolvers.pagination import (
 from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import get_or_not_found, referenced_account, referenced_user, scoped
 
+# The stage follows the facts (resolvers/lifecycle.py), and a manager may set it with a reason;
+# either way the move is recorded. A contact's own edit would move it unrecorded.
+LIFECYCLE_BY_HAND = (
+    "The lifecycle stage follows the contact's activities and deals: a sales manager or an "
+    "admin may set it, with a reason, through setContactLifecycle."
+)
+
 CONTACT_ORDER = {
     "CREATED_AT": BY_ID,
     "UPDATED_AT": BY_UPDATED_AT,
@@ -72,8 +79,8 @@ async def _clean(ctx: RequestContext, values: dict[str, Any]) -> dict[str, Any]:
         cleaned["title"] = validation.optional_text(values["title"], "title", max_length=150)
     if values.get("do_not_contact") is not None:
         cleaned["do_not_contact"] = values["do_not_contact"]
-    if "lifecycle_stage" in values and values["lifecycle_stage"] is not None:
-        cleaned["lifecycle_stage"] = values["lifecycle_stage"]
+    if values.get("lifecycle_stage") is not None:
+        raise bad_input("lifecycleStage", LIFECYCLE_BY_HAND)
     if "account_id" in values:
         account_id = values["account_id"]
         if account_id is not None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from tortoise.expressions import F, Subquery
+from tortoise.expressions import F, Q, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import Campaign, Comment, Contact, EventKind, OpportunityStatus, User
+from models import Account, Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
 from resolvers.access import deals_of
 from resolvers.context import RequestContext
@@ -27,12 +28,25 @@ from resolvers.records import (
 )
 
 
+def _in_related_names(ctx: RequestContext, word: str) -> list[Q]:
+    """A search word in the name of the record's account or of its primary contact."""
+    accounts = scoped(ctx, Account).filter(name__icontains=word)
+    contacts = scoped(ctx, Contact).filter(
+        Q(first_name__icontains=word) | Q(last_name__icontains=word)
+    )
+    return [
+        Q(account_id__in=Subquery(accounts.values("id"))),
+        Q(contact_id__in=Subquery(contacts.values("id"))),
+    ]
+
+
 def filter_deals(
     ctx: RequestContext, kind: DealKind[D], query: QuerySet[Any], filters: dict[str, Any]
 ) -> QuerySet[Any]:
     """The filters leads and opportunities have in common."""
     if filters.get("search"):
-        query = query.filter(search_condition(filters["search"], [kind.title_field]))
+        names = partial(_in_related_names, ctx)
+        query = query.filter(search_condition(filters["search"], [kind.title_field], names))
     if filters.get("owner_ids"):
         query = query.filter(owner_id__in=filters["owner_ids"])
     if filters.get("account_id") is not None:
@@ -58,23 +72,31 @@ def filter_deals(
     return query
 
 
-async def get_readable(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
-    """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists)."""
+async def get_readable(
+    ctx: RequestContext, kind: DealKind[D], record_id: int, field: str | None = "recordId"
+) -> D:
+    """A lead or opportunity the viewer may read, or NOT_FOUND (never a hint that it exists);
+    `field`: the argument that named it."""
     row = await deals_of(kind).get(ctx, record_id)
     if row is None:
-        raise not_found(kind.label)
+        raise not_found(kind.label, field)
     return row  # type: ignore[no-any-return]
 
 
 async def get_editable(
-    ctx: RequestContext, kind: DealKind[D], record_id: int, *, lock: bool = False
+    ctx: RequestContext,
+    kind: DealKind[D],
+    record_id: int,
+    *,
+    lock: bool = False,
+    field: str = "recordId",
 ) -> D:
     query = scoped(ctx, kind.model).filter(id=record_id)
     if lock:
         query = query.select_for_update()
     row = await query.first()
     if row is None or not await deals_of(kind).reads(ctx, row):
-        raise not_found(kind.label)
+        raise not_found(kind.label, field)
     await require_edit(ctx, row.owner_id, kind.label)
     return row
 
@@ -98,7 +120,7 @@ async def touch(ctx: RequestContext, kind: DealKind[D], row: D) -> None:
 
 async def delete_deal(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
     async with in_transaction():
-        row = await get_editable(ctx, kind, record_id, lock=True)
+        row = await get_editable(ctx, kind, record_id, lock=True, field="id")
         row.deleted_at = datetime.now(UTC)
         await row.save(update_fields=["deleted_at", "updated_at"])
         await record_event(ctx, kind, row.id, EventKind.DELETED)

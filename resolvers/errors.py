@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from enum import Enum
 from typing import Any
@@ -56,8 +57,24 @@ def bad_input(field: str, message: str) -> ApiError:
     return ApiError(ErrorCode.BAD_USER_INPUT, message, field=field)
 
 
-def not_found(what: str = "record") -> ApiError:
-    return ApiError(ErrorCode.NOT_FOUND, f"No {what} with this id.")
+def not_found(what: str = "record", field: str | None = "id") -> ApiError:
+    """The one answer for a record that is missing or out of the viewer's reach: `what` in
+    words ("contact", "pipeline stage": `readable`), `field` the argument that named it."""
+    return ApiError(ErrorCode.NOT_FOUND, f"No {what} with this id.", field=field)
+
+
+def readable(type_name: str) -> str:
+    """A type's name as words in a message: "PipelineStage" -> "pipeline stage", "ApiKey" ->
+    "API key"."""
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", type_name)
+    return " ".join("API" if word == "Api" else word.lower() for word in words)
+
+
+def a(noun: str) -> str:
+    """The noun with its indefinite article: "an account", "a lead", "an API key". (No type of
+    this API starts with a vowel letter sounded as a consonant, "user" aside.)"""
+    vowel = noun[:1].lower() in "aeio" or (noun[:1].lower() == "u" and not noun.startswith("us"))
+    return f"{'an' if vowel else 'a'} {noun}"
 
 
 def forbidden(message: str) -> ApiError:

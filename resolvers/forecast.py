@@ -135,7 +135,7 @@ async def delete_quota(ctx: RequestContext, user_id: int, period_text: str) -> Q
         user_id=user.id, period_kind=period.kind, period_start=period.start
     )
     if quota is None:
-        raise not_found("quota")
+        raise not_found("quota", "period")
     await quota.delete()
     return quota
 
@@ -191,6 +191,14 @@ async def _scope_members(ctx: RequestContext, user_id: int | None) -> list[int]:
 # Figures
 
 
+def weighted_money(cents_times_percent: int) -> Decimal:
+    """Sum of amount x probability / 100, from the exact sum of cents x percent: two decimals,
+    or up to four when the cents do not divide."""
+    exact = Decimal(cents_times_percent).scaleb(-4)
+    cents = exact.quantize(Decimal("0.01"))
+    return cents if cents == exact else exact.normalize()
+
+
 @dataclass
 class Tally:
     """Exact sums: cents, and cents x percent for the weighted pipeline."""
@@ -227,9 +235,7 @@ class Figures:
 
     @property
     def weighted_pipeline(self) -> Decimal:
-        exact = Decimal(self.tally.weighted).scaleb(-4)
-        cents = exact.quantize(Decimal("0.01"))
-        return cents if cents == exact else exact.normalize()
+        return weighted_money(self.tally.weighted)
 
     @property
     def pipeline(self) -> Decimal:

@@ -38,10 +38,23 @@ from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict
 from resolvers.events import global_id, record_event
 from resolvers.opportunity import create_opportunity
-from resolvers.pagination import BY_ID, BY_UPDATED_AT, Page, PageRequest, SortKey, paginate
+from resolvers.pagination import (
+    BY_ID,
+    BY_UPDATED_AT,
+    Page,
+    PageRequest,
+    SortKey,
+    paginate,
+    related_key,
+)
 from resolvers.records import referenced, referenced_account
 
-LEAD_ORDER = {"CREATED_AT": BY_ID, "UPDATED_AT": BY_UPDATED_AT, "TITLE": SortKey("TITLE", "title")}
+LEAD_ORDER = {
+    "CREATED_AT": BY_ID,
+    "UPDATED_AT": BY_UPDATED_AT,
+    "TITLE": SortKey("TITLE", "title"),
+    "OWNER_NAME": related_key("OWNER_NAME", "owner__full_name"),
+}
 
 
 async def list_leads(
@@ -50,7 +63,16 @@ async def list_leads(
     query = filter_deals(ctx, LEAD, await LEADS.query(ctx), filters)
     if filters.get("sources"):
         query = query.filter(source__in=filters["sources"])
+    if filters.get("converted") is not None:
+        query = query.filter(converted_at__isnull=not filters["converted"])
     return await paginate(query, page, LEAD_ORDER[order], descending=descending)
+
+
+async def converted_into(ctx: RequestContext, opportunity_ids: list[int]) -> dict[int, Lead]:
+    """The leads the viewer may read that were converted into these opportunities, by
+    opportunity id (one statement)."""
+    query = (await LEADS.query(ctx)).filter(converted_opportunity_id__in=opportunity_ids)
+    return {row.converted_opportunity_id: row for row in await query.order_by("-id")}
 
 
 async def _clean(ctx: RequestContext, values: dict[str, Any], row: Lead | None) -> dict[str, Any]:
@@ -84,7 +106,7 @@ async def update_lead(
     ctx: RequestContext, lead_id: int, values: dict[str, Any], expected_version: int | None
 ) -> Lead:
     async with in_transaction():
-        row = await get_editable(ctx, LEAD, lead_id, lock=True)
+        row = await get_editable(ctx, LEAD, lead_id, lock=True, field="id")
         cleaned = await _clean(ctx, values, row)
         if cleaned.get("contact_id") is not None:
             await LEAD.participant.filter(
@@ -109,7 +131,7 @@ async def convert_lead(
     if values.get("account_id") is not None and values.get("account_name") is not None:
         raise bad_input("accountName", "Give accountId or accountName, not both.")
     async with in_transaction():
-        lead = await get_editable(ctx, LEAD, lead_id, lock=True)
+        lead = await get_editable(ctx, LEAD, lead_id, lock=True, field="leadId")
         check_version(LEAD, lead, expected_version)
         if lead.status == LeadStatus.CONVERTED:
             raise conflict(

@@ -192,10 +192,10 @@ async def set_stage(
     if viewer.role == Role.SELLER:
         raise forbidden("Only sales managers and admins may set a contact's lifecycle stage.")
     text = validation.text(reason, "reason", max_length=1000)
-    contact = await get_or_not_found(ctx, Contact, contact_id, "contact")
+    contact = await get_or_not_found(ctx, Contact, contact_id, "contact", "contactId")
     await require_edit(ctx, contact.owner_id, "contact")
     async with in_transaction():
-        contact = await get_or_not_found(ctx, Contact, contact.id, "contact")
+        contact = await get_or_not_found(ctx, Contact, contact.id, "contact", "contactId")
         if stage is None:
             contact.lifecycle_pinned = False
             await contact.save(update_fields=["lifecycle_pinned", "updated_at"])

@@ -8,12 +8,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
+from strawberry import relay
 from tortoise.transactions import in_transaction
 
 from config import Settings
@@ -198,13 +200,30 @@ async def send_outbox(
     return outcome
 
 
-def _email(message: Message, sender_name: str, reply_to: str, sent_from: str) -> EmailMessage:
+async def _names(message: Message) -> dict[str, str]:
+    """The recipients' names, by email address, as their contacts say now."""
+    ids = {message.to_contact_id}
+    for entry in message.cc:
+        _, pk = relay.from_base64(entry["contactId"])
+        ids.add(int(pk))
+    people = await Contact.filter(id__in=ids, organization_id=message.organization_id)
+    return {person.email: person.full_name for person in people if person.email}
+
+
+def _email(
+    message: Message, sender_name: str, reply_to: str, sent_from: str, names: dict[str, str]
+) -> EmailMessage:
     email = EmailMessage()
+    email["Date"] = format_datetime(datetime.now(UTC))  # RFC 5322: when it was handed over
     email["From"] = formataddr((sender_name, sent_from))
     email["Reply-To"] = reply_to
-    email["To"] = message.to_email
+    # Address objects, not formataddr's text: a name with a comma and a non-ASCII letter
+    # ("Lovelace, née Byron") comes out encoded, quoted and whole.
+    email["To"] = Address(names.get(message.to_email, ""), addr_spec=message.to_email)
     if message.cc:
-        email["Cc"] = ", ".join(entry["email"] for entry in message.cc)
+        email["Cc"] = [
+            Address(names.get(entry["email"], ""), addr_spec=entry["email"]) for entry in message.cc
+        ]
     email["Subject"] = message.subject
     email["Message-ID"] = make_msgid(domain=sent_from.rpartition("@")[2] or None)
     email["X-CRM-Message"] = global_id("Message", message.id) or ""
@@ -240,8 +259,9 @@ async def deliver(
         await message.refresh_from_db()
         return False
     url = urlparse(settings.smtp_url)
+    names = await _names(message)
     try:
-        email = _email(message, sender.full_name, sender.email, settings.smtp_from)
+        email = _email(message, sender.full_name, sender.email, settings.smtp_from, names)
     except ValueError as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])

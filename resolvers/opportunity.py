@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import ForecastCategory, Opportunity, OpportunityStatus, PipelineStage
@@ -29,7 +30,9 @@ from resolvers.pagination import (
     PageRequest,
     SortKey,
     integer_key,
+    integer_related_key,
     paginate,
+    related_key,
 )
 from resolvers.product import has_line_items
 from resolvers.records import referenced
@@ -39,6 +42,9 @@ OPPORTUNITY_ORDER = {
     "UPDATED_AT": BY_UPDATED_AT,
     "NAME": SortKey("NAME", "name"),
     "AMOUNT": integer_key("AMOUNT", "amount_cents"),
+    "PROBABILITY": integer_key("PROBABILITY", "probability"),
+    "STAGE": integer_related_key("STAGE", "stage__position"),
+    "OWNER_NAME": related_key("OWNER_NAME", "owner__full_name"),
     **BY_DATE,
 }
 
@@ -46,6 +52,14 @@ OPPORTUNITY_ORDER = {
 async def list_opportunities(
     ctx: RequestContext, page: PageRequest, filters: dict[str, Any], order: str, descending: bool
 ) -> Page[Opportunity]:
+    query = await filtered_opportunities(ctx, filters)
+    return await paginate(query, page, OPPORTUNITY_ORDER[order], descending=descending)
+
+
+async def filtered_opportunities(
+    ctx: RequestContext, filters: dict[str, Any]
+) -> QuerySet[Opportunity]:
+    """The opportunities the viewer may read that match the filters (the list's, the board's)."""
     query = filter_deals(ctx, OPPORTUNITY, await OPPORTUNITIES.query(ctx), filters)
     if filters.get("stage_ids"):
         query = query.filter(stage_id__in=filters["stage_ids"])
@@ -63,7 +77,7 @@ async def list_opportunities(
         query = query.filter(expected_close_date__gte=filters["close_date_from"])
     if filters.get("close_date_to") is not None:
         query = query.filter(expected_close_date__lte=filters["close_date_to"])
-    return await paginate(query, page, OPPORTUNITY_ORDER[order], descending=descending)
+    return query
 
 
 def _apply_stage(cleaned: dict[str, Any], stage: PipelineStage, row: Opportunity | None) -> None:
@@ -210,7 +224,7 @@ async def update_opportunity(
     ctx: RequestContext, opportunity_id: int, values: dict[str, Any], expected_version: int | None
 ) -> Opportunity:
     async with in_transaction():
-        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True)
+        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True, field="id")
         cleaned = await _clean(ctx, values, row)
         if cleaned.get("contact_id") is not None:
             await OPPORTUNITY.participant.filter(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -59,6 +59,14 @@ class SortKey:
     field: str | None  # None: by id alone
     parse: Callable[[Any], Any] = _text  # a cursor's value back to a field value (text by default)
     dump: Callable[[Any], Any] = lambda value: value
+    # For a key read from a related row: the column, as `related__column`, which `prepare`
+    # annotates the query with as `field` (pages, cursors and conditions then read `field`).
+    related: str | None = None
+
+    def prepare(self, query: QuerySet[M]) -> QuerySet[M]:
+        if self.related is None or self.field is None:
+            return query
+        return query.annotate(**{self.field: F(self.related)})
 
 
 def _dump_time(value: datetime | date) -> str:
@@ -80,6 +88,17 @@ def integer_key(name: str, field: str) -> SortKey:
 
 def time_key(name: str, field: str) -> SortKey:
     return SortKey(name, field, parse_time, _dump_time)
+
+
+def related_key(name: str, related: str, parse: Callable[[Any], Any] = _text) -> SortKey:
+    """Rows ordered by a column of a related row (`owner__full_name`: the owner's name), then by
+    id. The order is read through a join: no index of the list's table holds it, so the page
+    sorts the organization's matching rows (read through its index) before it takes its top."""
+    return SortKey(name, related.replace("__", "_"), parse, related=related)
+
+
+def integer_related_key(name: str, related: str) -> SortKey:
+    return related_key(name, related, _integer)
 
 
 @dataclass(frozen=True)
@@ -259,6 +278,7 @@ async def paginate(
         raise bad_input("last", "Pass first (with after) or last (with before), not both.")
 
     filtered = query
+    query = key.prepare(query)
     if page.after:
         value, row_id = decode_cursor(key, page.after, "after")
         query = query.filter(_after_condition(key, value, row_id, descending))
@@ -288,11 +308,15 @@ async def paginate(
 MAX_SEARCH_WORD = 100  # characters (SQLite's LIKE refuses patterns over 50,000 bytes)
 
 
-def search_condition(words: str, fields: list[str]) -> Q:
-    """Every word must appear (case-insensitively) in at least one of the fields."""
+def search_condition(
+    words: str, fields: list[str], also: Callable[[str], list[Q]] | None = None
+) -> Q:
+    """Every word must appear (case-insensitively) in at least one of the fields (or meet one of
+    the conditions `also` gives for it: in a related row's name, say)."""
     condition = Q()
     for word in words.replace("\x00", "").split()[:8]:  # NUL matches nothing (and PG refuses it)
         if len(word) > MAX_SEARCH_WORD:
             raise bad_input("search", f"Search words are at most {MAX_SEARCH_WORD} characters.")
-        condition &= Q(*[Q(**{f"{name}__icontains": word}) for name in fields], join_type="OR")
+        matches = [Q(**{f"{name}__icontains": word}) for name in fields]
+        condition &= Q(*matches, *(also(word) if also else []), join_type="OR")
     return condition

@@ -185,7 +185,7 @@ async def add_line_item(
     quantity = _quantity(values.get("quantity"))
     discount = discount_basis_points(values.get("discount"))
     async with in_transaction():
-        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True)
+        row = await get_editable(ctx, OPPORTUNITY, opportunity_id, lock=True, field="opportunityId")
         product = await referenced(ctx, Product, values["product_id"], "productId", "product")
         if not product.active:
             raise bad_input("productId", "This product is no longer sold (inactive).")
@@ -220,7 +220,7 @@ async def _editable_line(ctx: RequestContext, line_id: int) -> tuple[LineItem, O
     line = await LineItem.filter(id=line_id, opportunity__organization_id=organization_id).first()
     if line is None:
         raise not_found("line item")
-    row = await get_editable(ctx, OPPORTUNITY, line.opportunity_id, lock=True)
+    row = await get_editable(ctx, OPPORTUNITY, line.opportunity_id, lock=True, field="id")
     return line, row
 
 

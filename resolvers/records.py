@@ -25,10 +25,12 @@ async def require_unique(
         raise conflict(f"A {what} with this {column} exists already.", field=column)
 
 
-async def get_or_not_found(ctx: RequestContext, model: type[M], record_id: int, what: str) -> M:
+async def get_or_not_found(
+    ctx: RequestContext, model: type[M], record_id: int, what: str, field: str = "id"
+) -> M:
     row = await scoped(ctx, model).filter(id=record_id).first()
     if row is None:
-        raise not_found(what)
+        raise not_found(what, field)
     return row
 
 

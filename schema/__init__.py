@@ -20,6 +20,7 @@ from schema import enums  # noqa: F401  (gives the model enums their GraphQL des
 from schema.account import Account, AccountMutations, AccountQueries
 from schema.activity import Activity, ActivityMutations, ActivityQueries
 from schema.auth import AuthMutations
+from schema.board import BoardQueries
 from schema.campaign import CampaignMutations, CampaignQueries
 from schema.comment import Comment
 from schema.contact import Contact, ContactMutations, ContactQueries
@@ -54,6 +55,7 @@ class Query(
     ContactQueries,
     LeadQueries,
     OpportunityQueries,
+    BoardQueries,
     NotificationQueries,
     LiveQueries,
     ActivityQueries,

@@ -27,6 +27,7 @@ from schema.base import (
 )
 from schema.records import (
     Declared,
+    column,
     declared,
     existing,
     private_row,
@@ -65,7 +66,13 @@ ACTIVITY_EXPORT = (
 @strawberry.type(description="A visit, meeting, call, email or task of a user with contacts.")
 class Activity(relay.Node, Declared):
     id: relay.NodeID[int]
-    kind: ActivityKind
+    activity_kind: ActivityKind = column(
+        source="kind", description="Visit, meeting, call, email or task."
+    )
+    kind: ActivityKind = strawberry.field(
+        deprecation_reason="Use activityKind: `kind` of Activity and of Event are different "
+        "enums, so a timeline query asking both fails validation."
+    )
     subject: str
     notes: str | None
     starts_at: datetime | None = strawberry.field(description="When it starts, if timed.")
@@ -144,6 +151,16 @@ class AgendaFilter:
         default=None,
         description="Whose agenda (default: the viewer's; managers: their team's; admins: all).",
     )
+    owner_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Several users' agendas in one (each the viewer or, for managers, one of "
+        "their team; admins: anyone).",
+    )
+    team: bool | None = strawberry.field(
+        default=None,
+        description="The viewer's agenda and their team's (their reports, direct and indirect): "
+        "a manager's whole team; everyone's for admins; a seller's own.",
+    )
     from_: datetime | None = strawberry.field(
         default=None, name="from", description="Scheduled at or after."
     )
@@ -170,7 +187,10 @@ ACTIVITY_IDS = {
 
 @strawberry.type
 class ActivityQueries:
-    @strawberry.field(description="A user's activities in time order (the viewer's by default).")
+    @strawberry.field(
+        description="Activities in time order: the viewer's by default, another user's, several "
+        "users' (ownerIds) or a whole team's (team: true)."
+    )
     async def agenda(
         self,
         info: Info,
@@ -180,7 +200,10 @@ class ActivityQueries:
         before: str | None = None,
         filter: AgendaFilter | None = None,
     ) -> Connection[Activity]:
-        values: dict[str, Any] = filter_values(filter, {"owner_id": ("filter.ownerId", "User")})
+        values: dict[str, Any] = filter_values(
+            filter,
+            {"owner_id": ("filter.ownerId", "User"), "owner_ids": ("filter.ownerIds", "User")},
+        )
         page = await activities.agenda(
             context(info),
             page_request(info, first, after, last, before),
@@ -190,6 +213,8 @@ class ActivityQueries:
             bool(values.get("overdue")),
             values.get("statuses"),
             values.get("updated_since"),
+            owner_ids=values.get("owner_ids"),
+            team=bool(values.get("team")),
         )
         return connection(page, Activity.from_row)
 

@@ -13,7 +13,7 @@ import strawberry
 from strawberry import UNSET, relay
 
 from resolvers.context import RequestContext
-from resolvers.errors import bad_input
+from resolvers.errors import a, bad_input, readable
 from resolvers.pagination import Count, Page, PageRequest
 
 T = TypeVar("T")
@@ -49,8 +49,10 @@ def decode_id(value: str, field: str, *type_names: str) -> tuple[str, int]:
     except (ValueError, TypeError):
         raise bad_input(field, f"{value!s:.60} is not a valid id.") from None
     if type_names and gid.type_name not in type_names:
-        expected = " or ".join(type_names)
-        raise bad_input(field, f"Expected the id of a {expected}, got a {gid.type_name} id.")
+        expected = " or ".join(a(readable(name)) for name in type_names)
+        raise bad_input(
+            field, f"Expected the id of {expected}, got the id of {a(readable(gid.type_name))}."
+        )
     return gid.type_name, pk
 
 

@@ -47,5 +47,5 @@ class Comment(relay.Node, Declared):
         assert pk is not None, "a comment is on a lead or an opportunity"
         row = await access.deals_of(kind).get(context(info), pk)
         if row is None:
-            raise not_found(kind.label)
+            raise not_found(kind.label, None)
         return declared(kind.model).make(row)  # type: ignore[no-any-return]

@@ -197,6 +197,12 @@ class ContactFilter:
     updated_since: datetime | None = None
 
 
+LIFECYCLE_DEPRECATION = (
+    "The stage follows the facts, or a manager's setContactLifecycle (with a reason): a value "
+    "here is refused."
+)
+
+
 @strawberry.input(description="A new contact. The owner defaults to the viewer.")
 class CreateContactInput:
     first_name: str
@@ -206,7 +212,11 @@ class CreateContactInput:
     title: str | None = None
     account_id: strawberry.ID | None = None
     owner_id: strawberry.ID | None = None
-    lifecycle_stage: LifecycleStage | None = None
+    lifecycle_stage: LifecycleStage | None = strawberry.field(
+        default=None,
+        deprecation_reason=LIFECYCLE_DEPRECATION,
+        description="Refused when given (BAD_USER_INPUT): use setContactLifecycle.",
+    )
     do_not_contact: bool | None = None
     tags: list[str] | None = strawberry.field(
         default=None, description="Labels for segments (kept in lower case, at most 20)."
@@ -223,7 +233,11 @@ class UpdateContactInput:
     title: str | None = UNSET
     account_id: strawberry.ID | None = UNSET
     owner_id: strawberry.ID | None = UNSET
-    lifecycle_stage: LifecycleStage | None = UNSET
+    lifecycle_stage: LifecycleStage | None = strawberry.field(
+        default=UNSET,
+        deprecation_reason=LIFECYCLE_DEPRECATION,
+        description="Refused when given (BAD_USER_INPUT): use setContactLifecycle.",
+    )
     do_not_contact: bool | None = UNSET
     tags: list[str] | None = strawberry.field(
         default=UNSET, description="Replaces the contact's tags."

@@ -19,7 +19,15 @@ from resolvers.context import RequestContext
 from resolvers.deal_kinds import KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.engine.plans import batched, one
-from schema.records import Declared, declared, derived, private_derived, private_row, record
+from schema.records import (
+    Declared,
+    column,
+    declared,
+    derived,
+    private_derived,
+    private_row,
+    record,
+)
 from schema.user import User, users_of
 
 if TYPE_CHECKING:
@@ -93,7 +101,11 @@ class FieldChange:
 )
 class Event(relay.Node, Declared):
     id: relay.NodeID[int]
-    kind: EventKind
+    event_kind: EventKind = column(source="kind", description="What happened.")
+    kind: EventKind = strawberry.field(
+        deprecation_reason="Use eventKind: `kind` of Activity and of Event are different "
+        "enums, so a timeline query asking both fails validation."
+    )
     created_at: datetime
     record_type: str = strawberry.field(
         description='"Lead", "Opportunity", "Account" or "Contact".'

@@ -99,6 +99,7 @@ class LeadOrderField(Enum):
     CREATED_AT = "CREATED_AT"
     UPDATED_AT = "UPDATED_AT"
     TITLE = "TITLE"
+    OWNER_NAME = strawberry.enum_value("OWNER_NAME", description="The owner's full name.")
 
 
 @strawberry.input(description="Sort order of a lead list.")
@@ -109,7 +110,10 @@ class LeadOrder:
 
 @strawberry.input(description="Filters on leads; all given ones must match.")
 class LeadFilter:
-    search: str | None = strawberry.field(default=None, description="Words in the title.")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words each in the title, the account's name or the primary contact's name.",
+    )
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
     campaign_id: strawberry.ID | None = strawberry.field(
@@ -123,6 +127,10 @@ class LeadFilter:
     visibility: Visibility | None = None
     followed_by_viewer: bool | None = None
     updated_since: datetime | None = None
+    converted: bool | None = strawberry.field(
+        default=None,
+        description="true: only the leads converted into an opportunity; false: only the others.",
+    )
 
 
 @strawberry.input(description="A new lead. The owner defaults to the viewer.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry import relay
 
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import bad_input, not_found, readable
 from schema.base import Info, context, decode_id
 from schema.records import RECORDS
 
@@ -23,7 +23,7 @@ async def resolve_node(info: Info, value: str, field: str) -> relay.Node:
         raise bad_input(field, f"{type_name} is not a type of this API.")
     found = await declared.node(ctx, pk)
     if found is None:
-        raise not_found(type_name)
+        raise not_found(readable(type_name), field)
     return found  # type: ignore[no-any-return]
 
 

@@ -11,13 +11,16 @@ import strawberry
 from strawberry import UNSET
 
 from models import ForecastCategory, OpportunityStatus, Visibility
+from models import Lead as LeadRow
 from models import LineItem as LineItemRow
 from models import Opportunity as OpportunityRow
 from models import PipelineStage as PipelineStageRow
 from models.base import from_cents
 from resolvers import access
 from resolvers import deal as deals
+from resolvers import lead as leads
 from resolvers import opportunity as opportunities
+from resolvers.context import RequestContext
 from resolvers.deal_kinds import OPPORTUNITY
 from schema.base import (
     Connection,
@@ -33,15 +36,18 @@ from schema.base import (
 )
 from schema.contact import ACCOUNT
 from schema.deal import Deal
+from schema.engine.plans import batched, one
 from schema.organization import PipelineStage
 from schema.records import Link, column, declared, record
 
 if TYPE_CHECKING:
     from schema.account import Account
+    from schema.lead import Lead
     from schema.product import LineItem
 
 AccountRef = Annotated["Account", strawberry.lazy("schema.account")]
 LineItemRef = Annotated["LineItem", strawberry.lazy("schema.product")]
+LeadRef = Annotated["Lead", strawberry.lazy("schema.lead")]
 STAGE = Link(PipelineStageRow, "stage_id")
 OPPORTUNITY_EXPORT = (
     "name",
@@ -60,6 +66,12 @@ OPPORTUNITY_EXPORT = (
     "updated_at",
     "owner_id",
 )
+
+
+async def _converted_from(deals: list[Opportunity], ctx: RequestContext) -> list[LeadRef | None]:
+    found = await leads.converted_into(ctx, [deal.id for deal in deals])
+    make = declared(LeadRow).make
+    return [make(found[deal.id]) if deal.id in found else None for deal in deals]
 
 
 @record(
@@ -104,6 +116,14 @@ class Opportunity(Deal):
         # Non-null: an account with live opportunities cannot be deleted.
         return await ACCOUNT.one(self, info)  # type: ignore[no-any-return]
 
+    @strawberry.field(
+        description="The lead convertLead made it from: null when it was created as an "
+        "opportunity, or when the viewer may not read the lead.",
+        metadata=batched(_converted_from),
+    )
+    async def converted_from(self, info: Info) -> LeadRef | None:
+        return await one(_converted_from, self, info)  # type: ignore[no-any-return]
+
     @strawberry.field(description="Its products, oldest first.")
     async def line_items(self, info: Info) -> list[LineItemRef]:
         make = declared(LineItemRow).make
@@ -124,6 +144,9 @@ class OpportunityOrderField(Enum):
     NAME = "NAME"
     AMOUNT = "AMOUNT"
     EXPECTED_CLOSE_DATE = "EXPECTED_CLOSE_DATE"
+    PROBABILITY = "PROBABILITY"
+    STAGE = strawberry.enum_value("STAGE", description="The stage's position in the pipeline.")
+    OWNER_NAME = strawberry.enum_value("OWNER_NAME", description="The owner's full name.")
 
 
 @strawberry.input(description="Sort order of an opportunity list.")
@@ -134,7 +157,10 @@ class OpportunityOrder:
 
 @strawberry.input(description="Filters on opportunities; all given ones must match.")
 class OpportunityFilter:
-    search: str | None = strawberry.field(default=None, description="Words in the name.")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words each in the name, the account's name or the primary contact's name.",
+    )
     owner_ids: list[strawberry.ID] | None = None
     account_id: strawberry.ID | None = None
     campaign_id: strawberry.ID | None = strawberry.field(

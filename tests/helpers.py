@@ -159,10 +159,23 @@ async def create_account(member: Member, **overrides: Any) -> dict[str, Any]:
     return (await member.api.data(CREATE_ACCOUNT, input=values))["createAccount"]
 
 
+SET_LIFECYCLE = """
+mutation($id: ID!, $stage: LifecycleStage, $reason: String!) {
+  setContactLifecycle(contactId: $id, stage: $stage, reason: $reason) { lifecycleStage }
+}"""
+
+
 async def create_contact(member: Member, **overrides: Any) -> dict[str, Any]:
+    """A contact; with `lifecycleStage`, set (and pinned) afterwards by `member`, a manager or
+    an admin, as createContact refuses a stage."""
     n = next(_counter)
+    stage = overrides.pop("lifecycleStage", None)
     values = {"firstName": "Pat", "lastName": f"Contact{n}", "email": f"pat{n}@client.example"}
-    return (await member.api.data(CREATE_CONTACT, input={**values, **overrides}))["createContact"]
+    data = await member.api.data(CREATE_CONTACT, input={**values, **overrides})
+    contact: dict[str, Any] = data["createContact"]
+    if stage is not None:
+        await member.api.data(SET_LIFECYCLE, id=contact["id"], stage=stage, reason="Test data")
+    return contact
 
 
 async def create_opportunity(member: Member, **overrides: Any) -> dict[str, Any]:

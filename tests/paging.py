@@ -26,9 +26,11 @@ query($first: Int, $after: String, $last: Int, $before: String,
 
 ACCOUNTS = _list_query("accounts", "Account", "id name updatedAt")
 CONTACTS = _list_query("contacts", "Contact", "id lastName updatedAt")
-LEADS = _list_query("leads", "Lead", "id title updatedAt")
+LEADS = _list_query("leads", "Lead", "id title updatedAt owner { fullName }")
 OPPORTUNITIES = _list_query(
-    "opportunities", "Opportunity", "id name amount expectedCloseDate updatedAt"
+    "opportunities",
+    "Opportunity",
+    "id name amount expectedCloseDate updatedAt probability stage { position } owner { fullName }",
 )
 USERS = _list_query("users", "User", "id fullName email")
 LISTS = {

@@ -139,7 +139,7 @@ async def test_reschedule_complete_and_cancel(org):
         ({"durationMinutes": 7 * 24 * 60 + 1}, "durationMinutes"),
         ({"leadId": None, "accountId": None}, "accountId"),
         ({"opportunityId": "T3Bwb3J0dW5pdHk6OTk5OTk5"}, "opportunityId"),
-        ({"attendeeIds": ["Q29udGFjdDo5OTk5OTk5"]}, "attendeeIds"),
+        ({"attendeeIds": ["Q29udGFjdDo5OTk5OTk5"]}, "attendeeIds.0"),
         ({"ownerId": "VXNlcjo5OTk5OTk5"}, "ownerId"),
         ({"dueDate": None, "startsAt": "0001-01-01T00:30:00+01:00"}, "startsAt"),
         ({"dueDate": None, "startsAt": "9999-12-31T23:30:00-01:00"}, "startsAt"),
@@ -291,3 +291,67 @@ async def test_an_activity_goes_only_to_an_owner_who_may_read_its_record(org):
     await org.manager.api.data(ADD_FOLLOWER, record=lead["id"], user=org.seller.id)
     assigned = await plan(org.manager, **values)
     assert (await org.seller.api.data(NODE, id=assigned["id"]))["node"]["id"] == assigned["id"]
+
+
+TEAM_AGENDA = """query($filter: AgendaFilter, $first: Int, $after: String) {
+  agenda(first: $first, after: $after, filter: $filter) {
+    totalCount pageInfo { hasNextPage endCursor } nodes { id owner { id } }
+  }
+}"""
+
+
+async def test_a_managers_team_agenda_follows_the_chain_and_a_sellers_is_their_own(org, other_org):
+    sub = await org.add_user("SALES_MANAGER", org.manager)  # reports to the manager
+    deep = await org.add_user("SELLER", sub)  # the manager's report's report
+    people = [org.admin, org.manager, org.seller, org.teammate, org.outsider, sub, deep]
+    account = await create_account(org.admin)
+    planned = {}
+    for hours, member in enumerate(people, start=1):
+        # Later hours for earlier people: the agenda's time order is not the owners' order.
+        activity = await plan(member, accountId=account["id"], startsAt=at(100 - hours))
+        planned[member.id] = activity["id"]
+
+    async def agenda_of(member, **filters):
+        nodes = []
+        after = None
+        while True:  # by pages of two: the keyset order holds across owners
+            data = await member.api.data(TEAM_AGENDA, filter=filters, first=2, after=after)
+            nodes += data["agenda"]["nodes"]
+            if not data["agenda"]["pageInfo"]["hasNextPage"]:
+                return [(node["owner"]["id"], node["id"]) for node in nodes]
+            after = data["agenda"]["pageInfo"]["endCursor"]
+
+    def expected(*members):
+        ordered = [m for m in reversed(people) if m in members]  # time order
+        return [(m.id, planned[m.id]) for m in ordered]
+
+    chain = (org.manager, org.seller, org.teammate, sub, deep)
+    assert await agenda_of(org.manager, team=True) == expected(*chain)
+    assert await agenda_of(sub, team=True) == expected(sub, deep)
+    assert await agenda_of(org.admin, team=True) == expected(*people)
+    for seller in (org.seller, org.outsider, deep):
+        assert await agenda_of(seller, team=True) == expected(seller)
+    assert await agenda_of(other_org.admin, team=True) == []
+    # Chosen members of the team, under the same rule as one member's agenda.
+    picked = {"ownerIds": [org.seller.id, deep.id]}
+    assert await agenda_of(org.manager, **picked) == expected(org.seller, deep)
+    assert (
+        await org.manager.api.error_code(
+            TEAM_AGENDA, filter={"ownerIds": [org.seller.id, org.outsider.id]}
+        )
+        == "FORBIDDEN"
+    )
+    assert await sub.api.error_code(TEAM_AGENDA, filter=picked) == "FORBIDDEN"
+    assert (
+        await org.seller.api.error_code(TEAM_AGENDA, filter={"ownerIds": [org.teammate.id]})
+        == "FORBIDDEN"
+    )
+    for filters, field in (
+        ({"ownerIds": [org.seller.id, other_org.seller.id]}, "filter.ownerIds.1"),
+        ({"team": True, "ownerId": org.seller.id}, "filter.team"),
+    ):
+        error = await org.admin.api.error(TEAM_AGENDA, filter=filters)
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+            "BAD_USER_INPUT",
+            field,
+        )

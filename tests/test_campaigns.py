@@ -328,7 +328,7 @@ async def test_responses_follow_the_rules_and_reach_followers(org, other_org):
     for member, contact, code, field in (
         (org.seller, theirs["id"], "FORBIDDEN", None),  # another seller's contact
         (org.manager, outside["id"], "BAD_USER_INPUT", "contactId"),  # not a member
-        (other_org.admin, mine["id"], "NOT_FOUND", None),
+        (other_org.admin, mine["id"], "NOT_FOUND", "campaignId"),
     ):
         error = await member.api.error(RESPOND, campaign=made["id"], contact=contact)
         assert error["extensions"]["code"] == code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import create_account, create_contact, create_lead
+from tests.helpers import UPDATE, create_account, create_contact, create_lead, create_opportunity
 from tests.test_deals import ADD_FOLLOWER, ADD_PARTICIPANT, STAGES
 from tests.test_events import HISTORY, NOTIFICATIONS, history
 from tests.test_live import FOLLOWED_EVENTS, cursor, event
@@ -174,7 +174,7 @@ async def test_converting_twice_or_a_disqualified_lead_is_a_clear_error(org):
         ({"accountName": "Acme", "leadAccount": True}, "BAD_USER_INPUT", "accountName"),
         ({"expectedVersion": 0}, "CONFLICT", None),
         ({"lostStage": True}, "BAD_USER_INPUT", "stageId"),  # converting is not losing
-        ({"leadId": "TGVhZDo5OTk5OTk5"}, "NOT_FOUND", None),
+        ({"leadId": "TGVhZDo5OTk5OTk5"}, "NOT_FOUND", "leadId"),
     ],
 )
 async def test_a_failed_conversion_changes_nothing(org, change, code, field):
@@ -233,3 +233,52 @@ async def test_followers_see_the_conversion_live(live_server, org):
         ("CONVERTED", done["opportunity"]["id"]),
         ("CONVERTED", lead["id"]),
     ]
+
+
+CONVERTED_FROM = """query($id: ID!) { node(id: $id) { ... on Opportunity {
+  convertedFrom { id title convertedOpportunity { id } }
+} } }"""
+LEADS_CONVERTED = """query($converted: Boolean) {
+  leads(first: 50, filter: {converted: $converted}) { totalCount nodes { id } }
+}"""
+PIPELINE_FROM = """{ opportunities(first: 50) { nodes { id convertedFrom { id } } } }"""
+
+
+async def test_an_opportunity_links_to_the_lead_it_came_from_for_the_leads_readers(org, other_org):
+    lead = await create_lead(org.seller, visibility="PRIVATE")
+    await org.seller.api.data(ADD_FOLLOWER, record=lead["id"], user=org.outsider.id)
+    done = await org.seller.api.data(
+        CONVERT, input={"leadId": lead["id"], "expectedCloseDate": CLOSE}
+    )
+    opportunity = done["convertLead"]["opportunity"]["id"]
+    # The opportunity is opened to the organization; the lead stays private.
+    await org.seller.api.data(
+        UPDATE["Opportunity"], input={"id": opportunity, "visibility": "ORGANIZATION"}
+    )
+    direct = await create_opportunity(org.seller)
+    other = await create_lead(org.seller)
+
+    link = {"id": lead["id"], "title": lead["title"], "convertedOpportunity": {"id": opportunity}}
+    for member in (org.seller, org.manager, org.admin, org.outsider):  # owner, manager, follower
+        node = (await member.api.data(CONVERTED_FROM, id=opportunity))["node"]
+        assert node == {"convertedFrom": link}, member
+        pipeline = (await member.api.data(PIPELINE_FROM))["opportunities"]["nodes"]
+        assert {"id": opportunity, "convertedFrom": {"id": lead["id"]}} in pipeline
+        assert {"id": direct["id"], "convertedFrom": None} in pipeline
+    # Another seller reads the opportunity, not the private lead it came from.
+    assert (await org.teammate.api.data(CONVERTED_FROM, id=opportunity))["node"] == {
+        "convertedFrom": None
+    }
+    assert await other_org.admin.api.error_code(CONVERTED_FROM, id=opportunity) == "NOT_FOUND"
+
+    async def leads(member, converted):
+        data = (await member.api.data(LEADS_CONVERTED, converted=converted))["leads"]
+        assert data["totalCount"] == len(data["nodes"])
+        return {node["id"] for node in data["nodes"]}
+
+    assert await leads(org.seller, True) == {lead["id"]}
+    assert await leads(org.seller, False) == {other["id"]}
+    assert await leads(org.seller, None) == {lead["id"], other["id"]}
+    assert await leads(org.teammate, True) == set()  # private
+    assert await leads(org.outsider, True) == {lead["id"]}  # a follower
+    assert await leads(other_org.admin, True) == set()

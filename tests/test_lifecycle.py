@@ -167,3 +167,65 @@ async def test_only_admins_set_the_inactivity_threshold(org):
             "BAD_USER_INPUT",
             "days",
         )
+
+
+CREATE = """mutation($input: CreateContactInput!) { createContact(input: $input) { id } }"""
+UPDATE = """mutation($input: UpdateContactInput!) {
+  updateContact(input: $input) { lifecycleStage title }
+}"""
+DEPRECATED_INPUTS = """{
+  create: __type(name: "CreateContactInput") {
+    inputFields(includeDeprecated: true) { name isDeprecated deprecationReason }
+  }
+  update: __type(name: "UpdateContactInput") {
+    inputFields(includeDeprecated: true) { name isDeprecated deprecationReason }
+  }
+}"""
+
+
+async def test_create_and_update_contact_refuse_a_stage_which_moves_only_recorded(org, other_org):
+    contact = await create_contact(org.seller)
+    for member in (org.seller, org.manager, org.admin):
+        for query, values in (
+            (CREATE, {"firstName": "Ann", "lastName": "Lee", "lifecycleStage": "ACTIVE_CLIENT"}),
+            (UPDATE, {"id": contact["id"], "lifecycleStage": "ACTIVE_CLIENT"}),
+            (UPDATE, {"id": contact["id"], "lifecycleStage": "PROSPECT", "title": "CFO"}),
+        ):
+            error = await member.api.error(query, input=values)
+            assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+                "BAD_USER_INPUT",
+                "lifecycleStage",
+            )
+            assert "setContactLifecycle" in error["message"]
+    # Refused as a whole: the title was not saved either; null is no change.
+    kept = await org.seller.api.data(UPDATE, input={"id": contact["id"], "lifecycleStage": None})
+    assert kept["updateContact"] == {"lifecycleStage": "PROSPECT", "title": None}
+    state = await stage_of(org.seller, contact)
+    assert state["lifecycleHistory"]["nodes"] == []
+    # The deprecation shows in the schema.
+    types = await org.seller.api.data(DEPRECATED_INPUTS)
+    for name in ("create", "update"):
+        field = next(f for f in types[name]["inputFields"] if f["name"] == "lifecycleStage")
+        assert field["isDeprecated"] and "setContactLifecycle" in field["deprecationReason"]
+
+
+async def test_setting_the_stage_by_hand_is_for_admins_and_the_owners_managers(org, other_org):
+    mine, outsiders = await create_contact(org.seller), await create_contact(org.outsider)
+    values = {"stage": "POTENTIAL_CLIENT", "reason": "Met at the fair"}
+    assert await org.teammate.api.error_code(OVERRIDE, id=mine["id"], **values) == "FORBIDDEN"
+    assert await org.outsider.api.error_code(OVERRIDE, id=outsiders["id"], **values) == (
+        "FORBIDDEN"
+    )  # even a seller's own contact
+    assert await org.manager.api.error_code(OVERRIDE, id=outsiders["id"], **values) == (
+        "FORBIDDEN"
+    )  # a manager outside the owner's chain
+    assert await other_org.admin.api.error_code(OVERRIDE, id=mine["id"], **values) == "NOT_FOUND"
+    missing = await org.admin.api.error(OVERRIDE, id=mine["id"], stage="ACTIVE_CLIENT")
+    assert missing["extensions"]["code"] == "BAD_USER_INPUT"  # reason is required (a variable)
+    for member, contact in ((org.admin, outsiders), (org.manager, mine)):
+        done = await member.api.data(OVERRIDE, id=contact["id"], **values)
+        assert done["setContactLifecycle"]["lifecycleStage"] == "POTENTIAL_CLIENT"
+        moves = (await stage_of(org.seller, contact))["lifecycleHistory"]["nodes"]
+        assert [(m["toStage"], m["reason"], m["actor"]) for m in moves] == [
+            ("POTENTIAL_CLIENT", "Met at the fair", {"id": member.id})
+        ]

@@ -11,7 +11,8 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
+from email import message_from_bytes, policy
+from email.headerregistry import Address
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from aiosmtpd.controller import Controller
 
 from models import Message, MessageStatus
 from tests.apps import AppServer
-from tests.helpers import create_contact, create_lead, create_opportunity, pk
+from tests.helpers import UPDATE, create_contact, create_lead, create_opportunity, pk
 from tests.processes import ROOT, free_port
 from tests.test_deals import ADD_PARTICIPANT, SET_PRIMARY
 from tests.test_events import history
@@ -221,6 +222,9 @@ async def _send_via(server: AppServer, member, values: dict) -> dict:
 async def test_with_smtp_the_message_is_delivered(live_server, org, smtp):
     inbox, port = smtp
     opportunity, buyer, cfo = await deal_with_contacts(org.seller)
+    # A name that needs quoting and encoding in a header.
+    renamed = {"id": buyer["id"], "lastName": "Lovelace, née Byron"}
+    await org.seller.api.data(UPDATE["Contact"], input=renamed)
     smtp_url, sent_from = f"smtp://127.0.0.1:{port}", "crm@seller.example"
     async with live_server.serve(smtp_url=smtp_url, smtp_from=sent_from) as server:
         sent = await _send_via(
@@ -239,14 +243,17 @@ async def test_with_smtp_the_message_is_delivered(live_server, org, smtp):
     envelope = inbox.received[0]
     assert envelope.mail_from == "crm@seller.example"
     assert sorted(envelope.rcpt_tos) == sorted([buyer["email"], cfo["email"]])
-    email = message_from_bytes(envelope.content)
-    assert (email["To"], email["Cc"], email["Subject"]) == (
-        buyer["email"],
-        cfo["email"],
+    email = message_from_bytes(envelope.content, policy=policy.default)
+    assert (email["To"].addresses, email["Cc"].addresses, email["Subject"]) == (
+        (Address("Ada Lovelace, née Byron", addr_spec=buyer["email"]),),
+        (Address(f"{cfo['firstName']} {cfo['lastName']}", addr_spec=cfo["email"]),),
         "Proposal",
     )
+    # RFC 5322's one required header besides From: when it was handed over.
+    sent_at = datetime.fromisoformat(sent["sentAt"])
+    assert abs(email["Date"].datetime - sent_at) < timedelta(seconds=60)
     assert email["Reply-To"] == org.seller.email
-    assert "Dear Ada, here it is." in email.get_payload()
+    assert "Dear Ada, here it is." in email.get_content()
 
 
 async def test_an_unreachable_smtp_server_is_retried_then_the_message_fails(live_server, org):

@@ -33,6 +33,7 @@ from tests.paging import (
     time_of,
     walk,
 )
+from tests.test_deals import STAGES
 
 CREATE_USER = """
 mutation($input: CreateUserInput!) { createUser(input: $input) { id fullName email } }"""
@@ -145,6 +146,40 @@ async def test_opportunities_page_in_every_order_with_ties(org: Org) -> None:
     # Amounts sort as numbers, not as text ("99.99" < "500.00" < "1200.50").
     assert ranked(nodes, keys["AMOUNT"])[0] == created[3]
     await check_orders(admin.api, OPPORTUNITIES, created, keys)
+
+
+async def test_opportunities_page_by_stage_probability_and_owner_with_ties(org: Org) -> None:
+    admin = org.admin
+    account = await create_account(admin)
+    stages = {s["name"]: s["id"] for s in (await admin.api.data(STAGES))["pipelineStages"]}
+    rows = [  # stage, probability override, owner
+        ("Proposal", None, org.seller),
+        ("Qualification", 50, org.manager),
+        ("Proposal", 10, org.seller),
+        ("Negotiation", None, org.admin),
+        ("Qualification", None, org.manager),
+        ("Proposal", 75, org.teammate),
+    ]
+    created = []
+    for stage, probability, owner in rows:
+        values = {"stageId": stages[stage], "probability": probability, "ownerId": owner.id}
+        created.append((await create_opportunity(admin, accountId=account["id"], **values))["id"])
+    nodes = await all_nodes(admin.api, OPPORTUNITIES)
+    keys = {
+        "STAGE": lambda node: node["stage"]["position"],
+        "PROBABILITY": by("probability"),
+        "OWNER_NAME": lambda node: node["owner"]["fullName"],
+    }
+    assert all(has_ties(nodes, key) for key in keys.values())
+    assert ranked(nodes, keys["STAGE"])[:2] == [created[1], created[4]]  # by position, not name
+    await check_orders(admin.api, OPPORTUNITIES, created, keys)
+
+
+async def test_leads_page_by_owner_name(org: Org) -> None:
+    owners = (org.seller, org.manager, org.seller, org.admin)
+    created = [(await create_lead(org.admin, ownerId=owner.id))["id"] for owner in owners]
+    keys = {"OWNER_NAME": lambda node: node["owner"]["fullName"]}
+    await check_orders(org.admin.api, LEADS, created, keys)
 
 
 async def test_users_page_in_every_order(org: Org) -> None:

@@ -192,28 +192,30 @@ async def test_lists_show_only_the_viewers_organization(org, other_org):
 
 
 def _foreign_mutations(m: dict[str, str], t: dict[str, str]) -> list[tuple[str, dict, str]]:
-    """(mutation, variables, NOT_FOUND or the field of a BAD_USER_INPUT), naming `t`'s ids."""
+    """(mutation, variables, NOT_FOUND:<its field> or the field of a BAD_USER_INPUT), naming
+    `t`'s ids."""
     acc, con, lead, opp = (KINDS[name] for name in ("account", "contact", "lead", "opportunity"))
     user = {"email": unique_email(), "fullName": "New", "password": PASSWORD}
     return [
-        (acc.update, {"input": {"id": t["account"], "name": "X"}}, "NOT_FOUND"),
-        (acc.delete, {"id": t["account"]}, "NOT_FOUND"),
-        (con.update, {"input": {"id": t["contact"], "lastName": "X"}}, "NOT_FOUND"),
-        (con.delete, {"id": t["contact"]}, "NOT_FOUND"),
-        (lead.update, {"input": {"id": t["lead"], "title": "X"}}, "NOT_FOUND"),
-        (lead.delete, {"id": t["lead"]}, "NOT_FOUND"),
-        (opp.update, {"input": {"id": t["opportunity"], "name": "X"}}, "NOT_FOUND"),
-        (opp.delete, {"id": t["opportunity"]}, "NOT_FOUND"),
-        (SET_PRIMARY, {"record": t["lead"], "contact": m["contact"]}, "NOT_FOUND"),
+        (acc.update, {"input": {"id": t["account"], "name": "X"}}, "NOT_FOUND:id"),
+        (acc.delete, {"id": t["account"]}, "NOT_FOUND:id"),
+        (con.update, {"input": {"id": t["contact"], "lastName": "X"}}, "NOT_FOUND:id"),
+        (con.delete, {"id": t["contact"]}, "NOT_FOUND:id"),
+        (lead.update, {"input": {"id": t["lead"], "title": "X"}}, "NOT_FOUND:id"),
+        (lead.delete, {"id": t["lead"]}, "NOT_FOUND:id"),
+        (opp.update, {"input": {"id": t["opportunity"], "name": "X"}}, "NOT_FOUND:id"),
+        (opp.delete, {"id": t["opportunity"]}, "NOT_FOUND:id"),
+        (SET_PRIMARY, {"record": t["lead"], "contact": m["contact"]}, "NOT_FOUND:recordId"),
         (ADD_PARTICIPANT, {"input": {"recordId": t["lead"], "contactId": m["contact"]}},
-         "NOT_FOUND"),
-        (REMOVE_PARTICIPANT, {"record": t["opportunity"], "contact": m["contact"]}, "NOT_FOUND"),
-        (ADD_FOLLOWER, {"record": t["opportunity"], "user": m["user"]}, "NOT_FOUND"),
-        (REMOVE_FOLLOWER, {"record": t["lead"], "user": m["user"]}, "NOT_FOUND"),
-        (FOLLOW, {"record": t["opportunity"]}, "NOT_FOUND"),
-        (UNFOLLOW, {"record": t["lead"]}, "NOT_FOUND"),
-        (COMMENT, {"record": t["opportunity"], "body": "Hi"}, "NOT_FOUND"),
-        (UPDATE_USER, {"input": {"id": t["user"], "isActive": False}}, "NOT_FOUND"),
+         "NOT_FOUND:recordId"),
+        (REMOVE_PARTICIPANT, {"record": t["opportunity"], "contact": m["contact"]},
+         "NOT_FOUND:recordId"),
+        (ADD_FOLLOWER, {"record": t["opportunity"], "user": m["user"]}, "NOT_FOUND:recordId"),
+        (REMOVE_FOLLOWER, {"record": t["lead"], "user": m["user"]}, "NOT_FOUND:recordId"),
+        (FOLLOW, {"record": t["opportunity"]}, "NOT_FOUND:recordId"),
+        (UNFOLLOW, {"record": t["lead"]}, "NOT_FOUND:recordId"),
+        (COMMENT, {"record": t["opportunity"], "body": "Hi"}, "NOT_FOUND:recordId"),
+        (UPDATE_USER, {"input": {"id": t["user"], "isActive": False}}, "NOT_FOUND:id"),
         # Ids an input refers to: a bad input, named by its field.
         (CREATE_ACCOUNT, {"input": {"name": "X", "ownerId": t["user"]}}, "ownerId"),
         (CREATE_CONTACT, {"input": {"firstName": "A", "lastName": "B", "accountId": t["account"]}},
@@ -239,9 +241,8 @@ async def test_mutations_on_another_organizations_ids_are_refused(org, other_org
     failures = []
     for query, variables, expected in _foreign_mutations(mine, theirs):
         body = await org.admin.api.post(query, variables)
-        wanted = {"code": "NOT_FOUND"}
-        if expected != "NOT_FOUND":
-            wanted = {"code": "BAD_USER_INPUT", "field": expected}
+        code, _, field = expected.rpartition(":")
+        wanted = {"code": code or "BAD_USER_INPUT", "field": field}
         if body["data"] is not None or body["errors"][0]["extensions"] != wanted:
             failures.append((query, variables, body))
     assert not failures

@@ -41,6 +41,7 @@ from tests.helpers import (
     pk,
     wait_for_subscriptions,
 )
+from tests.test_activities import plan
 from tests.test_deals import ADD_FOLLOWER, COMMENT
 from tests.test_pipeline_sql import PIPELINE, seed_pipeline
 from tests.ws import live_client
@@ -91,6 +92,20 @@ PROJECTED = """
 }
 """
 
+# The pipeline board's page: the figures, the board orders, the lead a deal came from, the
+# team agenda.
+BOARD = """
+{
+  opportunityStageSummary {
+    stage { id name position } count totals { currency count amount weightedAmount }
+  }
+  opportunities(first: 20, orderBy: {field: STAGE, direction: DESC}) {
+    nodes { id probability convertedFrom { id title } owner { fullName } }
+  }
+  leads(first: 20, orderBy: {field: OWNER_NAME}, filter: {converted: false}) { nodes { id } }
+  agenda(first: 20, filter: {team: true}) { nodes { id activityKind subject } }
+}
+"""
 # Selects every field declared in SQL that the documents above leave out: a lead's participants,
 # followers and relations, deals' followers, managers (test_every_field_declared_in_sql_is_covered
 # checks that together they run every declaration).
@@ -109,6 +124,7 @@ DOCUMENTS = [
     (PEOPLE, {}),
     (PROJECTED, {}),
     (COVERAGE, {}),
+    (BOARD, {}),
 ]
 
 # Each of these has no plan: graphql-core runs them on both servers.
@@ -211,7 +227,7 @@ async def _same_answer(
 @pytest.mark.parametrize(
     ("query", "variables"),
     DOCUMENTS,
-    ids=["pipeline", "fragments", "people", "projected", "coverage"],
+    ids=["pipeline", "fragments", "people", "projected", "coverage", "board"],
 )
 async def test_plans_answer_as_graphql_core_for_every_viewer(
     seeded, other_org, graphql_core, http, query, variables
@@ -224,6 +240,27 @@ async def test_plans_answer_as_graphql_core_for_every_viewer(
     after = await _plan_counts(http)
     assert after["planned"] - before["planned"] == len(viewers)
     assert after["fallback"] == before["fallback"] and after["shared"] == before["shared"]
+
+
+async def test_the_board_answers_as_graphql_core_with_converted_leads_and_a_team_agenda(
+    seeded, other_org, graphql_core, http
+):
+    convert = """mutation($id: ID!) { convertLead(input: {leadId: $id,
+        expectedCloseDate: "2027-06-30"}) { opportunity { id } } }"""
+    for member, visibility in ((seeded.seller, "ORGANIZATION"), (seeded.teammate, "PRIVATE")):
+        lead = await create_lead(member, visibility=visibility)
+        made = await member.api.data(convert, id=lead["id"])
+        deal = made["convertLead"]["opportunity"]["id"]
+        await plan(member, subject=f"Call on {visibility}", opportunityId=deal)
+    before = await _plan_counts(http)
+    viewers = _viewers(seeded, other_org)
+    for member in viewers:
+        body = await _same_answer(member, graphql_core, BOARD, {})
+        assert not body.get("errors"), body
+    after = await _plan_counts(http)
+    assert after["planned"] - before["planned"] == len(viewers)
+    seller = (await seeded.manager.api.data(BOARD))["agenda"]["nodes"]
+    assert len(seller) == 2  # the manager's team: the seller's and the teammate's
 
 
 async def test_the_pipeline_reads_only_what_each_viewer_may(seeded, other_org, graphql_core):

@@ -112,7 +112,16 @@ LISTS: dict[str, str] = {
             nodes {{ {DEAL.format(relations="name amount account { id name } stage { id name }")} }}
           }}
         }}"""
-        for order in ("CREATED_AT", "UPDATED_AT", "NAME", "AMOUNT", "EXPECTED_CLOSE_DATE")
+        for order in (
+            "CREATED_AT",
+            "UPDATED_AT",
+            "NAME",
+            "AMOUNT",
+            "EXPECTED_CLOSE_DATE",
+            "PROBABILITY",
+            "STAGE",
+            "OWNER_NAME",
+        )
     },
     **{
         f"leads {order}": f"""query($after: String) {{
@@ -121,7 +130,7 @@ LISTS: dict[str, str] = {
             nodes {{ {DEAL.format(relations="title account { id name }")} }}
           }}
         }}"""
-        for order in ("CREATED_AT", "UPDATED_AT", "TITLE")
+        for order in ("CREATED_AT", "UPDATED_AT", "TITLE", "OWNER_NAME")
     },
     **{
         f"accounts {order}": f"""query($after: String) {{
@@ -160,6 +169,26 @@ LISTS: dict[str, str] = {
       }
     }""",
     "pipeline stages": "{ pipelineStages { id name } }",
+    "stage summary": """query($owner: ID!) {
+      all: opportunityStageSummary { stage { id } count totals { currency amount } }
+      search: opportunityStageSummary(filter: {search: "deal 1"}) { count }
+      owner: opportunityStageSummary(filter: {ownerIds: [$owner]}) { count }
+    }""",
+    "opportunities by account or contact name": """query($after: String) {
+      opportunities(first: 20, after: $after, filter: {search: "contact 1"}) {
+        totalCount pageInfo { endCursor } nodes { id convertedFrom { id } }
+      }
+    }""",
+    "leads converted": """query($after: String) {
+      leads(first: 20, after: $after, filter: {converted: false}) {
+        totalCount pageInfo { endCursor } nodes { id }
+      }
+    }""",
+    "team agenda": """query($after: String) {
+      agenda(first: 20, after: $after, filter: {team: true}) {
+        totalCount pageInfo { endCursor } nodes { id subject owner { id } }
+      }
+    }""",
     "notifications": """query($after: String) {
       notifications(first: 20, after: $after) {
         totalCount pageInfo { endCursor } nodes { id event { kind actor { id } } }

@@ -61,6 +61,9 @@ ACCOUNT_TIMELINE = """query($id: ID!) { node(id: $id) { ... on Account {
 CONTACT_DEALS = """query($search: String!) {
   opportunities(first: 10, filter: {search: $search}) { nodes { contact { id } } }
 }"""
+BOARD = """query($search: String!) {
+  opportunityStageSummary(filter: {search: $search}) { count }
+}"""
 HISTORY = """query($id: ID!) { node(id: $id) { ... on Opportunity {
   history(first: 20) { edges { node { id } } }
 } } }"""
@@ -178,6 +181,13 @@ async def in_list(s: Scenario, api: Api) -> bool:
     return listed
 
 
+async def on_the_board(s: Scenario, api: Api) -> bool:
+    columns = (await api.data(BOARD, search=s.name))["opportunityStageSummary"]
+    counted = sum(column["count"] for column in columns)
+    assert counted in (0, 1)
+    return counted == 1
+
+
 async def from_account(s: Scenario, api: Api) -> bool:
     data = await shows(api, ACCOUNT_DEALS, id=s.account)
     if data is None:  # another organization does not read the account either
@@ -227,6 +237,7 @@ PATHS: dict[str, Path] = {
     "node": by_node,
     "nodes": by_nodes,
     "list and count": in_list,
+    "the pipeline board's figures": on_the_board,
     "a relation listing it (account.opportunities)": from_account,
     "its comment (node, record)": its_comment,
     "its activity (node, deal)": its_activity,

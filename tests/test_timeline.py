@@ -231,3 +231,26 @@ async def test_lifecycle_entries_do_not_name_private_records(org):
     )
     reasons = [n["reason"] for n in history["node"]["lifecycleHistory"]["nodes"]]
     assert reasons and all("Bluebird" not in reason for reason in reasons), reasons
+
+
+BOTH_KINDS = """query($id: ID!) { node(id: $id) { ... on Deal { timeline(first: 20) { edges {
+  node { ... on Activity { activityKind } ... on Event { eventKind } }
+} } } } }"""
+OLD_KINDS = """query($id: ID!) { node(id: $id) { ... on Deal { timeline(first: 20) { edges {
+  node { ... on Activity { kind } ... on Event { kind } }
+} } } } }"""
+
+
+async def test_a_timeline_asks_the_kind_of_activities_and_events_at_once(org):
+    deal = await create_opportunity(org.seller)
+    await plan(org.seller, opportunityId=deal["id"])
+    edges = (await org.seller.api.data(BOTH_KINDS, id=deal["id"]))["node"]["timeline"]["edges"]
+    kinds = [edge["node"] for edge in edges]
+    assert {"activityKind": "CALL"} in kinds and {"eventKind": "CREATED"} in kinds
+    # The deprecated `kind`s still answer alone, but not side by side (their enums differ).
+    error = await org.seller.api.error(OLD_KINDS, id=deal["id"])
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    old = """query($id: ID!) { node(id: $id) { ... on Deal { timeline(first: 20) { edges {
+      node { ... on Activity { kind activityKind } } } } } } }"""
+    edges = (await org.seller.api.data(old, id=deal["id"]))["node"]["timeline"]["edges"]
+    assert {"kind": "CALL", "activityKind": "CALL"} in [edge["node"] for edge in edges]

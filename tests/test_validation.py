@@ -272,7 +272,8 @@ def coerced(where: str) -> Expect:
     return Expect("BAD_USER_INPUT", where=where)
 
 
-NOT_FOUND = Expect("NOT_FOUND")
+NOT_FOUND = Expect("NOT_FOUND", field="id")  # the argument that named the record
+NOT_FOUND_RECORD = Expect("NOT_FOUND", field="recordId")
 LEAKS = ("Traceback", "tortoise", "asyncpg", "sqlite", "Internal server error")
 
 
@@ -639,9 +640,14 @@ ROLE_CASES = table(
             "setPrimaryContact",
             "unknown-record",
             on(record=unknown("Lead"), contact=FREE),
-            NOT_FOUND,
+            NOT_FOUND_RECORD,
         ),
-        ("setPrimaryContact", "other-org-record", on(record=OTHER_RECORD, contact=FREE), NOT_FOUND),
+        (
+            "setPrimaryContact",
+            "other-org-record",
+            on(record=OTHER_RECORD, contact=FREE),
+            NOT_FOUND_RECORD,
+        ),
         (
             "setPrimaryContact",
             "account-as-record",
@@ -676,7 +682,7 @@ ROLE_CASES = table(
             "addParticipant",
             "other-org-record",
             inp(recordId=OTHER_RECORD, contactId=FREE),
-            NOT_FOUND,
+            NOT_FOUND_RECORD,
         ),
         (
             "addParticipant",
@@ -698,14 +704,14 @@ ROLE_CASES = table(
             "removeParticipant",
             "other-org-record",
             on(record=OTHER_RECORD, contact=ref("other.participant")),
-            NOT_FOUND,
+            NOT_FOUND_RECORD,
         ),
         ("addFollower", "other-org-user", on(user=OTHER_SELLER), bad("userId")),
         ("addFollower", "unknown-user", on(user=unknown("User")), bad("userId")),
         ("addFollower", "contact-as-user", on(user=CONTACT), bad("userId")),
         ("addFollower", "malformed-user", on(user=MALFORMED), bad("userId")),
         ("addFollower", "deactivated-user", on(user=ref("inactive_user")), bad("userId")),
-        ("addFollower", "other-org-record", on(record=OTHER_RECORD, user=SELLER), NOT_FOUND),
+        ("addFollower", "other-org-record", on(record=OTHER_RECORD, user=SELLER), NOT_FOUND_RECORD),
         ("addFollower", "null-user", on(user=None), coerced("$user")),
         ("removeFollower", "other-org-user", on(user=OTHER_SELLER), bad("userId")),
         ("removeFollower", "unknown-user", on(user=unknown("User")), bad("userId")),
@@ -714,15 +720,20 @@ ROLE_CASES = table(
             "removeFollower",
             "other-org-record",
             on(record=OTHER_RECORD, user=ref("other.org.teammate.id")),
-            NOT_FOUND,
+            NOT_FOUND_RECORD,
         ),
         ("addComment", "empty-body", on(body=""), bad("body")),
         ("addComment", "blank-body", on(body=" \n\t "), bad("body")),
         ("addComment", "body-10001", on(body="b" * 10_001), bad("body")),
         ("addComment", "body-with-nul", on(body=NUL), bad("body")),
         ("addComment", "int-body", on(body=5), coerced("$body")),
-        ("addComment", "other-org-record", on(record=OTHER_RECORD, body="Hi"), NOT_FOUND),
-        ("addComment", "unknown-record", on(record=unknown("Opportunity"), body="Hi"), NOT_FOUND),
+        ("addComment", "other-org-record", on(record=OTHER_RECORD, body="Hi"), NOT_FOUND_RECORD),
+        (
+            "addComment",
+            "unknown-record",
+            on(record=unknown("Opportunity"), body="Hi"),
+            NOT_FOUND_RECORD,
+        ),
         ("addComment", "account-as-record", on(record=ACCOUNT, body="Hi"), bad("recordId")),
         ("addComment", "malformed-record", on(record=MALFORMED, body="Hi"), bad("recordId")),
     ]
@@ -883,6 +894,45 @@ async def test_refused_role_change_does_not_write_the_valid_name_sent_with_it(or
     assert error["extensions"]["code"] == "CONFLICT"
     viewer = (await org.admin.api.data(VIEWER))["viewer"]
     assert (viewer["fullName"], viewer["role"]) == ("Admin Person", "ADMIN")
+
+
+# One wording for ids that name nothing, or the wrong thing ------------------------------------
+
+NODE_OF = "query($id: ID!) { node(id: $id) { id } }"
+NODES_OF = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+FOLLOW_RECORD = "mutation($id: ID!) { followRecord(recordId: $id) { id } }"
+REVOKE_KEY = "mutation($id: ID!) { revokeApiKey(id: $id) { id } }"
+SET_STAGE = """mutation($id: ID!) {
+  setContactLifecycle(contactId: $id, stage: PROSPECT, reason: "x") { id }
+}"""
+
+
+async def test_not_found_and_wrong_type_errors_read_alike_and_name_their_field(org):
+    account = await create_account(org.admin)
+
+    def answer(error: dict[str, Any]) -> tuple[str, str, str]:
+        extensions = error["extensions"]
+        return error["message"], extensions["code"], extensions.get("field")
+
+    cases = [
+        (NODE_OF, {"id": unknown("Contact")}, "No contact with this id.", "NOT_FOUND", "id"),
+        (NODE_OF, {"id": unknown("PipelineStage")}, "No pipeline stage with this id.",
+         "NOT_FOUND", "id"),
+        (REVOKE_KEY, {"id": unknown("ApiKey")}, "No API key with this id.", "NOT_FOUND", "id"),
+        (FOLLOW_RECORD, {"id": unknown("Opportunity")}, "No opportunity with this id.",
+         "NOT_FOUND", "recordId"),
+        (SET_STAGE, {"id": unknown("Contact")}, "No contact with this id.", "NOT_FOUND",
+         "contactId"),
+        (FOLLOW_RECORD, {"id": account["id"]},
+         "Expected the id of a lead or an opportunity, got the id of an account.",
+         "BAD_USER_INPUT", "recordId"),
+        (SET_STAGE, {"id": org.admin.id},
+         "Expected the id of a contact, got the id of a user.", "BAD_USER_INPUT", "contactId"),
+    ]  # fmt: skip
+    for query, variables, *expected in cases:
+        assert answer(await org.admin.api.error(query, **variables)) == tuple(expected)
+    body = await org.admin.api.post(NODES_OF, {"ids": [account["id"], unknown("Lead")]})
+    assert answer(body["errors"][0]) == ("No lead with this id.", "NOT_FOUND", "ids.1")
 
 
 # Masking ---------------------------------------------------------------------------------------
