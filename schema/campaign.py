@@ -13,6 +13,7 @@ from models import Campaign as CampaignRow
 from models import CampaignChannel, CampaignStatus, MemberStatus
 from models import CampaignCost as CampaignCostRow
 from models import CampaignMember as CampaignMemberRow
+from models import Segment as SegmentRow
 from models.base import from_cents
 from resolvers import access
 from resolvers import campaign as campaigns
@@ -156,8 +157,6 @@ class Campaign(relay.Node, Declared):
 
     @strawberry.field(description="The segment it goes to.")
     async def segment(self, info: Info) -> Segment | None:
-        from models import Segment as SegmentRow
-
         if self.segment_id is None:
             return None
         row = await SegmentRow.get_or_none(id=self.segment_id)
