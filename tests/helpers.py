@@ -22,15 +22,25 @@ class GraphQLFailed(AssertionError):
 
 
 class Api:
-    def __init__(self, http: httpx.AsyncClient, token: str | None = None) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, token: str | None = None, *, compared: bool = True
+    ) -> None:
         self.http = http
         self.token = token
+        self.compared = compared
 
     def as_(self, token: str | None) -> Api:
-        return Api(self.http, token)
+        return Api(self.http, token, compared=self.compared)
+
+    def uncompared(self) -> Api:
+        """The same caller, whose requests the server does not also run on graphql-core under
+        compare mode: for tests that count the statements a request runs."""
+        return Api(self.http, self.token, compared=False)
 
     async def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        if not self.compared:
+            headers[plans.NO_COMPARE] = "off"
         response = await self.http.post(
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
