@@ -122,6 +122,27 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
         await Tortoise.close_connections()
 
 
+async def worker(database_url: str) -> None:
+    """Run background jobs until SIGTERM or SIGINT (any number of workers on PostgreSQL)."""
+    import signal
+
+    from resolvers.jobs import Runner
+
+    await Tortoise.init(config=tortoise_config(database_url))
+    runner = Runner(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.start()
+    print(f"Worker {runner.name} running jobs ({settings.job_slots} at once).", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.stop()
+        await Tortoise.close_connections()
+
+
 def schema_sdl() -> str:
     from schema import build_schema
 
@@ -151,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     outbox.add_argument("--failed", action="store_true", help="Retry FAILED messages too.")
     commands.add_parser(
+        "worker",
+        help="Run background jobs (campaign launches, the scheduled upkeep) until stopped; "
+        "start any number of them on PostgreSQL, with JOBS_EMBEDDED=0 on the servers or not.",
+    )
+    commands.add_parser(
         "prune-changes",
         help="Forget the sync changes older than SYNC_RETENTION_DAYS (run it daily).",
     )
@@ -175,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(persist_queries(settings.database_url, args.files))
     elif args.command == "prune-changes":
         asyncio.run(prune_changes(settings.database_url))
+    elif args.command == "worker":
+        asyncio.run(worker(settings.database_url))
     elif args.command == "send-outbox":
         return asyncio.run(send_outbox(settings.database_url, args.failed))
     return 0

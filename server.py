@@ -39,6 +39,7 @@ from observability import RequestLogMiddleware, configure_logging
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.export import stream
+from resolvers.jobs import Runner
 from resolvers.limits import RateLimiter
 from schema import build_schema
 from schema.engine.gate import Gate, retry_after
@@ -152,9 +153,16 @@ def create_app(config: Settings = settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=tortoise_config(config.database_url)):
             await hub.start()
+            # Background jobs run here too, unless JOBS_EMBEDDED=0 leaves them to workers;
+            # what a stopped process left unfinished resumes now.
+            runner = Runner(config, hub=hub) if config.jobs_embedded else None
+            if runner is not None:
+                await runner.start()
             try:
                 yield
             finally:
+                if runner is not None:
+                    await runner.stop()
                 await hub.stop()
                 await limiter.close()
 
