@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -342,11 +342,11 @@ async def run_launch(work: jobs.Work) -> datetime | None:
     sender = await User.get(id=campaign.owner_id)
     config = work.config
     if campaign.channel == CampaignChannel.EMAIL:
-        # What a run that died left half-sent is this job's again (it holds the job's lease).
-        stale = datetime.now(UTC) - timedelta(seconds=config.job_lease_seconds)
-        await Message.filter(
-            campaign_id=campaign.id, status=MessageStatus.SENDING, updated_at__lt=stale
-        ).update(status=MessageStatus.OUTBOX)
+        # What a run that died left half-sent is this run's to send (again: at least once). It
+        # holds the job's lease: no other run of the job is sending them.
+        await Message.filter(campaign_id=campaign.id, status=MessageStatus.SENDING).update(
+            status=MessageStatus.OUTBOX, retry_at=datetime.now(UTC)
+        )
         while True:
             batch = await _message_batch(ctx, campaign, sender, config.campaign_batch_size)
             if batch is None:

@@ -319,7 +319,9 @@ async def deliver_batch(messages: list[Message], sender: User, config: Settings)
     if not messages:
         return
     ids = [message.id for message in messages]
-    await Message.filter(id__in=ids).update(status=MessageStatus.SENDING)
+    await Message.filter(id__in=ids).update(
+        status=MessageStatus.SENDING, updated_at=datetime.now(UTC)
+    )
     errors: dict[int, str] = {}
     client = smtp_client(config)
     connected = False
