@@ -371,15 +371,25 @@ async def _retry_due(campaign: Campaign, sender: User, config: Any) -> datetime 
     while True:
         if not await Campaign.exists(id=campaign.id, status=CampaignStatus.ACTIVE):
             return None
-        due = await Message.filter(
-            campaign_id=campaign.id, status=MessageStatus.OUTBOX, retry_at__lte=datetime.now(UTC)
-        ).order_by("id").limit(config.campaign_batch_size)
+        due = (
+            await Message.filter(
+                campaign_id=campaign.id,
+                status=MessageStatus.OUTBOX,
+                retry_at__lte=datetime.now(UTC),
+            )
+            .order_by("id")
+            .limit(config.campaign_batch_size)
+        )
         if not due:
             break
         await deliver_batch(due, sender, config)
-    waiting = await Message.filter(
-        campaign_id=campaign.id, status=MessageStatus.OUTBOX, retry_at__isnull=False
-    ).order_by("retry_at").first()
+    waiting = (
+        await Message.filter(
+            campaign_id=campaign.id, status=MessageStatus.OUTBOX, retry_at__isnull=False
+        )
+        .order_by("retry_at")
+        .first()
+    )
     return None if waiting is None else waiting.retry_at
 
 
@@ -395,9 +405,7 @@ async def _snapshot(ctx: RequestContext, campaign: Campaign) -> bool:
         matched = await matching(ctx, segment.conditions)
         contacts = await matched.order_by("id").values_list("id", flat=True)
         status = (
-            MemberStatus.PENDING
-            if row.channel == CampaignChannel.EMAIL
-            else MemberStatus.INCLUDED
+            MemberStatus.PENDING if row.channel == CampaignChannel.EMAIL else MemberStatus.INCLUDED
         )
         await CampaignMember.bulk_create(
             [CampaignMember(campaign_id=row.id, contact_id=pk, status=status) for pk in contacts],
@@ -428,9 +436,11 @@ async def _message_batch(
         if still is None or still.status not in (CampaignStatus.LAUNCHING,
                                                  CampaignStatus.ACTIVE):  # fmt: skip
             return None
-        members = await CampaignMember.filter(
-            campaign_id=campaign.id, status=MemberStatus.PENDING
-        ).order_by("id").limit(size)
+        members = (
+            await CampaignMember.filter(campaign_id=campaign.id, status=MemberStatus.PENDING)
+            .order_by("id")
+            .limit(size)
+        )
         if not members:
             return []
         claimed = await CampaignMember.filter(

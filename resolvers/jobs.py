@@ -32,7 +32,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,7 +69,7 @@ class Work:
             self.hub.announce(organizations=[self.job.organization_id])
 
 
-Handler = Callable[[Work], Awaitable[datetime | None]]
+Handler = Callable[[Work], Coroutine[Any, Any, datetime | None]]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -299,9 +299,7 @@ class Runner:
         while True:
             await asyncio.sleep(self.config.job_lease_seconds / 3)
             try:
-                kept = await self._mine(job).update(
-                    locked_until=datetime.now(UTC) + self.lease
-                )
+                kept = await self._mine(job).update(locked_until=datetime.now(UTC) + self.lease)
             except Exception:
                 log.exception("renewing the lease of job %s failed", job.id)
                 continue

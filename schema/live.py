@@ -8,11 +8,11 @@ from typing import Annotated
 import strawberry
 
 from models import Campaign as CampaignRow
+from models import CampaignStatus
 from models import Event as EventRow
 from models import Notification as NotificationRow
 from resolvers.deal_kinds import KINDS
 from schema.base import Info, context, decode_id, pk_of
-from models import CampaignStatus
 from schema.campaign import Campaign, CampaignProgress
 from schema.event import Event, Notification
 from subscriptions import feeds
@@ -71,7 +71,6 @@ class Subscription:
     )
     async def notification_added(self, info: Info) -> AsyncGenerator[Notification, None]:
         return _notifications(await feeds.notification_added(context(info)))
-
 
     @strawberry.subscription(
         description="A campaign's status and launch progress each time they change (checked "

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from models import CampaignMember, Contact, ContactTag, MemberStatus, Message
+from models import Contact, ContactTag, Message
 from tests.helpers import (
     DELETE,
     Member,
@@ -19,7 +16,6 @@ from tests.helpers import (
     create_opportunity,
     pk,
 )
-from tests.processes import ServerProcess
 from tests.test_events import history
 from tests.test_forecast import stages, update
 from tests.test_segments import CREATE as CREATE_SEGMENT
@@ -69,7 +65,7 @@ PROGRESS = """query($id: ID!) { node(id: $id) { ... on Campaign {
 } } }"""
 
 
-async def launched(member: Member, campaign_id: str, timeout: float = 60) -> dict[str, Any]:
+async def launched(member: Member, campaign_id: str, timeout: float = 60) -> dict[str, Any]:  # noqa: ASYNC109 (a wait for the job, not an I/O timeout)
     """The campaign once its launch's job is through (no longer LAUNCHING)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -153,7 +153,7 @@ async def progress(member: Member, campaign_id: str) -> dict[str, Any]:
     return (await member.api.data(PROGRESS, id=campaign_id))["node"]
 
 
-async def until(member: Member, campaign_id: str, done: Any, timeout: float = 60) -> dict:
+async def until(member: Member, campaign_id: str, done: Any, timeout: float = 60) -> dict:  # noqa: ASYNC109 (how long the job may take)
     deadline = time.monotonic() + timeout
     while True:
         found = await progress(member, campaign_id)
