@@ -71,4 +71,14 @@ class Migration(migrations.Migration):
             name='retry_at',
             field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
         ),
+        # Campaigns launched before: their progress counts from their members and messages.
+        ops.RunSQL(
+        'UPDATE "campaign" SET '
+        '"members_count" = (SELECT COUNT(*) FROM "campaign_member" m WHERE m."campaign_id" = "campaign"."id"), '
+        '"messaged_count" = (SELECT COUNT(*) FROM "campaign_member" m WHERE m."campaign_id" = "campaign"."id" AND m."status" = \'MESSAGED\'), '
+        '"skipped_count" = (SELECT COUNT(*) FROM "campaign_member" m WHERE m."campaign_id" = "campaign"."id" AND m."status" = \'SKIPPED\'), '
+        '"sent_count" = (SELECT COUNT(*) FROM "message" g WHERE g."campaign_id" = "campaign"."id" AND g."status" = \'SENT\'), '
+        '"failed_count" = (SELECT COUNT(*) FROM "message" g WHERE g."campaign_id" = "campaign"."id" AND g."status" = \'FAILED\') '
+        'WHERE "launched_at" IS NOT NULL'
+        ),
     ]
