@@ -130,10 +130,12 @@ class Settings:
     lifecycle_sweep_hours: float = 24.0
     prune_changes_hours: float = 1.0
     resend_outbox_minutes: float = 5.0
-    # Campaign launches: members messaged per transaction (and per SMTP connection); delivery
+    # Campaign launches: members messaged per transaction, then delivered over a few SMTP
+    # connections (reused for the whole batch); delivery
     # attempts of each message, the first retry after this many seconds, doubling each time
     # (8 attempts from 60 s: the last about two hours after the first).
-    campaign_batch_size: int = 200
+    campaign_batch_size: int = 100
+    smtp_connections: int = 4  # per batch, each sending its share of the batch in turn
     message_attempts: int = 8
     message_retry_base_seconds: float = 60.0
     # How often a live campaignProgress subscription re-reads its campaign.
@@ -224,6 +226,7 @@ _PLAIN = (
     "prune_changes_hours",
     "resend_outbox_minutes",
     "campaign_batch_size",
+    "smtp_connections",
     "message_attempts",
     "message_retry_base_seconds",
     "campaign_progress_seconds",

@@ -311,7 +311,8 @@ def smtp_client(config: Settings) -> aiosmtplib.SMTP:
 
 
 async def deliver_batch(messages: list[Message], sender: User, config: Settings) -> None:
-    """Deliver a campaign's messages over one SMTP connection, then record every outcome in one
+    """Deliver a campaign's messages over SMTP_CONNECTIONS connections at once (each sends its
+    share of the batch, one after the other), then record every outcome in one
     transaction: SENT; or, when an attempt fails, back to the OUTBOX until `retry_at` (doubling
     from MESSAGE_RETRY_BASE_SECONDS, with jitter), and FAILED with the reason once
     MESSAGE_ATTEMPTS attempts failed. The campaign's sent and failed counts move with them.
@@ -319,34 +320,21 @@ async def deliver_batch(messages: list[Message], sender: User, config: Settings)
     if not messages:
         return
     ids = [message.id for message in messages]
-    await Message.filter(id__in=ids).update(
+    waiting = set(
+        await Message.filter(id__in=ids, status=MessageStatus.OUTBOX).values_list("id", flat=True)
+    )
+    messages = [message for message in messages if message.id in waiting]  # not sent by hand
+    if not messages:
+        return
+    await Message.filter(id__in=list(waiting), status=MessageStatus.OUTBOX).update(
         status=MessageStatus.SENDING, updated_at=datetime.now(UTC)
     )
     errors: dict[int, str] = {}
-    client = smtp_client(config)
-    connected = False
-    for message in messages:
-        try:
-            email = _email(message, sender.full_name, sender.email)
-        except ValueError as error:
-            errors[message.id] = f"Unsendable: {error}"
-            continue
-        try:
-            if not connected:
-                await client.connect()
-                connected = True
-            await client.send_message(email)
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
-        except (aiosmtplib.SMTPException, OSError) as error:
-            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
-            if connected:
-                with contextlib.suppress(Exception):
-                    client.close()
-                connected = False
-    if connected:
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit()
+    lanes = max(1, min(config.smtp_connections, len(messages)))
+    await asyncio.gather(
+        *(_send_over_one_connection(messages[lane::lanes], sender, config, errors)
+          for lane in range(lanes))
+    )  # fmt: skip
     now = datetime.now(UTC)
     sent = [message.id for message in messages if message.id not in errors]
     failed = 0
@@ -376,6 +364,37 @@ async def deliver_batch(messages: list[Message], sender: User, config: Settings)
             await Campaign.filter(id=campaign_id).update(
                 sent_count=F("sent_count") + len(sent), failed_count=F("failed_count") + failed
             )
+
+
+async def _send_over_one_connection(
+    messages: list[Message], sender: User, config: Settings, errors: dict[int, str]
+) -> None:
+    """Send these messages over one SMTP connection (reconnecting after a failure); each
+    failure's reason goes into `errors`."""
+    client = smtp_client(config)
+    connected = False
+    for message in messages:
+        try:
+            email = _email(message, sender.full_name, sender.email)
+        except ValueError as error:
+            errors[message.id] = f"Unsendable: {error}"
+            continue
+        try:
+            if not connected:
+                await client.connect()
+                connected = True
+            await client.send_message(email)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
+        except (aiosmtplib.SMTPException, OSError) as error:
+            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
+            if connected:
+                with contextlib.suppress(Exception):
+                    client.close()
+                connected = False
+    if connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
 
 
 def retry_delay(attempts: int, config: Settings) -> timedelta:
