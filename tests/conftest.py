@@ -12,6 +12,10 @@ import os
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("CORS_ORIGINS", "https://app.example")
+# No scheduled upkeep in the suite's processes (a resend of the shared outbox would deliver other
+# tests' messages to a test's SMTP server): tests/test_jobs.py turns it on where it checks it.
+for _schedule in ("LIFECYCLE_SWEEP_HOURS", "PRUNE_CHANGES_HOURS", "RESEND_OUTBOX_MINUTES"):
+    os.environ.setdefault(_schedule, "0")
 
 import asyncio
 import logging

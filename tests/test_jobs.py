@@ -187,7 +187,8 @@ async def org_on(server: ServerProcess) -> tuple[Org, httpx.AsyncClient]:
 async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(database, sink):
     inbox, port, _ = sink
     inbox.delay = 0.02
-    async with ServerProcess(settings_env(database, port)) as server:
+    env = settings_env(database, port, PRUNE_CHANGES_HOURS=0.001, LIFECYCLE_SWEEP_HOURS=0.001)
+    async with ServerProcess(env) as server:
         org, http = await org_on(server)
         other, other_http = await org_on(server)
         try:
@@ -231,6 +232,9 @@ async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(databas
                 assert error.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
             metrics = (await http.get("/metrics")).text
             assert 'crm_jobs_runs_total{kind="campaign.launch",outcome="done"}' in metrics
+            # The scheduled upkeep ran in this process too.
+            assert 'crm_jobs_runs_total{kind="changes.prune",outcome="done"}' in metrics
+            assert 'crm_jobs_runs_total{kind="lifecycle.sweep",outcome="done"}' in metrics
         finally:
             await http.aclose()
             await other_http.aclose()
