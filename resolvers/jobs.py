@@ -97,7 +97,8 @@ async def enqueue(
     again: bool = False,
 ) -> None:
     """Queue a job unless one with this key exists; with `again`, a finished one is queued
-    again, and one waiting is due now. Call it inside the transaction that makes the work due, then `wake()` after it."""
+    again, and one waiting is due now. Call it inside the transaction that makes the work
+    due, then `wake()` after it."""
     now = datetime.now(UTC)
     existing = await Job.filter(key=key).first()
     if existing is None:
@@ -109,7 +110,7 @@ async def enqueue(
             run_after=run_after or now,
             max_attempts=attempts,
         )
-    elif again and existing.state == JobState.QUEUED:  # waiting for a retry: now
+    elif again and existing.state == JobState.QUEUED:  # waiting for a retry: due now
         await Job.filter(id=existing.id, state=JobState.QUEUED).update(run_after=now)
     elif again and existing.state in FINISHED:
         await Job.filter(id=existing.id, state__in=FINISHED).update(
