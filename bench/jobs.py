@@ -89,6 +89,12 @@ async def probe(http: httpx.AsyncClient, token: str, stop: asyncio.Event) -> lis
     return times
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -150,8 +156,10 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
             async with httpx.AsyncClient(
                 base_url=server.base_url, timeout=60, trust_env=False
             ) as http:
+                assert server.process is not None
+                pids = [server.process.pid] + ([worker.pid] if worker is not None else [])
                 try:
-                    await measure(args, http, database_url, sink)
+                    await measure(args, http, database_url, sink, pids)
                 finally:
                     if args.keep_log:
                         shutil.copy(server.log_path, args.keep_log)
@@ -162,7 +170,11 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
 
 
 async def measure(
-    args: argparse.Namespace, http: httpx.AsyncClient, database_url: str, sink: Sink
+    args: argparse.Namespace,
+    http: httpx.AsyncClient,
+    database_url: str,
+    sink: Sink,
+    pids: list[int],
 ) -> None:
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     signed = await post(
@@ -205,6 +217,8 @@ async def measure(
 
     stop = asyncio.Event()
     busy_probe = asyncio.create_task(probe(http, token, stop))
+    cpu_before = [cpu_seconds(pid) for pid in pids]
+    sink_before = time.process_time()
     started = time.perf_counter()
     await post(http, token, LAUNCH, id=campaign_id)
     answered = time.perf_counter() - started
@@ -222,6 +236,8 @@ async def measure(
             break
         await asyncio.sleep(0.25)
     done_at = time.perf_counter() - started
+    cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    bench_cpu = time.process_time() - sink_before
     stop.set()
     busy = await busy_probe
 
@@ -239,6 +255,11 @@ async def measure(
         f"every message delivered after {done_at:.1f} s: sent {progress['sent']}, failed "
         f"{progress['failed']}; the sink received {sink.received} over {len(sink.peers)} SMTP "
         f"connections"
+    )
+    print(
+        f"CPU during the launch: server {cpu[0]:.1f} s"
+        + (f", worker {cpu[1]:.1f} s" if len(cpu) > 1 else "")
+        + f", this process (SMTP sink and client) {bench_cpu:.1f} s"
     )
     print(
         f"API idle:   p50 {statistics.median(idle) * 1000:.1f} ms, p99 {idle_p99 * 1000:.1f} ms "

@@ -9,6 +9,8 @@ own, with a real SMTP server (aiosmtpd) on loopback and short lease and backoff 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import subprocess
 import sys
@@ -46,12 +48,14 @@ class Sink:
     def __init__(self) -> None:
         self.received: list[str] = []
         self.peers: set[Any] = set()
+        self.contents: list[bytes] = []
         self.delay = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         await asyncio.sleep(self.delay)
         self.received.extend(envelope.rcpt_tos)
         self.peers.add(session.peer)
+        self.contents.append(envelope.content)
         return "250 OK"
 
 
@@ -141,8 +145,8 @@ async def email_campaign(member: Member, size: int, *, no_email: int = 0) -> dic
         "name": f"Campaign {tag}",
         "channel": "EMAIL",
         "segmentId": tagged["id"],
-        "subjectTemplate": "Hello {{contact.first_name}}",
-        "bodyTemplate": "Dear {{contact.first_name}}",
+        "subjectTemplate": "Héllo {{contact.first_name}}",
+        "bodyTemplate": "Dear {{contact.first_name}}, ça va ?",
     }
     made = (await member.api.data(CREATE, input=values))["createCampaign"]
     made["tag"] = tag
@@ -219,6 +223,10 @@ async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(databas
             assert sorted(inbox.received) == sorted(
                 f"c{n}.{made['tag']}@client.example" for n in range(25)
             )
+            sent = email.message_from_bytes(inbox.contents[0], policy=email.policy.default)
+            assert str(sent["Subject"]).startswith("Héllo C")
+            assert sent.get_content().startswith("Dear C") and "ça va ?" in sent.get_content()
+            assert str(sent["From"]).endswith("<crm@seller.example>")
             # Two SMTP connections per batch of 5 (five batches), not one per message.
             assert len(inbox.peers) <= 10, len(inbox.peers)
 
