@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,10 @@ async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(databas
             assert str(sent["Subject"]).startswith("Héllo C")
             assert sent.get_content().startswith("Dear C") and "ça va ?" in sent.get_content()
             assert str(sent["From"]).endswith("<crm@seller.example>")
+            # The light builder keeps the headers of one message: a Date, and the named To.
+            (to,) = sent["To"].addresses
+            assert to.display_name == f"C{to.username.split('.')[0][1:]} {made['tag']}", to
+            assert abs(sent["Date"].datetime - datetime.now(UTC)) < timedelta(minutes=5)
             # Two SMTP connections per batch of 5 (five batches), not one per message.
             assert len(inbox.peers) <= 10, len(inbox.peers)
 
