@@ -127,6 +127,32 @@ class Settings:
     # The server's young-generation GC threshold (server.py `main`; objects alive at start are
     # frozen out of collection).
     gc_threshold: int = 50_000
+    # Background jobs (resolvers/jobs.py): run inside each server process (off: only
+    # `manage.py worker` processes run them), how many at once per process and per organization
+    # (one tenant's launches leave slots to the others), how often the queue is polled, how long
+    # a lease lasts without a heartbeat (a process killed holds its jobs this long), and the
+    # retries of a job that fails (exponential, with jitter).
+    jobs_embedded: bool = True
+    job_slots: int = 4
+    job_org_slots: int = 2
+    job_poll_seconds: float = 1.0
+    job_lease_seconds: float = 30.0
+    job_attempts: int = 5
+    job_retry_base_seconds: float = 5.0
+    # Scheduled upkeep: the lifecycle sweep, the change log's pruning, the outbox's resending.
+    lifecycle_sweep_hours: float = 24.0
+    prune_changes_hours: float = 1.0
+    resend_outbox_minutes: float = 5.0
+    # Campaign launches: members messaged per transaction, then delivered over a few SMTP
+    # connections (reused for the whole batch); delivery
+    # attempts of each message, the first retry after this many seconds, doubling each time
+    # (8 attempts from 60 s: the last about two hours after the first).
+    campaign_batch_size: int = 100
+    smtp_connections: int = 4  # per batch, each sending its share of the batch in turn
+    message_attempts: int = 8
+    message_retry_base_seconds: float = 60.0
+    # How often a live campaignProgress subscription re-reads its campaign.
+    campaign_progress_seconds: float = 0.5
 
     @property
     def is_production(self) -> bool:
@@ -175,6 +201,7 @@ class Settings:
             or _redis_url(os.environ.get("BROADCAST_URL", "")),
             persisted_queries=os.environ.get("PERSISTED_QUERIES", cls.persisted_queries),
             sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
+            jobs_embedded=_bool("JOBS_EMBEDDED", cls.jobs_embedded),
             **cast(dict[str, Any], {name: _env(name, getattr(cls, name)) for name in _PLAIN}),
         )
 
@@ -204,6 +231,20 @@ _PLAIN = (
     "redis_breaker_seconds",
     "shutdown_timeout_seconds",
     "gc_threshold",
+    "job_slots",
+    "job_org_slots",
+    "job_poll_seconds",
+    "job_lease_seconds",
+    "job_attempts",
+    "job_retry_base_seconds",
+    "lifecycle_sweep_hours",
+    "prune_changes_hours",
+    "resend_outbox_minutes",
+    "campaign_batch_size",
+    "smtp_connections",
+    "message_attempts",
+    "message_retry_base_seconds",
+    "campaign_progress_seconds",
 )
 
 

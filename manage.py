@@ -9,6 +9,7 @@ python manage.py send-outbox [--failed]
                                     deliver the outbox through SMTP_URL (--failed: and retry
                                     the failed messages)
 python manage.py prune-changes      forget sync changes older than SYNC_RETENTION_DAYS (daily)
+python manage.py worker             run background jobs until SIGTERM (campaign launches, upkeep)
 python manage.py persist-queries FILE...
                                     register documents as persisted queries (allow-list)
 """
@@ -135,6 +136,27 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
         await Tortoise.close_connections()
 
 
+async def worker(settings: Settings) -> None:
+    """Run background jobs until SIGTERM or SIGINT (any number of workers on PostgreSQL)."""
+    import signal
+
+    from resolvers.jobs import Runner
+
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    runner = Runner(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.start()
+    print(f"Worker {runner.name} running jobs ({settings.job_slots} at once).", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.stop()
+        await Tortoise.close_connections()
+
+
 def schema_sdl(settings: Settings) -> str:
     from schema import build_schema
 
@@ -164,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     outbox.add_argument("--failed", action="store_true", help="Retry FAILED messages too.")
     commands.add_parser(
+        "worker",
+        help="Run background jobs (campaign launches, the scheduled upkeep) until stopped; "
+        "start any number of them on PostgreSQL, with JOBS_EMBEDDED=0 on the servers or not.",
+    )
+    commands.add_parser(
         "prune-changes",
         help="Forget the sync changes older than SYNC_RETENTION_DAYS (run it daily).",
     )
@@ -189,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(persist_queries(settings.database_url, args.files))
     elif args.command == "prune-changes":
         asyncio.run(prune_changes(settings.database_url, settings.sync_retention_days))
+    elif args.command == "worker":
+        asyncio.run(worker(settings))
     elif args.command == "send-outbox":
         return asyncio.run(send_outbox(settings, args.failed))
     return 0

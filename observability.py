@@ -45,6 +45,18 @@ LIVE_ENDED = Counter(
 EVENT_BUS_CONNECTED = Gauge(
     "crm_event_bus_connected", "1 while this process's event bus connection is up"
 )
+JOBS = Gauge(
+    "crm_jobs",
+    "Background jobs waiting (QUEUED) and running, by kind, in the whole deployment (read by "
+    "each runner every few seconds)",
+    ["kind", "state"],
+)
+JOBS_FINISHED = Counter(
+    "crm_jobs_runs_total",
+    "Job runs that ended in this process: done, again (rescheduled), retry (failed, will be "
+    "retried), failed (out of attempts), released (process stopping), lease lost",
+    ["kind", "outcome"],
+)
 KNOWN_ROUTES = {"/graphql", "/healthz", "/readyz", "/metrics"}
 
 

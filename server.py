@@ -39,6 +39,7 @@ from observability import RequestLogMiddleware, configure_logging
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.export import stream
+from resolvers.jobs import Runner
 from resolvers.limits import RateLimiter
 from schema import build_schema
 from schema.engine.gate import Gate, retry_after
@@ -161,9 +162,16 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
                 tortoise = RegisterTortoise(app, config=tortoise_config(settings.database_url))
                 await stack.enter_async_context(tortoise)
             await hub.start()
+            # Background jobs run here too, unless JOBS_EMBEDDED=0 leaves them to workers;
+            # what a stopped process left unfinished resumes now.
+            runner = Runner(settings, hub=hub) if settings.jobs_embedded else None
+            if runner is not None:
+                await runner.start()
             try:
                 yield
             finally:
+                if runner is not None:
+                    await runner.stop()
                 await hub.stop()
                 await limiter.close()
 

@@ -27,6 +27,7 @@ from models.deal import (
 )
 from models.event import Event, EventKind, Notification
 from models.forecast import PeriodKind, Quota
+from models.job import Job, JobState
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
 from models.product import LineItem, Product
@@ -55,6 +56,8 @@ __all__ = [
     "Event",
     "EventKind",
     "ForecastCategory",
+    "Job",
+    "JobState",
     "Lead",
     "LeadFollower",
     "LeadParticipant",

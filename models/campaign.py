@@ -51,6 +51,7 @@ class CampaignChannel(str, Enum):
 
 class CampaignStatus(str, Enum):
     PLANNED = "PLANNED"
+    LAUNCHING = "LAUNCHING"  # a job snapshots the segment and messages the members
     ACTIVE = "ACTIVE"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
@@ -76,6 +77,12 @@ class Campaign(TimestampedModel):
     subject_template = fields.CharField(max_length=300, null=True)
     body_template = fields.TextField(null=True)
     launched_at = fields.DatetimeField(null=True)
+    # The launch's progress, counted in the transactions that change it (resolvers/campaign.py).
+    members_count = fields.IntField(default=0)
+    messaged_count = fields.IntField(default=0)  # members whose message is recorded
+    skipped_count = fields.IntField(default=0)
+    sent_count = fields.IntField(default=0)  # messages the SMTP server accepted
+    failed_count = fields.IntField(default=0)  # messages that failed every delivery attempt
 
     organization_id: int
     segment_id: int | None

@@ -46,6 +46,8 @@ class Message(TimestampedModel):
     status = fields.CharEnumField(MessageStatus, max_length=10, default=MessageStatus.OUTBOX)
     attempts = fields.IntField(default=0)
     last_error = fields.TextField(null=True)
+    # A campaign's message whose delivery failed waits until then for its next attempt.
+    retry_at = fields.DatetimeField(null=True)
     sent_at = fields.DatetimeField(null=True)
     activity: fields.ForeignKeyNullableRelation[Activity] = fields.ForeignKeyField(
         "models.Activity", related_name="messages", null=True, on_delete=fields.SET_NULL

@@ -1,21 +1,27 @@
 """Campaigns: a segment, a channel, a budget and costs, a message template, and the results.
 
-Launching snapshots the segment into members, then (for EMAIL) records one personalized message
-per member, each in its own transaction together with the member's new status. A member is
-claimed (PENDING -> MESSAGED) in the same transaction that records its message, so a launch
-that stops halfway, or two launches at once, never message anyone twice: launching again takes
-up the members still PENDING. Delivery then goes through the outbox like any message.
+Launching answers at once (LAUNCHING) and leaves the work to a durable job (resolvers/jobs.py):
+it snapshots the segment into members, then (for EMAIL) records one personalized message per
+member, a batch of members per transaction together with their new status and the campaign's
+progress counts. A member is claimed (PENDING -> MESSAGED) in the transaction that records its
+message, so a job that dies halfway and runs again, or two launches at once, never message
+anyone twice. Each batch is delivered over one SMTP connection; a failed delivery is retried
+later by the same job (backoff with jitter) and ends FAILED with its reason.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
@@ -41,17 +47,19 @@ from models import (
     User,
 )
 from models.base import from_cents
-from resolvers import validation
+from resolvers import jobs, validation
 from resolvers.access import LEADS, OPPORTUNITIES
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import camel, record_event
-from resolvers.message import deliver
+from resolvers.message import deliver_batch
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.permissions import check_assignable, manages_owner
 from resolvers.records import referenced, referenced_user, scoped
 from resolvers.segment import matching
+
+log = logging.getLogger("crm.campaigns")
 
 # Templates
 
@@ -214,11 +222,16 @@ async def update_campaign(
 
 
 async def set_status(ctx: RequestContext, campaign_id: int, status: CampaignStatus) -> Campaign:
-    """Complete an active campaign, or cancel a planned or active one."""
+    """Complete an active campaign, or cancel a planned, launching or active one (its launch's
+    job stops at its next batch: the members not yet messaged stay PENDING)."""
     _require_marketer(ctx)
     allowed = {
         CampaignStatus.COMPLETED: (CampaignStatus.ACTIVE,),
-        CampaignStatus.CANCELLED: (CampaignStatus.PLANNED, CampaignStatus.ACTIVE),
+        CampaignStatus.CANCELLED: (
+            CampaignStatus.PLANNED,
+            CampaignStatus.LAUNCHING,
+            CampaignStatus.ACTIVE,
+        ),
     }[status]
     async with in_transaction():
         row = await get_campaign(ctx, campaign_id, lock=True)
@@ -274,32 +287,35 @@ async def remove_cost(ctx: RequestContext, cost_id: int) -> CampaignCost:
 
 # Launching
 
+LAUNCH_JOB = "campaign.launch"
+
 
 async def launch(ctx: RequestContext, campaign_id: int) -> Campaign:
-    """Snapshot the segment (first launch), then message the members still PENDING (EMAIL).
-    Launching an ACTIVE campaign again resumes; nobody is messaged twice."""
-    _require_marketer(ctx)
+    """Answer at once: the campaign becomes LAUNCHING and its job (resolvers/jobs.py) snapshots
+    the segment, then messages the members still PENDING (EMAIL), batch by batch. Launching an
+    ACTIVE campaign again resumes; launching a LAUNCHING one changes nothing; nobody is messaged
+    twice."""
+    viewer = _require_marketer(ctx)
     async with in_transaction():
         row = await get_campaign(ctx, campaign_id, lock=True)
-        if row.status not in (CampaignStatus.PLANNED, CampaignStatus.ACTIVE):
+        if row.status not in (CampaignStatus.PLANNED, CampaignStatus.LAUNCHING,
+                              CampaignStatus.ACTIVE):  # fmt: skip
             raise conflict(f"A {row.status.value} campaign cannot be launched.")
         if row.status == CampaignStatus.PLANNED:
             await _check_launchable(row)
-            await _snapshot(ctx, row)
-            row.status, row.launched_at = CampaignStatus.ACTIVE, datetime.now(UTC)
+        if row.status != CampaignStatus.LAUNCHING:
+            row.status = CampaignStatus.LAUNCHING
+            row.launched_at = row.launched_at or datetime.now(UTC)
             await row.save(update_fields=["status", "launched_at", "updated_at"])
-    if row.channel == CampaignChannel.EMAIL:
-        sender = await User.get(id=row.owner_id)
-        pending = await CampaignMember.filter(
-            campaign_id=row.id, status=MemberStatus.PENDING
-        ).values_list("id", flat=True)
-        for member_id in pending:
-            if not await _message_member(ctx, row, sender, member_id):  # type: ignore[arg-type]
-                break  # cancelled or completed meanwhile: the rest stay PENDING
-        if ctx.settings.smtp_url:
-            outbox = Message.filter(campaign_id=row.id, status=MessageStatus.OUTBOX)
-            for message in await outbox.order_by("id"):
-                await deliver(ctx.settings, message, sender)
+        await jobs.enqueue(
+            LAUNCH_JOB,
+            f"campaign:{row.id}",
+            {"campaignId": row.id, "userId": viewer.id},
+            organization_id=row.organization_id,
+            attempts=ctx.settings.job_attempts,
+            again=True,
+        )
+    jobs.wake()
     return row
 
 
@@ -313,68 +329,236 @@ async def _check_launchable(row: Campaign) -> None:
         )
 
 
-async def _snapshot(ctx: RequestContext, row: Campaign) -> None:
-    segment = await Segment.get(id=row.segment_id)
-    contacts = (
-        await (await matching(ctx, segment.conditions)).order_by("id").values_list("id", flat=True)
+@jobs.handler(LAUNCH_JOB)
+async def run_launch(work: jobs.Work) -> datetime | None:
+    """The launch's job: snapshot (once), message the PENDING members batch by batch, deliver
+    each batch over one SMTP connection, then come back when the next failed delivery is due.
+    Safe to run again from the start after a crash: each step claims what it does."""
+    campaign = await Campaign.get_or_none(id=work.job.payload["campaignId"])
+    if campaign is None or campaign.status not in (CampaignStatus.LAUNCHING,
+                                                   CampaignStatus.ACTIVE):  # fmt: skip
+        return None  # cancelled, completed or deleted: stop here
+    launcher = await User.get_or_none(id=work.job.payload["userId"], is_active=True)
+    ctx = RequestContext(
+        request_id=f"job-{work.job.id}", settings=work.config, viewer=launcher, hub=work.hub
     )
-    status = MemberStatus.PENDING if row.channel == CampaignChannel.EMAIL else MemberStatus.INCLUDED
-    await CampaignMember.bulk_create(
-        [CampaignMember(campaign_id=row.id, contact_id=pk, status=status) for pk in contacts],
-        batch_size=500,
+    if ctx.viewer is None:
+        ctx.viewer = await User.get(id=campaign.owner_id)
+    if not await CampaignMember.exists(campaign_id=campaign.id):
+        if not await _snapshot(ctx, campaign):
+            return None
+        work.announce()
+    sender = await User.get(id=campaign.owner_id)
+    config = work.config
+    if campaign.channel == CampaignChannel.EMAIL:
+        # What a run that died left half-sent is this run's to send (again: at least once). It
+        # holds the job's lease: no other run of the job is sending them.
+        await Message.filter(campaign_id=campaign.id, status=MessageStatus.SENDING).update(
+            status=MessageStatus.OUTBOX, retry_at=datetime.now(UTC)
+        )
+        # Each batch is delivered while the next one is recorded.
+        delivering: asyncio.Task[None] | None = None
+        try:
+            while True:
+                started = time.perf_counter()
+                batch = await _message_batch(
+                    ctx, campaign, sender, config.campaign_batch_size, bool(config.smtp_url)
+                )
+                if batch is None:
+                    return None  # cancelled or completed meanwhile: the rest stay PENDING
+                work.announce()
+                log.debug("campaign %s: %s recorded in %.3f s", campaign.id, len(batch),
+                          time.perf_counter() - started)  # fmt: skip
+                if delivering is not None:
+                    await delivering
+                    delivering = None
+                if config.smtp_url and batch:
+                    delivering = asyncio.create_task(deliver_batch(config, batch, sender))
+                if len(batch) < config.campaign_batch_size and not await CampaignMember.exists(
+                    campaign_id=campaign.id, status=MemberStatus.PENDING
+                ):
+                    break
+            if delivering is not None:
+                await delivering
+                delivering = None
+        finally:
+            if delivering is not None:
+                delivering.cancel()
+                with contextlib.suppress(BaseException):
+                    await delivering
+    await Campaign.filter(id=campaign.id, status=CampaignStatus.LAUNCHING).update(
+        status=CampaignStatus.ACTIVE, updated_at=datetime.now(UTC)
     )
+    if campaign.channel != CampaignChannel.EMAIL or not config.smtp_url:
+        return None
+    return await _retry_due(campaign, sender, config)
 
 
-async def _message_member(
-    ctx: RequestContext, campaign: Campaign, sender: User, member_id: int
-) -> bool:
-    """Message one member, unless another launch took it; False once the campaign is no longer
-    ACTIVE (it was cancelled or completed while this launch ran)."""
+async def _retry_due(campaign: Campaign, sender: User, config: Any) -> datetime | None:
+    """Deliver the campaign's messages whose retry is due; the time of the next one, if any."""
+    while True:
+        if not await Campaign.exists(id=campaign.id, status=CampaignStatus.ACTIVE):
+            return None
+        due = (
+            await Message.filter(
+                campaign_id=campaign.id,
+                status=MessageStatus.OUTBOX,
+                retry_at__lte=datetime.now(UTC),
+            )
+            .order_by("id")
+            .limit(config.campaign_batch_size)
+        )
+        if not due:
+            break
+        await deliver_batch(config, due, sender)
+    waiting = (
+        await Message.filter(
+            campaign_id=campaign.id, status=MessageStatus.OUTBOX, retry_at__isnull=False
+        )
+        .order_by("retry_at")
+        .first()
+    )
+    return None if waiting is None else waiting.retry_at
+
+
+async def _snapshot(ctx: RequestContext, campaign: Campaign) -> bool:
+    """The segment's contacts become the members, in one transaction (all or none)."""
+    async with in_transaction():
+        row = await Campaign.filter(id=campaign.id).select_for_update().first()
+        if row is None or row.status not in (CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE):
+            return False
+        if await CampaignMember.exists(campaign_id=campaign.id):
+            return True
+        segment = await Segment.get(id=row.segment_id)
+        matched = await matching(ctx, segment.conditions)
+        contacts = await matched.order_by("id").values_list("id", flat=True)
+        status = (
+            MemberStatus.PENDING if row.channel == CampaignChannel.EMAIL else MemberStatus.INCLUDED
+        )
+        await CampaignMember.bulk_create(
+            [CampaignMember(campaign_id=row.id, contact_id=pk, status=status) for pk in contacts],
+            batch_size=500,
+        )
+        await Campaign.filter(id=row.id).update(members_count=len(contacts))
+    return True
+
+
+def _skip_reason(contact: Contact) -> str | None:
+    if contact.deleted_at is not None:
+        return "DELETED"
+    if not contact.email:
+        return "NO_EMAIL"
+    if contact.do_not_contact:
+        return "DO_NOT_CONTACT"
+    return None
+
+
+async def _message_batch(
+    ctx: RequestContext, campaign: Campaign, sender: User, size: int, deliver: bool
+) -> list[Message] | None:
+    """Claim up to `size` PENDING members and record their messages, in one transaction with
+    the campaign's counts; the messages to deliver. None once the campaign is no longer
+    LAUNCHING or ACTIVE (cancelled or completed meanwhile)."""
     async with in_transaction():
         still = await Campaign.filter(id=campaign.id).select_for_update().first()
-        if still is None or still.status != CampaignStatus.ACTIVE:
-            return False
-        claimed = await CampaignMember.filter(id=member_id, status=MemberStatus.PENDING).update(
-            status=MemberStatus.MESSAGED
+        if still is None or still.status not in (CampaignStatus.LAUNCHING,
+                                                 CampaignStatus.ACTIVE):  # fmt: skip
+            return None
+        members = (
+            await CampaignMember.filter(campaign_id=campaign.id, status=MemberStatus.PENDING)
+            .order_by("id")
+            .limit(size)
         )
-        if not claimed:  # another launch took it
-            return True
-        member = await CampaignMember.get(id=member_id)
-        contact = await Contact.get(id=member.contact_id)
-        reason = (
-            "DELETED"
-            if contact.deleted_at is not None
-            else "NO_EMAIL"
-            if not contact.email
-            else "DO_NOT_CONTACT"
-            if contact.do_not_contact
-            else None
-        )
-        if reason is not None:
-            await CampaignMember.filter(id=member_id).update(
+        if not members:
+            return []
+        claimed = await CampaignMember.filter(
+            id__in=[m.id for m in members], status=MemberStatus.PENDING
+        ).update(status=MemberStatus.MESSAGED)
+        if claimed != len(members):  # another run took some: let it have the batch
+            raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
+        contacts = {c.id: c for c in await Contact.filter(id__in=[m.contact_id for m in members])}
+        account_ids = {c.account_id for c in contacts.values() if c.account_id}
+        accounts = {a.id: a for a in await Account.filter(id__in=account_ids)}
+        skipped: dict[str, list[int]] = {}
+        now = datetime.now(UTC)
+        messaged: list[CampaignMember] = []
+        drafts: list[Message] = []
+        for member in members:
+            contact = contacts[member.contact_id]
+            reason = _skip_reason(contact)
+            if reason is not None:
+                skipped.setdefault(reason, []).append(member.id)
+                continue
+            account = accounts.get(contact.account_id) if contact.account_id else None
+            values = merge_values(contact, account, sender, campaign)
+            drafts.append(
+                Message(
+                    organization_id=campaign.organization_id,
+                    sender_id=sender.id,
+                    to_contact_id=contact.id,
+                    to_email=contact.email,
+                    subject=render(campaign.subject_template or "", values, single_line=True)[:300],
+                    body=render(campaign.body_template or "", values),
+                    campaign_id=campaign.id,
+                    # With SMTP the job delivers it (the outbox's resending leaves it alone);
+                    # without, it waits in the outbox like any message.
+                    retry_at=now if deliver else None,
+                )
+            )
+            messaged.append(member)
+        messages: list[Message] = []
+        if drafts:
+            await Message.bulk_create(drafts)
+            # One message per member and campaign (the claim above): found by their contacts.
+            messages = await Message.filter(
+                campaign_id=campaign.id, to_contact_id__in=[m.contact_id for m in messaged]
+            ).order_by("id")
+            by_contact = {message.to_contact_id: message.id for message in messages}
+            for member in messaged:
+                member.message_id = by_contact[member.contact_id]
+            await CampaignMember.bulk_update(messaged, fields=["message_id"])
+        for reason, ids in skipped.items():
+            await CampaignMember.filter(id__in=ids).update(
                 status=MemberStatus.SKIPPED, skip_reason=reason
             )
-            return True
-        account = await Account.get_or_none(id=contact.account_id) if contact.account_id else None
-        values = merge_values(contact, account, sender, campaign)
-        message = await Message.create(
-            organization_id=campaign.organization_id,
-            sender_id=sender.id,
-            to_contact_id=contact.id,
-            to_email=contact.email,
-            subject=render(campaign.subject_template or "", values, single_line=True)[:300],
-            body=render(campaign.body_template or "", values),
-            campaign_id=campaign.id,
+        await Campaign.filter(id=campaign.id).update(
+            messaged_count=F("messaged_count") + len(messages),
+            skipped_count=F("skipped_count") + sum(len(ids) for ids in skipped.values()),
+            updated_at=datetime.now(UTC),
         )
-        await CampaignMember.filter(id=member_id).update(message_id=message.id)
-        details = {
-            "campaign_id": campaign.id,
-            "message_id": message.id,
-            "contact_id": contact.id,
-            "subject": message.subject,
-        }
-        await _tell_deals(ctx, contact.id, EventKind.CAMPAIGN_MESSAGE_SENT, details)
-        return True
+        await _tell_deals_of(ctx, campaign, messages)
+    return messages
+
+
+async def _tell_deals_of(ctx: RequestContext, campaign: Campaign, messages: list[Message]) -> None:
+    """An event on the open leads and opportunities whose primary contact was written to."""
+    by_contact = {message.to_contact_id: message for message in messages}
+    if not by_contact:
+        return
+    open_leads = await Lead.filter(
+        contact_id__in=list(by_contact),
+        deleted_at__isnull=True,
+        status__in=[LeadStatus.NEW, LeadStatus.CONTACTED, LeadStatus.QUALIFIED],
+    ).values_list("id", "contact_id")
+    open_deals = await Opportunity.filter(
+        contact_id__in=list(by_contact), deleted_at__isnull=True, status=OpportunityStatus.OPEN
+    ).values_list("id", "contact_id")
+    for kind, found in ((LEAD, open_leads), (OPPORTUNITY, open_deals)):
+        for record_id, contact_id in found:
+            message = by_contact[contact_id]
+            details = {
+                "campaign_id": campaign.id,
+                "message_id": message.id,
+                "contact_id": contact_id,
+                "subject": message.subject,
+            }
+            await record_event(
+                ctx,
+                kind,  # type: ignore[arg-type]
+                record_id,
+                EventKind.CAMPAIGN_MESSAGE_SENT,
+                details=details,
+            )
 
 
 async def _tell_deals(

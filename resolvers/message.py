@@ -5,17 +5,22 @@ SMTP_URL is set (else it waits in the outbox)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
 from strawberry import relay
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from config import Settings
@@ -24,6 +29,7 @@ from models import (
     ActivityAttendee,
     ActivityKind,
     ActivityStatus,
+    Campaign,
     Contact,
     EventKind,
     Message,
@@ -193,7 +199,9 @@ async def send_outbox(
         status=MessageStatus.OUTBOX
     )
     outcome = {status.value: 0 for status in MessageStatus}
-    for message in await Message.filter(status__in=statuses).order_by("id"):
+    # A campaign's message waiting for its next attempt (retry_at) is its campaign job's.
+    waiting = Message.filter(status__in=statuses, retry_at__isnull=True)
+    for message in await waiting.order_by("id"):
         sender = await User.get(id=message.sender_id)
         if await deliver(settings, message, sender, claim_from=statuses):
             outcome[message.status.value] += 1
@@ -231,6 +239,28 @@ def _email(
     return email
 
 
+def _campaign_email(
+    message: Message, sender_name: str, reply_to: str, sent_from: str, to_name: str
+) -> bytes:
+    """A campaign's message, built with the email package's compat32 classes: the same headers
+    as `_email` (no Cc), at a fourteenth of the cost (the default policy parses every address
+    header; a launch builds thousands). formataddr quotes a name with a comma and encodes one
+    with a non-ASCII letter, as Address does."""
+    for value in (message.to_email, message.subject, reply_to, to_name):
+        if "\n" in value or "\r" in value:
+            raise ValueError("a header holds a line break")
+    email = MIMEText(message.body, "plain", "utf-8")
+    email["Date"] = format_datetime(datetime.now(UTC))  # RFC 5322: when it was handed over
+    email["From"] = formataddr((sender_name, sent_from))
+    email["Reply-To"] = reply_to
+    email["To"] = formataddr((to_name, message.to_email))
+    subject = message.subject
+    email["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
+    email["Message-ID"] = make_msgid(domain=sent_from.rpartition("@")[2] or None)
+    email["X-CRM-Message"] = global_id("Message", message.id) or ""
+    return email.as_bytes()
+
+
 RETRIABLE = (MessageStatus.OUTBOX, MessageStatus.FAILED)
 
 
@@ -255,6 +285,7 @@ async def deliver(
     failed attempt; record the outcome. Called after the commit: a slow or failing server never
     holds the transaction. False, and nothing done, when the message is not in one of
     `claim_from` (say, another process is sending it)."""
+    was = message.status
     if not await _claim(message, claim_from):
         await message.refresh_from_db()
         return False
@@ -293,8 +324,145 @@ async def deliver(
         break
     else:
         message.status = MessageStatus.FAILED
-    await message.save(update_fields=["status", "attempts", "last_error", "sent_at", "updated_at"])
+    async with in_transaction():
+        await message.save(
+            update_fields=["status", "attempts", "last_error", "sent_at", "updated_at"]
+        )
+        if message.campaign_id is not None:
+            await _count_outcome(message.campaign_id, was, message.status)
     return True
+
+
+async def _count_outcome(campaign_id: int, was: MessageStatus, now: MessageStatus) -> None:
+    """Keep a campaign's sent and failed counts in step with a message delivered by hand."""
+    change = {
+        status: (1 if status == now else 0) - (1 if status == was else 0)
+        for status in (MessageStatus.SENT, MessageStatus.FAILED)
+    }
+    if any(change.values()):
+        await Campaign.filter(id=campaign_id).update(
+            sent_count=F("sent_count") + change[MessageStatus.SENT],
+            failed_count=F("failed_count") + change[MessageStatus.FAILED],
+        )
+
+
+def smtp_client(config: Settings) -> aiosmtplib.SMTP:
+    """A client for SMTP_URL, to send several messages over one connection."""
+    url = urlparse(config.smtp_url)
+    return aiosmtplib.SMTP(
+        hostname=url.hostname or "localhost",
+        port=url.port or (465 if url.scheme == "smtps" else 25),
+        username=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        use_tls=url.scheme == "smtps",
+        start_tls=url.scheme == "smtp+starttls",
+        timeout=10,
+    )
+
+
+async def deliver_batch(config: Settings, messages: list[Message], sender: User) -> None:
+    """Deliver a campaign's messages over SMTP_CONNECTIONS connections at once (each sends its
+    share of the batch, one after the other), then record every outcome in one
+    transaction: SENT; or, when an attempt fails, back to the OUTBOX until `retry_at` (doubling
+    from MESSAGE_RETRY_BASE_SECONDS, with jitter), and FAILED with the reason once
+    MESSAGE_ATTEMPTS attempts failed. The campaign's sent and failed counts move with them.
+    The caller holds the campaign's job: nobody else sends these messages meanwhile."""
+    if not messages:
+        return
+    ids = [message.id for message in messages]
+    waiting = set(
+        await Message.filter(id__in=ids, status=MessageStatus.OUTBOX).values_list("id", flat=True)
+    )
+    messages = [message for message in messages if message.id in waiting]  # not sent by hand
+    if not messages:
+        return
+    await Message.filter(id__in=list(waiting), status=MessageStatus.OUTBOX).update(
+        status=MessageStatus.SENDING, updated_at=datetime.now(UTC)
+    )
+    errors: dict[int, str] = {}
+    # The recipients' names, as their contacts say now (the To: header names them).
+    contacts = await Contact.filter(id__in={message.to_contact_id for message in messages})
+    names = {contact.id: contact.full_name for contact in contacts}
+    lanes = max(1, min(config.smtp_connections, len(messages)))
+    await asyncio.gather(
+        *(_send_over_one_connection(messages[lane::lanes], sender, config, names, errors)
+          for lane in range(lanes))
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    sent = [message.id for message in messages if message.id not in errors]
+    failed = 0
+    async with in_transaction():
+        if sent:
+            await Message.filter(id__in=sent).update(
+                status=MessageStatus.SENT, sent_at=now, last_error=None, retry_at=None,
+                attempts=F("attempts") + 1, updated_at=now,
+            )  # fmt: skip
+        for message in messages:
+            if message.id not in errors:
+                continue
+            attempts = message.attempts + 1
+            final = attempts >= config.message_attempts
+            failed += final
+            log.warning("delivery of message %s failed (attempt %s): %s",
+                        message.id, attempts, errors[message.id])  # fmt: skip
+            await Message.filter(id=message.id).update(
+                status=MessageStatus.FAILED if final else MessageStatus.OUTBOX,
+                attempts=attempts,
+                last_error=errors[message.id],
+                retry_at=None if final else now + retry_delay(attempts, config),
+                updated_at=now,
+            )
+        campaign_id = messages[0].campaign_id
+        if campaign_id is not None and (sent or failed):
+            await Campaign.filter(id=campaign_id).update(
+                sent_count=F("sent_count") + len(sent), failed_count=F("failed_count") + failed
+            )
+
+
+async def _send_over_one_connection(
+    messages: list[Message],
+    sender: User,
+    config: Settings,
+    names: dict[int, str],
+    errors: dict[int, str],
+) -> None:
+    """Send these messages over one SMTP connection (reconnecting after a failure); each
+    failure's reason goes into `errors`."""
+    client = smtp_client(config)
+    connected = False
+    for message in messages:
+        try:
+            data = _campaign_email(
+                message,
+                sender.full_name,
+                sender.email,
+                config.smtp_from,
+                names.get(message.to_contact_id, ""),  # type: ignore[arg-type]
+            )
+        except ValueError as error:
+            errors[message.id] = f"Unsendable: {error}"
+            continue
+        try:
+            if not connected:
+                await client.connect()
+                connected = True
+            await client.sendmail(config.smtp_from, [message.to_email], data)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
+        except (aiosmtplib.SMTPException, OSError) as error:
+            errors[message.id] = f"{type(error).__name__}: {error}"[:1000]
+            if connected:
+                with contextlib.suppress(Exception):
+                    client.close()
+                connected = False
+    if connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+
+
+def retry_delay(attempts: int, config: Settings) -> timedelta:
+    base = config.message_retry_base_seconds * 2 ** (attempts - 1)
+    return timedelta(seconds=base * (0.5 + random.random() / 2))
 
 
 async def list_messages(

@@ -32,6 +32,7 @@ from schema.engine.plans import ComparingExecutor, PlannedExecutor
 from schema.event import NotificationMutations, NotificationQueries
 from schema.extensions import ErrorCodes, OperationScope, Validation
 from schema.forecast import ForecastMutations, ForecastQueries
+from schema.job import JobQueries
 from schema.lead import Lead, LeadMutations, LeadQueries
 from schema.lifecycle import LifecycleMutations
 from schema.live import LiveQueries, Subscription
@@ -64,6 +65,7 @@ class Query(
     ProductQueries,
     SegmentQueries,
     CampaignQueries,
+    JobQueries,
     SyncQueries,
 ):
     pass

@@ -128,6 +128,37 @@ class CampaignMetrics:
         )
 
 
+@strawberry.type(
+    description="Where a launch stands, counted as it goes: members messaged, skipped and failed "
+    "move while the campaign is LAUNCHING (live: the campaignProgress subscription)."
+)
+class CampaignProgress:
+    members: int = strawberry.field(description="Members in the snapshot (0 until it is taken).")
+    messaged: int = strawberry.field(description="Members whose message is recorded.")
+    skipped: int = strawberry.field(description="Members with no email, do-not-contact or deleted.")
+    pending: int = strawberry.field(description="Members not messaged or skipped yet.")
+    sent: int = strawberry.field(description="Messages the SMTP server accepted.")
+    failed: int = strawberry.field(
+        description="Messages that failed every delivery attempt (FAILED, with lastError)."
+    )
+    waiting: int = strawberry.field(
+        description="Messages recorded, neither sent nor failed: in the outbox, or waiting for "
+        "their next delivery attempt."
+    )
+
+    @classmethod
+    def of(cls, row: CampaignRow) -> CampaignProgress:
+        return cls(
+            members=row.members_count,
+            messaged=row.messaged_count,
+            skipped=row.skipped_count,
+            pending=max(row.members_count - row.messaged_count - row.skipped_count, 0),
+            sent=row.sent_count,
+            failed=row.failed_count,
+            waiting=max(row.messaged_count - row.sent_count - row.failed_count, 0),
+        )
+
+
 @record(CampaignRow, read=access.CAMPAIGNS)
 @strawberry.type(description="A campaign: a message to a segment, managed for cost and return.")
 class Campaign(relay.Node, Declared):
@@ -166,6 +197,10 @@ class Campaign(relay.Node, Declared):
     async def costs(self) -> list[CampaignCost]:
         rows = await CampaignCostRow.filter(campaign_id=self.id).order_by("incurred_on", "id")
         return [CampaignCost.from_row(row) for row in rows]
+
+    @strawberry.field(description="Its launch's progress.")
+    def progress(self) -> CampaignProgress:
+        return CampaignProgress.of(self.row)
 
     @strawberry.field(description="Its results now.")
     async def metrics(self, info: Info) -> CampaignMetrics:
@@ -280,11 +315,14 @@ class CampaignMutations:
         )
 
     @strawberry.mutation(
-        description="Launch a campaign: snapshot its segment into members and, for EMAIL, record "
-        "one personalized message per member (delivered through SMTP when configured, else kept "
-        "in the outbox); members without an email or marked do-not-contact are skipped and "
-        "counted. Launching an ACTIVE campaign again resumes where a stopped launch left off; "
-        "nobody is messaged twice."
+        description="Launch a campaign. Answers at once with the campaign LAUNCHING; a "
+        "background job then snapshots its segment into members and, for EMAIL, records one "
+        "personalized message per member (delivered through SMTP when configured, a failed "
+        "delivery retried for hours before it is FAILED; else kept in the outbox); members "
+        "without an email or marked do-not-contact are skipped and counted. Follow it in "
+        "`progress` or live with the campaignProgress subscription; the campaign becomes ACTIVE "
+        "once every member is done. Launching an ACTIVE campaign again resumes; nobody is "
+        "messaged twice."
     )
     async def launch_campaign(self, info: Info, id: strawberry.ID) -> Campaign:
         row = await campaigns.launch(context(info), pk_of(id, "id", "Campaign"))
@@ -297,7 +335,10 @@ class CampaignMutations:
         )
         return Campaign.from_row(row)
 
-    @strawberry.mutation(description="Cancel a PLANNED or ACTIVE campaign.")
+    @strawberry.mutation(
+        description="Cancel a PLANNED, LAUNCHING or ACTIVE campaign: a launch under way stops at "
+        "its next batch (the members not messaged yet stay PENDING)."
+    )
     async def cancel_campaign(self, info: Info, id: strawberry.ID) -> Campaign:
         row = await campaigns.set_status(
             context(info), pk_of(id, "id", "Campaign"), CampaignStatus.CANCELLED

@@ -89,7 +89,9 @@ CampaignChannelEnum = strawberry.enum(
 CampaignStatusEnum = strawberry.enum(
     CampaignStatus,
     name="CampaignStatus",
-    description="PLANNED until launched (ACTIVE); then COMPLETED, or CANCELLED at any point.",
+    description="PLANNED until launched; LAUNCHING while its job snapshots the segment and "
+    "messages the members (see `progress`); ACTIVE once every member is messaged or skipped; "
+    "then COMPLETED, or CANCELLED at any point (a launch under way stops).",
 )
 MemberStatusEnum = strawberry.enum(
     MemberStatus,

@@ -7,10 +7,13 @@ from typing import Annotated
 
 import strawberry
 
+from models import Campaign as CampaignRow
+from models import CampaignStatus
 from models import Event as EventRow
 from models import Notification as NotificationRow
 from resolvers.deal_kinds import KINDS
-from schema.base import Info, context, decode_id
+from schema.base import Info, context, decode_id, pk_of
+from schema.campaign import Campaign, CampaignProgress
 from schema.event import Event, Notification
 from subscriptions import feeds
 
@@ -68,6 +71,35 @@ class Subscription:
     )
     async def notification_added(self, info: Info) -> AsyncGenerator[Notification, None]:
         return _notifications(await feeds.notification_added(context(info)))
+
+    @strawberry.subscription(
+        description="A campaign's status and launch progress each time they change (checked "
+        "every half second), from its current state, for those who may read the campaign. "
+        "The stream ends once the launch is through (neither PLANNED nor LAUNCHING)."
+    )
+    async def campaign_progress(
+        self, info: Info, campaign_id: strawberry.ID
+    ) -> AsyncGenerator[CampaignUpdate, None]:
+        ctx = context(info)
+        every = ctx.settings.campaign_progress_seconds
+        pk = pk_of(campaign_id, "campaignId", "Campaign")
+        return _campaigns(await feeds.campaign_progress(ctx, pk, every))
+
+
+@strawberry.type(description="A campaign's status and progress at one moment of its launch.")
+class CampaignUpdate:
+    status: CampaignStatus
+    progress: CampaignProgress
+    campaign: Campaign
+
+
+async def _campaigns(rows: AsyncIterator[CampaignRow]) -> AsyncGenerator[CampaignUpdate, None]:
+    # An update has no `id`: each is computed for its subscriber (the plans share the results
+    # of a record's events by its id within a second, which would repeat a stale progress).
+    async for row in rows:
+        yield CampaignUpdate(
+            status=row.status, progress=CampaignProgress.of(row), campaign=Campaign.from_row(row)
+        )
 
 
 # The resolvers above check their arguments and access before they return a stream, so that a

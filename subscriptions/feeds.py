@@ -10,6 +10,7 @@ record, a change of visibility or of team takes effect on an open subscription a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
-from models import Event, Notification, User
+from models import Campaign, CampaignStatus, Event, Notification, User
+from resolvers.campaign import get_campaign
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
 from resolvers.deal_kinds import KINDS, DealKind
@@ -94,6 +96,40 @@ async def notification_added(ctx: RequestContext) -> AsyncIterator[Notification]
 async def live_cursor(ctx: RequestContext) -> str:
     """Where the viewer's organization's event log stands now."""
     return event_cursor(await log_head(ctx.require_viewer().organization_id))
+
+
+async def campaign_progress(
+    ctx: RequestContext, campaign_id: int, every: float
+) -> AsyncIterator[Campaign]:
+    """A campaign readable by the viewer, each time its status or progress changes, read every
+    `every` seconds (one row); the stream ends once it is launched (neither PLANNED nor
+    LAUNCHING)."""
+    first = await get_campaign(ctx, campaign_id)
+    _check_room(ctx)
+    return _progress(ctx, first, every)
+
+
+def _progress_of(row: Campaign) -> tuple[object, ...]:
+    return (row.status, row.members_count, row.messaged_count, row.skipped_count,
+            row.sent_count, row.failed_count)  # fmt: skip
+
+
+async def _progress(ctx: RequestContext, row: Campaign, every: float) -> AsyncIterator[Campaign]:
+    ctx.open_feeds += 1
+    try:
+        yield row
+        seen = _progress_of(row)
+        while row.status in (CampaignStatus.PLANNED, CampaignStatus.LAUNCHING):
+            await asyncio.sleep(every)
+            found = await Campaign.filter(id=row.id).first()
+            if found is None:
+                return
+            row = found
+            if _progress_of(row) != seen:
+                seen = _progress_of(row)
+                yield row
+    finally:
+        ctx.open_feeds -= 1
 
 
 def _check_room(ctx: RequestContext) -> None:

@@ -13,6 +13,11 @@ import os
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("CORS_ORIGINS", "https://app.example")
+# No scheduled upkeep in the suite's processes (a resend of the shared outbox would deliver other
+# tests' messages to a test's SMTP server): tests/test_jobs.py turns it on where it checks it.
+os.environ.setdefault("LIFECYCLE_SWEEP_HOURS", "0")
+os.environ.setdefault("PRUNE_CHANGES_HOURS", "0")
+os.environ.setdefault("RESEND_OUTBOX_MINUTES", "0")
 
 import asyncio
 import logging

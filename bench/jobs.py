@@ -1,0 +1,305 @@
+"""A campaign of 10,000 members launched through the API, delivered to a local SMTP sink.
+
+On a throwaway database (SQLite file by default, or PostgreSQL), one `server.py` process serves
+the API; the launch's job runs inside it (the embedded default) or, with `--worker`, in a
+`manage.py worker` process beside it. A client sends a small query one at a time, before the
+launch (idle) and during it, and we print its p50 and p99 in both, and how long the launch took:
+the mutation's answer, every member messaged, every message accepted by the SMTP sink (aiosmtpd,
+in this process's thread).
+
+Goals: 10,000 members in under 60 s; the API's p99 during the launch within 1.5x of its idle
+p99.
+
+    .venv/bin/python bench/jobs.py                          # SQLite, jobs in the server
+    .venv/bin/python bench/jobs.py --worker                 # SQLite, jobs in a worker
+    .venv/bin/python bench/jobs.py --database postgres      # PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiosmtpd.controller import Controller
+from tortoise import Tortoise
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import tortoise_config  # noqa: E402
+from models import Contact, ContactTag, User  # noqa: E402
+from tests.processes import ServerProcess, _terminate, free_port  # noqa: E402
+
+ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "bench-password-123"
+SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }"""
+SEGMENT = """mutation($input: CreateSegmentInput!) { createSegment(input: $input) { id } }"""
+CAMPAIGN = """mutation($input: CreateCampaignInput!) { createCampaign(input: $input) { id } }"""
+LAUNCH = "mutation($id: ID!) { launchCampaign(id: $id) { status } }"
+PROGRESS = """query($id: ID!) { node(id: $id) { ... on Campaign {
+  status progress { members messaged skipped sent failed waiting }
+} } }"""
+PROBE = "{ campaigns(first: 5) { nodes { id name status } } }"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.received = 0
+        self.peers: set[Any] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.received += len(envelope.rcpt_tos)
+        self.peers.add(session.peer)
+        return "250 OK"
+
+
+async def post(http: httpx.AsyncClient, token: str, query: str, **variables: Any) -> dict:
+    response = await http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"authorization": f"Bearer {token}"} if token else {},
+    )
+    body = response.json()
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+async def probe(http: httpx.AsyncClient, token: str, stop: asyncio.Event) -> list[float]:
+    """The API's latency, one small query at a time, until `stop`."""
+    times = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        await post(http, token, PROBE)
+        times.append(time.perf_counter() - started)
+        await asyncio.sleep(0.02)
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def seed_contacts(database_url: str, user_pk: int, tag: str, count: int) -> None:
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        user = await User.get(id=user_pk)
+        contacts = [
+            Contact(
+                organization_id=user.organization_id,
+                first_name=f"Member{n}",
+                last_name="Bench",
+                email=f"m{n}.{tag}@client.example",
+                owner_id=user.id,
+            )
+            for n in range(count)
+        ]
+        await Contact.bulk_create(contacts, batch_size=1000)
+        ids = await Contact.filter(email__endswith=f".{tag}@client.example").values_list(
+            "id", flat=True
+        )
+        await ContactTag.bulk_create(
+            [ContactTag(contact_id=i, tag=tag) for i in ids], batch_size=1000
+        )
+    finally:
+        await Tortoise.close_connections()
+
+
+async def run(args: argparse.Namespace, database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    migrate = [sys.executable, "manage.py", "migrate"]
+    await asyncio.to_thread(subprocess.run, migrate, cwd=ROOT, env=env, check=True)
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    settings = {
+        "DATABASE_URL": database_url,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "RATE_LIMIT_PER_SECOND": "0",
+        "RATE_LIMIT_ORG_PER_SECOND": "0",
+        "JOBS_EMBEDDED": "0" if args.worker else "1",
+        "JOB_POLL_SECONDS": "0.2",
+    }
+    worker = None
+    try:
+        async with ServerProcess(settings) as server:
+            if args.worker:
+                worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before measuring)
+                    [sys.executable, "manage.py", "worker"],
+                    cwd=ROOT,
+                    env={**os.environ, **settings},
+                    stdin=subprocess.DEVNULL,
+                )
+
+            async with httpx.AsyncClient(
+                base_url=server.base_url, timeout=60, trust_env=False
+            ) as http:
+                assert server.process is not None
+                pids = [server.process.pid] + ([worker.pid] if worker is not None else [])
+                try:
+                    await measure(args, http, database_url, sink, pids)
+                finally:
+                    if args.keep_log:
+                        shutil.copy(server.log_path, args.keep_log)
+    finally:
+        if worker is not None:
+            await _terminate(worker, 10)
+        controller.stop()
+
+
+async def measure(
+    args: argparse.Namespace,
+    http: httpx.AsyncClient,
+    database_url: str,
+    sink: Sink,
+    pids: list[int],
+) -> None:
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    signed = await post(
+        http,
+        "",
+        SIGN_UP,
+        input={
+            "organizationName": "Bench",
+            "fullName": "Bench Admin",
+            "email": email,
+            "password": PASSWORD,
+        },
+    )
+    token = signed["signUp"]["token"]
+    user_pk = int(base64.b64decode(signed["signUp"]["user"]["id"]).decode().split(":")[1])
+    tag = f"bench{uuid.uuid4().hex[:6]}"
+    await seed_contacts(database_url, user_pk, tag, args.members)
+    segment = await post(
+        http, token, SEGMENT, input={"name": "Everyone", "filter": {"tags": [tag]}}
+    )
+    campaign = await post(
+        http,
+        token,
+        CAMPAIGN,
+        input={
+            "name": "Bench",
+            "channel": "EMAIL",
+            "segmentId": segment["createSegment"]["id"],
+            "subjectTemplate": "Hello {{contact.first_name}}",
+            "bodyTemplate": "Dear {{contact.full_name}},\nnews from {{sender.full_name}}.",
+        },
+    )
+    campaign_id = campaign["createCampaign"]["id"]
+
+    stop = asyncio.Event()
+    idle_probe = asyncio.create_task(probe(http, token, stop))
+    await asyncio.sleep(args.idle_seconds)
+    stop.set()
+    idle = await idle_probe
+
+    stop = asyncio.Event()
+    busy_probe = asyncio.create_task(probe(http, token, stop))
+    cpu_before = [cpu_seconds(pid) for pid in pids]
+    sink_before = time.process_time()
+    started = time.perf_counter()
+    await post(http, token, LAUNCH, id=campaign_id)
+    answered = time.perf_counter() - started
+    messaged_at = None
+    while True:
+        found = (await post(http, token, PROGRESS, id=campaign_id))["node"]
+        elapsed = time.perf_counter() - started
+        progress = found["progress"]
+        if messaged_at is None and found["status"] != "LAUNCHING":
+            messaged_at = elapsed
+        if messaged_at is not None and progress["waiting"] == 0:
+            break
+        if elapsed > args.timeout:
+            print(f"gave up after {args.timeout} s: {found}")
+            break
+        await asyncio.sleep(0.25)
+    done_at = time.perf_counter() - started
+    cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    bench_cpu = time.process_time() - sink_before
+    stop.set()
+    busy = await busy_probe
+
+    idle_p99, busy_p99 = percentile(idle, 0.99), percentile(busy, 0.99)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    print(f"machine: {machine}, python {platform.python_version()}")
+    print(
+        f"database: {args.database}; jobs run in "
+        f"{'a worker process' if args.worker else 'the server process'}"
+    )
+    print(f"members: {progress['messaged'] + progress['skipped']} of {args.members}")
+    print(f"launchCampaign answered in {answered * 1000:.0f} ms")
+    print(f"every member messaged (ACTIVE) after {messaged_at:.1f} s")
+    print(
+        f"every message delivered after {done_at:.1f} s: sent {progress['sent']}, failed "
+        f"{progress['failed']}; the sink received {sink.received} over {len(sink.peers)} SMTP "
+        f"connections"
+    )
+    print(
+        f"CPU during the launch: server {cpu[0]:.1f} s"
+        + (f", worker {cpu[1]:.1f} s" if len(cpu) > 1 else "")
+        + f", this process (SMTP sink and client) {bench_cpu:.1f} s"
+    )
+    print(
+        f"API idle:   p50 {statistics.median(idle) * 1000:.1f} ms, p99 {idle_p99 * 1000:.1f} ms "
+        f"({len(idle)} queries)"
+    )
+    print(
+        f"API launch: p50 {statistics.median(busy) * 1000:.1f} ms, p99 {busy_p99 * 1000:.1f} ms "
+        f"({len(busy)} queries)"
+    )
+    print(
+        f"goals: {args.members:,} in < 60 s: {'met' if done_at < 60 else 'NOT met'} "
+        f"({done_at:.1f} s); "
+        f"p99 within 1.5x idle: {'met' if busy_p99 <= 1.5 * idle_p99 else 'NOT met'} "
+        f"({busy_p99 / idle_p99:.2f}x)"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.database == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="crm-bench-jobs-") as tmp:
+            await run(args, f"sqlite://{Path(tmp) / 'crm.sqlite3'}")
+        return
+    name = f"crm_bench_jobs_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(ADMIN_URL)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    try:
+        await run(args, f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+    finally:
+        conn = await asyncpg.connect(ADMIN_URL)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--worker", action="store_true", help="Run the jobs in a worker process.")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--keep-log", help="Copy the server's log there.")
+    asyncio.run(main(parser.parse_args()))
