@@ -44,6 +44,7 @@ from schema import build_schema
 from schema.engine.gate import Gate, retry_after
 from schema.records import exports
 from subscriptions.hub import Hub
+from webhooks.delivery import Deliverer
 
 log = logging.getLogger("crm.server")
 
@@ -148,13 +149,21 @@ def create_app(config: Settings = settings) -> Starlette:
         config=config,
     )
 
+    deliverer = Deliverer(graphql.schema, config) if config.webhook_delivery else None
+    if deliverer is not None:
+        hub.doorbell_listeners.append(deliverer.ring)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=tortoise_config(config.database_url)):
             await hub.start()
+            if deliverer is not None:
+                await deliverer.start()
             try:
                 yield
             finally:
+                if deliverer is not None:
+                    await deliverer.stop()
                 await hub.stop()
                 await limiter.close()
 
@@ -186,6 +195,7 @@ def create_app(config: Settings = settings) -> Starlette:
     app.state.limiter = limiter
     app.state.gate = graphql.gate
     app.state.graphql = graphql
+    app.state.deliverer = deliverer
     app.state.exports = ExportSlots(config.exports_per_process, config.exports_per_organization)
     return app
 

@@ -79,6 +79,8 @@ class Migration(migrations.Migration):
                 ('status', fields.CharEnumField(default=WebhookStatus.ACTIVE, description='ACTIVE: ACTIVE\nPAUSED: PAUSED\nDISABLED: DISABLED', enum_type=WebhookStatus, max_length=10)),
                 ('disabled_reason', fields.CharField(null=True, max_length=500)),
                 ('cursor', fields.CharField(max_length=400)),
+                ('position', fields.BigIntField(default=0)),
+                ('redeliver_through', fields.BigIntField(default=0)),
                 ('failing_since', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('failures', fields.IntField(default=0)),
                 ('retry_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),

@@ -47,6 +47,11 @@ class WebhookEndpoint(TimestampedModel):
     disabled_reason = fields.CharField(max_length=500, null=True)
     # Where delivery stands: a `changes` cursor, after the last change delivered.
     cursor = fields.CharField(max_length=400)
+    # The id of the change at the cursor (0 for a snapshot cursor): the loop compares it with
+    # the organization's newest change to find the endpoints with something to deliver.
+    position = fields.BigIntField(default=0)
+    # After `redeliverWebhooks`: deliveries up to this change id are redeliveries.
+    redeliver_through = fields.BigIntField(default=0)
     # The change at the cursor's head failing: since when, how many times, the next try.
     failing_since = fields.DatetimeField(null=True)
     failures = fields.IntField(default=0)

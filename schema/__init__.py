@@ -43,6 +43,7 @@ from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
+from schema.webhook import WebhookMutations, WebhookQueries
 
 
 @strawberry.type(description="Everything a client can read.")
@@ -63,6 +64,7 @@ class Query(
     SegmentQueries,
     CampaignQueries,
     SyncQueries,
+    WebhookQueries,
 ):
     pass
 
@@ -86,6 +88,7 @@ class Mutation(
     SegmentMutations,
     CampaignMutations,
     ApiKeyMutations,
+    WebhookMutations,
 ):
     pass
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -57,6 +58,7 @@ class LiveServer:
     database: str
     database_url: str
     base_url: str
+    app: Any = None  # the Starlette app (tests/test_webhooks.py reaches its delivery loop)
 
 
 async def _create_postgres_database() -> tuple[str, str]:
@@ -111,6 +113,13 @@ async def live_server() -> AsyncIterator[LiveServer]:
             signups_per_hour=0,
             login_failures_per_account=0,
             login_failures_per_address=0,
+            # Webhooks go to receivers on loopback, and retry quickly (tests/test_webhooks.py).
+            webhook_allow_private_addresses=True,
+            webhook_poll_seconds=0.5,
+            webhook_backoff_seconds=0.2,
+            webhook_backoff_max_seconds=1.0,
+            webhook_lease_seconds=5.0,
+            webhook_timeout_seconds=3.0,
         )
     )
     server = uvicorn.Server(
@@ -122,7 +131,7 @@ async def live_server() -> AsyncIterator[LiveServer]:
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield LiveServer(database, database_url, f"http://127.0.0.1:{port}")
+        yield LiveServer(database, database_url, f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         await task
@@ -161,13 +170,13 @@ class _Counter(logging.Handler):
         self.statements: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The live hub reads the event log from tasks of its own ("hub ..."), on a timer: those
-        # statements are not the request's.
+        # The live hub reads the event log from tasks of its own ("hub ..."), on a timer, and so
+        # does the webhooks' delivery ("webhooks ..."): those statements are not the request's.
         try:
             task = asyncio.current_task()
         except RuntimeError:
             task = None
-        if task is not None and task.get_name().startswith("hub "):
+        if task is not None and task.get_name().startswith(("hub ", "webhooks ")):
             return
         message = record.getMessage().lstrip()
         if message.split(" ", 1)[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}:
