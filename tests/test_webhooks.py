@@ -12,6 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import LiveServer
+from tests.processes import ServerProcess
 from tests.helpers import (
     DELETE,
     UPDATE,
@@ -323,3 +324,65 @@ async def test_permissions(org: Org, other_org: Org) -> None:
     # The admin deletes it.
     await org.admin.api.data(DELETE_ENDPOINT, id=endpoint["id"])
     assert (await org.admin.api.data(ENDPOINTS))["webhookEndpoints"] == []
+
+
+async def test_outage_and_kill_9_lose_nothing(org: Org, live_server: LiveServer) -> None:
+    """The receiver hangs, the process delivering is killed -9 mid-attempt, the receiver is
+    down while more changes are made; another process takes over when the lease expires, and
+    every change arrives, in order (a change sent twice only as a redelivery, same id)."""
+    deliverer = live_server.app.state.deliverer
+    await deliverer.stop()  # only the processes below deliver
+    env = {
+        "DATABASE_URL": live_server.database_url,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+        "WEBHOOK_POLL_SECONDS": "0.3",
+        "WEBHOOK_LEASE_SECONDS": "3",
+        "WEBHOOK_BACKOFF_SECONDS": "0.2",
+        "WEBHOOK_BACKOFF_MAX_SECONDS": "1",
+        "WEBHOOK_TIMEOUT_SECONDS": "30",
+    }
+    try:
+        async with Receiver() as receiver:
+            receiver.hang = True
+            endpoint, secret = await create_endpoint(org.admin, receiver.url)
+            first = ServerProcess(env)
+            second = ServerProcess(env)
+            try:
+                await first.start()
+                await make_changes(org)
+                await receiver.wait_for(1, seconds=20)  # held, unanswered, by the first process
+                assert first.process is not None
+                first.process.kill()  # -9: its lease stays until it expires
+                await first.stop()
+                await receiver.stop()
+                await make_changes(org)  # while the receiver is down
+                await second.start()
+                await asyncio.sleep(2)  # the second process fails against the dead receiver
+                await receiver.start()
+                expected = await feed(org.admin.api, feed_query(live_server), endpoint["cursor"])
+                ids = [e["cursor"] for e in expected]
+                deadline = asyncio.get_running_loop().time() + 60
+                while not set(ids) <= {r.headers.get("webhook-id") for r in receiver.received}:
+                    assert asyncio.get_running_loop().time() < deadline, second.output()
+                    await asyncio.sleep(0.2)
+            finally:
+                await second.stop()
+                await first.stop()
+        seen: list[str] = []
+        for received in receiver.received:
+            webhook_id = received.headers["webhook-id"]
+            if webhook_id in seen:
+                continue  # at-least-once: a resend keeps its id
+            assert webhook_id == ids[len(seen)], "out of order"
+            seen.append(webhook_id)
+            body = verify(secret, received)
+            assert body["cursor"] == webhook_id
+        assert seen == ids
+        bodies = {r.headers["webhook-id"]: verify(secret, r) for r in receiver.received}
+        for entry in expected:  # the records are as they are now, as the feed shows them
+            assert (bodies[entry["cursor"]]["op"], bodies[entry["cursor"]]["recordId"]) == (
+                entry["op"],
+                entry["recordId"],
+            )
+    finally:
+        await deliverer.start()

@@ -251,6 +251,8 @@ class Deliverer:
                     endpoint.organization_id, endpoint.cursor, endpoint.change_types, PAGE
                 )
             except FeedError as error:
+                if error.code != "RESYNC_REQUIRED":
+                    raise
                 await self._give_up(endpoint, f"the change feed refused its cursor: {error}")
                 return False
             if not page.entries:

@@ -4,7 +4,8 @@ The delivery loop runs `changes(since: <the endpoint's cursor>, types: <its type
 schema, as an admin of the endpoint's organization would, with the selection below: each
 delivery's body is one of its `nodes`, exactly as a partner pulling the feed with this
 selection gets it. The selection is every field of each record type that is a scalar or an enum,
-takes no argument and does not depend on the reader (`isFollowedByViewer`), read from the schema.
+takes no argument and does not depend on the reader (`isFollowedByViewer`), read from the schema
+(`selection`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,30 @@ RECORD_TYPES = ("Account", "Contact", "Lead", "Opportunity", "Activity")
 
 
 def selection(schema: strawberry.Schema) -> str:
-    """The `changes` document a delivery renders (the same for every endpoint)."""
+    """The `changes` document a delivery renders (the same for every endpoint).
+
+    A field whose type differs from that of a same-named field of a type before it (Lead's
+    `title: String!` after Contact's `title: String`) cannot share its response name (GraphQL's
+    overlapping fields rule): it is aliased `<field><Type>` (`titleLead`)."""
     fragments = []
+    seen: dict[str, str] = {}  # field name -> its type, as first selected
     for name in RECORD_TYPES:
         graphql_type = schema._schema.get_type(name)
         assert isinstance(graphql_type, GraphQLObjectType)
-        fields = [
-            field_name
-            for field_name, field in graphql_type.fields.items()
-            if not field.args
-            and "viewer" not in field_name.lower()  # the same for every reader, or left out
-            and isinstance(get_named_type(field.type), GraphQLScalarType | GraphQLEnumType)
-        ]
-        fragments.append(f"... on {name} {{ {' '.join(fields)} }}")
+        selected = []
+        for field_name, field in graphql_type.fields.items():
+            if (
+                field.args
+                or "viewer" in field_name.lower()  # the same for every reader, or left out
+                or not isinstance(get_named_type(field.type), GraphQLScalarType | GraphQLEnumType)
+            ):
+                continue
+            shown = str(field.type)
+            if seen.setdefault(field_name, shown) != shown:
+                selected.append(f"{field_name}{name}: {field_name}")
+            else:
+                selected.append(field_name)
+        fragments.append(f"... on {name} {{ {' '.join(selected)} }}")
     return (
         "query WebhookChanges($since: String, $types: [String!], $first: Int!) {"
         " changes(since: $since, types: $types, first: $first) {"
