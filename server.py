@@ -135,8 +135,9 @@ def create_app(config: Settings = settings) -> Starlette:
         breaker_failures=config.redis_breaker_failures,
         breaker_seconds=config.redis_breaker_seconds,
     )
+    schema = build_schema(config)
     graphql = CrmGraphQL(
-        build_schema(config),
+        schema,
         graphql_ide="graphiql" if config.graphiql else None,
         allowed_origins=config.cors_origins,
         keep_alive=True,  # legacy graphql-ws: "ka" messages keep proxies from idling us out
@@ -149,7 +150,7 @@ def create_app(config: Settings = settings) -> Starlette:
         config=config,
     )
 
-    deliverer = Deliverer(graphql.schema, config) if config.webhook_delivery else None
+    deliverer = Deliverer(schema, config) if config.webhook_delivery else None
     if deliverer is not None:
         hub.doorbell_listeners.append(deliverer.ring)
 

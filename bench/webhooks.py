@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -150,6 +149,8 @@ async def main() -> None:
         )
         task = asyncio.create_task(server.serve())
         while not server.started:
+            if task.done():
+                task.result()
             await asyncio.sleep(0.05)
         async with (
             Receiver() as receiver,

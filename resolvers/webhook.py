@@ -233,4 +233,3 @@ async def notify_disabled(endpoint: WebhookEndpoint, reason: str) -> None:
             for user_id in admins
         ]
     )
-

@@ -100,9 +100,11 @@ class Notification(relay.Node, Declared):
     )
     message: str | None = strawberry.field(description="What happened, for those without event.")
     webhook_endpoint_id: strawberry.ID | None = derived(
-        lambda row: None
-        if row.webhook_endpoint_id is None
-        else strawberry.ID(relay.to_base64("WebhookEndpoint", row.webhook_endpoint_id)),
+        lambda row: (
+            None
+            if row.webhook_endpoint_id is None
+            else strawberry.ID(relay.to_base64("WebhookEndpoint", row.webhook_endpoint_id))
+        ),
         description="WEBHOOK_ENDPOINT_DISABLED: the endpoint's id.",
     )
     read_at: datetime | None

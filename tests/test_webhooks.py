@@ -12,7 +12,6 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import LiveServer
-from tests.processes import ServerProcess
 from tests.helpers import (
     DELETE,
     UPDATE,
@@ -23,6 +22,7 @@ from tests.helpers import (
     create_contact,
     create_opportunity,
 )
+from tests.processes import ServerProcess
 from tests.receiver import Receiver
 from tests.test_deals import ADD_FOLLOWER
 from webhooks.addresses import Refused, is_public, parse, resolve
@@ -242,8 +242,8 @@ async def test_private_addresses_are_refused_unless_allowed(
 
 
 async def test_addresses() -> None:
-    for address in ("8.8.8.8", "2001:4860:4860::8888"):
-        assert await resolve(parse(f"http://{address}/"), allow_private=False)
+    for host in ("8.8.8.8", "[2001:4860:4860::8888]"):
+        assert await resolve(parse(f"http://{host}/"), allow_private=False)
     for url in ("http://127.0.0.1/", "http://[fe80::1]/", "http://100.64.0.1/", "http://0.0.0.0/"):
         with pytest.raises(Refused):
             await resolve(parse(url), allow_private=False)

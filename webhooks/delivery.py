@@ -383,9 +383,7 @@ class Deliverer:
         error: str | None = None
         try:
             target = addresses.parse(endpoint.url)
-            address = await addresses.resolve(
-                target, self.config.webhook_allow_private_addresses
-            )
+            address = await addresses.resolve(target, self.config.webhook_allow_private_addresses)
             host = f"[{address}]" if address.version == 6 else str(address)
             named = f"[{target.host}]" if ":" in target.host else target.host
             default_port = 443 if target.scheme == "https" else 80
