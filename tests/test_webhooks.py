@@ -53,7 +53,7 @@ DELIVERIES = """query($id: ID!, $first: Int, $after: String) {
 }"""
 NOTIFICATIONS = """{ notifications(first: 50) {
   nodes { kind message webhookEndpointId event { id } } } }"""
-FEED_CURSOR = "{ changes(first: 1000) { pageInfo { endCursor } } }"
+FEED_CURSOR = "{ changes(first: 100) { pageInfo { endCursor } } }"
 
 
 def feed_query(live_server: LiveServer) -> str:
