@@ -127,6 +127,24 @@ class Settings:
     # The server's young-generation GC threshold (server.py `main`; objects alive at start are
     # frozen out of collection).
     gc_threshold: int = 50_000
+    # Webhooks (webhooks/): whether this process delivers them; whether endpoints may be
+    # private, loopback or link-local addresses (never in production: tests and local setups);
+    # each attempt's time limit and the response bytes read; the backoff between attempts and
+    # how long a failing endpoint is retried before it is disabled; the delivery lease a
+    # process holds on an endpoint; the poll that covers for lost doorbells; deliveries at once
+    # per process and per organization; deliveries kept per endpoint.
+    webhook_delivery: bool = True
+    webhook_allow_private_addresses: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_response_bytes: int = 4096
+    webhook_backoff_seconds: float = 5.0
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 24 * 3600.0
+    webhook_lease_seconds: float = 30.0
+    webhook_poll_seconds: float = 5.0
+    webhook_concurrency: int = 32
+    webhook_org_concurrency: int = 4
+    webhook_deliveries_kept: int = 1000
 
     @property
     def is_production(self) -> bool:
@@ -175,6 +193,10 @@ class Settings:
             or _redis_url(os.environ.get("BROADCAST_URL", "")),
             persisted_queries=os.environ.get("PERSISTED_QUERIES", cls.persisted_queries),
             sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
+            webhook_delivery=_bool("WEBHOOK_DELIVERY", cls.webhook_delivery),
+            webhook_allow_private_addresses=_bool(
+                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", cls.webhook_allow_private_addresses
+            ),
             **cast(dict[str, Any], {name: _env(name, getattr(cls, name)) for name in _PLAIN}),
         )
 
@@ -204,6 +226,16 @@ _PLAIN = (
     "redis_breaker_seconds",
     "shutdown_timeout_seconds",
     "gc_threshold",
+    "webhook_timeout_seconds",
+    "webhook_response_bytes",
+    "webhook_backoff_seconds",
+    "webhook_backoff_max_seconds",
+    "webhook_retry_window_seconds",
+    "webhook_lease_seconds",
+    "webhook_poll_seconds",
+    "webhook_concurrency",
+    "webhook_org_concurrency",
+    "webhook_deliveries_kept",
 )
 
 

@@ -25,13 +25,14 @@ from models.deal import (
     OpportunityStatus,
     Visibility,
 )
-from models.event import Event, EventKind, Notification
+from models.event import Event, EventKind, Notification, NotificationKind
 from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
 from models.product import LineItem, Product
 from models.sync import Change, OrganizationQuery, PersistedQuery, PrunedChanges, SyncState
 from models.user import AuthToken, Role, User
+from models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookStatus
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -66,6 +67,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "Notification",
+    "NotificationKind",
     "Opportunity",
     "OpportunityFollower",
     "OpportunityParticipant",
@@ -83,4 +85,8 @@ __all__ = [
     "SyncState",
     "User",
     "Visibility",
+    "DeliveryStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookStatus",
 ]

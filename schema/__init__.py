@@ -44,6 +44,7 @@ from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
+from schema.webhook import WebhookMutations, WebhookQueries
 
 
 @strawberry.type(description="Everything a client can read.")
@@ -65,6 +66,7 @@ class Query(
     SegmentQueries,
     CampaignQueries,
     SyncQueries,
+    WebhookQueries,
 ):
     pass
 
@@ -88,6 +90,7 @@ class Mutation(
     SegmentMutations,
     CampaignMutations,
     ApiKeyMutations,
+    WebhookMutations,
 ):
     pass
 
