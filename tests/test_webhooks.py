@@ -175,6 +175,24 @@ async def test_change_types_filter_and_secret_rotation(org: Org) -> None:
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "changeTypes"}
 
 
+async def eventually(read: Any, expected: Any, what: str, seconds: float = 10) -> Any:
+    """`read()` until it answers `expected` (the delivery loop records after each answer)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (found := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: {found!r}"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def endpoint_cursor(admin: Member) -> str:
+    return (await admin.api.data(ENDPOINTS))["webhookEndpoints"][0]["cursor"]
+
+
+async def redelivery_flags(admin: Member, endpoint_id: str) -> list[bool]:
+    data = await admin.api.data(DELIVERIES, id=endpoint_id)
+    return [e["node"]["redelivery"] for e in data["webhookDeliveries"]["edges"]]
+
+
 async def test_redeliver_from_a_cursor(org: Org) -> None:
     async with Receiver() as receiver:
         endpoint, secret = await create_endpoint(org.admin, receiver.url)
@@ -182,12 +200,18 @@ async def test_redeliver_from_a_cursor(org: Org) -> None:
         await create_account(org.seller)
         await receiver.wait_for(2, seconds=10)
         first_ids = [r.headers["webhook-id"] for r in receiver.received]
+        # The endpoint moves past a change once its receiver has answered: wait for it, or the
+        # second change is still in flight when the redelivery asks for it (not "sent again").
+        await eventually(lambda: endpoint_cursor(org.admin), first_ids[-1], "the endpoint's cursor")
         await org.admin.api.data(REDELIVER, id=endpoint["id"], **{"from": endpoint["cursor"]})
         await receiver.wait_for(4, seconds=10)
         assert [r.headers["webhook-id"] for r in receiver.received] == first_ids * 2
-        data = await org.admin.api.data(DELIVERIES, id=endpoint["id"])
-        edges = data["webhookDeliveries"]["edges"]
-        assert [e["node"]["redelivery"] for e in edges] == [True, True, False, False]
+        flags = await eventually(
+            lambda: redelivery_flags(org.admin, endpoint["id"]),
+            [True, True, False, False],
+            "the deliveries recorded",
+        )
+        assert flags == [True, True, False, False]
         error = await org.admin.api.error(REDELIVER, id=endpoint["id"], **{"from": "nonsense"})
         assert error["extensions"]["field"] == "fromCursor"
 
