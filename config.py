@@ -153,6 +153,24 @@ class Settings:
     message_retry_base_seconds: float = 60.0
     # How often a live campaignProgress subscription re-reads its campaign.
     campaign_progress_seconds: float = 0.5
+    # Webhooks (webhooks/): whether this process delivers them; whether endpoints may be
+    # private, loopback or link-local addresses (never in production: tests and local setups);
+    # each attempt's time limit and the response bytes read; the backoff between attempts and
+    # how long a failing endpoint is retried before it is disabled; the delivery lease a
+    # process holds on an endpoint; the poll that covers for lost doorbells; deliveries at once
+    # per process and per organization; deliveries kept per endpoint.
+    webhook_delivery: bool = True
+    webhook_allow_private_addresses: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_response_bytes: int = 4096
+    webhook_backoff_seconds: float = 5.0
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 24 * 3600.0
+    webhook_lease_seconds: float = 30.0
+    webhook_poll_seconds: float = 5.0
+    webhook_concurrency: int = 32
+    webhook_org_concurrency: int = 4
+    webhook_deliveries_kept: int = 1000
 
     @property
     def is_production(self) -> bool:
@@ -202,6 +220,10 @@ class Settings:
             persisted_queries=os.environ.get("PERSISTED_QUERIES", cls.persisted_queries),
             sync_retention_days=int(os.environ.get("SYNC_RETENTION_DAYS", cls.sync_retention_days)),
             jobs_embedded=_bool("JOBS_EMBEDDED", cls.jobs_embedded),
+            webhook_delivery=_bool("WEBHOOK_DELIVERY", cls.webhook_delivery),
+            webhook_allow_private_addresses=_bool(
+                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", cls.webhook_allow_private_addresses
+            ),
             **cast(dict[str, Any], {name: _env(name, getattr(cls, name)) for name in _PLAIN}),
         )
 
@@ -245,6 +267,16 @@ _PLAIN = (
     "message_attempts",
     "message_retry_base_seconds",
     "campaign_progress_seconds",
+    "webhook_timeout_seconds",
+    "webhook_response_bytes",
+    "webhook_backoff_seconds",
+    "webhook_backoff_max_seconds",
+    "webhook_retry_window_seconds",
+    "webhook_lease_seconds",
+    "webhook_poll_seconds",
+    "webhook_concurrency",
+    "webhook_org_concurrency",
+    "webhook_deliveries_kept",
 )
 
 

@@ -45,6 +45,7 @@ from schema import build_schema
 from schema.engine.gate import Gate, retry_after
 from schema.records import exports
 from subscriptions.hub import Hub
+from webhooks.delivery import Deliverer
 
 log = logging.getLogger("crm.server")
 
@@ -141,8 +142,9 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
         breaker_failures=settings.redis_breaker_failures,
         breaker_seconds=settings.redis_breaker_seconds,
     )
+    schema = build_schema(settings)
     graphql = CrmGraphQL(
-        build_schema(settings),
+        schema,
         graphql_ide="graphiql" if settings.graphiql else None,
         allowed_origins=settings.cors_origins,
         keep_alive=True,  # legacy graphql-ws: "ka" messages keep proxies from idling us out
@@ -154,6 +156,10 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
         limiter=limiter,
         settings=settings,
     )
+
+    deliverer = Deliverer(schema, settings) if settings.webhook_delivery else None
+    if deliverer is not None:
+        hub.doorbell_listeners.append(deliverer.ring)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -167,9 +173,13 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
             runner = Runner(settings, hub=hub) if settings.jobs_embedded else None
             if runner is not None:
                 await runner.start()
+            if deliverer is not None:
+                await deliverer.start()
             try:
                 yield
             finally:
+                if deliverer is not None:
+                    await deliverer.stop()
                 if runner is not None:
                     await runner.stop()
                 await hub.stop()
@@ -204,6 +214,7 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
     app.state.limiter = limiter
     app.state.gate = graphql.gate
     app.state.graphql = graphql
+    app.state.deliverer = deliverer
     app.state.exports = ExportSlots(settings.exports_per_process, settings.exports_per_organization)
     return app
 

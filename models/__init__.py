@@ -25,7 +25,7 @@ from models.deal import (
     OpportunityStatus,
     Visibility,
 )
-from models.event import Event, EventKind, Notification
+from models.event import Event, EventKind, Notification, NotificationKind
 from models.forecast import PeriodKind, Quota
 from models.job import Job, JobState
 from models.message import Message, MessageStatus
@@ -33,6 +33,7 @@ from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, 
 from models.product import LineItem, Product
 from models.sync import Change, OrganizationQuery, PersistedQuery, PrunedChanges, SyncState
 from models.user import AuthToken, Role, User
+from models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookStatus
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -69,6 +70,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "Notification",
+    "NotificationKind",
     "Opportunity",
     "OpportunityFollower",
     "OpportunityParticipant",
@@ -86,4 +88,8 @@ __all__ = [
     "SyncState",
     "User",
     "Visibility",
+    "DeliveryStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookStatus",
 ]

@@ -71,21 +71,31 @@ class Event(Model):
         return f"{self.kind} on {self.record_type} {self.record_id}"
 
 
+class NotificationKind(str, Enum):
+    EVENT = "EVENT"  # an event on a record the user follows
+    WEBHOOK_ENDPOINT_DISABLED = "WEBHOOK_ENDPOINT_DISABLED"  # to the organization's admins
+
+
 class Notification(Model):
     """One per follower per event, except for the event's actor."""
+
+    # And news of the organization for its admins (a webhook endpoint disabled): no event.
 
     id = fields.BigIntField(primary_key=True)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="notifications", on_delete=fields.CASCADE
     )
-    event: fields.ForeignKeyRelation[Event] = fields.ForeignKeyField(
-        "models.Event", related_name="notifications", on_delete=fields.CASCADE
+    event: fields.ForeignKeyNullableRelation[Event] = fields.ForeignKeyField(
+        "models.Event", related_name="notifications", on_delete=fields.CASCADE, null=True
     )
+    kind = fields.CharEnumField(NotificationKind, max_length=30, default=NotificationKind.EVENT)
+    message = fields.CharField(max_length=1000, null=True)  # for notifications without an event
+    webhook_endpoint_id = fields.IntField(null=True)  # WEBHOOK_ENDPOINT_DISABLED: which
     read_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     user_id: int
-    event_id: int
+    event_id: int | None
 
     class Meta:
         table = "notification"

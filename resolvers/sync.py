@@ -487,3 +487,39 @@ async def prune(retention: timedelta) -> int:
             state.pruned_txid, state.pruned_through = legacy.txid, legacy.id
             await state.save()
         return await old.delete()
+
+
+# Positions in the feed, for the webhooks' delivery (resolvers/webhook.py, webhooks/).
+
+
+async def head_cursor(organization_id: int) -> tuple[str, int]:
+    """The cursor after the organization's newest change, and that change's id."""
+    mark = await _snapshot_mark(organization_id)
+    return _encode(["C", mark]), mark
+
+
+async def checked_cursor(
+    organization_id: int, cursor: str, field: str, retention_days: int
+) -> tuple[str, int]:
+    """A `changes` cursor a reader may resume from (BAD_USER_INPUT or RESYNC_REQUIRED on
+    `field` otherwise), and the id of its change (0 in the snapshot phase)."""
+    try:
+        values = _decode(cursor)
+        await _check_retention(organization_id, values, retention_days)
+    except ApiError as error:
+        raise ApiError(error.code, error.message, field=field) from None
+    return cursor, position_of(values)
+
+
+def position_of(values: list[Any]) -> int:
+    return int(values[1]) if values[0] == "C" else 0
+
+
+def cursor_position(cursor: str) -> int:
+    """The change id of a cursor written by the feed (0 in the snapshot phase)."""
+    return position_of(_decode(cursor))
+
+
+async def newest_changes(organization_ids: list[int]) -> dict[int, int]:
+    """Each organization's newest change id (one indexed lookup each)."""
+    return {org: await _head(org) for org in organization_ids}

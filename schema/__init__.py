@@ -45,6 +45,7 @@ from schema.scalars import SCALARS
 from schema.segment import SegmentMutations, SegmentQueries
 from schema.sync import ApiKeyMutations, ApiKeyScopes, SyncQueries
 from schema.user import UserMutations, UserQueries
+from schema.webhook import WebhookMutations, WebhookQueries
 
 
 @strawberry.type(description="Everything a client can read.")
@@ -67,6 +68,7 @@ class Query(
     CampaignQueries,
     JobQueries,
     SyncQueries,
+    WebhookQueries,
 ):
     pass
 
@@ -90,6 +92,7 @@ class Mutation(
     SegmentMutations,
     CampaignMutations,
     ApiKeyMutations,
+    WebhookMutations,
 ):
     pass
 

@@ -10,7 +10,7 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from models import Event as EventRow
-from models import EventKind
+from models import EventKind, NotificationKind
 from models import Notification as NotificationRow
 from resolvers import access
 from resolvers import events as events_
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 DealRef = Annotated["Deal", strawberry.lazy("schema.deal")]
 
+NotificationKindEnum = strawberry.enum(
+    NotificationKind, name="NotificationKind", description="What a notification is about."
+)
 EventKindEnum = strawberry.enum(
     EventKind,
     name="EventKind",
@@ -186,12 +189,27 @@ async def history_of(
 @strawberry.type(description="An event on a record the viewer follows, done by someone else.")
 class Notification(relay.Node, Declared):
     id: relay.NodeID[int]
+    kind: NotificationKind = strawberry.field(
+        description="EVENT: an event on a record the viewer follows (`event`). "
+        "WEBHOOK_ENDPOINT_DISABLED: to admins, an endpoint was disabled (`message`)."
+    )
+    message: str | None = strawberry.field(description="What happened, for those without event.")
+    webhook_endpoint_id: strawberry.ID | None = derived(
+        lambda row: (
+            None
+            if row.webhook_endpoint_id is None
+            else strawberry.ID(relay.to_base64("WebhookEndpoint", row.webhook_endpoint_id))
+        ),
+        description="WEBHOOK_ENDPOINT_DISABLED: the endpoint's id.",
+    )
     read_at: datetime | None
     created_at: datetime
-    event_id: strawberry.Private[int]
+    event_id: strawberry.Private[int | None]
 
-    @strawberry.field
-    async def event(self, info: Info) -> Event:
+    @strawberry.field(description="The event (null for notifications of another kind).")
+    async def event(self, info: Info) -> Event | None:
+        if self.event_id is None:
+            return None
         row = await context(info).loaders.event.load(self.event_id)
         assert row is not None
         return Event.from_row(row)

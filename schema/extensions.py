@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError, validate
+from graphql import GraphQLError, GraphQLSyntaxError, OperationType, validate
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
@@ -17,6 +17,7 @@ from observability import GRAPHQL_OPERATIONS
 from resolvers.auth import refresh_session
 from resolvers.context import RequestContext, begin_operation
 from resolvers.errors import ApiError, ErrorCode, is_outage
+from schema.engine.cost import operation_of
 
 log = logging.getLogger("crm.graphql")
 MASKED_MESSAGE = "Internal server error. Quote the request id when reporting it."
@@ -165,9 +166,17 @@ class OperationScope(SchemaExtension):
         if isinstance(ctx, RequestContext) and ctx.over_websocket:
             await refresh_session(ctx)
         yield
-        wrote = writes.events or writes.sessions_revoked
+        organizations = {event.organization_id for event in writes.events}
+        # A mutation may have grown the change log without an event (accounts, contacts,
+        # activities): its organization's doorbell rings too, for the webhooks' delivery.
+        if isinstance(ctx, RequestContext) and ctx.viewer is not None and self._mutation():
+            organizations.add(ctx.viewer.organization_id)
+        wrote = organizations or writes.sessions_revoked
         if wrote and isinstance(ctx, RequestContext) and ctx.hub is not None:
-            ctx.hub.announce(
-                organizations={event.organization_id for event in writes.events},
-                sessions=writes.sessions_revoked,
-            )
+            ctx.hub.announce(organizations=organizations, sessions=writes.sessions_revoked)
+
+    def _mutation(self) -> bool:
+        document = self.execution_context.graphql_document
+        name = self.execution_context.operation_name
+        operation = operation_of(document, name) if document is not None else None
+        return operation is not None and operation.operation == OperationType.MUTATION

@@ -220,6 +220,8 @@ class Hub:
         self._dispatching = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._publishes: set[asyncio.Task[None]] = set()
+        # Told of every doorbell, whoever follows the organization (the webhooks' delivery).
+        self.doorbell_listeners: list[Callable[[Iterable[int] | None], None]] = []
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -306,6 +308,8 @@ class Hub:
 
     def _ring(self, organizations: Iterable[int] | None) -> None:
         """Wake the reader for these organizations (None: every organization followed here)."""
+        for listener in self.doorbell_listeners:
+            listener(None if organizations is None else list(organizations))
         if organizations is None:
             self._rung.update(self._subscribers)
         else:

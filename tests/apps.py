@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from config import Settings
 from server import GracefulServer, create_app, server_config
@@ -27,6 +28,7 @@ class AppServer:
 
     settings: Settings
     base_url: str
+    app: Any = None  # the Starlette app
 
 
 @asynccontextmanager
@@ -43,7 +45,7 @@ async def serve(settings: Settings, *, orm: bool) -> AsyncIterator[AppServer]:
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield AppServer(settings, f"http://127.0.0.1:{settings.port}")
+        yield AppServer(settings, f"http://127.0.0.1:{settings.port}", app)
     finally:
         server.should_exit = True
         await task

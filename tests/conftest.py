@@ -66,6 +66,7 @@ class LiveServer:
     database_url: str
     base_url: str
     settings: Settings  # the app's
+    app: Any = None  # the Starlette app (tests/test_webhooks.py reaches its delivery loop)
 
     def serve(self, **changes: Any) -> AbstractAsyncContextManager[AppServer]:
         """Another app on the same database, in this process, with these settings changed:
@@ -135,10 +136,17 @@ async def live_server() -> AsyncIterator[LiveServer]:
         login_failures_per_account=0,
         login_failures_per_address=0,
         plans_compare=PLANS_COMPARE,
+        # Webhooks go to receivers on loopback, and retry quickly (tests/test_webhooks.py).
+        webhook_allow_private_addresses=True,
+        webhook_poll_seconds=0.5,
+        webhook_backoff_seconds=0.2,
+        webhook_backoff_max_seconds=1.0,
+        webhook_lease_seconds=5.0,
+        webhook_timeout_seconds=3.0,
     )
     try:
         async with serve(settings, orm=True) as server:
-            yield LiveServer(database, database_url, server.base_url, settings)
+            yield LiveServer(database, database_url, server.base_url, settings, server.app)
     finally:
         if pg_name:
             await _drop_postgres_database(pg_name)
@@ -175,13 +183,13 @@ class _Counter(logging.Handler):
         self.statements: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The live hub reads the event log from tasks of its own ("hub ..."), on a timer: those
-        # statements are not the request's.
+        # The live hub reads the event log from tasks of its own ("hub ..."), on a timer, and so
+        # does the webhooks' delivery ("webhooks ..."): those statements are not the request's.
         try:
             task = asyncio.current_task()
         except RuntimeError:
             task = None
-        if task is not None and task.get_name().startswith("hub "):
+        if task is not None and task.get_name().startswith(("hub ", "webhooks ")):
             return
         message = record.getMessage().lstrip()
         if message.split(" ", 1)[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}:

@@ -1,0 +1,1 @@
+"""Webhooks: each change of the change feed pushed to the endpoints admins register."""
