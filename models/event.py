@@ -1,4 +1,5 @@
-"""The event log: every change to a lead or opportunity, written in the transaction of the change.
+"""The event log: every change to a lead, an opportunity, or a followed account or contact,
+written in the transaction of the change.
 
 It is the audit trail (`history`), the source of notifications, and what live subscribers replay
 from. Event ids are handed out in commit order (see resolvers/events.py), so "every event after
@@ -27,6 +28,7 @@ class EventKind(str, Enum):
     PRIMARY_CONTACT_SET = "PRIMARY_CONTACT_SET"
     PARTICIPANT_ADDED = "PARTICIPANT_ADDED"
     PARTICIPANT_REMOVED = "PARTICIPANT_REMOVED"
+    PARTICIPANT_UPDATED = "PARTICIPANT_UPDATED"
     FOLLOWER_ADDED = "FOLLOWER_ADDED"
     FOLLOWER_REMOVED = "FOLLOWER_REMOVED"
     COMMENT_ADDED = "COMMENT_ADDED"
@@ -47,7 +49,7 @@ class Event(Model):
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="events", on_delete=fields.CASCADE
     )
-    record_type = fields.CharField(max_length=20)  # "Lead" or "Opportunity"
+    record_type = fields.CharField(max_length=20)  # "Lead", "Opportunity", "Account", "Contact"
     record_id = fields.IntField()
     kind = fields.CharEnumField(EventKind, max_length=30)
     actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(

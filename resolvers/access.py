@@ -19,6 +19,8 @@ The rules:
   followers;
 - what belongs to a deal (comments, events, line items, participants, an activity about a
   deal): whoever reads the deal; an activity about no deal: the organization;
+- events of an account or a contact: whoever reads it (the organization); following one grants
+  nothing more, where following a deal grants reading it;
 - notifications: their user; messages: their sender, and admins.
 """
 
@@ -53,7 +55,7 @@ from models import (
 )
 from models.deal import Deal
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS, LEAD, OPPORTUNITY, DealKind
+from resolvers.deal_kinds import FOLLOWED, KINDS, LEAD, OPPORTUNITY, DealKind, FollowedKind
 from resolvers.loaders import select_values
 from resolvers.permissions import reporting_lines, reports_of, team_ids
 
@@ -182,8 +184,20 @@ def sees(viewer: User, team: set[int], row: Deal, *, follows: bool) -> bool:
     )
 
 
-async def user_reads(user: User, kind: DealKind[Any], row: Deal) -> bool:
-    """The deals' rule for a user other than the viewer (say, an owner being assigned)."""
+def sees_record(user: User, team: set[int], kind: str, row: Any, *, follows: bool) -> bool:
+    """The rule of a followed record (a deal, an account, a contact) in memory, deletion aside:
+    the deals' `sees`, or the organization's for accounts and contacts (following one grants
+    nothing)."""
+    if kind in DEALS:
+        return sees(user, team, row, follows=follows)
+    return bool(row.organization_id == user.organization_id)
+
+
+async def user_reads(user: User, kind: FollowedKind[Any], row: Any) -> bool:
+    """A record's rule for a user other than the viewer (say, an owner being assigned, or a
+    user mentioned in a comment)."""
+    if not kind.is_deal:
+        return row.deleted_at is None and row.organization_id == user.organization_id
     team: set[int] = set()
     if row.visibility != Visibility.ORGANIZATION and user.role != Role.ADMIN:
         pairs = await select_values(
@@ -235,14 +249,15 @@ class OfDeals(ReadRule):
 
 @dataclass(frozen=True)
 class Events(ReadRule):
-    """Events: whoever reads their lead or opportunity (a deleted one's are out of reach)."""
+    """Events: whoever reads their record (a lead, an opportunity, an account or a contact; a
+    deleted one's are out of reach)."""
 
     model: type[Model] = Event
 
     async def query(self, ctx: RequestContext) -> QuerySet[Any]:
         either = [
-            Q(record_type=name, record_id__in=await readable_deal_ids(ctx, rule.kind))
-            for name, rule in DEALS.items()
+            Q(record_type=name, record_id__in=Subquery((await rule.query(ctx)).values("id")))
+            for name, rule in followed_rules().items()
         ]
         readable = Q(*either, join_type=Q.OR)
         return Event.filter(readable, organization_id=ctx.require_viewer().organization_id)
@@ -251,7 +266,7 @@ class Events(ReadRule):
         row = await ctx.loaders.event.load(pk)
         if row is None or row.organization_id != ctx.require_viewer().organization_id:
             return None
-        return row if await DEALS[row.record_type].get(ctx, row.record_id) else None
+        return row if await followed_rules()[row.record_type].get(ctx, row.record_id) else None
 
 
 @dataclass(frozen=True)
@@ -334,8 +349,17 @@ def organizations(model: type[Model]) -> Organizations:
     return rule
 
 
+def followed_rules() -> dict[str, ReadRule]:
+    """The read rule of each kind of followed record, by its type's name."""
+    return {**DEALS, ACCOUNTS.model.__name__: ACCOUNTS, CONTACTS.model.__name__: CONTACTS}
+
+
+def followed_rule(kind: FollowedKind[Any] | str) -> ReadRule:
+    return followed_rules()[kind if isinstance(kind, str) else kind.name]
+
+
 def rule_for(kind: DealKind[Any] | str) -> Deals:
     return DEALS[kind if isinstance(kind, str) else kind.name]
 
 
-__all__ = ["KINDS", "ReadRule", "sees"]
+__all__ = ["FOLLOWED", "KINDS", "ReadRule", "sees"]

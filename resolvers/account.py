@@ -7,10 +7,12 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Account, Contact, Lead, Opportunity
+from models import Account, Contact, EventKind, Lead, Opportunity
 from resolvers import validation
 from resolvers.context import RequestContext
+from resolvers.deal_kinds import ACCOUNT
 from resolvers.errors import conflict
+from resolvers.events import describe, record_event
 from resolvers.pagination import (
     BY_ID,
     BY_UPDATED_AT,
@@ -74,9 +76,16 @@ async def update_account(ctx: RequestContext, account_id: int, values: dict[str,
             owner = await referenced_user(ctx, values["owner_id"], "ownerId")
             await check_assignable(ctx, owner)
             cleaned["owner_id"] = owner.id
+        diff = {
+            name: (getattr(account, name), value)
+            for name, value in cleaned.items()
+            if getattr(account, name) != value
+        }
         if cleaned:
             account.update_from_dict(cleaned)
             await account.save(update_fields=[*cleaned, "updated_at"])
+        if diff:  # its followers are told
+            await record_event(ctx, ACCOUNT, account.id, EventKind.UPDATED, describe(diff))
         return account
 
 
@@ -97,4 +106,5 @@ async def delete_account(ctx: RequestContext, account_id: int) -> Account:
             )
         account.deleted_at = datetime.now(UTC)
         await account.save(update_fields=["deleted_at", "updated_at"])
+        await record_event(ctx, ACCOUNT, account.id, EventKind.DELETED)
         return account

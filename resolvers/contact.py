@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 from models import Contact, ContactTag, EventKind
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
+from resolvers.deal_kinds import CONTACT, LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
 from resolvers.events import describe, record_event, ref
 from resolvers.pagination import (
@@ -128,12 +128,27 @@ async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str,
             owner = await referenced_user(ctx, values["owner_id"], "ownerId")
             await check_assignable(ctx, owner)
             cleaned["owner_id"] = owner.id
+        diff = {
+            name: (getattr(contact, name), value)
+            for name, value in cleaned.items()
+            if getattr(contact, name) != value
+        }
         if "tags" in values:
+            before = await _tags_of(contact)
             await _set_tags(contact, clean_tags(values["tags"]))
+            after = await _tags_of(contact)
+            if before != after:
+                diff["tags"] = (before, after)
         if cleaned or "tags" in values:
             contact.update_from_dict(cleaned)
             await contact.save(update_fields=[*cleaned, "updated_at"])
+        if diff:  # its followers are told
+            await record_event(ctx, CONTACT, contact.id, EventKind.UPDATED, describe(diff))
         return contact
+
+
+async def _tags_of(contact: Contact) -> list[str]:
+    return sorted(await ContactTag.filter(contact_id=contact.id).values_list("tag", flat=True))
 
 
 async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
@@ -150,7 +165,9 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             )
             links = await kind.participant.filter(contact_id=contact.id).values("record_id")
             participant_of = [link["record_id"] for link in links]
-            await kind.model.filter(contact_id=contact.id).update(contact_id=None)
+            await kind.model.filter(contact_id=contact.id).update(
+                contact_id=None, contact_role=None
+            )
             await kind.participant.filter(contact_id=contact.id).delete()
             # Losing a role changes the record too (as removeParticipant does): a new update
             # time for syncing partners, a new version for CONFLICT checks, and an event.
@@ -164,4 +181,5 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
         await contact.save(update_fields=["deleted_at", "updated_at"])
         for kind, pk, event_kind, details in changed:
             await record_event(ctx, kind, pk, event_kind, details)
+        await record_event(ctx, CONTACT, contact.id, EventKind.DELETED)
         return contact

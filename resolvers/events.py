@@ -12,6 +12,7 @@ change log's deferred triggers take the same lock at commit (resolvers/sync.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -23,7 +24,7 @@ from tortoise import connections
 from models import Event, EventKind, Notification
 from models.base import from_cents
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import DealKind
+from resolvers.deal_kinds import FollowedKind
 from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
 # pg_advisory_xact_lock(ORGANIZATION_LOG_LOCK, organization id): an organization's logs (events,
@@ -106,15 +107,17 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
 
 async def record_event(
     ctx: RequestContext,
-    kind: DealKind[Any],
+    kind: FollowedKind[Any],
     record_id: int,
     event_kind: EventKind,
     changes: dict[str, Any] | None = None,
     *,
     notify: bool = True,
+    mentioned: Iterable[int] = (),
 ) -> Event:
     """Append an event and (unless `notify` is off, where another event of the same change
-    tells the same people) its followers' notifications. Call it last in the transaction."""
+    tells the same people) its followers' notifications, and those of the users `mentioned`
+    (who the caller checked may read the record). Call it last in the transaction."""
     viewer = ctx.require_viewer()
     await lock_organization_log(viewer.organization_id)
     event = await Event.create(
@@ -129,12 +132,9 @@ async def record_event(
         followers = await kind.follower.filter(record_id=record_id).values_list(
             "user_id", flat=True
         )
+        told = {*followers, *mentioned} - {viewer.id}  # type: ignore[misc]
         await Notification.bulk_create(
-            [
-                Notification(user_id=user_id, event_id=event.id)
-                for user_id in followers
-                if user_id != viewer.id
-            ]
+            [Notification(user_id=user_id, event_id=event.id) for user_id in sorted(told)]
         )
     ctx.writes.events.append(event)
     return event
@@ -163,10 +163,10 @@ async def list_history(
 
 
 async def event_record(ctx: RequestContext, event: Event) -> Any | None:
-    """The live lead or opportunity of an event, when the viewer may read it."""
-    from resolvers.access import DEALS  # resolvers.access reads the deals' followers: import late
+    """The live record of an event, when the viewer may read it."""
+    from resolvers.access import followed_rule  # it reads the deals' followers: import late
 
-    return await DEALS[event.record_type].get(ctx, event.record_id)
+    return await followed_rule(event.record_type).get(ctx, event.record_id)
 
 
 def event_cursor(event_id: int) -> str:

@@ -15,8 +15,13 @@ from models import Notification as NotificationRow
 from resolvers import access, events
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
-from resolvers.deal import names_other_deals, readable_references
-from resolvers.deal_kinds import KINDS
+from resolvers.deal import (
+    names_other_deals,
+    readable_references,
+    redacted_changes,
+    unreadable_records,
+)
+from resolvers.deal_kinds import FOLLOWED, KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.engine.plans import batched, one
 from schema.records import Declared, declared, derived, private_derived, private_row, record
@@ -24,13 +29,15 @@ from schema.user import User, users_of
 
 if TYPE_CHECKING:
     from schema.deal import Deal
+    from schema.follow import Followable
 
 DealRef = Annotated["Deal", strawberry.lazy("schema.deal")]
+FollowableRef = Annotated["Followable", strawberry.lazy("schema.follow")]
 
 EventKindEnum = strawberry.enum(
     EventKind,
     name="EventKind",
-    description="What happened to a lead or opportunity.",
+    description="What happened to a lead, an opportunity, an account or a contact.",
 )
 
 
@@ -38,9 +45,19 @@ async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]
     return await users_of(ctx, [event.actor_id for event in events])
 
 
+async def _unreadable(events: list[Event], ctx: RequestContext) -> list[bool]:
+    """Whether the viewer may no longer read each event's record (reached through an old
+    notification): its comment and field values are then redacted."""
+    return await unreadable_records(ctx, [event.row for event in events])
+
+
 async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
+    hidden = await _unreadable(events, ctx)
     changes = await readable_references(ctx, [event.row.changes for event in events])
-    return [JSON(change) for change in changes]
+    return [
+        JSON(redacted_changes(change) if out_of_reach else change)
+        for change, out_of_reach in zip(changes, hidden, strict=True)
+    ]
 
 
 @record(EventRow, read=access.EVENTS)
@@ -49,7 +66,9 @@ class Event(relay.Node, Declared):
     id: relay.NodeID[int]
     kind: EventKind
     created_at: datetime
-    record_type: str = strawberry.field(description='"Lead" or "Opportunity".')
+    record_type: str = strawberry.field(
+        description='"Lead", "Opportunity", "Account" or "Contact".'
+    )
     record_id: strawberry.ID = derived(
         lambda row: strawberry.ID(relay.to_base64(row.record_type, row.record_id)),
         description="The record's global id.",
@@ -69,7 +88,9 @@ class Event(relay.Node, Declared):
     @strawberry.field(
         description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
         "money is a decimal string); for role and comment events, their details. The id of "
-        "another lead or opportunity the viewer may not read is null.",
+        "another lead or opportunity the viewer may not read is null. When the viewer may no "
+        "longer read the record (an old notification of a deal they were removed from), every "
+        "value is null (`redacted`): which fields changed shows, not what they were.",
         # The same for all but where an event names another deal: such an event says so
         # (`shareable`), and each subscriber then computes its own.
         metadata=batched(_changes, same_for_all=True),
@@ -77,14 +98,36 @@ class Event(relay.Node, Declared):
     async def changes(self, info: Info) -> JSON:
         return await one(_changes, self, info)
 
+    @strawberry.field(
+        description="Whether `changes` are withheld because the viewer may no longer read the "
+        "record.",
+        metadata=batched(_unreadable, same_for_all=True),
+    )
+    async def redacted(self, info: Info) -> bool:
+        return await one(_unreadable, self, info)
+
     @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:
         return await one(_actors, self, info)
 
-    @strawberry.field(description="The record, unless it was deleted or is out of reach now.")
+    @strawberry.field(
+        description="The lead or opportunity, unless it was deleted or is out of reach now "
+        "(null for an account's or a contact's event: see `subject`)."
+    )
     async def record(self, info: Info) -> DealRef | None:
+        if self.row.record_type not in KINDS:
+            return None
         row = await events.event_record(context(info), self.row)
         return None if row is None else declared(KINDS[self.row.record_type].model).make(row)
+
+    @strawberry.field(
+        description="The record (a lead, an opportunity, an account or a contact), unless it "
+        "was deleted or is out of reach now."
+    )
+    async def subject(self, info: Info) -> FollowableRef | None:
+        row = await events.event_record(context(info), self.row)
+        kind = FOLLOWED[self.row.record_type]
+        return None if row is None else declared(kind.model).make(row)
 
 
 @record(NotificationRow, read=access.NOTIFICATIONS)
