@@ -326,28 +326,25 @@ class DealMutations:
         contact = pk_of(contact_id, "contactId", "Contact")
         return deal_from_row(kind, await deals.remove_participant(context(info), kind, pk, contact))
 
-    @strawberry.mutation(
-        description="Make a user of the organization follow a record (a lead, an opportunity, "
-        "an account or a contact; its editors)."
-    )
+    @strawberry.mutation(description="Make a user of the organization follow a record (editors).")
     async def add_follower(
         self, info: Info, record_id: strawberry.ID, user_id: strawberry.ID
-    ) -> Followable:
-        kind, pk = followed_ref(record_id)
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
         user = pk_of(user_id, "userId", "User")
-        return followed_from_row(kind, await deals.add_follower(context(info), kind, pk, user))
+        return deal_from_row(kind, await deals.add_follower(context(info), kind, pk, user))
 
     @strawberry.mutation(
-        description="Stop a user following a record (its editors). Removed from a private deal's "
+        description="Stop a user following a record (editors). Removed from a private deal's "
         "followers, they may no longer read it: their old notifications of it show no comment "
         "or field values, and their subscriptions to it end with RECORD_UNREADABLE."
     )
     async def remove_follower(
         self, info: Info, record_id: strawberry.ID, user_id: strawberry.ID
-    ) -> Followable:
-        kind, pk = followed_ref(record_id)
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
         user = pk_of(user_id, "userId", "User")
-        return followed_from_row(kind, await deals.remove_follower(context(info), kind, pk, user))
+        return deal_from_row(kind, await deals.remove_follower(context(info), kind, pk, user))
 
     @strawberry.mutation(
         description="Follow a record the viewer can read: a lead, an opportunity (following lets "

@@ -390,7 +390,8 @@ async def test_readers_follow_unfollow_and_comment(org, chain, kind):
     assert unfollowed["unfollowRecord"]["isFollowedByViewer"] is False
     assert await outsider.error_code(NODE, id=private) == "NOT_FOUND"
     state = (await org.admin.api.data(STATE, id=private))["node"]
-    assert state["followers"] == [] and state["comments"]["totalCount"] == 1
+    # (The rep made it and owns it: the rep follows it.)
+    assert state["followers"] == [{"id": chain.rep.id}] and state["comments"]["totalCount"] == 1
     assert (await org.admin.api.data(STATE, id=public))["node"]["comments"]["totalCount"] == 1
 
 
