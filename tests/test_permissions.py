@@ -337,8 +337,9 @@ async def _deal_with_roles(org: Org, chain: Chain, kind: str, visibility: str) -
         (REMOVE_PARTICIPANT, {"record": rid, "contact": participant},
          {"participants": [{"contact": {"id": extra}}]}),
         (ADD_FOLLOWER, {"record": rid, "user": user},
-         {"followers": [{"id": follower}, {"id": user}]}),
-        (REMOVE_FOLLOWER, {"record": rid, "user": follower}, {"followers": [{"id": user}]}),
+         {"followers": [{"id": rep.id}, {"id": follower}, {"id": user}]}),
+        (REMOVE_FOLLOWER, {"record": rid, "user": follower},
+         {"followers": [{"id": rep.id}, {"id": user}]}),
         (k.delete, {"id": rid}, {"deletedAt": NOT_NULL}),
     ]  # fmt: skip
 

@@ -138,7 +138,9 @@ DETAIL_STATEMENTS = 14
 async def _detail_record(org, size: int) -> str:
     """An opportunity with `size` participants, followers, comments and activities."""
     opportunity = await create_opportunity(org.seller)
-    colleagues = [org.admin, org.manager, org.teammate, org.outsider]
+    # The manager first: with the seller (its owner, a follower) the followers' managers are
+    # among the followers whatever the size.
+    colleagues = [org.manager, org.admin, org.teammate, org.outsider]
     for i in range(size):
         contact = await create_contact(org.seller, tags=[f"t{i}"])
         await org.seller.api.data(
