@@ -148,7 +148,10 @@ async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str,
 
 
 async def _tags_of(contact: Contact) -> list[str]:
-    return sorted(await ContactTag.filter(contact_id=contact.id).values_list("tag", flat=True))
+    tags: list[str] = await ContactTag.filter(contact_id=contact.id).values_list(  # type: ignore[assignment]
+        "tag", flat=True
+    )
+    return sorted(tags)
 
 
 async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:

@@ -238,7 +238,7 @@ async def set_primary_contact(
                 record_id=row.id, contact_id=previous, role=row.contact_role
             )
             details = {"previousKeptAsParticipant": True}
-        diff = {"contact_id": (previous, contact_id)}
+        diff: dict[str, tuple[Any, Any]] = {"contact_id": (previous, contact_id)}
         if row.contact_role != role:
             diff["contact_role"] = (row.contact_role, role)
         row.contact_id, row.contact_role = contact_id, role

@@ -419,9 +419,7 @@ async def test_the_primary_flag_moves_and_roles_stay(org, kind):
     }
     # keepPrevious: false drops the previous primary contact from the deal.
     dropped = (
-        await org.seller.api.data(
-            SET_PRIMARY, record=record["id"], contact=cto["id"], keep=False
-        )
+        await org.seller.api.data(SET_PRIMARY, record=record["id"], contact=cto["id"], keep=False)
     )["setPrimaryContact"]
     assert (dropped["contact"], dropped["contactRole"]) == ({"id": cto["id"]}, "CTO")
     assert dropped["participants"] == [{"role": "Buyer", "contact": {"id": buyer["id"]}}]
