@@ -61,7 +61,10 @@ async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
 
 
 @record(EventRow, read=access.EVENTS)
-@strawberry.type(description="A change, comment or development of a lead or opportunity.")
+@strawberry.type(
+    description="A change, comment or development of a lead, an opportunity, an account or a "
+    "contact."
+)
 class Event(relay.Node, Declared):
     id: relay.NodeID[int]
     kind: EventKind
