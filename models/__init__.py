@@ -26,6 +26,7 @@ from models.deal import (
     Visibility,
 )
 from models.event import Event, EventKind, Notification
+from models.follow import AccountFollower, ContactFollower
 from models.forecast import PeriodKind, Quota
 from models.message import Message, MessageStatus
 from models.organization import DEFAULT_STAGES, ForecastCategory, Organization, PipelineStage
@@ -36,6 +37,7 @@ from models.user import AuthToken, Role, User
 __all__ = [
     "DEFAULT_STAGES",
     "Account",
+    "AccountFollower",
     "ApiKey",
     "ApiKeyScope",
     "Activity",
@@ -51,6 +53,7 @@ __all__ = [
     "Change",
     "Comment",
     "Contact",
+    "ContactFollower",
     "ContactTag",
     "Event",
     "EventKind",
