@@ -291,7 +291,7 @@ async def _followed_editable(ctx: RequestContext, kind: FollowedKind[Any], recor
     """A record whose followers the viewer may change: one the viewer may edit."""
     if isinstance(kind, DealKind):
         return await get_editable(ctx, kind, record_id, lock=True)
-    row = await get_or_not_found(ctx, kind.model, record_id, kind.label)
+    row = await get_or_not_found(ctx, kind.model, record_id, kind.label, "recordId")
     await require_edit(ctx, row.owner_id, kind.label)
     await lock(kind, row)
     return row
@@ -300,7 +300,7 @@ async def _followed_editable(ctx: RequestContext, kind: FollowedKind[Any], recor
 async def _followed_readable(ctx: RequestContext, kind: FollowedKind[Any], record_id: int) -> Any:
     row = await followed_rule(kind).get(ctx, record_id)
     if row is None:
-        raise not_found(kind.label)
+        raise not_found(kind.label, "recordId")
     await lock(kind, row)
     return row
 

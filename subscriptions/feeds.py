@@ -47,7 +47,7 @@ async def record_events(
     viewer = ctx.require_viewer()
     start_after = await _start_after(viewer.organization_id, after)
     if await followed_rule(kind).get(ctx, record_id) is None:
-        raise not_found(kind.label)
+        raise not_found(kind.label, "recordId")
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
         if event.record_type != kind.name or event.record_id != record_id:
