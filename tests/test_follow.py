@@ -47,6 +47,7 @@ NOTIFICATIONS = """{
     nodes {
       event {
         kind recordType recordId changes redacted actor { id } record { id }
+        fieldChanges { field from to fromLabel toLabel }
         subject { id ... on Account { name } ... on Contact { firstName } }
       }
     }
@@ -238,6 +239,9 @@ async def test_a_removed_follower_keeps_entries_but_not_their_contents(live_serv
         ("FOLLOWER_ADDED", True, None),
     ]
     assert events[0]["changes"]["amount"] == {"old": None, "new": None}
+    assert events[0]["fieldChanges"] == [
+        {"field": "amount", "from": None, "to": None, "fromLabel": None, "toLabel": None}
+    ]
     assert events[1]["changes"] == {"commentId": None, "body": None}
     # The owner, who still reads it, sees everything.
     history = (await org.seller.api.data(HISTORY, id=deal["id"]))["node"]["history"]["nodes"]
