@@ -52,7 +52,6 @@ class Lead(SoftDeletedModel):
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="leads", on_delete=fields.RESTRICT
     )
-    contact_role = fields.CharField(max_length=100, null=True)  # the primary contact's role
     visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
     version = fields.IntField(default=1)
     # Set by convertLead: the opportunity this lead became, and when.
@@ -127,7 +126,6 @@ class Opportunity(SoftDeletedModel):
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="opportunities", on_delete=fields.RESTRICT
     )
-    contact_role = fields.CharField(max_length=100, null=True)  # the primary contact's role
     visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
     version = fields.IntField(default=1)
 
