@@ -44,8 +44,8 @@ REDELIVER = f"""mutation($id: ID!, $from: String!) {{
   redeliverWebhooks(endpointId: $id, fromCursor: $from) {{ {ENDPOINT_FIELDS} }}
 }}"""
 ENDPOINTS = f"{{ webhookEndpoints {{ {ENDPOINT_FIELDS} }} }}"
-# The delivery loop writes attempts while a listing runs: compare mode would run the listing
-# twice against moving rows, so these requests are not compared.
+# The delivery loop writes attempts and moves endpoints' cursors while a query runs: compare
+# mode would run each query twice against moving rows, so this file's requests are not compared.
 DELIVERIES = """query($id: ID!, $first: Int, $after: String) {
   webhookDeliveries(endpointId: $id, first: $first, after: $after) {
     edges { cursor node { webhookId recordType op status attemptCount redelivery
@@ -64,7 +64,7 @@ def feed_query(live_server: LiveServer) -> str:
 
 
 async def create_endpoint(admin: Member, url: str, **values: Any) -> tuple[dict[str, Any], str]:
-    data = await admin.api.data(CREATE, input={"url": url, **values})
+    data = await admin.api.uncompared().data(CREATE, input={"url": url, **values})
     created = data["createWebhookEndpoint"]
     return created["webhookEndpoint"], created["secret"]
 
@@ -84,10 +84,14 @@ async def make_changes(org: Org) -> None:
     account = await create_account(org.seller)
     await create_contact(org.seller, accountId=account["id"])
     opportunity = await create_opportunity(org.seller, accountId=account["id"])
-    await org.seller.api.data(ADD_FOLLOWER, record=opportunity["id"], user=org.teammate.id)
-    await org.seller.api.data(UPDATE["Account"], input={"id": account["id"], "city": "Lyon"})
+    await org.seller.api.uncompared().data(
+        ADD_FOLLOWER, record=opportunity["id"], user=org.teammate.id
+    )
+    await org.seller.api.uncompared().data(
+        UPDATE["Account"], input={"id": account["id"], "city": "Lyon"}
+    )
     doomed = await create_account(org.seller)
-    await org.seller.api.data(DELETE["Account"], id=doomed["id"])
+    await org.seller.api.uncompared().data(DELETE["Account"], id=doomed["id"])
 
 
 def verify(secret: str, received: Any) -> Any:
@@ -117,11 +121,11 @@ async def test_every_change_arrives_as_the_feed_has_it_signed(
         assert secret.startswith("whsec_") and endpoint["status"] == "ACTIVE"
         # Paused while the changes are made, so that each record is rendered as it ends up,
         # as the feed read afterwards shows it.
-        await org.admin.api.data(PAUSE, id=endpoint["id"])
+        await org.admin.api.uncompared().data(PAUSE, id=endpoint["id"])
         await make_changes(org)
         expected = await feed(org.admin.api, feed_query(live_server), endpoint["cursor"])
         assert len(expected) >= 8
-        await org.admin.api.data(RESUME, id=endpoint["id"])
+        await org.admin.api.uncompared().data(RESUME, id=endpoint["id"])
         await receiver.wait_for(len(expected))
         await asyncio.sleep(0.3)  # nothing more arrives
         assert [verify(secret, r) for r in receiver.received] == expected
@@ -143,7 +147,7 @@ async def test_every_change_arrives_as_the_feed_has_it_signed(
         assert newest["webhookId"] == live["cursor"] and newest["status"] == "SUCCEEDED"
         assert newest["attempts"][0]["responseCode"] == 204
         assert newest["attempts"][0]["error"] is None
-        listed = (await org.admin.api.data(ENDPOINTS))["webhookEndpoints"]
+        listed = (await org.admin.api.uncompared().data(ENDPOINTS))["webhookEndpoints"]
         assert [e["id"] for e in listed] == [endpoint["id"]]
         assert listed[0]["cursor"] == live["cursor"]
 
@@ -162,10 +166,14 @@ async def test_change_types_filter_and_secret_rotation(org: Org) -> None:
         assert verify(secret, receiver.received[0])["node"]["id"] == contact["id"]
 
         # After a rotation, deliveries verify with the new secret and, for a while, the old.
-        rotated = (await org.admin.api.data(ROTATE, id=endpoint["id"]))["rotateWebhookSecret"]
+        rotated = (await org.admin.api.uncompared().data(ROTATE, id=endpoint["id"]))[
+            "rotateWebhookSecret"
+        ]
         new_secret = rotated["secret"]
         assert new_secret != secret and new_secret.startswith("whsec_")
-        await org.admin.api.data(UPDATE_ENDPOINT, id=endpoint["id"], input={"changeTypes": []})
+        await org.admin.api.uncompared().data(
+            UPDATE_ENDPOINT, id=endpoint["id"], input={"changeTypes": []}
+        )
         await create_account(org.seller)
         await receiver.wait_for(2, seconds=10)
         assert verify(new_secret, receiver.received[1])["recordType"] == "Account"
@@ -187,7 +195,7 @@ async def eventually(read: Any, expected: Any, what: str, seconds: float = 10) -
 
 
 async def endpoint_cursor(admin: Member) -> str:
-    return (await admin.api.data(ENDPOINTS))["webhookEndpoints"][0]["cursor"]
+    return (await admin.api.uncompared().data(ENDPOINTS))["webhookEndpoints"][0]["cursor"]
 
 
 async def redelivery_flags(admin: Member, endpoint_id: str) -> list[bool]:
@@ -205,7 +213,9 @@ async def test_redeliver_from_a_cursor(org: Org) -> None:
         # The endpoint moves past a change once its receiver has answered: wait for it, or the
         # second change is still in flight when the redelivery asks for it (not "sent again").
         await eventually(lambda: endpoint_cursor(org.admin), first_ids[-1], "the endpoint's cursor")
-        await org.admin.api.data(REDELIVER, id=endpoint["id"], **{"from": endpoint["cursor"]})
+        await org.admin.api.uncompared().data(
+            REDELIVER, id=endpoint["id"], **{"from": endpoint["cursor"]}
+        )
         await receiver.wait_for(4, seconds=10)
         assert [r.headers["webhook-id"] for r in receiver.received] == first_ids * 2
         flags = await eventually(
@@ -230,7 +240,7 @@ async def test_redirects_are_not_followed(org: Org) -> None:
         assert delivery["status"] == "PENDING"
         assert delivery["attempts"][0]["responseCode"] == 307
         assert "redirects are not followed" in delivery["attempts"][0]["error"]
-        await org.admin.api.data(PAUSE, id=endpoint["id"])
+        await org.admin.api.uncompared().data(PAUSE, id=endpoint["id"])
 
 
 async def test_private_addresses_are_refused_unless_allowed(
@@ -265,7 +275,7 @@ async def test_private_addresses_are_refused_unless_allowed(
             attempt = edges[0]["node"]["attempts"][0]
             assert attempt["error"].startswith("refused:") and attempt["responseCode"] is None
             assert receiver.received == []
-            await org.admin.api.data(PAUSE, id=endpoint["id"])
+            await org.admin.api.uncompared().data(PAUSE, id=endpoint["id"])
 
 
 async def test_addresses() -> None:
@@ -292,7 +302,7 @@ async def test_disabled_after_the_retry_window_and_admins_notified(
             await create_account(org.seller)
             deadline = asyncio.get_running_loop().time() + 20
             while True:
-                listed = (await org.admin.api.data(ENDPOINTS))["webhookEndpoints"][0]
+                listed = (await org.admin.api.uncompared().data(ENDPOINTS))["webhookEndpoints"][0]
                 if listed["status"] == "DISABLED":
                     break
                 assert asyncio.get_running_loop().time() < deadline, listed
@@ -301,12 +311,12 @@ async def test_disabled_after_the_retry_window_and_admins_notified(
         assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
         assert "failed since" in listed["disabledReason"]
         for admin in (org.admin, second_admin):
-            nodes = (await admin.api.data(NOTIFICATIONS))["notifications"]["nodes"]
+            nodes = (await admin.api.uncompared().data(NOTIFICATIONS))["notifications"]["nodes"]
             assert [n["kind"] for n in nodes] == ["WEBHOOK_ENDPOINT_DISABLED"]
             assert nodes[0]["webhookEndpointId"] == endpoint["id"] and nodes[0]["event"] is None
             assert receiver.url in nodes[0]["message"]
         for member in (org.manager, org.seller):
-            nodes = (await member.api.data(NOTIFICATIONS))["notifications"]["nodes"]
+            nodes = (await member.api.uncompared().data(NOTIFICATIONS))["notifications"]["nodes"]
             assert "WEBHOOK_ENDPOINT_DISABLED" not in [n["kind"] for n in nodes]
         data = await org.admin.api.uncompared().data(DELIVERIES, id=endpoint["id"])
         delivery = data["webhookDeliveries"]["edges"][0]["node"]
@@ -316,14 +326,14 @@ async def test_disabled_after_the_retry_window_and_admins_notified(
         # Resumed once the receiver is back: the change it gave up on arrives, then the rest.
         receiver.answer(200)
         count = len(receiver.received)
-        await org.admin.api.data(RESUME, id=endpoint["id"])
+        await org.admin.api.uncompared().data(RESUME, id=endpoint["id"])
         await receiver.wait_for(count + 1, seconds=10)
         assert verify(secret, receiver.received[-1])["recordType"] == "Account"
 
 
 async def test_permissions(org: Org, other_org: Org) -> None:
     endpoint, _ = await create_endpoint(org.admin, "http://127.0.0.1:9/hook")
-    await org.admin.api.data(PAUSE, id=endpoint["id"])
+    await org.admin.api.uncompared().data(PAUSE, id=endpoint["id"])
     for member in (org.manager, org.seller, org.teammate, org.outsider):
         assert await member.api.error_code(CREATE, input={"url": "http://127.0.0.1:9/"}) == (
             "FORBIDDEN"
@@ -349,8 +359,8 @@ async def test_permissions(org: Org, other_org: Org) -> None:
     # Anonymous.
     assert await Api(org.admin.api.http).error_code(ENDPOINTS) == "UNAUTHENTICATED"
     # The admin deletes it.
-    await org.admin.api.data(DELETE_ENDPOINT, id=endpoint["id"])
-    assert (await org.admin.api.data(ENDPOINTS))["webhookEndpoints"] == []
+    await org.admin.api.uncompared().data(DELETE_ENDPOINT, id=endpoint["id"])
+    assert (await org.admin.api.uncompared().data(ENDPOINTS))["webhookEndpoints"] == []
 
 
 async def test_outage_and_kill_9_lose_nothing(org: Org, live_server: LiveServer) -> None:
