@@ -19,7 +19,6 @@ os.environ.setdefault("LIFECYCLE_SWEEP_HOURS", "0")
 os.environ.setdefault("PRUNE_CHANGES_HOURS", "0")
 os.environ.setdefault("RESEND_OUTBOX_MINUTES", "0")
 
-import asyncio
 import logging
 import tempfile
 import uuid
