@@ -48,3 +48,28 @@ def test_every_type_and_field_is_described():
             f"{root.name}.{field}" for field, value in root.fields.items() if not value.description
         ]
     assert undescribed == []
+
+
+# The SDL clients were last given (update it, and empty the list below, at each release). A
+# change graphql-core finds breaking against it must be listed here, with the words of its
+# **breaking** entry in CHANGELOG.md; anything else goes through deprecation.
+PUBLISHED_FILE = ROOT / "schema" / "published.graphql"
+ACCEPTED_BREAKING = {
+    "Field Notification.event changed type from Event! to Event.": "`Notification.event` is nullable",
+}
+
+
+def test_breaking_changes_are_deliberate_and_announced():
+    from graphql import build_schema, find_breaking_changes
+
+    published = build_schema(PUBLISHED_FILE.read_text(encoding="utf-8"))
+    current = build_schema(SCHEMA_FILE.read_text(encoding="utf-8"))
+    found = {change.description for change in find_breaking_changes(published, current)}
+    assert found <= ACCEPTED_BREAKING.keys(), (
+        "breaking SDL changes: deprecate instead, or list them in ACCEPTED_BREAKING and in the "
+        f"CHANGELOG: {sorted(found - ACCEPTED_BREAKING.keys())}"
+    )
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    for description, words in ACCEPTED_BREAKING.items():
+        entry = changelog.find(words)
+        assert entry >= 0 and "**breaking**" in changelog[max(0, entry - 200) : entry], description
