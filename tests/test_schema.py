@@ -55,7 +55,9 @@ def test_every_type_and_field_is_described():
 # **breaking** entry in CHANGELOG.md; anything else goes through deprecation.
 PUBLISHED_FILE = ROOT / "schema" / "published.graphql"
 ACCEPTED_BREAKING = {
-    "Field Notification.event changed type from Event! to Event.": "`Notification.event` is nullable",
+    "Field Notification.event changed type from Event! to Event.": (
+        "`Notification.event` is nullable"
+    ),
 }
 
 
