@@ -117,10 +117,9 @@ def _plans_answer_as_graphql_core() -> Iterator[None]:
 @pytest.fixture(scope="session")
 async def live_server() -> AsyncIterator[LiveServer]:
     database = DATABASE
-    tmp: tempfile.TemporaryDirectory[str] | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="crm-test-")
     pg_name = None
     if database == "sqlite":
-        tmp = tempfile.TemporaryDirectory(prefix="crm-test-")
         database_url = f"sqlite://{Path(tmp.name) / 'crm.sqlite3'}"
     else:
         pg_name, database_url = await _create_postgres_database()
@@ -143,6 +142,10 @@ async def live_server() -> AsyncIterator[LiveServer]:
         webhook_backoff_max_seconds=1.0,
         webhook_lease_seconds=5.0,
         webhook_timeout_seconds=3.0,
+        # The secrets' key is made on first use, as without SECRETS_KEYS: beside the SQLite
+        # database (the default), or in the session's directory.
+        secrets_keys=(),
+        secrets_key_file="" if database == "sqlite" else str(Path(tmp.name) / "secrets.keys"),
     )
     try:
         async with serve(settings, orm=True) as server:
@@ -150,8 +153,7 @@ async def live_server() -> AsyncIterator[LiveServer]:
     finally:
         if pg_name:
             await _drop_postgres_database(pg_name)
-        if tmp:
-            tmp.cleanup()
+        tmp.cleanup()
 
 
 @pytest.fixture
