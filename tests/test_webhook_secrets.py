@@ -147,7 +147,7 @@ async def test_an_unreadable_secret_fails_the_attempt_with_a_code(
         async with delivery_settings(live_server, secrets_keys=(Fernet.generate_key().decode(),)):
             await create_account(org.seller)
             errors = await first_errors(org, endpoint["id"])
-            assert errors[0].startswith("SECRET_UNREADABLE: no key of SECRETS_KEYS decrypts")
+            assert str(errors[0]).startswith("SECRET_UNREADABLE: no key of SECRETS_KEYS decrypts")
             assert receiver.received == []
         logged = [r for r in caplog.records if r.name == "crm.webhooks"]
         assert any("SECRET_UNREADABLE" in r.getMessage() for r in logged)
