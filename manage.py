@@ -144,18 +144,23 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
         await Tortoise.close_connections()
 
 
-async def rotate_secrets(settings: Settings) -> None:
+async def rotate_secrets(settings: Settings) -> int:
     from tortoise import connections
 
     from webhooks import sealing
 
-    sealer = sealing.sealer(settings)
+    try:
+        sealer = sealing.sealer(settings)
+    except sealing.SecretsError as error:
+        print(error)
+        return 1
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
         changed = await sealing.reseal_all(connections.get("default"), sealer)
     finally:
         await Tortoise.close_connections()
     print(f"{changed} webhook secret(s) encrypted with the first key of SECRETS_KEYS.")
+    return 0
 
 
 async def worker(settings: Settings) -> None:
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "prune-changes":
         asyncio.run(prune_changes(settings.database_url, settings.sync_retention_days))
     elif args.command == "rotate-secrets":
-        asyncio.run(rotate_secrets(settings))
+        return asyncio.run(rotate_secrets(settings))
     elif args.command == "worker":
         asyncio.run(worker(settings))
     elif args.command == "send-outbox":

@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -190,7 +190,7 @@ def _clear(sealer: Sealer, stored: str) -> str:
     return sealer.open(stored) if stored.startswith(PREFIX) else stored
 
 
-async def _convert(client: Any, convert: Any) -> int:
+async def _convert(client: Any, convert: Callable[[str], str]) -> int:
     postgres = client.capabilities.dialect == "postgres"
     changed = 0
     for column in COLUMNS:
