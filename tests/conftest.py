@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from cryptography.fernet import Fernet
+
 # Cheap password hashing for the suite (the production defaults take ~50 ms a hash on purpose).
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
@@ -18,6 +20,10 @@ os.environ.setdefault("CORS_ORIGINS", "https://app.example")
 os.environ.setdefault("LIFECYCLE_SWEEP_HOURS", "0")
 os.environ.setdefault("PRUNE_CHANGES_HOURS", "0")
 os.environ.setdefault("RESEND_OUTBOX_MINUTES", "0")
+# One key for the secrets of the suite's apps and of the server processes it starts, which
+# inherit the environment (without it, each would make a key file of its own under PostgreSQL;
+# tests/test_webhook_secrets.py tests that file).
+os.environ.setdefault("SECRETS_KEYS", Fernet.generate_key().decode())
 
 import logging
 import tempfile
@@ -117,9 +123,10 @@ def _plans_answer_as_graphql_core() -> Iterator[None]:
 @pytest.fixture(scope="session")
 async def live_server() -> AsyncIterator[LiveServer]:
     database = DATABASE
-    tmp = tempfile.TemporaryDirectory(prefix="crm-test-")
+    tmp: tempfile.TemporaryDirectory[str] | None = None
     pg_name = None
     if database == "sqlite":
+        tmp = tempfile.TemporaryDirectory(prefix="crm-test-")
         database_url = f"sqlite://{Path(tmp.name) / 'crm.sqlite3'}"
     else:
         pg_name, database_url = await _create_postgres_database()
@@ -142,10 +149,6 @@ async def live_server() -> AsyncIterator[LiveServer]:
         webhook_backoff_max_seconds=1.0,
         webhook_lease_seconds=5.0,
         webhook_timeout_seconds=3.0,
-        # The secrets' key is made on first use, as without SECRETS_KEYS: beside the SQLite
-        # database (the default), or in the session's directory.
-        secrets_keys=(),
-        secrets_key_file="" if database == "sqlite" else str(Path(tmp.name) / "secrets.keys"),
     )
     try:
         async with serve(settings, orm=True) as server:
@@ -153,7 +156,8 @@ async def live_server() -> AsyncIterator[LiveServer]:
     finally:
         if pg_name:
             await _drop_postgres_database(pg_name)
-        tmp.cleanup()
+        if tmp:
+            tmp.cleanup()
 
 
 @pytest.fixture
