@@ -141,8 +141,8 @@ def _make(path: Path) -> None:
             os.link(draft, path)
             log.warning(
                 "SECRETS_KEYS is not set: generated a key into %s (mode 0600), which encrypts "
-                "the webhooks' secrets; keep it with the database and out of its backups, or "
-                "set SECRETS_KEYS",
+                "the webhooks' secrets; without it they are lost: keep it (apart from the "
+                "database's backups), or set SECRETS_KEYS",
                 path,
             )
     finally:
