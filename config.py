@@ -171,6 +171,13 @@ class Settings:
     webhook_concurrency: int = 32
     webhook_org_concurrency: int = 4
     webhook_deliveries_kept: int = 1000
+    # Keys encrypting the secrets kept in the database (webhook signing secrets): Fernet keys,
+    # comma-separated, the first encrypts and all decrypt (`manage.py rotate-secrets`
+    # re-encrypts with the first). Without them, outside production, a key generated into
+    # SECRETS_KEY_FILE (default: beside the SQLite database) on first use; production refuses
+    # to start without them (webhooks/sealing.py).
+    secrets_keys: tuple[str, ...] = ()
+    secrets_key_file: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -224,6 +231,8 @@ class Settings:
             webhook_allow_private_addresses=_bool(
                 "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", cls.webhook_allow_private_addresses
             ),
+            secrets_keys=tuple(_list("SECRETS_KEYS")),
+            secrets_key_file=os.environ.get("SECRETS_KEY_FILE", cls.secrets_key_file),
             **cast(dict[str, Any], {name: _env(name, getattr(cls, name)) for name in _PLAIN}),
         )
 

@@ -12,6 +12,8 @@ python manage.py prune-changes      forget sync changes older than SYNC_RETENTIO
 python manage.py worker             run background jobs until SIGTERM (campaign launches, upkeep)
 python manage.py persist-queries FILE...
                                     register documents as persisted queries (allow-list)
+python manage.py rotate-secrets     re-encrypt the stored webhook secrets with the first key of
+                                    SECRETS_KEYS (after putting a new key first)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,10 +33,15 @@ from config import ROOT, Settings, tortoise_config
 SCHEMA_FILE = ROOT / "schema" / "schema.graphql"
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, settings: Settings | None = None) -> None:
+    """The migrations, run with `settings` (default: the environment's) on `database_url`:
+    0022 encrypts the webhook secrets stored in clear with their keys."""
     from resolvers.sync import install_triggers
+    from webhooks import sealing
 
-    await run_migrations(config=tortoise_config(database_url))
+    settings = replace(settings or Settings.from_env(), database_url=database_url)
+    with sealing.migrating_with(settings):
+        await run_migrations(config=tortoise_config(database_url))
     await Tortoise.close_connections()
     await Tortoise.init(config=tortoise_config(database_url))
     try:
@@ -136,6 +144,25 @@ async def persist_queries(database_url: str, paths: list[str]) -> None:
         await Tortoise.close_connections()
 
 
+async def rotate_secrets(settings: Settings) -> int:
+    from tortoise import connections
+
+    from webhooks import sealing
+
+    try:
+        sealer = sealing.sealer(settings)
+    except sealing.SecretsError as error:
+        print(error)
+        return 1
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        changed = await sealing.reseal_all(connections.get("default"), sealer)
+    finally:
+        await Tortoise.close_connections()
+    print(f"{changed} webhook secret(s) encrypted with the first key of SECRETS_KEYS.")
+    return 0
+
+
 async def worker(settings: Settings) -> None:
     """Run background jobs until SIGTERM or SIGINT (any number of workers on PostgreSQL)."""
     import signal
@@ -200,10 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         "and print their SHA-256 (for PERSISTED_QUERIES=allowlist).",
     )
     persist.add_argument("files", nargs="+")
+    commands.add_parser(
+        "rotate-secrets",
+        help="Re-encrypt the stored webhook secrets with the first key of SECRETS_KEYS (put a "
+        "new key first, run this, then drop the old key).",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "migrate":
-        asyncio.run(migrate(settings.database_url))
+        asyncio.run(migrate(settings.database_url, settings))
     elif args.command == "seed-demo":
         asyncio.run(seed_demo(settings))
     elif args.command == "export-schema":
@@ -216,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(persist_queries(settings.database_url, args.files))
     elif args.command == "prune-changes":
         asyncio.run(prune_changes(settings.database_url, settings.sync_retention_days))
+    elif args.command == "rotate-secrets":
+        return asyncio.run(rotate_secrets(settings))
     elif args.command == "worker":
         asyncio.run(worker(settings))
     elif args.command == "send-outbox":

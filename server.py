@@ -11,6 +11,7 @@ import gc
 import logging
 import math
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
@@ -45,6 +46,7 @@ from schema import build_schema
 from schema.engine.gate import Gate, retry_after
 from schema.records import exports
 from subscriptions.hub import Hub
+from webhooks import sealing
 from webhooks.delivery import Deliverer
 
 log = logging.getLogger("crm.server")
@@ -126,6 +128,10 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
     """The app, served with `settings`. `orm=False`: the process has set Tortoise up already
     and keeps it (an app served beside another in the same process, as the tests do); the app
     then neither opens nor closes the database connections."""
+    # The secrets' keys, read (or made: webhooks/sealing.py) once; refused here, at start,
+    # when missing in production or not Fernet keys.
+    settings = replace(settings, secrets_keys=sealing.keys(settings))
+    sealing.sealer(settings)
     hub = Hub(
         settings.broadcast_url,
         settings.bus_channel,
@@ -272,7 +278,10 @@ def main() -> None:
     configure_logging(settings.log_level)
     ide = " (GraphiQL in a browser)" if settings.graphiql else ""
     print(f"Serving http://{settings.host}:{settings.port}/graphql{ide}", flush=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except sealing.SecretsError as error:
+        raise SystemExit(f"Not started: {error}") from None
     # A GraphQL response allocates tens of thousands of short-lived objects; the cyclic
     # collector's default thresholds then scan the long-lived ones (schema, models, modules)
     # over and over. Freeze what exists at start, and collect the young generation less often.

@@ -39,9 +39,10 @@ class WebhookEndpoint(TimestampedModel):
     # Record types of the change feed it wants (`changes(types:)`); empty: all of them.
     change_types: list = fields.JSONField(default=list)  # type: ignore[assignment]
     # Standard Webhooks secrets (whsec_...): the current one, and after a rotation the previous
-    # one, which signs too until `previous_secret_until`.
-    secret = fields.CharField(max_length=100)
-    previous_secret = fields.CharField(max_length=100, null=True)
+    # one, which signs too until `previous_secret_until`. Stored encrypted (`fernet:<token>`,
+    # about 170 characters for a whsec_ secret: webhooks/sealing.py).
+    secret = fields.CharField(max_length=300)
+    previous_secret = fields.CharField(max_length=300, null=True)
     previous_secret_until = fields.DatetimeField(null=True)
     status = fields.CharEnumField(WebhookStatus, max_length=10, default=WebhookStatus.ACTIVE)
     disabled_reason = fields.CharField(max_length=500, null=True)

@@ -2,7 +2,8 @@
 
 An endpoint receives each change of the change feed (the types it asks for), from the change
 that follows its registration on, in order (webhooks/delivery.py sends them). Its secret signs
-every delivery (Standard Webhooks) and is shown once, at registration and at each rotation.
+every delivery (Standard Webhooks) and is shown once, at registration and at each rotation;
+it is stored encrypted (webhooks/sealing.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from resolvers.context import RequestContext
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.permissions import require_admin
-from webhooks import addresses
+from webhooks import addresses, sealing
 
 SECRET_PREFIX = "whsec_"
 # After a rotation the previous secret signs too, for this long: receivers switch meanwhile.
@@ -82,7 +83,7 @@ async def create_endpoint(
         url=url,
         change_types=types,
         description=text,
-        secret=secret,
+        secret=sealing.sealer(ctx.settings).seal(secret),
         cursor=cursor,
         position=position,
         created_by_id=admin.id,
@@ -162,8 +163,8 @@ async def rotate_secret(ctx: RequestContext, endpoint_id: int) -> tuple[WebhookE
     secret = new_secret()
     endpoint = await _change(
         endpoint,
-        secret=secret,
-        previous_secret=endpoint.secret,
+        secret=sealing.sealer(ctx.settings).seal(secret),
+        previous_secret=endpoint.secret,  # sealed as it was
         previous_secret_until=datetime.now(UTC) + ROTATION_GRACE,
     )
     return endpoint, secret

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from cryptography.fernet import Fernet
+
 # Cheap password hashing for the suite (the production defaults take ~50 ms a hash on purpose).
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
@@ -18,6 +20,10 @@ os.environ.setdefault("CORS_ORIGINS", "https://app.example")
 os.environ.setdefault("LIFECYCLE_SWEEP_HOURS", "0")
 os.environ.setdefault("PRUNE_CHANGES_HOURS", "0")
 os.environ.setdefault("RESEND_OUTBOX_MINUTES", "0")
+# One key for the secrets of the suite's apps and of the server processes it starts, which
+# inherit the environment (without it, each would make a key file of its own under PostgreSQL;
+# tests/test_webhook_secrets.py tests that file).
+os.environ.setdefault("SECRETS_KEYS", Fernet.generate_key().decode())
 
 import logging
 import tempfile

@@ -50,6 +50,7 @@ from resolvers.cursors import encode
 from resolvers.webhook import notify_disabled
 from webhooks import addresses
 from webhooks.payload import FeedError, Renderer
+from webhooks.sealing import Sealer, SecretsError, sealer
 
 log = logging.getLogger("crm.webhooks")
 
@@ -86,13 +87,19 @@ def backoff(failures: int, base: float, ceiling: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def signature(endpoint: WebhookEndpoint, webhook_id: str, at: datetime, body: str) -> str:
-    """webhook-signature: signed with the secret, and during a rotation's grace with the
-    previous one too (space-separated, as Standard Webhooks has it)."""
-    secrets = [endpoint.secret]
+def signing_secrets(endpoint: WebhookEndpoint, at: datetime, opener: Sealer) -> list[str]:
+    """The secret, and during a rotation's grace the previous one too, decrypted (SecretsError
+    when they cannot be)."""
+    secrets = [opener.open(endpoint.secret)]
     until = endpoint.previous_secret_until
     if endpoint.previous_secret and until is not None and until > at:
-        secrets.append(endpoint.previous_secret)
+        secrets.append(opener.open(endpoint.previous_secret))
+    return secrets
+
+
+def signature(secrets: list[str], webhook_id: str, at: datetime, body: str) -> str:
+    """webhook-signature: signed with each secret (space-separated, as Standard Webhooks has
+    it)."""
     return " ".join(Webhook(secret).sign(webhook_id, at, body) for secret in secrets)
 
 
@@ -385,6 +392,7 @@ class Deliverer:
         code: int | None = None
         error: str | None = None
         try:
+            secrets = signing_secrets(endpoint, at, sealer(self.settings))
             target = addresses.parse(endpoint.url)
             address = await addresses.resolve(target, self.settings.webhook_allow_private_addresses)
             host = f"[{address}]" if address.version == 6 else str(address)
@@ -396,7 +404,7 @@ class Deliverer:
                 "user-agent": USER_AGENT,
                 "webhook-id": webhook_id,
                 "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": signature(endpoint, webhook_id, at, body),
+                "webhook-signature": signature(secrets, webhook_id, at, body),
             }
             url = f"{target.scheme}://{host}:{target.port}{target.path}"
             extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
@@ -415,6 +423,9 @@ class Deliverer:
                 await response.aclose()
             if not 200 <= code < 300:
                 error = f"HTTP {code}" + (" (redirects are not followed)" if code < 400 else "")
+        except SecretsError as unreadable:  # nothing is sent unsigned: retried, then disabled
+            error = str(unreadable)
+            log.error("webhook endpoint %s cannot be signed: %s", endpoint.id, unreadable)
         except addresses.Refused as refused:
             error = f"refused: {refused}"
         except httpx.TimeoutException:
