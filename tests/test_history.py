@@ -380,6 +380,20 @@ async def _migrate(database_url, target=None):
     assert process.returncode == 0, output.decode()
 
 
+async def _unapply(database_url, migration):
+    """Mark a migration unapplied (its changes stay), so that the next `migrate` runs it."""
+    sql = "DELETE FROM tortoise_migrations WHERE app = 'models' AND name = {name}"
+    if database_url.startswith("sqlite://"):
+        with sqlite3.connect(database_url.removeprefix("sqlite://")) as db:
+            db.execute(sql.format(name="?"), (migration,))
+        return
+    db = await asyncpg.connect(database_url)
+    try:
+        await db.execute(sql.format(name="$1"), migration)
+    finally:
+        await db.close()
+
+
 async def _insert_like(database_url, event_id, kind, changes):
     """An event like `event_id` (same record, actor and time) with these `changes`, written
     straight into the database."""
@@ -408,7 +422,10 @@ async def test_migrate_converts_the_events_of_a_database_written_before(live_ser
     else:
         name, database_url = await _create_postgres_database()
     try:
-        await _migrate(database_url, "models.0016_limits")
+        # Today's app needs the later migrations' tables (followers of accounts, 0018), so it
+        # writes on a migrated database, the old event is stored as 0016's code wrote it, and
+        # 0017 is marked unapplied: `migrate` then runs 0017 alone, on the events as they were.
+        await _migrate(database_url)
         env = {"DATABASE_URL": database_url, "SIGNUPS_PER_HOUR": "0"}
         async with (
             ServerProcess(env) as server,
@@ -423,6 +440,7 @@ async def test_migrate_converts_the_events_of_a_database_written_before(live_ser
                 "amount": {"old": "100.00", "new": "5.00"},
             }
             await _insert_like(database_url, pk(written[0]["id"]), "STAGE_CHANGED", old)
+            await _unapply(database_url, "0017_event_facts")
 
             await _migrate(database_url)
 
