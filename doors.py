@@ -233,7 +233,8 @@ class PatientStreamingResponse(StreamingResponse):
     async def stream_response(self, send: Any) -> None:
         async def patient(message: Any) -> None:
             try:
-                await asyncio.wait_for(send(message), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await send(message)
             except TimeoutError:
                 log.warning("export ended: its client read nothing for %s s", self.timeout)
                 raise OSError("the client stopped reading") from None

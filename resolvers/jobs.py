@@ -209,7 +209,8 @@ class Runner:
                 log.exception("claiming jobs failed")
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.config.job_poll_seconds)
+                async with asyncio.timeout(self.config.job_poll_seconds):
+                    await self.wake.wait()
 
     async def _schedule(self, now: datetime) -> None:
         """Queue each schedule's job for the current period; its key makes it once per period

@@ -219,7 +219,8 @@ class PostgresBackend(_ResilientBackend):
             self._ready()
             while not lost.is_set():
                 try:
-                    await asyncio.wait_for(lost.wait(), timeout=5.0)
+                    async with asyncio.timeout(5.0):
+                        await lost.wait()
                 except TimeoutError:
                     # A query finds a connection the server has dropped without a word.
                     await connection.fetchval("SELECT 1", timeout=5)

@@ -276,7 +276,8 @@ class Hub:
 
     async def _publish(self, message: str) -> None:
         try:
-            await asyncio.wait_for(self.broadcast.publish(self.channel, message), timeout=5)
+            async with asyncio.timeout(5):
+                await self.broadcast.publish(self.channel, message)
         except Exception as error:  # the bus is down: the poll covers for the doorbell
             log.warning("could not ring the event bus: %s", error)
 
@@ -320,7 +321,8 @@ class Hub:
     async def _follow_log(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 self._rung.update(self._subscribers)  # the timer re-reads every log
             self._wake.clear()
@@ -434,7 +436,8 @@ class Hub:
         deactivated: at once when a process says so on the bus, and on a timer."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck.wait(), timeout=self.auth_recheck_seconds)
+                async with asyncio.timeout(self.auth_recheck_seconds):
+                    await self._recheck.wait()
             self._recheck.clear()
             subscribers = [sub for group in self._subscribers.values() for sub in group]
             hashes = {sub.token_hash for sub in subscribers if sub.token_hash}

@@ -423,3 +423,27 @@ async def test_outage_and_kill_9_lose_nothing(org: Org, live_server: LiveServer)
             )
     finally:
         await deliverer.start()
+
+
+async def test_stop_is_not_lost_in_a_storm_of_doorbells(org: Org, live_server: LiveServer) -> None:
+    """Stopping while the hub rings without pause still stops: on Python 3.11 a cancellation
+    that arrives as `asyncio.wait_for`'s inner wait completes is swallowed, and a loop waiting
+    that way went on forever (the outage test above hung on it)."""
+    deliverer = live_server.app.state.deliverer
+    storming = True
+
+    async def storm() -> None:
+        while storming:
+            deliverer.ring(None)
+            await asyncio.sleep(0)
+
+    ringer = asyncio.create_task(storm())
+    try:
+        for _ in range(20):
+            async with asyncio.timeout(10):
+                await deliverer.stop()
+            await deliverer.start()
+            await asyncio.sleep(0.01)
+    finally:
+        storming = False
+        await ringer

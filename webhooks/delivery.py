@@ -150,9 +150,8 @@ class Deliverer:
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=self.settings.webhook_poll_seconds
-                )
+                async with asyncio.timeout(self.settings.webhook_poll_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 self._rung = None  # the poll looks at every organization
             self._wake.clear()
