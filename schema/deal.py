@@ -350,14 +350,30 @@ class DealMutations:
         description="Follow a record the viewer can read: a lead, an opportunity (following lets "
         "one read it from then on), an account or a contact."
     )
-    async def follow_record(self, info: Info, record_id: strawberry.ID) -> Followable:
+    async def follow(self, info: Info, record_id: strawberry.ID) -> Followable:
         kind, pk = followed_ref(record_id)
         return followed_from_row(kind, await deals.follow_record(context(info), kind, pk))
 
     @strawberry.mutation(description="Stop following a record.")
-    async def unfollow_record(self, info: Info, record_id: strawberry.ID) -> Followable:
+    async def unfollow(self, info: Info, record_id: strawberry.ID) -> Followable:
         kind, pk = followed_ref(record_id)
         return followed_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
+
+    @strawberry.mutation(
+        description="Follow a lead or opportunity the viewer can read.",
+        deprecation_reason="Use `follow`, which also takes accounts and contacts.",
+    )
+    async def follow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
+        kind, pk = deal_ref(record_id)
+        return deal_from_row(kind, await deals.follow_record(context(info), kind, pk))
+
+    @strawberry.mutation(
+        description="Stop following a lead or opportunity.",
+        deprecation_reason="Use `unfollow`, which also takes accounts and contacts.",
+    )
+    async def unfollow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
+        kind, pk = deal_ref(record_id)
+        return deal_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
 
     @strawberry.mutation(
         description="Comment on a record the viewer can read. Its followers are told; so is "

@@ -28,10 +28,10 @@ FOLLOWERS = """query($id: ID!) {
 }"""
 VERSION = "query($id: ID!) { node(id: $id) { ... on Deal { version } } }"
 FOLLOW = """mutation($record: ID!) {
-  followRecord(recordId: $record) { id isFollowedByViewer followers { id } }
+  follow(recordId: $record) { id isFollowedByViewer followers { id } }
 }"""
 UNFOLLOW = """mutation($record: ID!) {
-  unfollowRecord(recordId: $record) { id isFollowedByViewer }
+  unfollow(recordId: $record) { id isFollowedByViewer }
 }"""
 ADD_FOLLOWER = """mutation($record: ID!, $user: ID!) {
   addFollower(recordId: $record, userId: $user) { id followers { id } }
@@ -147,14 +147,14 @@ async def test_accounts_and_contacts_are_followed_by_their_readers(org, other_or
     contact = await create_contact(org.seller)
     for record in (account["id"], contact["id"]):
         for member in (org.admin, org.manager, org.seller, org.teammate, org.outsider):
-            followed = (await member.api.data(FOLLOW, record=record))["followRecord"]
+            followed = (await member.api.data(FOLLOW, record=record))["follow"]
             assert followed["isFollowedByViewer"] is True
         assert len(followed["followers"]) == 5
         # Another organization's member: nothing to follow, nothing learnt.
         assert await other_org.seller.api.error_code(FOLLOW, record=record) == "NOT_FOUND"
         assert await other_org.seller.api.error_code(UNFOLLOW, record=record) == "NOT_FOUND"
         assert await other_org.seller.api.error_code(NODE, id=record) == "NOT_FOUND"
-        unfollowed = (await org.teammate.api.data(UNFOLLOW, record=record))["unfollowRecord"]
+        unfollowed = (await org.teammate.api.data(UNFOLLOW, record=record))["unfollow"]
         assert unfollowed["isFollowedByViewer"] is False
         assert org.teammate.id not in await followers(org.admin, record)
     # Following grants nothing: a deleted account is out of reach, followed or not.
@@ -436,3 +436,22 @@ async def test_the_primary_flag_moves_and_roles_stay(org, kind):
         buyer["id"]: "Buyer",
         cto["id"]: "CTO",
     }
+
+
+async def test_the_deprecated_follow_record_still_answers_a_deal(org) -> None:
+    """`followRecord` keeps its old shape (a Deal, with its own fields) for the clients written
+    against it; accounts and contacts go through `follow`."""
+    deal = await create_opportunity(org.seller)
+    followed = await org.teammate.api.data(
+        "mutation($r: ID!) { followRecord(recordId: $r) { id version isFollowedByViewer } }",
+        r=deal["id"],
+    )
+    assert followed["followRecord"]["id"] == deal["id"]
+    assert followed["followRecord"]["isFollowedByViewer"] is True
+    unfollowed = await org.teammate.api.data(
+        "mutation($r: ID!) { unfollowRecord(recordId: $r) { version isFollowedByViewer } }",
+        r=deal["id"],
+    )
+    assert unfollowed["unfollowRecord"] == {
+        "version": followed["followRecord"]["version"], "isFollowedByViewer": False,
+    }  # fmt: skip

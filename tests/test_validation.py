@@ -900,7 +900,8 @@ async def test_refused_role_change_does_not_write_the_valid_name_sent_with_it(or
 
 NODE_OF = "query($id: ID!) { node(id: $id) { id } }"
 NODES_OF = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
-FOLLOW_RECORD = "mutation($id: ID!) { followRecord(recordId: $id) { id } }"
+FOLLOW_RECORD = "mutation($id: ID!) { follow(recordId: $id) { id } }"
+FOLLOW_DEAL = "mutation($id: ID!) { followRecord(recordId: $id) { id } }"
 ADD_FOLLOWER_TO = (
     "mutation($id: ID!, $user: ID!) { addFollower(recordId: $id, userId: $user) { id } }"
 )
@@ -932,6 +933,9 @@ async def test_not_found_and_wrong_type_errors_read_alike_and_name_their_field(o
         (FOLLOW_RECORD, {"id": org.admin.id},
          "Expected the id of a lead, an opportunity, an account or a contact, got the id of "
          "a user.", "BAD_USER_INPUT", "recordId"),
+        (FOLLOW_DEAL, {"id": account["id"]},
+         "Expected the id of a lead or an opportunity, got the id of an account.",
+         "BAD_USER_INPUT", "recordId"),
         (SET_STAGE, {"id": org.admin.id},
          "Expected the id of a contact, got the id of a user.", "BAD_USER_INPUT", "contactId"),
     ]  # fmt: skip
