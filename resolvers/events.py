@@ -262,6 +262,25 @@ def field_changes(stored: dict[str, Any]) -> list[FieldChange]:
     ]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A record an event's details name (the contact added as a participant, the user made a
+    follower...), as the API names the detail, with the record's name at the time."""
+
+    field: str
+    id: str | None
+    label: str | None
+
+
+def references(stored: dict[str, Any]) -> list[Reference]:
+    labels = stored.get(LABELS, {})
+    return [
+        Reference(api_name(name), _render_value(name, value), labels.get(name))
+        for name, value in stored.items()
+        if name in REFERENCES and not isinstance(value, list)
+    ]
+
+
 def names_other_deals(stored: dict[str, Any]) -> bool:
     """Whether an event names another lead or opportunity (whose id then depends on who reads
     it: `readable`)."""

@@ -77,6 +77,39 @@ async def _field_changes(events: list[Event], ctx: RequestContext) -> list[list[
     ]
 
 
+async def _references(events: list[Event], ctx: RequestContext) -> list[list[Reference]]:
+    return [
+        [Reference.of(found) for found in events_.references(facts)]
+        for facts in await _facts(events, ctx)
+    ]
+
+
+@strawberry.type(
+    description="A record an event's details name: the contact added, removed or promoted, the "
+    "user who follows or stopped following, with what it was called when the event happened."
+)
+class Reference:
+    field: str = strawberry.field(
+        description='The detail, as `changes` names it ("contactId", "userId").'
+    )
+    id: strawberry.ID | None = strawberry.field(
+        description="The record's global id; null for a record the viewer may not read, and "
+        "when the event is `redacted`."
+    )
+    label: str | None = strawberry.field(
+        description="Its name when the event happened (a contact's or user's full name); null "
+        "as `id` is, and for events recorded before names were kept."
+    )
+
+    @classmethod
+    def of(cls, found: events_.Reference) -> Reference:
+        return cls(
+            field=found.field,
+            id=None if found.id is None else strawberry.ID(found.id),
+            label=found.label,
+        )
+
+
 @strawberry.type(
     description="One field's change in an event: its value before and after, and for a field "
     "naming a record (a stage, a contact, an owner...), what that record was called then."
@@ -166,8 +199,17 @@ class Event(relay.Node, Declared):
         return await one(_field_changes, self, info)
 
     @strawberry.field(
-        description="Whether `changes` and `fieldChanges` are withheld (every value null) "
-        "because the viewer may no longer read the record.",
+        description="The records the event's details name (a participant or primary contact "
+        "added, removed or changed, a follower added or removed), each with its name at the "
+        "time: what `changes` gives as bare ids.",
+        metadata=batched(_references, same_for_all=True),
+    )
+    async def references(self, info: Info) -> list[Reference]:
+        return await one(_references, self, info)
+
+    @strawberry.field(
+        description="Whether `changes`, `fieldChanges` and `references` are withheld (every "
+        "value null) because the viewer may no longer read the record.",
         metadata=batched(_unreadable, same_for_all=True),
     )
     async def redacted(self, info: Info) -> bool:

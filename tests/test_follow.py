@@ -48,6 +48,7 @@ NOTIFICATIONS = """{
       event {
         kind recordType recordId changes redacted actor { id } record { id }
         fieldChanges { field from to fromLabel toLabel }
+        references { field id label }
         subject { id ... on Account { name } ... on Contact { firstName } }
       }
     }
@@ -243,6 +244,7 @@ async def test_a_removed_follower_keeps_entries_but_not_their_contents(live_serv
         {"field": "amount", "from": None, "to": None, "fromLabel": None, "toLabel": None}
     ]
     assert events[1]["changes"] == {"commentId": None, "body": None}
+    assert events[2]["references"] == [{"field": "userId", "id": None, "label": None}]
     # The owner, who still reads it, sees everything.
     history = (await org.seller.api.data(HISTORY, id=deal["id"]))["node"]["history"]["nodes"]
     assert "Discount: 30%" in [event["changes"].get("body") for event in history]
@@ -252,6 +254,8 @@ async def test_a_removed_follower_keeps_entries_but_not_their_contents(live_serv
     )
     events = await notified(org.outsider)
     assert events[1]["changes"]["body"] == "Discount: 30%" and not events[1]["redacted"]
+    (named,) = events[2]["references"]
+    assert (named["field"], named["id"]) == ("userId", org.outsider.id) and named["label"]
 
 
 async def test_a_follower_who_unfollows_a_private_deal_is_told_live(live_server, http, org):
