@@ -14,6 +14,7 @@ from tests.helpers import (
     global_id,
     wait_for_subscriptions,
 )
+from tests.test_deals import ADD_FOLLOWER, REMOVE_FOLLOWER
 from tests.ws import live_client
 
 CREATORS = {"lead": create_lead, "opportunity": create_opportunity}
@@ -32,12 +33,6 @@ FOLLOW = """mutation($record: ID!) {
 }"""
 UNFOLLOW = """mutation($record: ID!) {
   unfollow(recordId: $record) { id isFollowedByViewer }
-}"""
-ADD_FOLLOWER = """mutation($record: ID!, $user: ID!) {
-  addFollower(recordId: $record, userId: $user) { id followers { id } }
-}"""
-REMOVE_FOLLOWER = """mutation($record: ID!, $user: ID!) {
-  removeFollower(recordId: $record, userId: $user) { id followers { id } }
 }"""
 COMMENT = """mutation($record: ID!, $body: String!) {
   addComment(recordId: $record, body: $body) { id body }
