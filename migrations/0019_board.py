@@ -4,7 +4,7 @@ from models.base import LiveIndex
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0017_event_facts")]
+    dependencies = [("models", "0018_follow_records")]
 
     initial = False
 

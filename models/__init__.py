@@ -26,6 +26,7 @@ from models.deal import (
     Visibility,
 )
 from models.event import Event, EventKind, Notification, NotificationKind
+from models.follow import AccountFollower, ContactFollower
 from models.forecast import PeriodKind, Quota
 from models.job import Job, JobState
 from models.message import Message, MessageStatus
@@ -38,6 +39,7 @@ from models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint, Web
 __all__ = [
     "DEFAULT_STAGES",
     "Account",
+    "AccountFollower",
     "ApiKey",
     "ApiKeyScope",
     "Activity",
@@ -53,6 +55,7 @@ __all__ = [
     "Change",
     "Comment",
     "Contact",
+    "ContactFollower",
     "ContactTag",
     "Event",
     "EventKind",

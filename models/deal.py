@@ -52,6 +52,7 @@ class Lead(SoftDeletedModel):
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="leads", on_delete=fields.RESTRICT
     )
+    contact_role = fields.CharField(max_length=100, null=True)  # the primary contact's role
     visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
     version = fields.IntField(default=1)
     # Set by convertLead: the opportunity this lead became, and when.
@@ -126,6 +127,7 @@ class Opportunity(SoftDeletedModel):
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="opportunities", on_delete=fields.RESTRICT
     )
+    contact_role = fields.CharField(max_length=100, null=True)  # the primary contact's role
     visibility = fields.CharEnumField(Visibility, max_length=20, default=Visibility.ORGANIZATION)
     version = fields.IntField(default=1)
 

@@ -19,6 +19,8 @@ The rules:
   followers;
 - what belongs to a deal (comments, events, line items, participants, an activity about a
   deal): whoever reads the deal; an activity about no deal: the organization;
+- events of an account or a contact: whoever reads it (the organization); following one grants
+  nothing more, where following a deal grants reading it;
 - notifications: their user; messages: their sender, and admins.
 """
 
@@ -53,7 +55,7 @@ from models import (
 )
 from models.deal import Deal
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS, LEAD, OPPORTUNITY, DealKind
+from resolvers.deal_kinds import FOLLOWED, KINDS, LEAD, OPPORTUNITY, DealKind, FollowedKind
 from resolvers.loaders import select_values
 from resolvers.permissions import reporting_lines, reports_of, team_ids
 
@@ -182,8 +184,20 @@ def sees(viewer: User, team: set[int], row: Deal, *, follows: bool) -> bool:
     )
 
 
-async def user_reads(user: User, kind: DealKind[Any], row: Deal) -> bool:
-    """The deals' rule for a user other than the viewer (say, an owner being assigned)."""
+def sees_record(user: User, team: set[int], kind: str, row: Any, *, follows: bool) -> bool:
+    """The rule of a followed record (a deal, an account, a contact) in memory, deletion aside:
+    the deals' `sees`, or the organization's for accounts and contacts (following one grants
+    nothing)."""
+    if kind in DEALS:
+        return sees(user, team, row, follows=follows)
+    return bool(row.organization_id == user.organization_id)
+
+
+async def user_reads(user: User, kind: FollowedKind[Any], row: Any) -> bool:
+    """A record's rule for a user other than the viewer (say, an owner being assigned, or a
+    user mentioned in a comment)."""
+    if not kind.is_deal:
+        return row.deleted_at is None and row.organization_id == user.organization_id
     team: set[int] = set()
     if row.visibility != Visibility.ORGANIZATION and user.role != Role.ADMIN:
         pairs = await select_values(
@@ -341,8 +355,17 @@ def organizations(model: type[Model]) -> Organizations:
     return rule
 
 
+def followed_rules() -> dict[str, ReadRule]:
+    """The read rule of each kind of followed record, by its type's name."""
+    return EVENTS.records
+
+
+def followed_rule(kind: FollowedKind[Any] | str) -> ReadRule:
+    return followed_rules()[kind if isinstance(kind, str) else kind.name]
+
+
 def rule_for(kind: DealKind[Any] | str) -> Deals:
     return DEALS[kind if isinstance(kind, str) else kind.name]
 
 
-__all__ = ["KINDS", "ReadRule", "sees"]
+__all__ = ["FOLLOWED", "KINDS", "ReadRule", "sees"]

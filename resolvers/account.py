@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 from models import Account, Contact, EventKind, Lead, Opportunity
 from resolvers import validation
 from resolvers.context import RequestContext
+from resolvers.deal_kinds import ACCOUNT
 from resolvers.errors import conflict
 from resolvers.events import changed_fields, record_event
 from resolvers.pagination import (
@@ -68,7 +69,7 @@ async def create_account(ctx: RequestContext, values: dict[str, Any]) -> Account
             organization_id=viewer.organization_id, owner=owner, **cleaned
         )
         initial = {name: (None, value) for name, value in {"owner_id": owner.id, **cleaned}.items()}
-        await record_event(ctx, Account, account.id, EventKind.CREATED, diff=initial)
+        await record_event(ctx, ACCOUNT, account.id, EventKind.CREATED, diff=initial)
         return account
 
 
@@ -86,7 +87,7 @@ async def update_account(ctx: RequestContext, account_id: int, values: dict[str,
             account.update_from_dict(cleaned)
             await account.save(update_fields=[*cleaned, "updated_at"])
         if diff:
-            await record_event(ctx, Account, account.id, EventKind.UPDATED, diff=diff)
+            await record_event(ctx, ACCOUNT, account.id, EventKind.UPDATED, diff=diff)
         return account
 
 
@@ -107,5 +108,5 @@ async def delete_account(ctx: RequestContext, account_id: int) -> Account:
             )
         account.deleted_at = datetime.now(UTC)
         await account.save(update_fields=["deleted_at", "updated_at"])
-        await record_event(ctx, Account, account.id, EventKind.DELETED)
+        await record_event(ctx, ACCOUNT, account.id, EventKind.DELETED)
         return account

@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 from models import Contact, ContactTag, EventKind
 from resolvers import validation
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import LEAD, OPPORTUNITY, DealKind
+from resolvers.deal_kinds import CONTACT, LEAD, OPPORTUNITY, DealKind
 from resolvers.errors import bad_input
 from resolvers.events import changed_fields, record_event
 from resolvers.pagination import (
@@ -125,7 +125,7 @@ async def create_contact(ctx: RequestContext, values: dict[str, Any]) -> Contact
         await _set_tags(contact, tags)
         initial = {"owner_id": owner.id, **cleaned, "tags": sorted(tags) or None}
         created = {name: (None, value) for name, value in initial.items()}
-        await record_event(ctx, Contact, contact.id, EventKind.CREATED, diff=created)
+        await record_event(ctx, CONTACT, contact.id, EventKind.CREATED, diff=created)
         return contact
 
 
@@ -151,7 +151,7 @@ async def update_contact(ctx: RequestContext, contact_id: int, values: dict[str,
             contact.update_from_dict(cleaned)
             await contact.save(update_fields=[*cleaned, "updated_at"])
         if diff:
-            await record_event(ctx, Contact, contact.id, EventKind.UPDATED, diff=diff)
+            await record_event(ctx, CONTACT, contact.id, EventKind.UPDATED, diff=diff)
         return contact
 
 
@@ -169,7 +169,9 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             )
             links = await kind.participant.filter(contact_id=contact.id).values("record_id")
             participant_of = [link["record_id"] for link in links]
-            await kind.model.filter(contact_id=contact.id).update(contact_id=None)
+            await kind.model.filter(contact_id=contact.id).update(
+                contact_id=None, contact_role=None
+            )
             await kind.participant.filter(contact_id=contact.id).delete()
             # Losing a role changes the record too (as removeParticipant does): a new update
             # time for syncing partners, a new version for CONFLICT checks, and an event.
@@ -179,7 +181,6 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             changed += [(kind, pk, EventKind.PARTICIPANT_REMOVED) for pk in participant_of]
         contact.deleted_at = now
         await contact.save(update_fields=["deleted_at", "updated_at"])
-        await record_event(ctx, Contact, contact.id, EventKind.DELETED)
         for kind, pk, event_kind in changed:
             if event_kind == EventKind.PRIMARY_CONTACT_SET:
                 unset = {"contact_id": (contact.id, None)}
@@ -187,4 +188,5 @@ async def delete_contact(ctx: RequestContext, contact_id: int) -> Contact:
             else:
                 removed = {"contact_id": contact.id}
                 await record_event(ctx, kind, pk, event_kind, details=removed)
+        await record_event(ctx, CONTACT, contact.id, EventKind.DELETED)  # the last: it ends feeds
         return contact

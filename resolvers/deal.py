@@ -1,25 +1,29 @@
-"""What leads and opportunities share: reading, deleting, and their three roles and comments."""
+"""What leads and opportunities share: reading, deleting, and their three roles and comments;
+following, which accounts and contacts have too."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from strawberry import relay
 from tortoise.expressions import F, Q, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import Account, Campaign, Comment, Contact, EventKind, OpportunityStatus, User
 from resolvers import lifecycle, validation
-from resolvers.access import deals_of
+from resolvers.access import deals_of, followed_rule, user_reads
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import D, DealKind
+from resolvers.deal_kinds import D, DealKind, FollowedKind
 from resolvers.errors import bad_input, conflict, not_found
 from resolvers.events import record_event
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate, search_condition
 from resolvers.permissions import check_assignable, require_edit
 from resolvers.records import (
+    get_or_not_found,
     referenced,
     referenced_account,
     referenced_contact,
@@ -101,20 +105,24 @@ async def get_editable(
     return row
 
 
-async def lock(kind: DealKind[D], row: D) -> None:
+async def lock(kind: FollowedKind[Any], row: Any) -> None:
     """Take the record's row lock until the transaction ends (PostgreSQL; SQLite serializes
     transactions anyway), so that role changes to one record happen one after the other."""
     # (values_list would drop the FOR UPDATE: Tortoise adds it to model queries only.)
     await kind.model.filter(id=row.id).select_for_update().first()
 
 
-async def touch(ctx: RequestContext, kind: DealKind[D], row: D) -> None:
+async def touch(ctx: RequestContext, kind: DealKind[D], row: D, *, version: bool = True) -> None:
     """Record that a role changed: a new updated time and version, for syncs and for CONFLICT,
-    and forget what this request's loaders know of the record's roles."""
+    and forget what this request's loaders know of the record's roles. `version` off: a change
+    beside the record (a follower, a comment), which must not make its editors' saves fail."""
     now = datetime.now(UTC)
-    await kind.model.filter(id=row.id).update(updated_at=now, version=F("version") + 1)
+    if version:
+        await kind.model.filter(id=row.id).update(updated_at=now, version=F("version") + 1)
+        row.version += 1
+    else:
+        await kind.model.filter(id=row.id).update(updated_at=now)
     row.updated_at = now
-    row.version += 1
     ctx.loaders.forget_roles(kind, row.id)
 
 
@@ -128,22 +136,50 @@ async def delete_deal(ctx: RequestContext, kind: DealKind[D], record_id: int) ->
 
 
 async def set_primary_contact(
-    ctx: RequestContext, kind: DealKind[D], record_id: int, contact_id: int | None
+    ctx: RequestContext,
+    kind: DealKind[D],
+    record_id: int,
+    contact_id: int | None,
+    *,
+    keep_previous: bool = True,
 ) -> D:
+    """Make a contact the primary one. A participant promoted keeps its role (as the primary
+    contact's role); the previous primary contact stays a participant, with its role, unless
+    `keep_previous` is off. One event."""
     async with in_transaction():
         row = await get_editable(ctx, kind, record_id, lock=True)
+        if row.contact_id == contact_id:
+            return row
+        role = None
         if contact_id is not None:
             await referenced_contact(ctx, contact_id, "contactId")
             # The primary contact is never also a participant: promoting one moves them.
-            await kind.participant.filter(record_id=row.id, contact_id=contact_id).delete()
-        if row.contact_id != contact_id:
-            diff = {"contact_id": (row.contact_id, contact_id)}
-            row.contact_id = contact_id
-            await row.save(update_fields=["contact_id", "updated_at"])
-            await touch(ctx, kind, row)
-            await record_event(ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, diff=diff)
-            await lifecycle.refresh_deal(ctx, kind, row)
+            link = await kind.participant.filter(record_id=row.id, contact_id=contact_id).first()
+            if link is not None:
+                role = link.role
+                await link.delete()
+        details: dict[str, Any] = {}
+        previous = row.contact_id
+        if keep_previous and previous is not None and await _live_contact(ctx, previous):
+            await kind.participant.create(
+                record_id=row.id, contact_id=previous, role=row.contact_role
+            )
+            details = {"previous_kept_as_participant": True}
+        diff: dict[str, tuple[Any, Any]] = {"contact_id": (previous, contact_id)}
+        if row.contact_role != role:
+            diff["contact_role"] = (row.contact_role, role)
+        row.contact_id, row.contact_role = contact_id, role
+        await row.save(update_fields=["contact_id", "contact_role", "updated_at"])
+        await touch(ctx, kind, row)
+        await record_event(
+            ctx, kind, row.id, EventKind.PRIMARY_CONTACT_SET, diff=diff, details=details
+        )
+        await lifecycle.refresh_deal(ctx, kind, row)
         return row
+
+
+async def _live_contact(ctx: RequestContext, contact_id: int) -> bool:
+    return await scoped(ctx, Contact).filter(id=contact_id).exists()
 
 
 async def add_participant(
@@ -179,27 +215,101 @@ async def remove_participant(
         return row
 
 
-async def _follow(ctx: RequestContext, kind: DealKind[D], row: D, user: User) -> None:
+async def update_participant(
+    ctx: RequestContext, kind: DealKind[D], record_id: int, contact_id: int, role: str | None
+) -> D:
+    """Change the role of a participant (or of the primary contact): one event."""
+    label = validation.optional_text(role, "role", max_length=100)
+    async with in_transaction():
+        row = await get_editable(ctx, kind, record_id, lock=True)
+        if row.contact_id == contact_id:
+            previous = row.contact_role
+            if previous != label:
+                row.contact_role = label
+                await row.save(update_fields=["contact_role", "updated_at"])
+        else:
+            link = await kind.participant.filter(record_id=row.id, contact_id=contact_id).first()
+            if link is None:
+                raise bad_input("contactId", "This contact is not a participant.")
+            previous = link.role
+            if previous != label:
+                link.role = label
+                await link.save(update_fields=["role", "updated_at"])
+        if previous != label:
+            await touch(ctx, kind, row)
+            await record_event(
+                ctx,
+                kind,
+                row.id,
+                EventKind.PARTICIPANT_UPDATED,
+                diff={"role": (previous, label)},
+                details={"contact_id": contact_id},
+            )
+        return row
+
+
+async def follow(
+    ctx: RequestContext, kind: FollowedKind[Any], row: Any, user_ids: set[int]
+) -> None:
+    """Make users follow a record without an event of its own (its owner and creator, at its
+    creation; a new owner, whose assignment is the event). The caller holds the row's lock."""
+    following = await kind.follower.filter(record_id=row.id, user_id__in=sorted(user_ids))
+    new = user_ids - {link.user_id for link in following}
+    extra = {} if kind.is_deal else {"organization_id": row.organization_id}
+    await kind.follower.bulk_create(
+        [kind.follower(record_id=row.id, user_id=user_id, **extra) for user_id in sorted(new)]
+    )
+    if kind.is_deal:
+        ctx.loaders.forget_roles(kind, row.id)  # type: ignore[arg-type]
+
+
+async def _follow(ctx: RequestContext, kind: FollowedKind[Any], row: Any, user: User) -> None:
     # Callers hold the record's row lock, so the check and the insert cannot interleave.
     if not await kind.follower.filter(record_id=row.id, user_id=user.id).exists():
-        await kind.follower.create(record_id=row.id, user_id=user.id)
-        await touch(ctx, kind, row)
+        await follow(ctx, kind, row, {user.id})
+        await _touched_beside(ctx, kind, row)
         await record_event(
             ctx, kind, row.id, EventKind.FOLLOWER_ADDED, details={"user_id": user.id}
         )
 
 
-async def _unfollow(ctx: RequestContext, kind: DealKind[D], row: D, user_id: int) -> None:
+async def _unfollow(ctx: RequestContext, kind: FollowedKind[Any], row: Any, user_id: int) -> None:
     if await kind.follower.filter(record_id=row.id, user_id=user_id).delete():
-        await touch(ctx, kind, row)
+        await _touched_beside(ctx, kind, row)
         await record_event(
             ctx, kind, row.id, EventKind.FOLLOWER_REMOVED, details={"user_id": user_id}
         )
 
 
-async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int) -> D:
+async def _touched_beside(ctx: RequestContext, kind: FollowedKind[Any], row: Any) -> None:
+    """A follower came or went: a deal's update time moves (syncs), its version does not."""
+    if isinstance(kind, DealKind):
+        await touch(ctx, kind, row, version=False)
+
+
+async def _followed_editable(ctx: RequestContext, kind: FollowedKind[Any], record_id: int) -> Any:
+    """A record whose followers the viewer may change: one the viewer may edit."""
+    if isinstance(kind, DealKind):
+        return await get_editable(ctx, kind, record_id, lock=True)
+    row = await get_or_not_found(ctx, kind.model, record_id, kind.label, "recordId")
+    await require_edit(ctx, row.owner_id, kind.label)
+    await lock(kind, row)
+    return row
+
+
+async def _followed_readable(ctx: RequestContext, kind: FollowedKind[Any], record_id: int) -> Any:
+    row = await followed_rule(kind).get(ctx, record_id)
+    if row is None:
+        raise not_found(kind.label, "recordId")
+    await lock(kind, row)
+    return row
+
+
+async def add_follower(
+    ctx: RequestContext, kind: FollowedKind[Any], record_id: int, user_id: int
+) -> Any:
     async with in_transaction():
-        row = await get_editable(ctx, kind, record_id, lock=True)
+        row = await _followed_editable(ctx, kind, record_id)
         user = await referenced_user(ctx, user_id, "userId")
         if not user.is_active:
             raise bad_input("userId", "A deactivated user cannot follow records.")
@@ -208,31 +318,61 @@ async def add_follower(ctx: RequestContext, kind: DealKind[D], record_id: int, u
 
 
 async def remove_follower(
-    ctx: RequestContext, kind: DealKind[D], record_id: int, user_id: int
-) -> D:
+    ctx: RequestContext, kind: FollowedKind[Any], record_id: int, user_id: int
+) -> Any:
     async with in_transaction():
-        row = await get_editable(ctx, kind, record_id, lock=True)
+        row = await _followed_editable(ctx, kind, record_id)
         await referenced_user(ctx, user_id, "userId")
         await _unfollow(ctx, kind, row, user_id)
         return row
 
 
-async def follow_record(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
+async def follow_record(ctx: RequestContext, kind: FollowedKind[Any], record_id: int) -> Any:
+    """Follow a record the viewer may read (following a deal lets one read it from then on;
+    following an account or a contact grants nothing)."""
     viewer = ctx.require_viewer()
     async with in_transaction():
-        row = await get_readable(ctx, kind, record_id)
-        await lock(kind, row)
+        row = await _followed_readable(ctx, kind, record_id)
         await _follow(ctx, kind, row, viewer)
         return row
 
 
-async def unfollow_record(ctx: RequestContext, kind: DealKind[D], record_id: int) -> D:
+async def unfollow_record(ctx: RequestContext, kind: FollowedKind[Any], record_id: int) -> Any:
     viewer = ctx.require_viewer()
     async with in_transaction():
-        row = await get_readable(ctx, kind, record_id)
-        await lock(kind, row)
+        row = await _followed_readable(ctx, kind, record_id)
         await _unfollow(ctx, kind, row, viewer.id)
         return row
+
+
+# A mention in a comment: `@[display name](user global id)`, as a frontend's picker writes it.
+MENTION = re.compile(r"@\[([^\]\n]{1,200})\]\(([A-Za-z0-9+/=]{4,200})\)")
+
+
+async def mentioned_readers(
+    ctx: RequestContext, kind: FollowedKind[Any], row: Any, text: str
+) -> set[int]:
+    """The active users of the viewer's organization a comment mentions who may read the
+    record; the others (unknown ids, other organizations, users who may not read it) are
+    ignored, telling no one anything."""
+    pks: set[int] = set()
+    for _, value in MENTION.findall(text):
+        pk = _user_pk(value)
+        if pk is not None:
+            pks.add(pk)
+    if not pks:
+        return set()
+    users = await scoped(ctx, User).filter(id__in=sorted(pks), is_active=True)
+    return {user.id for user in users if await user_reads(user, kind, row)}
+
+
+def _user_pk(value: str) -> int | None:
+    """The id of a user's global id (None for anything else)."""
+    try:
+        found, pk = relay.from_base64(value)
+        return int(pk) if found == "User" else None
+    except (ValueError, TypeError):
+        return None
 
 
 async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, body: str) -> Comment:
@@ -244,9 +384,12 @@ async def add_comment(ctx: RequestContext, kind: DealKind[D], record_id: int, bo
         comment = await Comment.create(
             organization_id=viewer.organization_id, author_id=viewer.id, body=text, **target
         )
-        await touch(ctx, kind, row)
+        await touch(ctx, kind, row, version=False)
+        mentioned = await mentioned_readers(ctx, kind, row, text)
         details = {"comment_id": comment.id, "body": text}
-        await record_event(ctx, kind, row.id, EventKind.COMMENT_ADDED, details=details)
+        await record_event(
+            ctx, kind, row.id, EventKind.COMMENT_ADDED, details=details, mentioned=mentioned
+        )
         return comment
 
 
@@ -276,6 +419,8 @@ async def clean_common(
         if values["contact_id"] is not None:
             await referenced_contact(ctx, values["contact_id"], "contactId")
         cleaned["contact_id"] = values["contact_id"]
+        if row is not None and row.contact_id != values["contact_id"]:
+            cleaned["contact_role"] = None  # the role was the previous contact's
     if values.get("visibility") is not None:
         cleaned["visibility"] = values["visibility"]
     if "currency" in values:
@@ -292,6 +437,8 @@ async def create_deal(ctx: RequestContext, kind: DealKind[D], cleaned: dict[str,
     viewer = ctx.require_viewer()
     async with in_transaction():
         row = await kind.model.create(organization_id=viewer.organization_id, **cleaned)
+        # Its owner and its creator follow it, as in the CRMs sales teams know.
+        await follow(ctx, kind, row, {row.owner_id, viewer.id})
         initial = {name: (None, value) for name, value in cleaned.items()}
         await record_event(ctx, kind, row.id, EventKind.CREATED, diff=initial)
         await lifecycle.refresh_deal(ctx, kind, row)
@@ -343,6 +490,8 @@ async def save_versioned(
         raise conflict(f"This {kind.label} was changed concurrently: reload it and try again.")
     diff = {name: (getattr(row, name), value) for name, value in changes.items()}
     row.update_from_dict({**changes, "updated_at": now, "version": row.version + 1})
+    if "owner_id" in changes:  # a new owner follows what they are given (and is told of it)
+        await follow(ctx, kind, row, {row.owner_id})
     await record_event(
         ctx, kind, row.id, event_kind or _update_kind(diff), diff=diff, details=details
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
@@ -17,10 +17,10 @@ from models import (
     LeadFollower,
     LeadParticipant,
     LeadStatus,
-    LifecycleStage,
     Opportunity,
     OpportunityFollower,
     OpportunityParticipant,
+    OpportunityStatus,
     Organization,
     PeriodKind,
     PipelineStage,
@@ -31,6 +31,7 @@ from models import (
     User,
     Visibility,
 )
+from resolvers import lifecycle
 from resolvers.auth import hash_password
 from resolvers.organization import create_default_stages
 
@@ -95,7 +96,10 @@ async def seed_demo(settings: Settings) -> bool:
         sellers = [users["seller1@demo.example"], users["seller2@demo.example"]]
         everyone = list(users.values())
         open_stages = [stage for stage in stages if not (stage.is_won or stage.is_lost)]
-        today = date.today()
+        won_stage = next(stage for stage in stages if stage.is_won)
+        now = datetime.now(UTC)
+        today = now.date()
+        contact_ids: list[int] = []
         for index, (name, industry, country, region, city) in enumerate(ACCOUNTS):
             owner = sellers[index % 2]
             account = await Account.create(
@@ -121,10 +125,12 @@ async def seed_demo(settings: Settings) -> bool:
                         title=TITLES[(index + number) % len(TITLES)],
                         account=account,
                         owner=owner,
-                        lifecycle_stage=rng.choice(list(LifecycleStage)),
                     )
                 )
-            stage: PipelineStage = rng.choice(open_stages)
+            # A fourth of the accounts are clients already (a deal won last month); every
+            # contact's lifecycle stage then follows from the facts, as it does in use.
+            won = index % 4 == 3
+            stage: PipelineStage = won_stage if won else rng.choice(open_stages)
             opportunity = await Opportunity.create(
                 organization=org,
                 name=f"{name}: {rng.choice(['renewal', 'expansion', 'new platform', 'pilot'])}",
@@ -138,6 +144,8 @@ async def seed_demo(settings: Settings) -> bool:
                 contact=contacts[0],
                 owner=owner,
                 visibility=Visibility.PRIVATE if index % 5 == 4 else Visibility.ORGANIZATION,
+                status=OpportunityStatus.WON if won else OpportunityStatus.OPEN,
+                closed_at=now - timedelta(days=30) if won else None,
             )
             for contact, label in zip(contacts[1:], ["CFO", "IT Director"], strict=True):
                 await OpportunityParticipant.create(record=opportunity, contact=contact, role=label)
@@ -155,7 +163,9 @@ async def seed_demo(settings: Settings) -> bool:
                 owner=owner,
             )
             await LeadParticipant.create(record=lead, contact=contacts[2], role="Sponsor")
+            contact_ids += [contact.id for contact in contacts]
             await LeadFollower.create(record=lead, user=users["manager@demo.example"])
+        await lifecycle.settle(contact_ids)
         for name, code, category, price in PRODUCTS:
             await Product.create(
                 organization=org,

@@ -20,6 +20,8 @@ class ErrorCode(str, Enum):
     RATE_LIMITED = "RATE_LIMITED"
     # A live subscription fell too far behind and was ended; resume it with `after`.
     SUBSCRIPTION_OVERFLOW = "SUBSCRIPTION_OVERFLOW"
+    # A live subscription to one record ended: the viewer may no longer read the record.
+    RECORD_UNREADABLE = "RECORD_UNREADABLE"
     # A sync cursor older than the change log's retention: start again without one.
     RESYNC_REQUIRED = "RESYNC_REQUIRED"
     # An operation whose computed cost is over MAX_QUERY_COST, refused before it runs.

@@ -16,8 +16,9 @@ records they refer to had at the time; `render` and `field_changes` show them in
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -43,7 +44,7 @@ from models import (
 )
 from models.base import from_cents
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import DealKind
+from resolvers.deal_kinds import FollowedKind
 from resolvers.pagination import BY_ID, Page, PageRequest, decode_cursor, id_cursor, paginate
 
 # pg_advisory_xact_lock(ORGANIZATION_LOG_LOCK, organization id): an organization's logs (events,
@@ -261,6 +262,25 @@ def field_changes(stored: dict[str, Any]) -> list[FieldChange]:
     ]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A record an event's details name (the contact added as a participant, the user made a
+    follower...), as the API names the detail, with the record's name at the time."""
+
+    field: str
+    id: str | None
+    label: str | None
+
+
+def references(stored: dict[str, Any]) -> list[Reference]:
+    labels = stored.get(LABELS, {})
+    return [
+        Reference(api_name(name), _render_value(name, value), labels.get(name))
+        for name, value in stored.items()
+        if name in REFERENCES and not isinstance(value, list)
+    ]
+
+
 def names_other_deals(stored: dict[str, Any]) -> bool:
     """Whether an event names another lead or opportunity (whose id then depends on who reads
     it: `readable`)."""
@@ -324,41 +344,65 @@ def _without_unreadable(stored: dict[str, Any], seen: set[tuple[str, int]]) -> d
     return shown
 
 
+def redacted(stored: dict[str, Any]) -> dict[str, Any]:
+    """An event's facts without their values (comment bodies, fields' values before and after,
+    labels): what a viewer who may no longer read the record still sees of it."""
+    shown: dict[str, Any] = {name: None for name in stored if name not in (FIELDS, LABELS)}
+    fields_ = {
+        name: {"from": None, "to": None, "from_label": None, "to_label": None}
+        for name in stored.get(FIELDS, {})
+    }
+    if fields_:
+        shown[FIELDS] = fields_
+    return shown
+
+
+async def unreadable_records(ctx: RequestContext, events: list[Event]) -> list[bool]:
+    """Whether the viewer may not read each event's record now (under its current read rule:
+    one reached through an old notification, say), through the request's loaders."""
+    from resolvers.access import EVENTS  # resolvers.access reads the deals' followers: import late
+
+    records = sorted({(event.record_type, event.record_id) for event in events})
+    found = await asyncio.gather(*(EVENTS.records[name].get(ctx, pk) for name, pk in records))
+    readable = {record for record, row in zip(records, found, strict=True) if row is not None}
+    return [(event.record_type, event.record_id) not in readable for event in events]
+
+
 async def record_event(
     ctx: RequestContext,
-    kind: DealKind[Any] | type[Model],
+    kind: FollowedKind[Any],
     record_id: int,
     event_kind: EventKind,
     *,
     diff: dict[str, tuple[Any, Any]] | None = None,
     details: dict[str, Any] | None = None,
     notify: bool = True,
+    mentioned: Iterable[int] = (),
 ) -> Event:
-    """Append an event on a lead or opportunity (`kind`), an account or a contact (their model),
-    with the fields that changed (`diff`: model field -> (old, new)) and its `details`, in the
-    models' terms; and (unless `notify` is off, where another event of the same change tells
-    the same people) its followers' notifications. Call it last in the transaction."""
+    """Append an event on a followed record (`kind`: a lead, an opportunity, an account or a
+    contact), with the fields that changed (`diff`: model field -> (old, new)) and its
+    `details`, in the models' terms; and (unless `notify` is off, where another event of the
+    same change tells the same people) its followers' notifications, and those of the users
+    `mentioned` (who the caller checked may read the record). Call it last in the
+    transaction."""
     viewer = ctx.require_viewer()
     stored = await facts(viewer.organization_id, diff, details)
     await lock_organization_log(viewer.organization_id)
     event = await Event.create(
         organization_id=viewer.organization_id,
-        record_type=kind.name if isinstance(kind, DealKind) else kind.__name__,
+        record_type=kind.name,
         record_id=record_id,
         kind=event_kind,
         actor_id=viewer.id,
         changes=stored,
     )
-    if notify and isinstance(kind, DealKind):
+    if notify:
         followers = await kind.follower.filter(record_id=record_id).values_list(
             "user_id", flat=True
         )
+        told = {*followers, *mentioned} - {viewer.id}  # type: ignore[misc]
         await Notification.bulk_create(
-            [
-                Notification(user_id=user_id, event_id=event.id)
-                for user_id in followers
-                if user_id != viewer.id
-            ]
+            [Notification(user_id=user_id, event_id=event.id) for user_id in sorted(told)]
         )
     ctx.writes.events.append(event)
     return event

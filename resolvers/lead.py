@@ -17,7 +17,6 @@ from models import (
     Lead,
     LeadStatus,
     Opportunity,
-    OpportunityFollower,
     OpportunityParticipant,
     PipelineStage,
 )
@@ -31,6 +30,7 @@ from resolvers.deal import (
     clean_common,
     create_deal,
     filter_deals,
+    follow,
     get_editable,
     save_versioned,
 )
@@ -180,9 +180,7 @@ async def convert_lead(
         followers: list[int] = await LEAD.follower.filter(
             record_id=lead.id, user__is_active=True
         ).values_list("user_id", flat=True)  # type: ignore[assignment]
-        await OpportunityFollower.bulk_create(
-            [OpportunityFollower(record_id=opportunity.id, user_id=user) for user in followers]
-        )
+        await follow(ctx, OPPORTUNITY, opportunity, set(followers))
         # The work still planned on the lead goes on with the opportunity; what was done stays
         # in the lead's history.
         planned = Activity.filter(lead_id=lead.id, status=ActivityStatus.PLANNED)

@@ -153,10 +153,16 @@ async def _move(
 
 async def refresh_contacts(ctx: RequestContext, contact_ids: Iterable[int | None]) -> None:
     """Move these contacts to the stage their facts now give. In the transaction of the change."""
+    await settle(contact_ids, ctx.require_viewer().id)
+
+
+async def settle(contact_ids: Iterable[int | None], actor_id: int | None = None) -> None:
+    """Move these contacts to the stage their facts give, each move recorded (by `actor_id`,
+    or by no one: the system, seeding the demo)."""
     ids = {pk for pk in contact_ids if pk is not None}
     if ids:
         contacts = await Contact.filter(id__in=ids, deleted_at__isnull=True)
-        await _settle(contacts, ctx.require_viewer().id, datetime.now(UTC), {})
+        await _settle(contacts, actor_id, datetime.now(UTC), {})
 
 
 async def refresh_deal(ctx: RequestContext, kind: DealKind[Any], row: Any) -> None:

@@ -31,7 +31,7 @@ from models import (
 )
 
 if TYPE_CHECKING:
-    from resolvers.deal_kinds import DealKind
+    from resolvers.deal_kinds import DealKind, FollowedKind
 
 M = TypeVar("M", bound=Model)
 K = TypeVar("K")
@@ -351,8 +351,8 @@ class Loaders:
 
         return self._kind_loader(kind, "participants", lambda: Loader(load_fn=load))
 
-    def follower_ids(self, kind: DealKind[Any]) -> Loader[int, list[int]]:
-        """The ids of the users following each lead or opportunity, in the order they followed."""
+    def follower_ids(self, kind: FollowedKind[Any]) -> Loader[int, list[int]]:
+        """The ids of the users following each record, in the order they followed."""
 
         async def load(keys: list[int]) -> list[list[int]]:
             grouped: dict[int, list[int]] = defaultdict(list)
@@ -363,14 +363,14 @@ class Loaders:
 
         return self._kind_loader(kind, "followers", lambda: Loader(load_fn=load))
 
-    def forget_roles(self, kind: DealKind[Any], record_id: int) -> None:
+    def forget_roles(self, kind: FollowedKind[Any], record_id: int) -> None:
         """After a write to a record's roles, later loads in this request read them anew."""
         for name in ("participants", "followers"):
             loader = self._per_kind.get((kind.name, name))
             if loader is not None and loader.cache_map.get(record_id) is not None:
                 loader.clear(record_id)  # (clearing a key never loaded raises KeyError)
 
-    def _kind_loader(self, kind: DealKind[Any], name: str, make: Any) -> Loader[int, Any]:
+    def _kind_loader(self, kind: FollowedKind[Any], name: str, make: Any) -> Loader[int, Any]:
         key = (kind.name, name)
         if key not in self._per_kind:
             self._per_kind[key] = make()

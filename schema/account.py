@@ -11,6 +11,7 @@ from strawberry import UNSET, relay
 from models import Account as AccountRow
 from resolvers import access, timeline
 from resolvers import account as accounts
+from resolvers.deal_kinds import ACCOUNT
 from resolvers.timeline import EntryKind
 from schema.base import (
     Connection,
@@ -26,6 +27,7 @@ from schema.base import (
 )
 from schema.contact import Contact, ContactFilter, ContactOrder, contacts_connection
 from schema.event import HISTORY_HELP, Event, history_of
+from schema.follow import Followable
 from schema.opportunity import (
     Opportunity,
     OpportunityFilter,
@@ -33,7 +35,7 @@ from schema.opportunity import (
     opportunities_connection,
 )
 from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
-from schema.records import Declared, record, record_of
+from schema.records import record, record_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import OWNER, User
 
@@ -50,9 +52,14 @@ ACCOUNT_EXPORT = (
 )
 
 
-@record(AccountRow, read=access.ACCOUNTS, export=("accounts", ACCOUNT_EXPORT))
+@record(
+    AccountRow,
+    read=access.ACCOUNTS,
+    constants={"kind": ACCOUNT},
+    export=("accounts", ACCOUNT_EXPORT),
+)
 @strawberry.type(description="A client company.")
-class Account(relay.Node, Declared):
+class Account(Followable):
     id: relay.NodeID[int]
     name: str
     industry: str | None

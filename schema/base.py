@@ -49,7 +49,8 @@ def decode_id(value: str, field: str, *type_names: str) -> tuple[str, int]:
     except (ValueError, TypeError):
         raise bad_input(field, f"{value!s:.60} is not a valid id.") from None
     if type_names and gid.type_name not in type_names:
-        expected = " or ".join(a(readable(name)) for name in type_names)
+        kinds = [a(readable(name)) for name in type_names]
+        expected = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 2 else kinds)
         raise bad_input(
             field, f"Expected the id of {expected}, got the id of {a(readable(gid.type_name))}."
         )

@@ -16,6 +16,7 @@ from models import LifecycleStage
 from resolvers import access, timeline
 from resolvers import contact as contacts
 from resolvers.context import RequestContext
+from resolvers.deal_kinds import CONTACT
 from resolvers.lifecycle import list_changes
 from resolvers.timeline import EntryKind
 from schema.base import (
@@ -33,9 +34,10 @@ from schema.base import (
 from schema.engine.plans import batched, one
 from schema.engine.projections import sql_field
 from schema.event import HISTORY_HELP, Event, history_of
+from schema.follow import Followable
 from schema.lifecycle import LifecycleChange
 from schema.product import BILLING_HELP, Billing, Product, billing_of, products_used_by
-from schema.records import Declared, Link, record, record_of, records_of
+from schema.records import Link, record, record_of, records_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import OWNER, User
 
@@ -67,9 +69,14 @@ CONTACT_EXPORT = (
 )
 
 
-@record(ContactRow, read=access.CONTACTS, export=("contacts", CONTACT_EXPORT))
+@record(
+    ContactRow,
+    read=access.CONTACTS,
+    constants={"kind": CONTACT},
+    export=("contacts", CONTACT_EXPORT),
+)
 @strawberry.type(description="A person at an account.")
-class Contact(relay.Node, Declared):
+class Contact(Followable):
     id: relay.NodeID[int]
     first_name: str
     last_name: str

@@ -29,7 +29,8 @@ from schema.contact import Contact
 from schema.engine.plans import batched, one
 from schema.engine.projections import lookup, to_many
 from schema.event import HISTORY_HELP
-from schema.records import Declared, Link, column, declared, record, record_of, records_of
+from schema.follow import Followable, followed_by_viewer, followed_ref, followers_of
+from schema.records import Declared, Link, column, declared, record, record_of
 from schema.timeline import TimelineConnection, timeline_connection
 from schema.user import User
 
@@ -117,25 +118,11 @@ async def _participants(deals: list[Deal], ctx: RequestContext) -> list[list[Par
     return [[Participant.from_row(row) for row in of_deal] for of_deal in rows]
 
 
-async def _followers(deals: list[Deal], ctx: RequestContext) -> list[list[User]]:
-    ids = await ctx.loaders.follower_ids(deals[0].kind).load_many([deal.id for deal in deals])
-    users = iter(await records_of(ctx, UserRow, [user for of_deal in ids for user in of_deal]))
-    return [
-        [user for user in [next(users) for _ in of_deal] if user is not None] for of_deal in ids
-    ]
-
-
-async def _followed_by_viewer(deals: list[Deal], ctx: RequestContext) -> list[bool]:
-    viewer = ctx.require_viewer().id
-    ids = await ctx.loaders.follower_ids(deals[0].kind).load_many([deal.id for deal in deals])
-    return [viewer in of_deal for of_deal in ids]
-
-
 @strawberry.interface(
     description="A lead or an opportunity: a record with a primary contact, participants, "
     "followers and comments."
 )
-class Deal(relay.Node, Declared):
+class Deal(Followable):
     id: relay.NodeID[int]
     visibility: Visibility
     version: int = strawberry.field(
@@ -160,6 +147,11 @@ class Deal(relay.Node, Declared):
     async def owner(self, info: Info) -> User:
         return await OWNER.one(self, info)  # type: ignore[no-any-return]
 
+    contact_role: str | None = strawberry.field(
+        description='The primary contact\'s role in the deal, e.g. "CFO" (a participant promoted '
+        "to primary contact keeps theirs)."
+    )
+
     @strawberry.field(
         description="The primary contact: the default recipient of messages.",
         metadata=CONTACT.metadata,
@@ -175,18 +167,19 @@ class Deal(relay.Node, Declared):
         return await one(_participants, self, info)
 
     @strawberry.field(
-        description="Users told of every change, comment and development.",
-        metadata=batched(_followers, same_for_all=True, sql=FOLLOWERS),
+        description="Users told of every change, comment and development: its owner and its "
+        "creator from the start, a new owner from their assignment, and whoever follows it.",
+        metadata=batched(followers_of, same_for_all=True, sql=FOLLOWERS),
     )
     async def followers(self, info: Info) -> list[User]:
-        return await one(_followers, self, info)
+        return await one(followers_of, self, info)
 
     @strawberry.field(
         description="Whether the viewer follows this record.",
-        metadata=batched(_followed_by_viewer, sql=FOLLOWED_BY_VIEWER),
+        metadata=batched(followed_by_viewer, sql=FOLLOWED_BY_VIEWER),
     )
     async def is_followed_by_viewer(self, info: Info) -> bool:
-        return await one(_followed_by_viewer, self, info)
+        return await one(followed_by_viewer, self, info)
 
     @strawberry.field(description="The primary contact's email, or why there is none.")
     async def default_recipient(self, info: Info) -> DefaultRecipient:
@@ -274,26 +267,55 @@ class AddParticipantInput:
     role: str | None = strawberry.field(default=None, description='For example "CFO".')
 
 
+def followed_from_row(kind: Any, row: Any) -> Followable:
+    """The API's record of a followed row (its declared type's)."""
+    return declared(kind.model).make(row)  # type: ignore[no-any-return]
+
+
 @strawberry.type
 class DealMutations:
     @strawberry.mutation(
         description="Set (or, with null, clear) the primary contact of a lead or opportunity. "
-        "A participant promoted to primary contact stops being a participant."
+        "A participant promoted to primary contact stops being a participant and keeps its role "
+        "(`contactRole`); the previous primary contact stays a participant, with its role, "
+        "unless `keepPrevious` is false."
     )
     async def set_primary_contact(
-        self, info: Info, record_id: strawberry.ID, contact_id: strawberry.ID | None
+        self,
+        info: Info,
+        record_id: strawberry.ID,
+        contact_id: strawberry.ID | None,
+        keep_previous: Annotated[
+            bool,
+            strawberry.argument(
+                description="Keep the previous primary contact as a participant (default)."
+            ),
+        ] = True,
     ) -> Deal:
         kind, pk = deal_ref(record_id)
         contact = None if contact_id is None else pk_of(contact_id, "contactId", "Contact")
-        return deal_from_row(
-            kind, await deals.set_primary_contact(context(info), kind, pk, contact)
+        row = await deals.set_primary_contact(
+            context(info), kind, pk, contact, keep_previous=keep_previous
         )
+        return deal_from_row(kind, row)
 
     @strawberry.mutation(description="Add a participant (not the primary contact, not twice).")
     async def add_participant(self, info: Info, input: AddParticipantInput) -> Deal:
         kind, pk = deal_ref(input.record_id)
         contact = pk_of(input.contact_id, "contactId", "Contact")
         row = await deals.add_participant(context(info), kind, pk, contact, input.role)
+        return deal_from_row(kind, row)
+
+    @strawberry.mutation(
+        description="Change the role of a participant (or, given the primary contact, its "
+        "`contactRole`); null clears it. One PARTICIPANT_UPDATED event."
+    )
+    async def update_participant(
+        self, info: Info, record_id: strawberry.ID, contact_id: strawberry.ID, role: str | None
+    ) -> Deal:
+        kind, pk = deal_ref(record_id)
+        contact = pk_of(contact_id, "contactId", "Contact")
+        row = await deals.update_participant(context(info), kind, pk, contact, role)
         return deal_from_row(kind, row)
 
     @strawberry.mutation(description="Remove a participant.")
@@ -312,7 +334,11 @@ class DealMutations:
         user = pk_of(user_id, "userId", "User")
         return deal_from_row(kind, await deals.add_follower(context(info), kind, pk, user))
 
-    @strawberry.mutation(description="Stop a user following a record (editors).")
+    @strawberry.mutation(
+        description="Stop a user following a record (editors). Removed from a private deal's "
+        "followers, they may no longer read it: their old notifications of it show no comment "
+        "or field values, and their subscriptions to it end with RECORD_UNREADABLE."
+    )
     async def remove_follower(
         self, info: Info, record_id: strawberry.ID, user_id: strawberry.ID
     ) -> Deal:
@@ -320,17 +346,40 @@ class DealMutations:
         user = pk_of(user_id, "userId", "User")
         return deal_from_row(kind, await deals.remove_follower(context(info), kind, pk, user))
 
-    @strawberry.mutation(description="Follow a record the viewer can read.")
+    @strawberry.mutation(
+        description="Follow a record the viewer can read: a lead, an opportunity (following lets "
+        "one read it from then on), an account or a contact."
+    )
+    async def follow(self, info: Info, record_id: strawberry.ID) -> Followable:
+        kind, pk = followed_ref(record_id)
+        return followed_from_row(kind, await deals.follow_record(context(info), kind, pk))
+
+    @strawberry.mutation(description="Stop following a record.")
+    async def unfollow(self, info: Info, record_id: strawberry.ID) -> Followable:
+        kind, pk = followed_ref(record_id)
+        return followed_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
+
+    @strawberry.mutation(
+        description="Follow a lead or opportunity the viewer can read.",
+        deprecation_reason="Use `follow`, which also takes accounts and contacts.",
+    )
     async def follow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
         kind, pk = deal_ref(record_id)
         return deal_from_row(kind, await deals.follow_record(context(info), kind, pk))
 
-    @strawberry.mutation(description="Stop following a record.")
+    @strawberry.mutation(
+        description="Stop following a lead or opportunity.",
+        deprecation_reason="Use `unfollow`, which also takes accounts and contacts.",
+    )
     async def unfollow_record(self, info: Info, record_id: strawberry.ID) -> Deal:
         kind, pk = deal_ref(record_id)
         return deal_from_row(kind, await deals.unfollow_record(context(info), kind, pk))
 
-    @strawberry.mutation(description="Comment on a record the viewer can read.")
+    @strawberry.mutation(
+        description="Comment on a record the viewer can read. Its followers are told; so is "
+        "each user mentioned as `@[Display Name](<user id>)` who may read the record (a mention "
+        "of anyone else tells no one). Comments do not change the record's `version`."
+    )
     async def add_comment(self, info: Info, record_id: strawberry.ID, body: str) -> Comment:
         kind, pk = deal_ref(record_id)
         return Comment.from_row(await deals.add_comment(context(info), kind, pk, body))

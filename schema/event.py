@@ -16,7 +16,7 @@ from resolvers import access
 from resolvers import events as events_
 from resolvers import notification as notifications
 from resolvers.context import RequestContext
-from resolvers.deal_kinds import KINDS
+from resolvers.deal_kinds import FOLLOWED, KINDS
 from schema.base import Connection, Info, connection, context, page_request, pks_of
 from schema.engine.plans import batched, one
 from schema.records import (
@@ -32,8 +32,10 @@ from schema.user import User, users_of
 
 if TYPE_CHECKING:
     from schema.deal import Deal
+    from schema.follow import Followable
 
 DealRef = Annotated["Deal", strawberry.lazy("schema.deal")]
+FollowableRef = Annotated["Followable", strawberry.lazy("schema.follow")]
 
 NotificationKindEnum = strawberry.enum(
     NotificationKind, name="NotificationKind", description="What a notification is about."
@@ -41,7 +43,7 @@ NotificationKindEnum = strawberry.enum(
 EventKindEnum = strawberry.enum(
     EventKind,
     name="EventKind",
-    description="What happened to a lead or opportunity.",
+    description="What happened to a lead, an opportunity, an account or a contact.",
 )
 
 
@@ -49,8 +51,19 @@ async def _actors(events: list[Event], ctx: RequestContext) -> list[User | None]
     return await users_of(ctx, [event.actor_id for event in events])
 
 
+async def _unreadable(events: list[Event], ctx: RequestContext) -> list[bool]:
+    """Whether the viewer may no longer read each event's record (reached through an old
+    notification): its comment and field values are then redacted."""
+    return await events_.unreadable_records(ctx, [event.row for event in events])
+
+
 async def _facts(events: list[Event], ctx: RequestContext) -> list[dict[str, Any]]:
-    return await events_.readable(ctx, [event.row.changes for event in events])
+    hidden = await _unreadable(events, ctx)
+    shown = await events_.readable(ctx, [event.row.changes for event in events])
+    return [
+        events_.redacted(facts) if out_of_reach else facts
+        for facts, out_of_reach in zip(shown, hidden, strict=True)
+    ]
 
 
 async def _changes(events: list[Event], ctx: RequestContext) -> list[JSON]:
@@ -62,6 +75,39 @@ async def _field_changes(events: list[Event], ctx: RequestContext) -> list[list[
         [FieldChange.of(change) for change in events_.field_changes(facts)]
         for facts in await _facts(events, ctx)
     ]
+
+
+async def _references(events: list[Event], ctx: RequestContext) -> list[list[Reference]]:
+    return [
+        [Reference.of(found) for found in events_.references(facts)]
+        for facts in await _facts(events, ctx)
+    ]
+
+
+@strawberry.type(
+    description="A record an event's details name: the contact added, removed or promoted, the "
+    "user who follows or stopped following, with what it was called when the event happened."
+)
+class Reference:
+    field: str = strawberry.field(
+        description='The detail, as `changes` names it ("contactId", "userId").'
+    )
+    id: strawberry.ID | None = strawberry.field(
+        description="The record's global id; null for a record the viewer may not read, and "
+        "when the event is `redacted`."
+    )
+    label: str | None = strawberry.field(
+        description="Its name when the event happened (a contact's or user's full name); null "
+        "as `id` is, and for events recorded before names were kept."
+    )
+
+    @classmethod
+    def of(cls, found: events_.Reference) -> Reference:
+        return cls(
+            field=found.field,
+            id=None if found.id is None else strawberry.ID(found.id),
+            label=found.label,
+        )
 
 
 @strawberry.type(
@@ -132,7 +178,9 @@ class Event(relay.Node, Declared):
     @strawberry.field(
         description='Field updates as {"field": {"old": ..., "new": ...}} (ids are global ids, '
         "money is a decimal string); for role and comment events, their details. The id of "
-        "another lead or opportunity the viewer may not read is null.",
+        "another lead or opportunity the viewer may not read is null. When the viewer may no "
+        "longer read the record (an old notification of a deal they were removed from), every "
+        "value is null (`redacted`): which fields changed shows, not what they were.",
         # The same for all but where an event names another deal: such an event says so
         # (`shareable`), and each subscriber then computes its own.
         metadata=batched(_changes, same_for_all=True),
@@ -150,6 +198,23 @@ class Event(relay.Node, Declared):
     async def field_changes(self, info: Info) -> list[FieldChange]:
         return await one(_field_changes, self, info)
 
+    @strawberry.field(
+        description="The records the event's details name (a participant or primary contact "
+        "added, removed or changed, a follower added or removed), each with its name at the "
+        "time: what `changes` gives as bare ids.",
+        metadata=batched(_references, same_for_all=True),
+    )
+    async def references(self, info: Info) -> list[Reference]:
+        return await one(_references, self, info)
+
+    @strawberry.field(
+        description="Whether `changes`, `fieldChanges` and `references` are withheld (every "
+        "value null) because the viewer may no longer read the record.",
+        metadata=batched(_unreadable, same_for_all=True),
+    )
+    async def redacted(self, info: Info) -> bool:
+        return await one(_unreadable, self, info)
+
     @strawberry.field(description="Who did it.", metadata=batched(_actors, same_for_all=True))
     async def actor(self, info: Info) -> User | None:
         return await one(_actors, self, info)
@@ -163,6 +228,15 @@ class Event(relay.Node, Declared):
         if kind is None:
             return None
         row = await events_.event_record(context(info), self.row)
+        return None if row is None else declared(kind.model).make(row)
+
+    @strawberry.field(
+        description="The record (a lead, an opportunity, an account or a contact), unless it "
+        "was deleted or is out of reach now."
+    )
+    async def subject(self, info: Info) -> FollowableRef | None:
+        row = await events_.event_record(context(info), self.row)
+        kind = FOLLOWED[self.row.record_type]
         return None if row is None else declared(kind.model).make(row)
 
 

@@ -11,10 +11,10 @@ from models import Campaign as CampaignRow
 from models import CampaignStatus
 from models import Event as EventRow
 from models import Notification as NotificationRow
-from resolvers.deal_kinds import KINDS
-from schema.base import Info, context, decode_id, pk_of
+from schema.base import Info, context, pk_of
 from schema.campaign import Campaign, CampaignProgress
 from schema.event import Event, Notification
+from schema.follow import followed_ref
 from subscriptions import feeds
 
 _AFTER = (
@@ -42,8 +42,10 @@ class LiveQueries:
 )
 class Subscription:
     @strawberry.subscription(
-        description="Every change, comment and development of one lead or opportunity the "
-        "viewer may read, as it commits."
+        description="Every change, comment and development of one record the viewer may read "
+        "(a lead, an opportunity, an account or a contact), as it commits. Once an event finds "
+        "the record out of the viewer's reach (removed from a private deal's followers, the deal "
+        "made private or reassigned), the subscription ends with RECORD_UNREADABLE."
     )
     async def record_events(
         self,
@@ -51,12 +53,13 @@ class Subscription:
         record_id: strawberry.ID,
         after: Annotated[str | None, strawberry.argument(description=_AFTER)] = None,
     ) -> AsyncGenerator[Event, None]:
-        type_name, pk = decode_id(record_id, "recordId", "Lead", "Opportunity")
-        return _events(await feeds.record_events(context(info), KINDS[type_name], pk, after))
+        kind, pk = followed_ref(record_id)
+        return _events(await feeds.record_events(context(info), kind, pk, after))
 
     @strawberry.subscription(
-        description="The events of every lead and opportunity the viewer follows, the viewer's "
-        "own changes included. Following or unfollowing a record takes effect at once."
+        description="The events of every record the viewer follows (leads, opportunities, "
+        "accounts, contacts), the viewer's own changes included. Following or unfollowing a "
+        "record takes effect at once."
     )
     async def followed_events(
         self,

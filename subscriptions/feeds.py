@@ -19,11 +19,11 @@ from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models import Campaign, CampaignStatus, Event, Notification, User
+from resolvers.access import followed_rule
 from resolvers.campaign import get_campaign
 from resolvers.context import RequestContext
-from resolvers.deal import get_readable
-from resolvers.deal_kinds import KINDS, DealKind
-from resolvers.errors import ApiError, ErrorCode, bad_input, unauthenticated
+from resolvers.deal_kinds import FOLLOWED, FollowedKind
+from resolvers.errors import ApiError, ErrorCode, bad_input, not_found, unauthenticated
 from resolvers.events import event_cursor, parse_event_cursor
 from subscriptions.hub import (
     Delivery,
@@ -40,17 +40,23 @@ REVOKED = "Your session was revoked or has expired, or your user was deactivated
 
 
 async def record_events(
-    ctx: RequestContext, kind: DealKind[Any], record_id: int, after: str | None
+    ctx: RequestContext, kind: FollowedKind[Any], record_id: int, after: str | None
 ) -> AsyncIterator[Event]:
-    """The events of one lead or opportunity the viewer may read."""
+    """The events of one record the viewer may read (a lead, an opportunity, an account or a
+    contact). Once an event of the record finds it out of the viewer's reach (they were
+    unfollowed from a private deal, it went private, it was reassigned), the subscription ends
+    with RECORD_UNREADABLE."""
     viewer = ctx.require_viewer()
     start_after = await _start_after(viewer.organization_id, after)
-    await get_readable(ctx, kind, record_id)
+    if await followed_rule(kind).get(ctx, record_id) is None:
+        raise not_found(kind.label, "recordId")
 
     def wants(snapshot: Snapshot, user: User, event: Event) -> Event | None:
         if event.record_type != kind.name or event.record_id != record_id:
             return None
-        return event if snapshot.may_read(user, event) else None
+        if not snapshot.may_read(user, event):
+            raise SubscriptionEnded("unreadable")
+        return event
 
     replay = Event.filter(
         organization_id=viewer.organization_id, record_type=kind.name, record_id=record_id
@@ -60,7 +66,7 @@ async def record_events(
 
 
 async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterator[Event]:
-    """The events of every lead and opportunity the viewer follows at the time of the event."""
+    """The events of every record the viewer follows at the time of the event."""
     viewer = ctx.require_viewer()
     start_after = await _start_after(viewer.organization_id, after)
 
@@ -73,7 +79,7 @@ async def followed_events(ctx: RequestContext, after: str | None) -> AsyncIterat
                 record_type=kind.name,
                 record_id__in=Subquery(kind.follower.filter(user_id=viewer.id).values("record_id")),
             )
-            for kind in KINDS.values()
+            for kind in FOLLOWED.values()
         ),
         join_type=Q.OR,
     )
@@ -236,6 +242,12 @@ async def _next(ctx: RequestContext, feed: Subscriber, last: int, notifications:
     except SubscriptionEnded as ended:
         if ended.reason == "revoked":
             _sign_out(ctx)
+        if ended.reason == "unreadable":
+            raise ApiError(
+                ErrorCode.RECORD_UNREADABLE,
+                "You can no longer read this record (you were removed from its followers, or "
+                "its visibility or owner changed): this subscription has ended.",
+            ) from None
         if notifications:
             raise ApiError(
                 ErrorCode.SUBSCRIPTION_OVERFLOW,

@@ -31,9 +31,9 @@ import orjson
 
 from models import Event, Notification, User, Visibility
 from observability import LIVE_DELIVERIES, LIVE_ENDED, LIVE_SUBSCRIPTIONS
-from resolvers.access import sees
+from resolvers.access import sees_record
 from resolvers.auth import valid_token_hashes
-from resolvers.deal_kinds import KINDS
+from resolvers.deal_kinds import FOLLOWED
 from resolvers.loaders import columns_of, instances
 from resolvers.permissions import reporting_lines, reports_of
 from subscriptions.bus import RECONNECTED, create_bus
@@ -45,7 +45,8 @@ CHUNK = 5000  # ids in one IN (...): far below the drivers' 32,767 parameters
 
 
 class SubscriptionEnded(Exception):
-    """Why the hub stopped feeding a subscriber: `reason` is "overflow" or "revoked"."""
+    """Why the hub stopped feeding a subscriber: `reason` is "overflow", "revoked", or
+    "unreadable" (a feed's wants raise it: the record it follows is out of the user's reach)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -73,9 +74,7 @@ class Snapshot:
         deals: dict[tuple[str, int], Any] = {}
         followers: dict[tuple[str, int], set[int]] = defaultdict(set)
         for name, record_ids in ids_by_kind.items():
-            kind = KINDS.get(name)
-            if kind is None:  # an account's or a contact's event: no live feed has them
-                continue
+            kind = FOLLOWED[name]
             for row in await kind.model.filter(id__in=record_ids):
                 deals[name, row.id] = row
             rows = await kind.follower.filter(record_id__in=record_ids).values_list(
@@ -90,7 +89,7 @@ class Snapshot:
         users = {user.id: user for user in await _in_chunks(User, user_ids)}
         # Teams decide only for private records (access.sees): who reports to whom, when needed.
         pairs: dict[int, list[tuple[int, int | None]]] = defaultdict(list)
-        if any(deal.visibility == Visibility.PRIVATE for deal in deals.values()):
+        if any(getattr(deal, "visibility", None) == Visibility.PRIVATE for deal in deals.values()):
             rows = await User.filter(organization_id__in=organization_ids).values_list(
                 "organization_id", "id", "manager_id"
             )
@@ -123,7 +122,8 @@ class Snapshot:
         deal = self.deals.get((event.record_type, event.record_id))
         if deal is None:
             return False
-        return sees(user, self.team(user), deal, follows=self.follows(user.id, event))
+        follows = self.follows(user.id, event)
+        return sees_record(user, self.team(user), event.record_type, deal, follows=follows)
 
 
 # What a feed takes from an event, for a user: the event, a notification, or None.
@@ -363,7 +363,13 @@ class Hub:
             if user is None or not user.is_active:
                 self._drop(subscriber, SubscriptionEnded("revoked"))
                 continue
-            item = subscriber.wants(snapshot, user, event)
+            try:
+                item = subscriber.wants(snapshot, user, event)
+            except SubscriptionEnded as ended:  # what it follows is out of reach now
+                subscriber.end(ended, keep_queued=True)
+                self._remove(subscriber)
+                LIVE_ENDED.labels(ended.reason).inc()
+                continue
             if item is not None:
                 actor = snapshot.users.get(event.actor_id) if event.actor_id else None
                 subscriber.offer(Delivery(item, event, actor))

@@ -75,7 +75,8 @@ async def test_primary_contact_participants_and_default_recipient(org):
 
         await org.seller.api.data(SET_PRIMARY, record=record["id"], contact=cfo["id"])
         seen = await detail(org.seller, record["id"])
-        assert seen["participants"] == []
+        # The previous primary contact stays a participant (it had no role).
+        assert seen["participants"] == [{"role": None, "contact": {"id": it["id"]}}]
         assert seen["defaultRecipient"] == {
             "email": cfo["email"],
             "reason": None,
@@ -88,9 +89,6 @@ async def test_primary_contact_participants_and_default_recipient(org):
         )
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "contactId"}
 
-        await org.seller.api.data(
-            ADD_PARTICIPANT, input={"recordId": record["id"], "contactId": it["id"]}
-        )
         error = await org.seller.api.error(
             ADD_PARTICIPANT, input={"recordId": record["id"], "contactId": it["id"]}
         )
@@ -105,16 +103,17 @@ async def test_primary_contact_participants_and_default_recipient(org):
 
 async def test_followers_and_comments(org):
     record = await create_opportunity(org.seller)
+    # Its owner (who made it) follows it from the start.
     added = await org.seller.api.data(ADD_FOLLOWER, record=record["id"], user=org.teammate.id)
-    assert added["addFollower"]["followers"] == [{"id": org.teammate.id}]
+    assert added["addFollower"]["followers"] == [{"id": org.seller.id}, {"id": org.teammate.id}]
     # Adding the same follower again changes nothing.
     again = await org.seller.api.data(ADD_FOLLOWER, record=record["id"], user=org.teammate.id)
-    assert again["addFollower"]["followers"] == [{"id": org.teammate.id}]
+    assert again["addFollower"]["followers"] == [{"id": org.seller.id}, {"id": org.teammate.id}]
 
     followed = await org.outsider.api.data(FOLLOW, record=record["id"])
     assert followed["followRecord"]["isFollowedByViewer"] is True
     seen = await detail(org.outsider, record["id"])
-    assert [f["id"] for f in seen["followers"]] == [org.teammate.id, org.outsider.id]
+    assert [f["id"] for f in seen["followers"]] == [org.seller.id, org.teammate.id, org.outsider.id]
 
     comment = await org.outsider.api.data(COMMENT, record=record["id"], body="  Call them Monday ")
     assert comment["addComment"]["body"] == "Call them Monday"
@@ -124,7 +123,7 @@ async def test_followers_and_comments(org):
     unfollowed = await org.outsider.api.data(UNFOLLOW, record=record["id"])
     assert unfollowed["unfollowRecord"]["isFollowedByViewer"] is False
     removed = await org.seller.api.data(REMOVE_FOLLOWER, record=record["id"], user=org.teammate.id)
-    assert removed["removeFollower"]["followers"] == []
+    assert removed["removeFollower"]["followers"] == [{"id": org.seller.id}]
     seen = await detail(org.seller, record["id"])
     assert seen["comments"]["totalCount"] == 1
 
@@ -250,7 +249,7 @@ async def test_concurrent_writes_to_one_record_never_lose_or_duplicate(org):
         "CONFLICT"
     }
     seen = await detail(org.seller, record["id"])
-    assert [f["id"] for f in seen["followers"]] == [org.outsider.id]
+    assert [f["id"] for f in seen["followers"]] == [org.seller.id, org.outsider.id]
     assert [p["contact"]["id"] for p in seen["participants"]] == [contact["id"]]
     assert seen["version"] == version + 1
 

@@ -67,7 +67,9 @@ async def test_a_lead_becomes_an_opportunity_with_its_account_contact_roles_and_
     assert sorted((p["contact"]["id"], p["role"]) for p in opportunity["participants"]) == sorted(
         [(cfo["id"], "CFO"), (it["id"], None)]
     )
-    assert {f["id"] for f in opportunity["followers"]} == {org.teammate.id, org.outsider.id}
+    # (The seller, the lead's owner, follows both.)
+    followers = {org.seller.id, org.teammate.id, org.outsider.id}
+    assert {f["id"] for f in opportunity["followers"]} == followers
     stages = (await org.seller.api.data(STAGES))["pipelineStages"]
     assert opportunity["stage"]["id"] == stages[0]["id"]
     assert opportunity["probability"] == stages[0]["probability"]
@@ -81,7 +83,7 @@ async def test_a_lead_becomes_an_opportunity_with_its_account_contact_roles_and_
     assert (converted["kind"], created["kind"]) == ("CONVERTED", "CREATED")
     assert converted["changes"]["leadId"] == lead["id"]
     assert sorted(converted["changes"]["participants"]) == sorted([cfo["id"], it["id"]])
-    assert sorted(converted["changes"]["followers"]) == sorted([org.teammate.id, org.outsider.id])
+    assert sorted(converted["changes"]["followers"]) == sorted(followers)
 
     # The outsider reads the private opportunity as its follower, and was told once.
     assert (await org.outsider.api.data(HISTORY, id=opportunity["id"]))["node"]

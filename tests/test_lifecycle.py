@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from models import Opportunity
+from tests.conftest import DATABASE
 from tests.helpers import create_account, create_contact, create_lead, create_opportunity, pk
 from tests.processes import ROOT
 from tests.test_activities import COMPLETE, plan
@@ -229,3 +233,34 @@ async def test_setting_the_stage_by_hand_is_for_admins_and_the_owners_managers(o
         assert [(m["toStage"], m["reason"], m["actor"]) for m in moves] == [
             ("POTENTIAL_CLIENT", "Met at the fair", {"id": member.id})
         ]
+
+
+async def test_the_demo_organization_agrees_with_its_facts(tmp_path):
+    """The demo's contacts have the stages their deals give them, each move recorded: a
+    contact's stage never contradicts its lifecycle history (the embedded default's database)."""
+    if DATABASE != "sqlite":
+        pytest.skip("the demo loads into the embedded default (SQLite): its pass runs this")
+    database = tmp_path / "demo.sqlite3"
+    for command in ("migrate", "seed-demo"):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "manage.py",
+            command,
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": f"sqlite://{database}"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode()
+    db = sqlite3.connect(database)
+    try:
+        rows = db.execute(
+            "SELECT c.lifecycle_stage, (SELECT m.to_stage FROM lifecycle_change AS m"
+            " WHERE m.contact_id = c.id ORDER BY m.id DESC LIMIT 1) FROM contact AS c"
+        ).fetchall()
+    finally:
+        db.close()
+    assert rows and all(stage == (moved or "PROSPECT") for stage, moved in rows), rows
+    stages = {stage for stage, _ in rows}
+    assert {"ACTIVE_CLIENT", "POTENTIAL_CLIENT"} <= stages, stages

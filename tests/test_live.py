@@ -143,7 +143,7 @@ async def test_a_private_record_is_live_only_for_its_readers(live_server, http, 
             await sub.next()
         assert error.value.errors[0]["extensions"]["code"] == "NOT_FOUND"
 
-    # A reader who loses access (the record turns private) stops receiving at once.
+    # A reader who loses access (the record turns private) is told, and receives no more.
     shared = await create_lead(org.seller)
     async with live_client(live_server.base_url, org.teammate.api.token, protocol) as client:
         before = await wait_for_subscriptions(http, 0)
@@ -153,7 +153,9 @@ async def test_a_private_record_is_live_only_for_its_readers(live_server, http, 
         assert event(await sub.next(timeout=1.0), "recordEvents")["kind"] == "COMMENT_ADDED"
         await org.seller.api.data(UPDATE_LEAD, input={"id": shared["id"], "visibility": "PRIVATE"})
         await org.seller.api.data(COMMENT, record=shared["id"], body="Only my team sees this")
-        await sub.expect_nothing(0.5)
+        ended = await sub.closed_or_completed(timeout=2.0)
+        assert [payload["data"] for payload in ended.payloads] == [None]
+        assert ended.payloads[0]["errors"][0]["extensions"]["code"] == "RECORD_UNREADABLE"
         # ... while the manager, who reads the seller's private records, does receive them.
         async with live_client(live_server.base_url, org.manager.api.token, protocol) as boss:
             held = await wait_for_subscriptions(http, 0)
@@ -351,7 +353,7 @@ async def test_bad_subscription_arguments_name_their_field(live_server, org, pro
     async with live_client(live_server.base_url, org.seller.api.token, protocol) as client:
         cases = [
             (RECORD_EVENTS, {"id": "nonsense"}, "recordId"),
-            (RECORD_EVENTS, {"id": global_id("Account", 1)}, "recordId"),
+            (RECORD_EVENTS, {"id": global_id("Comment", 1)}, "recordId"),
             (RECORD_EVENTS, {"id": lead["id"], "after": "not-a-cursor"}, "after"),
             (FOLLOWED_EVENTS, {"after": "WyJJRCIsLTFd"}, "after"),  # ["ID",-1]
             # ["ID", 2**40]: a cursor ahead of the log (another deployment's, say)

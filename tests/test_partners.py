@@ -214,7 +214,11 @@ async def test_the_feed_starts_with_everything_then_serves_each_change_once(org,
     assert ("UPSERT", "Opportunity", deal["id"]) in seen
     assert all(e["node"] is None or e["node"].get("name") != "Elsewhere" for e in snapshot)
     types = [e["recordType"] for e in snapshot]
-    assert types == sorted(types, key=["Account", "Contact", "Lead", "Opportunity"].index)
+    order = ["Account", "Contact", "Lead", "Opportunity", "OpportunityFollower"]
+    assert types == sorted(types, key=order.index)
+    # The owner follows the deal from its creation.
+    owner = next(e for e in snapshot if e["recordType"] == "OpportunityFollower")
+    assert owner["link"] == {"recordId": deal["id"], "userId": org.seller.id}
 
     nothing, same = await pull(key, cursor)
     assert nothing == []  # nothing new: the cursor stays valid
@@ -257,9 +261,10 @@ async def test_the_feed_starts_with_everything_then_serves_each_change_once(org,
     await org.seller.api.data(DELETE["Opportunity"], id=deal["id"])
     gone, _ = await pull(key, cursor)
     assert ("DELETE", "Opportunity") in [(e["op"], e["recordType"]) for e in gone]
-    follower = next(e for e in gone if e["recordType"] == "OpportunityFollower")
-    assert follower["op"] == "DELETE"
-    assert follower["link"] == {"recordId": deal["id"], "userId": org.manager.id}
+    followers = [e for e in gone if e["recordType"] == "OpportunityFollower"]
+    assert {e["op"] for e in followers} == {"DELETE"}
+    assert sorted(e["link"]["userId"] for e in followers) == sorted([org.seller.id, org.manager.id])
+    assert {e["link"]["recordId"] for e in followers} == {deal["id"]}
 
     only_accounts, _ = await pull(key, same, types=["Account"])
     assert {e["recordType"] for e in only_accounts} == {"Account"}

@@ -338,8 +338,9 @@ async def _deal_with_roles(org: Org, chain: Chain, kind: str, visibility: str) -
         (REMOVE_PARTICIPANT, {"record": rid, "contact": participant},
          {"participants": [{"contact": {"id": extra}}]}),
         (ADD_FOLLOWER, {"record": rid, "user": user},
-         {"followers": [{"id": follower}, {"id": user}]}),
-        (REMOVE_FOLLOWER, {"record": rid, "user": follower}, {"followers": [{"id": user}]}),
+         {"followers": [{"id": rep.id}, {"id": follower}, {"id": user}]}),
+        (REMOVE_FOLLOWER, {"record": rid, "user": follower},
+         {"followers": [{"id": rep.id}, {"id": user}]}),
         (k.delete, {"id": rid}, {"deletedAt": NOT_NULL}),
     ]  # fmt: skip
 
@@ -391,7 +392,8 @@ async def test_readers_follow_unfollow_and_comment(org, chain, kind):
     assert unfollowed["unfollowRecord"]["isFollowedByViewer"] is False
     assert await outsider.error_code(NODE, id=private) == "NOT_FOUND"
     state = (await org.admin.api.data(STATE, id=private))["node"]
-    assert state["followers"] == [] and state["comments"]["totalCount"] == 1
+    # (The rep made it and owns it: the rep follows it.)
+    assert state["followers"] == [{"id": chain.rep.id}] and state["comments"]["totalCount"] == 1
     assert (await org.admin.api.data(STATE, id=public))["node"]["comments"]["totalCount"] == 1
 
 

@@ -300,6 +300,9 @@ async def test_live_events_follow_the_deals_rule_for_every_role(live_server, htt
             try:
                 while True:
                     payload = await feed.next(timeout=2.0)
+                    if payload["data"] is None:  # told it may no longer read the record
+                        assert payload["errors"][0]["extensions"]["code"] == "RECORD_UNREADABLE"
+                        return False
                     if payload["data"]["recordEvents"]["kind"] == "COMMENT_ADDED":
                         return True
             except (TimeoutError, OperationError):

@@ -900,7 +900,11 @@ async def test_refused_role_change_does_not_write_the_valid_name_sent_with_it(or
 
 NODE_OF = "query($id: ID!) { node(id: $id) { id } }"
 NODES_OF = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
-FOLLOW_RECORD = "mutation($id: ID!) { followRecord(recordId: $id) { id } }"
+FOLLOW_RECORD = "mutation($id: ID!) { follow(recordId: $id) { id } }"
+FOLLOW_DEAL = "mutation($id: ID!) { followRecord(recordId: $id) { id } }"
+ADD_FOLLOWER_TO = (
+    "mutation($id: ID!, $user: ID!) { addFollower(recordId: $id, userId: $user) { id } }"
+)
 REVOKE_KEY = "mutation($id: ID!) { revokeApiKey(id: $id) { id } }"
 SET_STAGE = """mutation($id: ID!) {
   setContactLifecycle(contactId: $id, stage: PROSPECT, reason: "x") { id }
@@ -923,7 +927,13 @@ async def test_not_found_and_wrong_type_errors_read_alike_and_name_their_field(o
          "NOT_FOUND", "recordId"),
         (SET_STAGE, {"id": unknown("Contact")}, "No contact with this id.", "NOT_FOUND",
          "contactId"),
-        (FOLLOW_RECORD, {"id": account["id"]},
+        (ADD_FOLLOWER_TO, {"id": account["id"], "user": org.admin.id},
+         "Expected the id of a lead or an opportunity, got the id of an account.",
+         "BAD_USER_INPUT", "recordId"),
+        (FOLLOW_RECORD, {"id": org.admin.id},
+         "Expected the id of a lead, an opportunity, an account or a contact, got the id of "
+         "a user.", "BAD_USER_INPUT", "recordId"),
+        (FOLLOW_DEAL, {"id": account["id"]},
          "Expected the id of a lead or an opportunity, got the id of an account.",
          "BAD_USER_INPUT", "recordId"),
         (SET_STAGE, {"id": org.admin.id},
