@@ -158,7 +158,8 @@ class Settings:
     # each attempt's time limit and the response bytes read; the backoff between attempts and
     # how long a failing endpoint is retried before it is disabled; the delivery lease a
     # process holds on an endpoint; the poll that covers for lost doorbells; deliveries at once
-    # per process and per organization; deliveries kept per endpoint.
+    # per process and per organization; deliveries kept per endpoint; endpoints the poll looks
+    # at per round (it goes round them all, a batch a round).
     webhook_delivery: bool = True
     webhook_allow_private_addresses: bool = False
     webhook_timeout_seconds: float = 5.0
@@ -171,6 +172,7 @@ class Settings:
     webhook_concurrency: int = 32
     webhook_org_concurrency: int = 4
     webhook_deliveries_kept: int = 1000
+    webhook_scan_batch: int = 500
     # Keys encrypting the secrets kept in the database (webhook signing secrets): Fernet keys,
     # comma-separated, the first encrypts and all decrypt (`manage.py rotate-secrets`
     # re-encrypts with the first). Without them, outside production, a key generated into
@@ -286,6 +288,7 @@ _PLAIN = (
     "webhook_concurrency",
     "webhook_org_concurrency",
     "webhook_deliveries_kept",
+    "webhook_scan_batch",
 )
 
 

@@ -26,6 +26,7 @@ from tests.processes import ServerProcess
 from tests.receiver import Receiver
 from tests.test_deals import ADD_FOLLOWER
 from webhooks.addresses import Refused, is_public, parse, resolve
+from webhooks.delivery import Deliverer
 
 ENDPOINT_FIELDS = "id url description changeTypes status disabledReason cursor failingSince"
 CREATE = f"""mutation($input: CreateWebhookEndpointInput!) {{
@@ -447,3 +448,30 @@ async def test_stop_is_not_lost_in_a_storm_of_doorbells(org: Org, live_server: L
     finally:
         storming = False
         await ringer
+
+
+async def test_the_poll_goes_round_every_endpoint(
+    org: Org, other_org: Org, live_server: LiveServer
+) -> None:
+    """The poll (which covers for lost doorbells, and brings back endpoints whose retry is due)
+    looks at a batch of endpoints a round and goes round them all: an endpoint past the first
+    batch is delivered too, not left behind the first ones for ever."""
+    deliverer = live_server.app.state.deliverer
+    await deliverer.stop()  # only the poller below delivers, and only when it polls
+    settings = replace(live_server.settings, webhook_scan_batch=1, webhook_poll_seconds=0.1)
+    poller = Deliverer(deliverer.renderer.schema, settings)
+    try:
+        async with Receiver() as receiver:
+            await create_endpoint(org.admin, receiver.url)
+            later, _ = await create_endpoint(other_org.admin, receiver.url)
+            await make_changes(other_org)
+            await poller.start()
+            expected = await feed(other_org.admin.api, feed_query(live_server), later["cursor"])
+            ids = {entry["cursor"] for entry in expected}
+            deadline = asyncio.get_running_loop().time() + 30
+            while not ids <= {r.headers.get("webhook-id") for r in receiver.received}:
+                assert asyncio.get_running_loop().time() < deadline, "never reached"
+                await asyncio.sleep(0.1)
+    finally:
+        await poller.stop()
+        await deliverer.start()

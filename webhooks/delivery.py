@@ -56,7 +56,6 @@ log = logging.getLogger("crm.webhooks")
 
 PAGE = 100  # changes rendered at a time for an endpoint
 ATTEMPTS_KEPT = 20  # per delivery
-SCAN = 500  # endpoints looked at per scan
 USER_AGENT = "crm-graph-webhooks/1"
 
 
@@ -112,6 +111,7 @@ class Deliverer:
         self._rung: set[int] | None = set()  # None: every organization
         self._running: dict[int, asyncio.Task[None]] = {}  # endpoint id -> its delivery
         self._per_org: dict[int, int] = defaultdict(int)
+        self._poll_after = 0  # where the poll's next batch starts (endpoint id)
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -179,13 +179,15 @@ class Deliverer:
             Q(retry_at__isnull=True) | Q(retry_at__lte=now),
             Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
         )
-        if organizations is not None:
+        batch = self.settings.webhook_scan_batch
+        if organizations is not None:  # the doorbell: these organizations' endpoints
             query = query.filter(organization_id__in=sorted(organizations))
-        candidates = [
-            endpoint
-            for endpoint in await query.order_by("id").limit(SCAN)
-            if endpoint.id not in self._running
-        ]
+        else:  # the poll: the next batch of all, round and round, so none waits on the first
+            query = query.filter(id__gt=self._poll_after)
+        found = await query.order_by("id").limit(batch)
+        if organizations is None:
+            self._poll_after = found[-1].id if len(found) == batch else 0
+        candidates = [endpoint for endpoint in found if endpoint.id not in self._running]
         if not candidates:
             return
         heads = await sync.newest_changes(sorted({e.organization_id for e in candidates}))
