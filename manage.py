@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -142,6 +143,8 @@ async def worker(settings: Settings) -> None:
 
     from resolvers.jobs import Runner
 
+    if settings.job_worker_niceness > 0:
+        os.nice(settings.job_worker_niceness)  # the API processes beside it go first
     await Tortoise.init(config=tortoise_config(settings.database_url))
     runner = Runner(settings)
     stop = asyncio.Event()

@@ -440,3 +440,24 @@ async def test_an_organizations_cap_holds_with_many_claimers_at_once(live_server
     assert most == slots, f"{most} jobs of one organization ran at once (cap {slots})"
     finished = await Job.filter(organization_id=organization.id, state=JobState.DONE).count()
     assert finished == size
+
+
+def niceness(pid: int) -> int:
+    """A process's nice value: field 19 of /proc/<pid>/stat (Linux)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_worker_lowers_its_cpu_priority(database, sink, tmp_path):
+    _, port, _ = sink
+    env = settings_env(database, port, JOB_WORKER_NICENESS=7)
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 30
+        log = tmp_path / "worker.log"
+        while "running jobs" not in log.read_text():
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
+        assert niceness(worker.pid) == os.nice(0) + 7  # above ours by 7
+    finally:
+        await _terminate(worker, 10)
