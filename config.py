@@ -139,6 +139,9 @@ class Settings:
     job_lease_seconds: float = 30.0
     job_attempts: int = 5
     job_retry_base_seconds: float = 5.0
+    # `manage.py worker` lowers its CPU priority by this much (os.nice): on a machine it shares
+    # with server processes, their requests win the cores (0 leaves it as started).
+    job_worker_niceness: int = 10
     # Scheduled upkeep: the lifecycle sweep, the change log's pruning, the outbox's resending.
     lifecycle_sweep_hours: float = 24.0
     prune_changes_hours: float = 1.0
@@ -270,6 +273,7 @@ _PLAIN = (
     "job_lease_seconds",
     "job_attempts",
     "job_retry_base_seconds",
+    "job_worker_niceness",
     "lifecycle_sweep_hours",
     "prune_changes_hours",
     "resend_outbox_minutes",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from datetime import timedelta
@@ -169,6 +170,8 @@ async def worker(settings: Settings) -> None:
 
     from resolvers.jobs import Runner
 
+    if settings.job_worker_niceness > 0:
+        os.nice(settings.job_worker_niceness)  # the API processes beside it go first
     await Tortoise.init(config=tortoise_config(settings.database_url))
     runner = Runner(settings)
     stop = asyncio.Event()

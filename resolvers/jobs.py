@@ -15,8 +15,11 @@ goes back to the queue until then (a campaign waiting for its messages' next del
 
 Fairness: a runner takes at most `job_slots` jobs at once, and never a job of an organization
 that has `job_org_slots` jobs running already (in any process), so one tenant's launches leave
-slots to the others. The count is read at the claim: two runners claiming at the same instant
-may exceed an organization's cap by one each, never for longer than one job.
+slots to the others. On PostgreSQL a claim holds the candidate organization's advisory lock
+(`JOB_CLAIM_LOCK`, that organization's claims only) while it counts its running jobs and takes
+the job, so the cap holds exactly across processes. On SQLite the count and the claim are two
+statements: two processes (a worker beside a server) claiming at the same instant may exceed an
+organization's cap by one, never for longer than one job.
 
 On PostgreSQL the claim reads the candidate `FOR UPDATE SKIP LOCKED` (runners never wait on
 each other's rows); on SQLite, where one writer runs at a time, it is a conditional UPDATE.
@@ -53,6 +56,9 @@ from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 log = logging.getLogger("crm.jobs")
 
 FINISHED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+# pg_advisory_xact_lock(JOB_CLAIM_LOCK, organization id): an organization's job claims, one at a
+# time (resolvers/events.py's ORGANIZATION_LOG_LOCK is 4711).
+JOB_CLAIM_LOCK = 4_712
 
 
 @dataclass
@@ -235,7 +241,39 @@ class Runner:
 
     async def _claim(self) -> Job | None:
         now = datetime.now(UTC)
-        full = [
+        full = await self._full(now)
+        due = Q(state=JobState.QUEUED, run_after__lte=now) | Q(
+            state=JobState.RUNNING, locked_until__lt=now
+        )
+        connection = connections.get("default")
+        if connection.capabilities.dialect != "postgres":
+            return await self._take(await self._candidates(due, full).first(), due, now)
+        for _ in range(3):  # the candidate's organization filled up meanwhile: the next one
+            async with in_transaction() as transaction:
+                query = self._candidates(due, full).select_for_update(skip_locked=True)
+                job = await query.first()
+                if job is None or job.organization_id is None:
+                    return await self._take(job, due, now)
+                # The organization's claims, one at a time in any process (other organizations
+                # claim meanwhile): its running count cannot change between our count and
+                # our claim, so its cap holds exactly.
+                await transaction.execute_query(
+                    "SELECT pg_advisory_xact_lock($1, $2)", [JOB_CLAIM_LOCK, job.organization_id]
+                )
+                running = await Job.filter(
+                    organization_id=job.organization_id,
+                    state=JobState.RUNNING,
+                    locked_until__gte=now,
+                ).count()
+                if running < self.config.job_org_slots:
+                    return await self._take(job, due, now)
+            full.append(job.organization_id)
+        self.wake.set()
+        return None
+
+    async def _full(self, now: datetime) -> list[int]:
+        """The organizations that have `job_org_slots` jobs running already."""
+        return [
             organization_id
             for organization_id, count in await Job.filter(
                 state=JobState.RUNNING, locked_until__gte=now, organization_id__isnull=False
@@ -245,17 +283,12 @@ class Runner:
             .values_list("organization_id", "count")
             if count >= self.config.job_org_slots
         ]
-        due = Q(state=JobState.QUEUED, run_after__lte=now) | Q(
-            state=JobState.RUNNING, locked_until__lt=now
-        )
+
+    def _candidates(self, due: Q, full: list[int]) -> Any:
         query = Job.filter(due, kind__in=list(HANDLERS)).order_by("run_after", "id").limit(1)
         if full:
             query = query.filter(Q(organization_id__isnull=True) | ~Q(organization_id__in=full))
-        if connections.get("default").capabilities.dialect == "postgres":
-            async with in_transaction():
-                job = await query.select_for_update(skip_locked=True).first()
-                return await self._take(job, due, now)
-        return await self._take(await query.first(), due, now)
+        return query
 
     async def _take(self, job: Job | None, due: Q, now: datetime) -> Job | None:
         if job is None:

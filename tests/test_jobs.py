@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from models import Job, JobState, Organization
+from resolvers.jobs import HANDLERS, Runner, Work, enqueue
 from tests.conftest import LiveServer, _create_postgres_database, _drop_postgres_database
 from tests.helpers import Member, Org, new_org
 from tests.processes import ROOT, ServerProcess, _terminate, free_port
@@ -397,3 +400,64 @@ async def test_one_organizations_campaigns_leave_slots_to_another(database, sink
         finally:
             await big_http.aclose()
             await small_http.aclose()
+
+
+async def test_an_organizations_cap_holds_with_many_claimers_at_once(live_server):
+    """Seven runners (six here, the test server's own) claim one organization's jobs at the
+    same instants, each on its own pooled connection: never more than `job_org_slots` run."""
+    if live_server.database != "postgres":
+        pytest.skip("on SQLite two processes claiming at once may exceed the cap by one")
+    organization = await Organization.create(name=f"Claims {uuid.uuid4().hex[:6]}")
+    slots = live_server.settings.job_org_slots  # the test server's runner claims them too
+    running, most, done = 0, 0, 0
+
+    async def hold(work: Work) -> None:
+        nonlocal running, most, done
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            running -= 1
+            done += 1
+
+    HANDLERS["test.hold"] = hold
+    size = 16
+    for n in range(size):
+        key = f"test.hold:{organization.id}:{n}"
+        await enqueue("test.hold", key, {}, organization_id=organization.id)
+    config = replace(live_server.settings, job_slots=4, job_poll_seconds=0.05)
+    runners = [Runner(config) for _ in range(6)]
+    try:
+        await asyncio.gather(*(runner.start() for runner in runners))
+        deadline = time.monotonic() + 30
+        while done < size:
+            assert time.monotonic() < deadline, f"{done} of {size} jobs ran"
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.gather(*(runner.stop() for runner in runners))
+        HANDLERS.pop("test.hold", None)
+    assert most == slots, f"{most} jobs of one organization ran at once (cap {slots})"
+    finished = await Job.filter(organization_id=organization.id, state=JobState.DONE).count()
+    assert finished == size
+
+
+def niceness(pid: int) -> int:
+    """A process's nice value: field 19 of /proc/<pid>/stat (Linux)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_worker_lowers_its_cpu_priority(database, sink, tmp_path):
+    _, port, _ = sink
+    env = settings_env(database, port, JOB_WORKER_NICENESS=7)
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 30
+        log = tmp_path / "worker.log"
+        while "running jobs" not in log.read_text():
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
+        assert niceness(worker.pid) == os.nice(0) + 7  # above ours by 7
+    finally:
+        await _terminate(worker, 10)
