@@ -411,10 +411,17 @@ async def record_event(
 async def lock_organization_log(organization_id: int) -> None:
     """Wait for the organization's other writers of the log, and hold them off until this
     transaction ends (PostgreSQL; SQLite writes one transaction at a time)."""
+    await lock_organization(ORGANIZATION_LOG_LOCK, organization_id)
+
+
+async def lock_organization(namespace: int, organization_id: int) -> None:
+    """`pg_advisory_xact_lock(namespace, organization)`: this organization's holders of the
+    namespace, one at a time until this transaction ends; other organizations go on
+    (PostgreSQL; SQLite writes one transaction at a time)."""
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
         await connection.execute_query(
-            "SELECT pg_advisory_xact_lock($1, $2)", [ORGANIZATION_LOG_LOCK, organization_id]
+            "SELECT pg_advisory_xact_lock($1, $2)", [namespace, organization_id]
         )
 
 

@@ -51,6 +51,7 @@ from models import Job, JobState, Role
 from observability import JOBS, JOBS_FINISHED
 from resolvers.context import RequestContext
 from resolvers.errors import forbidden
+from resolvers.events import lock_organization
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 
 log = logging.getLogger("crm.jobs")
@@ -249,7 +250,7 @@ class Runner:
         if connection.capabilities.dialect != "postgres":
             return await self._take(await self._candidates(due, full).first(), due, now)
         for _ in range(3):  # the candidate's organization filled up meanwhile: the next one
-            async with in_transaction() as transaction:
+            async with in_transaction():
                 query = self._candidates(due, full).select_for_update(skip_locked=True)
                 job = await query.first()
                 if job is None or job.organization_id is None:
@@ -257,9 +258,7 @@ class Runner:
                 # The organization's claims, one at a time in any process (other organizations
                 # claim meanwhile): its running count cannot change between our count and
                 # our claim, so its cap holds exactly.
-                await transaction.execute_query(
-                    "SELECT pg_advisory_xact_lock($1, $2)", [JOB_CLAIM_LOCK, job.organization_id]
-                )
+                await lock_organization(JOB_CLAIM_LOCK, job.organization_id)
                 running = await Job.filter(
                     organization_id=job.organization_id,
                     state=JobState.RUNNING,
