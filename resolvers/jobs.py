@@ -15,11 +15,14 @@ goes back to the queue until then (a campaign waiting for its messages' next del
 
 Fairness: a runner takes at most `job_slots` jobs at once, and never a job of an organization
 that has `job_org_slots` jobs running already (in any process), so one tenant's launches leave
-slots to the others. On PostgreSQL a claim holds the candidate organization's advisory lock
-(`JOB_CLAIM_LOCK`, that organization's claims only) while it counts its running jobs and takes
-the job, so the cap holds exactly across processes. On SQLite the count and the claim are two
-statements: two processes (a worker beside a server) claiming at the same instant may exceed an
-organization's cap by one, never for longer than one job.
+slots to the others. The cap holds exactly across processes. On PostgreSQL a claim holds the
+candidate organization's advisory lock (`JOB_CLAIM_LOCK`, that organization's claims only)
+while it counts its running jobs and takes the job. On SQLite the count and the take are one
+statement (an UPDATE whose condition counts the organization's running jobs): SQLite runs a
+write statement under its database-wide write lock from its first read, so no other process
+(a worker beside a server) nor coroutine claims between the count and the take. (Tortoise's
+SQLite transactions begin DEFERRED, and its lock is per process: a count and an UPDATE in one
+of them would not be enough.)
 
 On PostgreSQL the claim reads the candidate `FOR UPDATE SKIP LOCKED` (runners never wait on
 each other's rows); on SQLite, where one writer runs at a time, it is a conditional UPDATE.
@@ -42,7 +45,7 @@ from typing import Any
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Q, Subquery
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -248,7 +251,17 @@ class Runner:
         )
         connection = connections.get("default")
         if connection.capabilities.dialect != "postgres":
-            return await self._take(await self._candidates(due, full).first(), due, now)
+            for _ in range(3):  # the candidate was taken or its organization filled up: the next
+                job = await self._candidates(due, full).first()
+                if job is None:
+                    return None
+                taken = await self._take(job, due, now, capped=True)
+                if taken is not None:
+                    return taken
+                self.wake.set()  # (look again at the next tick: it may have been the other cause)
+                if job.organization_id is not None:
+                    full.append(job.organization_id)
+            return None
         for _ in range(3):  # the candidate's organization filled up meanwhile: the next one
             async with in_transaction():
                 query = self._candidates(due, full).select_for_update(skip_locked=True)
@@ -289,17 +302,34 @@ class Runner:
             query = query.filter(Q(organization_id__isnull=True) | ~Q(organization_id__in=full))
         return query
 
-    async def _take(self, job: Job | None, due: Q, now: datetime) -> Job | None:
+    async def _take(
+        self, job: Job | None, due: Q, now: datetime, *, capped: bool = False
+    ) -> Job | None:
+        """Move the job to RUNNING under our lease if it is still due (and, `capped`, if its
+        organization has fewer than `job_org_slots` jobs running, in the same statement)."""
         if job is None:
             return None
-        taken = await Job.filter(due, id=job.id).update(
+        query = Job.filter(due, id=job.id)
+        if capped and job.organization_id is not None:
+            full = (
+                Job.filter(
+                    organization_id=job.organization_id,
+                    state=JobState.RUNNING,
+                    locked_until__gte=now,
+                )
+                .annotate(count=Count("id"))
+                .group_by("organization_id")
+                .filter(count__gte=self.config.job_org_slots)
+                .values("organization_id")
+            )
+            query = query.filter(~Q(organization_id__in=Subquery(full)))
+        taken = await query.update(
             state=JobState.RUNNING,
             locked_by=self.name,
             locked_until=now + self.lease,
             attempts=F("attempts") + 1,
         )
-        if not taken:  # another runner took it first (SQLite): look again at the next tick
-            self.wake.set()
+        if not taken:
             return None
         return await Job.get(id=job.id)
 
