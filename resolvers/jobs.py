@@ -39,7 +39,7 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,18 +65,43 @@ FINISHED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 JOB_CLAIM_LOCK = 4_712
 
 
+# A job rings its campaign's progress at most this often (the last change is always rung).
+PROGRESS_RING_SECONDS = 0.2
+
+
 @dataclass
 class Work:
-    """What a handler gets: its job, the settings, and this process's live hub (None in a
-    worker process) to ring after it commits events."""
+    """What a handler gets: its job, the settings, and what to ring after it commits events or
+    progress: this process's live hub, or a worker's doorbell on the bus
+    (subscriptions.bus.Doorbell); None: nothing to ring."""
 
     job: Job
     config: Settings
     hub: Any = None
+    _rung_at: float = field(default=float("-inf"), init=False)
+    _trailing: asyncio.TimerHandle | None = field(default=None, init=False)
 
     def announce(self) -> None:
         if self.hub is not None and self.job.organization_id is not None:
             self.hub.announce(organizations=[self.job.organization_id])
+
+    def progress(self, campaign_id: int) -> None:
+        """After a commit that moved the campaign's status or counts: wake its campaignProgress
+        subscriptions, in every process. Rings closer than PROGRESS_RING_SECONDS are coalesced
+        into one at the end of that time."""
+        if self.hub is None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._rung_at + PROGRESS_RING_SECONDS - loop.time()
+        if wait <= 0:
+            self._ring_progress(campaign_id)
+        elif self._trailing is None:
+            self._trailing = loop.call_later(wait, self._ring_progress, campaign_id)
+
+    def _ring_progress(self, campaign_id: int) -> None:
+        self._trailing = None
+        self._rung_at = asyncio.get_running_loop().time()
+        self.hub.announce(campaigns=[campaign_id])
 
 
 Handler = Callable[[Work], Coroutine[Any, Any, datetime | None]]

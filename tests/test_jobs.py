@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import itertools
 import os
 import subprocess
 import sys
@@ -29,10 +30,16 @@ from aiosmtpd.controller import Controller
 
 from models import Job, JobState, Organization
 from resolvers.jobs import HANDLERS, Runner, Work, enqueue
-from tests.conftest import LiveServer, _create_postgres_database, _drop_postgres_database
+from tests.conftest import (
+    POSTGRES_ADMIN_URL,
+    LiveServer,
+    _create_postgres_database,
+    _drop_postgres_database,
+)
 from tests.helpers import Member, Org, new_org
 from tests.processes import ROOT, ServerProcess, _terminate, free_port
 from tests.test_campaigns import CREATE, LAUNCH, PROGRESS, segment
+from tests.test_live_bus import REDIS_URL
 from tests.ws import Completed, OperationError, live_client
 
 CANCEL = "mutation($id: ID!) { cancelCampaign(id: $id) { status } }"
@@ -126,7 +133,9 @@ def settings_env(url: str, smtp_port: int, **extra: Any) -> dict[str, str]:
         "CAMPAIGN_BATCH_SIZE": "5",
         "MESSAGE_ATTEMPTS": "3",
         "MESSAGE_RETRY_BASE_SECONDS": "0.3",
-        "CAMPAIGN_PROGRESS_SECONDS": "0.1",
+        # campaignProgress moves by the job's rings alone (its safety poll waits 30 s).
+        "CAMPAIGN_PROGRESS_SECONDS": "30",
+        "CAMPAIGN_PROGRESS_MIN_SECONDS": "0.05",
         "RATE_LIMIT_PER_SECOND": "0",
         "RATE_LIMIT_ORG_PER_SECOND": "0",
         "SIGNUPS_PER_HOUR": "0",
@@ -194,7 +203,7 @@ async def org_on(server: ServerProcess) -> tuple[Org, httpx.AsyncClient]:
 
 async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(database, sink):
     inbox, port, _ = sink
-    inbox.delay = 0.02
+    inbox.delay = 0.1  # (the launch lasts over a second: the job rings at most every 0.2 s)
     env = settings_env(
         database, port, SMTP_CONNECTIONS=2, PRUNE_CHANGES_HOURS=0.001, LIFECYCLE_SWEEP_HOURS=0.001
     )
@@ -256,6 +265,55 @@ async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(databas
         finally:
             await http.aclose()
             await other_http.aclose()
+
+
+@pytest.mark.parametrize("bus", ["embedded", "redis", "postgres", "lost"])
+async def test_progress_is_pushed_through_the_hub_at_a_bounded_rate(database, sink, tmp_path, bus):
+    """The job rings the hub as the counts move: from the server's own runner (embedded, memory
+    bus), or from a worker over Redis or PostgreSQL to the server's hub. The subscription's
+    safety poll is 30 s, so what moves within it came by a ring; messages are at least
+    CAMPAIGN_PROGRESS_MIN_SECONDS apart. A worker on a memory bus of its own (its rings reach
+    nobody: "lost") is made up for by the safety poll."""
+    inbox, port, _ = sink
+    inbox.delay = 0.05
+    size, least = 40, 0.3
+    bus_url = {"redis": REDIS_URL, "postgres": POSTGRES_ADMIN_URL}.get(bus, "memory://")
+    env = settings_env(
+        database, port, SMTP_CONNECTIONS=1, BROADCAST_URL=bus_url,
+        BUS_CHANNEL=f"crm-test-{uuid.uuid4().hex[:8]}", JOBS_EMBEDDED=int(bus == "embedded"),
+        CAMPAIGN_PROGRESS_SECONDS=1 if bus == "lost" else 30,
+        CAMPAIGN_PROGRESS_MIN_SECONDS=least,
+    )  # fmt: skip
+    async with ServerProcess(env) as server:
+        worker = None if bus == "embedded" else start_worker(env, tmp_path / "worker.log")
+        org, http = await org_on(server)
+        try:
+            made = await email_campaign(org.manager, size)
+            await asyncio.sleep(1.0)  # the worker is up and polling
+            async with live_client(server.base_url, org.seller.api.token) as reader:
+                live = await reader.subscribe(LIVE, {"id": made["id"]})
+                assert (await live.next())["data"]["campaignProgress"]["status"] == "PLANNED"
+                await org.manager.api.data(LAUNCH, id=made["id"])
+                seen: list[tuple[float, dict[str, Any]]] = []
+                with pytest.raises(Completed):
+                    while True:
+                        found = (await live.next(timeout=20))["data"]["campaignProgress"]
+                        seen.append((time.monotonic(), found))
+        finally:
+            if worker is not None:
+                await _terminate(worker, 10)
+            await http.aclose()
+    assert seen[-1][1]["status"] == "ACTIVE"
+    assert seen[-1][1]["progress"] == {
+        "members": size, "messaged": size, "skipped": 0, "pending": 0, "sent": size,
+        "failed": 0, "waiting": 0,
+    }  # fmt: skip
+    if bus == "lost":
+        return
+    sent = [found["progress"]["sent"] for _, found in seen]
+    assert sent == sorted(sent) and len(set(sent)) > 3, seen  # it moved, live, step by step
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert min(gaps) > least - 0.1, gaps  # (less the websocket's jitter)
 
 
 async def test_cancelling_stops_a_launch_under_way(database, sink):
