@@ -154,8 +154,11 @@ class Settings:
     smtp_connections: int = 4  # per batch, each sending its share of the batch in turn
     message_attempts: int = 8
     message_retry_base_seconds: float = 60.0
-    # How often a live campaignProgress subscription re-reads its campaign.
-    campaign_progress_seconds: float = 0.5
+    # A live campaignProgress subscription re-reads its campaign when the job rings the hub
+    # (through the bus from a worker), at most once per CAMPAIGN_PROGRESS_MIN_SECONDS (rings
+    # meanwhile coalesce), and every CAMPAIGN_PROGRESS_SECONDS without a ring (a lost one).
+    campaign_progress_seconds: float = 5.0
+    campaign_progress_min_seconds: float = 0.25
     # Webhooks (webhooks/): whether this process delivers them; whether endpoints may be
     # private, loopback or link-local addresses (never in production: tests and local setups);
     # each attempt's time limit and the response bytes read; the backoff between attempts and
@@ -282,6 +285,7 @@ _PLAIN = (
     "message_attempts",
     "message_retry_base_seconds",
     "campaign_progress_seconds",
+    "campaign_progress_min_seconds",
     "webhook_timeout_seconds",
     "webhook_response_bytes",
     "webhook_backoff_seconds",

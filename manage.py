@@ -169,11 +169,16 @@ async def worker(settings: Settings) -> None:
     import signal
 
     from resolvers.jobs import Runner
+    from subscriptions.bus import Doorbell, create_bus
 
     if settings.job_worker_niceness > 0:
         os.nice(settings.job_worker_niceness)  # the API processes beside it go first
     await Tortoise.init(config=tortoise_config(settings.database_url))
-    runner = Runner(settings)
+    # No hub here: the jobs' events and campaign progress ring the servers' hubs over the bus.
+    broadcast, _ = create_bus(settings.broadcast_url)
+    await broadcast.connect()
+    doorbell = Doorbell(broadcast, settings.bus_channel)
+    runner = Runner(settings, hub=doorbell)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -184,6 +189,8 @@ async def worker(settings: Settings) -> None:
         await stop.wait()
     finally:
         await runner.stop()
+        await doorbell.close()
+        await broadcast.disconnect()
         await Tortoise.close_connections()
 
 

@@ -239,7 +239,14 @@ async def set_status(ctx: RequestContext, campaign_id: int, status: CampaignStat
             raise conflict(f"A {row.status.value} campaign cannot become {status.value}.")
         row.status = status
         await row.save(update_fields=["status", "updated_at"])
-        return row
+    _progressed(ctx, row)
+    return row
+
+
+def _progressed(ctx: RequestContext, row: Campaign) -> None:
+    """After a commit that changed the campaign's status: its live progress subscriptions."""
+    if ctx.hub is not None:
+        ctx.hub.announce(campaigns=[row.id])
 
 
 async def list_campaigns(
@@ -316,6 +323,7 @@ async def launch(ctx: RequestContext, campaign_id: int) -> Campaign:
             again=True,
         )
     jobs.wake()
+    _progressed(ctx, row)
     return row
 
 
@@ -348,6 +356,7 @@ async def run_launch(work: jobs.Work) -> datetime | None:
         if not await _snapshot(ctx, campaign):
             return None
         work.announce()
+        work.progress(campaign.id)
     sender = await User.get(id=campaign.owner_id)
     config = work.config
     if campaign.channel == CampaignChannel.EMAIL:
@@ -367,6 +376,7 @@ async def run_launch(work: jobs.Work) -> datetime | None:
                 if batch is None:
                     return None  # cancelled or completed meanwhile: the rest stay PENDING
                 work.announce()
+                work.progress(campaign.id)
                 log.debug("campaign %s: %s recorded in %.3f s", campaign.id, len(batch),
                           time.perf_counter() - started)  # fmt: skip
                 if delivering is not None:
@@ -374,6 +384,7 @@ async def run_launch(work: jobs.Work) -> datetime | None:
                     delivering = None
                 if config.smtp_url and batch:
                     delivering = asyncio.create_task(deliver_batch(config, batch, sender))
+                    delivering.add_done_callback(lambda _: work.progress(campaign.id))
                 if len(batch) < config.campaign_batch_size and not await CampaignMember.exists(
                     campaign_id=campaign.id, status=MemberStatus.PENDING
                 ):
@@ -389,6 +400,7 @@ async def run_launch(work: jobs.Work) -> datetime | None:
     await Campaign.filter(id=campaign.id, status=CampaignStatus.LAUNCHING).update(
         status=CampaignStatus.ACTIVE, updated_at=datetime.now(UTC)
     )
+    work.progress(campaign.id)
     if campaign.channel != CampaignChannel.EMAIL or not config.smtp_url:
         return None
     return await _retry_due(campaign, sender, config)

@@ -45,7 +45,8 @@ class RequestContext:
     # The viewer's reports, transitively; filled on first use by resolvers.permissions.
     team_ids: set[int] | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
-    # The process's live hub (subscriptions.hub.Hub); None outside the server.
+    # The process's live hub (subscriptions.hub.Hub), or in a worker's jobs its doorbell on the
+    # bus (subscriptions.bus.Doorbell: `announce` only); None elsewhere.
     hub: Any = None
     # A websocket's context serves every operation of the connection (see schema.extensions).
     over_websocket: bool = False

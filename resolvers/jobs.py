@@ -15,11 +15,14 @@ goes back to the queue until then (a campaign waiting for its messages' next del
 
 Fairness: a runner takes at most `job_slots` jobs at once, and never a job of an organization
 that has `job_org_slots` jobs running already (in any process), so one tenant's launches leave
-slots to the others. On PostgreSQL a claim holds the candidate organization's advisory lock
-(`JOB_CLAIM_LOCK`, that organization's claims only) while it counts its running jobs and takes
-the job, so the cap holds exactly across processes. On SQLite the count and the claim are two
-statements: two processes (a worker beside a server) claiming at the same instant may exceed an
-organization's cap by one, never for longer than one job.
+slots to the others. The cap holds exactly across processes. On PostgreSQL a claim holds the
+candidate organization's advisory lock (`JOB_CLAIM_LOCK`, that organization's claims only)
+while it counts its running jobs and takes the job. On SQLite the count and the take are one
+statement (an UPDATE whose condition counts the organization's running jobs): SQLite runs a
+write statement under its database-wide write lock from its first read, so no other process
+(a worker beside a server) nor coroutine claims between the count and the take. (Tortoise's
+SQLite transactions begin DEFERRED, and its lock is per process: a count and an UPDATE in one
+of them would not be enough.)
 
 On PostgreSQL the claim reads the candidate `FOR UPDATE SKIP LOCKED` (runners never wait on
 each other's rows); on SQLite, where one writer runs at a time, it is a conditional UPDATE.
@@ -36,13 +39,13 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Q, Subquery
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -62,18 +65,43 @@ FINISHED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 JOB_CLAIM_LOCK = 4_712
 
 
+# A job rings its campaign's progress at most this often (the last change is always rung).
+PROGRESS_RING_SECONDS = 0.2
+
+
 @dataclass
 class Work:
-    """What a handler gets: its job, the settings, and this process's live hub (None in a
-    worker process) to ring after it commits events."""
+    """What a handler gets: its job, the settings, and what to ring after it commits events or
+    progress: this process's live hub, or a worker's doorbell on the bus
+    (subscriptions.bus.Doorbell); None: nothing to ring."""
 
     job: Job
     config: Settings
     hub: Any = None
+    _rung_at: float = field(default=float("-inf"), init=False)
+    _trailing: asyncio.TimerHandle | None = field(default=None, init=False)
 
     def announce(self) -> None:
         if self.hub is not None and self.job.organization_id is not None:
             self.hub.announce(organizations=[self.job.organization_id])
+
+    def progress(self, campaign_id: int) -> None:
+        """After a commit that moved the campaign's status or counts: wake its campaignProgress
+        subscriptions, in every process. Rings closer than PROGRESS_RING_SECONDS are coalesced
+        into one at the end of that time."""
+        if self.hub is None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._rung_at + PROGRESS_RING_SECONDS - loop.time()
+        if wait <= 0:
+            self._ring_progress(campaign_id)
+        elif self._trailing is None:
+            self._trailing = loop.call_later(wait, self._ring_progress, campaign_id)
+
+    def _ring_progress(self, campaign_id: int) -> None:
+        self._trailing = None
+        self._rung_at = asyncio.get_running_loop().time()
+        self.hub.announce(campaigns=[campaign_id])
 
 
 Handler = Callable[[Work], Coroutine[Any, Any, datetime | None]]
@@ -248,7 +276,17 @@ class Runner:
         )
         connection = connections.get("default")
         if connection.capabilities.dialect != "postgres":
-            return await self._take(await self._candidates(due, full).first(), due, now)
+            for _ in range(3):  # the candidate was taken or its organization filled up: the next
+                job = await self._candidates(due, full).first()
+                if job is None:
+                    return None
+                taken = await self._take(job, due, now, capped=True)
+                if taken is not None:
+                    return taken
+                self.wake.set()  # (look again at the next tick: it may have been the other cause)
+                if job.organization_id is not None:
+                    full.append(job.organization_id)
+            return None
         for _ in range(3):  # the candidate's organization filled up meanwhile: the next one
             async with in_transaction():
                 query = self._candidates(due, full).select_for_update(skip_locked=True)
@@ -289,17 +327,34 @@ class Runner:
             query = query.filter(Q(organization_id__isnull=True) | ~Q(organization_id__in=full))
         return query
 
-    async def _take(self, job: Job | None, due: Q, now: datetime) -> Job | None:
+    async def _take(
+        self, job: Job | None, due: Q, now: datetime, *, capped: bool = False
+    ) -> Job | None:
+        """Move the job to RUNNING under our lease if it is still due (and, `capped`, if its
+        organization has fewer than `job_org_slots` jobs running, in the same statement)."""
         if job is None:
             return None
-        taken = await Job.filter(due, id=job.id).update(
+        query = Job.filter(due, id=job.id)
+        if capped and job.organization_id is not None:
+            full = (
+                Job.filter(
+                    organization_id=job.organization_id,
+                    state=JobState.RUNNING,
+                    locked_until__gte=now,
+                )
+                .annotate(count=Count("id"))
+                .group_by("organization_id")
+                .filter(count__gte=self.config.job_org_slots)
+                .values("organization_id")
+            )
+            query = query.filter(~Q(organization_id__in=Subquery(full)))
+        taken = await query.update(
             state=JobState.RUNNING,
             locked_by=self.name,
             locked_until=now + self.lease,
             attempts=F("attempts") + 1,
         )
-        if not taken:  # another runner took it first (SQLite): look again at the next tick
-            self.wake.set()
+        if not taken:
             return None
         return await Job.get(id=job.id)
 

@@ -76,17 +76,16 @@ class Subscription:
         return _notifications(await feeds.notification_added(context(info)))
 
     @strawberry.subscription(
-        description="A campaign's status and launch progress each time they change (checked "
-        "every half second), from its current state, for those who may read the campaign. "
-        "The stream ends once the launch is through (neither PLANNED nor LAUNCHING)."
+        description="A campaign's status and launch progress each time they change (pushed as "
+        "the launch's job commits, at most a few times a second), from its current state, for "
+        "those who may read the campaign. The stream ends once the launch is through (neither "
+        "PLANNED nor LAUNCHING)."
     )
     async def campaign_progress(
         self, info: Info, campaign_id: strawberry.ID
     ) -> AsyncGenerator[CampaignUpdate, None]:
-        ctx = context(info)
-        every = ctx.settings.campaign_progress_seconds
         pk = pk_of(campaign_id, "campaignId", "Campaign")
-        return _campaigns(await feeds.campaign_progress(ctx, pk, every))
+        return _campaigns(await feeds.campaign_progress(context(info), pk))
 
 
 @strawberry.type(description="A campaign's status and progress at one moment of its launch.")

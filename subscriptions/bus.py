@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
+import orjson
 from broadcaster import Broadcast, Event
 from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
@@ -244,6 +246,50 @@ class _MemoryBackend(MemoryBackend):
     async def subscribe(self, channel: str) -> None:
         await super().subscribe(channel)
         await self.publish(channel, RECONNECTED)
+
+
+class Doorbell:
+    """Rings the processes' hubs over a bus, without waiting: a hub's announcements, and those
+    of a `manage.py worker`, which has no hub of its own (its jobs' events and campaign
+    progress). A message names the organizations whose event log grew, whether sessions were
+    revoked, and the campaigns whose progress moved:
+    {"events": true, "organizations": [3], "sessions": false, "campaigns": [12]}."""
+
+    def __init__(self, broadcast: Broadcast, channel: str) -> None:
+        self.broadcast = broadcast
+        self.channel = channel
+        self._publishes: set[asyncio.Task[None]] = set()
+
+    def announce(
+        self,
+        *,
+        organizations: Iterable[int] = (),
+        sessions: bool = False,
+        campaigns: Iterable[int] = (),
+    ) -> None:
+        """Ring, after a commit. The bus is not waited for: a doorbell that does not get
+        through only delays the other processes until their next poll."""
+        rung = sorted(set(organizations))
+        doorbell: dict[str, Any] = {"events": bool(rung), "organizations": rung}
+        doorbell["sessions"] = sessions
+        if campaigns:
+            doorbell["campaigns"] = sorted(set(campaigns))
+        task = asyncio.create_task(self._publish(orjson.dumps(doorbell).decode()))
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
+
+    async def _publish(self, message: str) -> None:
+        try:
+            async with asyncio.timeout(5):
+                await self.broadcast.publish(self.channel, message)
+        except Exception as error:  # the bus is down: the poll covers for the doorbell
+            log.warning("could not ring the event bus: %s", error)
+
+    async def close(self) -> None:
+        """Drop the rings still under way."""
+        for task in self._publishes:
+            task.cancel()
+        await asyncio.gather(*self._publishes, return_exceptions=True)
 
 
 def create_bus(url: str) -> tuple[Broadcast, BroadcastBackend]:

@@ -11,8 +11,9 @@ record, a change of visibility or of team takes effect on an open subscription a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
@@ -104,15 +105,17 @@ async def live_cursor(ctx: RequestContext) -> str:
     return event_cursor(await log_head(ctx.require_viewer().organization_id))
 
 
-async def campaign_progress(
-    ctx: RequestContext, campaign_id: int, every: float
-) -> AsyncIterator[Campaign]:
-    """A campaign readable by the viewer, each time its status or progress changes, read every
-    `every` seconds (one row); the stream ends once it is launched (neither PLANNED nor
-    LAUNCHING)."""
+async def campaign_progress(ctx: RequestContext, campaign_id: int) -> AsyncIterator[Campaign]:
+    """A campaign readable by the viewer, each time its status or progress changes; the stream
+    ends once it is launched (neither PLANNED nor LAUNCHING).
+
+    The row is re-read when the hub hears the campaign's doorbell (its job rings after each
+    commit that moves the counts, from this process or over the bus from a worker), at most
+    once per CAMPAIGN_PROGRESS_MIN_SECONDS (the rings meanwhile make one re-read), and every
+    CAMPAIGN_PROGRESS_SECONDS without a ring (a doorbell the bus lost)."""
     first = await get_campaign(ctx, campaign_id)
     _check_room(ctx)
-    return _progress(ctx, first, every)
+    return _progress(ctx, first)
 
 
 def _progress_of(row: Campaign) -> tuple[object, ...]:
@@ -120,20 +123,32 @@ def _progress_of(row: Campaign) -> tuple[object, ...]:
             row.sent_count, row.failed_count)  # fmt: skip
 
 
-async def _progress(ctx: RequestContext, row: Campaign, every: float) -> AsyncIterator[Campaign]:
+async def _progress(ctx: RequestContext, row: Campaign) -> AsyncIterator[Campaign]:
+    every = ctx.settings.campaign_progress_seconds
+    least = ctx.settings.campaign_progress_min_seconds
+    hub: Hub | None = ctx.hub
+    watching = hub.watch_campaign(row.id) if hub is not None else nullcontext(asyncio.Event())
+    loop = asyncio.get_running_loop()
     ctx.open_feeds += 1
     try:
-        yield row
-        seen = _progress_of(row)
-        while row.status in (CampaignStatus.PLANNED, CampaignStatus.LAUNCHING):
-            await asyncio.sleep(every)
-            found = await Campaign.filter(id=row.id).first()
-            if found is None:
-                return
-            row = found
-            if _progress_of(row) != seen:
-                seen = _progress_of(row)
-                yield row
+        with watching as rung:
+            yield row
+            seen, sent = _progress_of(row), loop.time()
+            while row.status in (CampaignStatus.PLANNED, CampaignStatus.LAUNCHING):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(every):
+                        await rung.wait()
+                pause = sent + least - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                rung.clear()  # (before the read: a ring during it wakes us again)
+                found = await Campaign.filter(id=row.id).first()
+                if found is None:
+                    return
+                row = found
+                if _progress_of(row) != seen:
+                    seen, sent = _progress_of(row), loop.time()
+                    yield row
     finally:
         ctx.open_feeds -= 1
 

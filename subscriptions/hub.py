@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -36,7 +36,7 @@ from resolvers.auth import valid_token_hashes
 from resolvers.deal_kinds import FOLLOWED
 from resolvers.loaders import columns_of, instances
 from resolvers.permissions import reporting_lines, reports_of
-from subscriptions.bus import RECONNECTED, create_bus
+from subscriptions.bus import RECONNECTED, Doorbell, create_bus
 
 log = logging.getLogger("crm.hub")
 
@@ -219,7 +219,9 @@ class Hub:
         self._recheck = asyncio.Event()
         self._dispatching = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._publishes: set[asyncio.Task[None]] = set()
+        self.doorbell = Doorbell(self.broadcast, channel)
+        # Campaign -> the wake-ups of this process's campaignProgress subscriptions to it.
+        self._campaigns: dict[int, set[asyncio.Event]] = defaultdict(set)
         # Told of every doorbell, whoever follows the organization (the webhooks' delivery).
         self.doorbell_listeners: list[Callable[[Iterable[int] | None], None]] = []
 
@@ -246,9 +248,10 @@ class Hub:
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._publishes]:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._publishes, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.doorbell.close()
         await self.broadcast.disconnect()
 
     @property
@@ -257,29 +260,24 @@ class Hub:
 
     # Announcing ----------------------------------------------------------------------------
 
-    def announce(self, *, organizations: Iterable[int] = (), sessions: bool = False) -> None:
+    def announce(
+        self,
+        *,
+        organizations: Iterable[int] = (),
+        sessions: bool = False,
+        campaigns: Iterable[int] = (),
+    ) -> None:
         """After a commit: wake this process's reader for the organizations whose event log
-        grew, and ring the other processes' doorbell.
-
-        The bus is not waited for: a mutation's answer never depends on it, and a doorbell that
-        does not get through only delays the other processes until their next poll."""
+        grew (and its campaignProgress subscriptions for the campaigns whose progress moved),
+        and ring the other processes' doorbell (subscriptions.bus.Doorbell: not waited for)."""
         rung = sorted(set(organizations))
-        self._ring(rung)
+        progressed = sorted(set(campaigns))
+        if rung:
+            self._ring(rung)
         if sessions:
             self._recheck.set()
-        message = orjson.dumps(
-            {"events": bool(rung), "organizations": rung, "sessions": sessions}
-        ).decode()
-        task = asyncio.create_task(self._publish(message))
-        self._publishes.add(task)
-        task.add_done_callback(self._publishes.discard)
-
-    async def _publish(self, message: str) -> None:
-        try:
-            async with asyncio.timeout(5):
-                await self.broadcast.publish(self.channel, message)
-        except Exception as error:  # the bus is down: the poll covers for the doorbell
-            log.warning("could not ring the event bus: %s", error)
+        self._ring_campaigns(progressed)
+        self.doorbell.announce(organizations=rung, sessions=sessions, campaigns=progressed)
 
     async def _listen(self) -> None:
         async with self.broadcast.subscribe(self.channel) as bus:
@@ -288,6 +286,7 @@ class Hub:
                 if message.message == RECONNECTED:
                     self._ring(None)
                     self._recheck.set()
+                    self._ring_campaigns(None)
                     continue
                 try:
                     doorbell = orjson.loads(message.message)
@@ -304,6 +303,32 @@ class Hub:
                     self._ring(None)
                 if doorbell.get("sessions"):
                     self._recheck.set()
+                progressed = doorbell.get("campaigns")
+                if isinstance(progressed, list) and all(type(item) is int for item in progressed):
+                    self._ring_campaigns(progressed)
+
+    # Campaign progress ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def watch_campaign(self, campaign_id: int) -> Iterator[asyncio.Event]:
+        """An event set whenever a doorbell says the campaign's progress moved (or the bus
+        reconnected), for a campaignProgress subscription to re-read its row."""
+        rung = asyncio.Event()
+        self._campaigns[campaign_id].add(rung)
+        try:
+            yield rung
+        finally:
+            watchers = self._campaigns.get(campaign_id)
+            if watchers is not None:
+                watchers.discard(rung)
+                if not watchers:
+                    del self._campaigns[campaign_id]
+
+    def _ring_campaigns(self, campaigns: Iterable[int] | None) -> None:
+        """Wake the subscriptions to these campaigns (None: to every campaign watched here)."""
+        for campaign_id in list(self._campaigns) if campaigns is None else campaigns:
+            for rung in self._campaigns.get(campaign_id, ()):
+                rung.set()
 
     # Following the log ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import itertools
 import os
 import subprocess
 import sys
@@ -29,10 +30,16 @@ from aiosmtpd.controller import Controller
 
 from models import Job, JobState, Organization
 from resolvers.jobs import HANDLERS, Runner, Work, enqueue
-from tests.conftest import LiveServer, _create_postgres_database, _drop_postgres_database
+from tests.conftest import (
+    POSTGRES_ADMIN_URL,
+    LiveServer,
+    _create_postgres_database,
+    _drop_postgres_database,
+)
 from tests.helpers import Member, Org, new_org
 from tests.processes import ROOT, ServerProcess, _terminate, free_port
 from tests.test_campaigns import CREATE, LAUNCH, PROGRESS, segment
+from tests.test_live_bus import REDIS_URL
 from tests.ws import Completed, OperationError, live_client
 
 CANCEL = "mutation($id: ID!) { cancelCampaign(id: $id) { status } }"
@@ -126,7 +133,9 @@ def settings_env(url: str, smtp_port: int, **extra: Any) -> dict[str, str]:
         "CAMPAIGN_BATCH_SIZE": "5",
         "MESSAGE_ATTEMPTS": "3",
         "MESSAGE_RETRY_BASE_SECONDS": "0.3",
-        "CAMPAIGN_PROGRESS_SECONDS": "0.1",
+        # campaignProgress moves by the job's rings alone (its safety poll waits 30 s).
+        "CAMPAIGN_PROGRESS_SECONDS": "30",
+        "CAMPAIGN_PROGRESS_MIN_SECONDS": "0.05",
         "RATE_LIMIT_PER_SECOND": "0",
         "RATE_LIMIT_ORG_PER_SECOND": "0",
         "SIGNUPS_PER_HOUR": "0",
@@ -194,7 +203,7 @@ async def org_on(server: ServerProcess) -> tuple[Org, httpx.AsyncClient]:
 
 async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(database, sink):
     inbox, port, _ = sink
-    inbox.delay = 0.02
+    inbox.delay = 0.1  # (the launch lasts over a second: the job rings at most every 0.2 s)
     env = settings_env(
         database, port, SMTP_CONNECTIONS=2, PRUNE_CHANGES_HOURS=0.001, LIFECYCLE_SWEEP_HOURS=0.001
     )
@@ -256,6 +265,55 @@ async def test_launch_answers_at_once_and_progress_moves_live_to_the_end(databas
         finally:
             await http.aclose()
             await other_http.aclose()
+
+
+@pytest.mark.parametrize("bus", ["embedded", "redis", "postgres", "lost"])
+async def test_progress_is_pushed_through_the_hub_at_a_bounded_rate(database, sink, tmp_path, bus):
+    """The job rings the hub as the counts move: from the server's own runner (embedded, memory
+    bus), or from a worker over Redis or PostgreSQL to the server's hub. The subscription's
+    safety poll is 30 s, so what moves within it came by a ring; messages are at least
+    CAMPAIGN_PROGRESS_MIN_SECONDS apart. A worker on a memory bus of its own (its rings reach
+    nobody: "lost") is made up for by the safety poll."""
+    inbox, port, _ = sink
+    inbox.delay = 0.05
+    size, least = 40, 0.3
+    bus_url = {"redis": REDIS_URL, "postgres": POSTGRES_ADMIN_URL}.get(bus, "memory://")
+    env = settings_env(
+        database, port, SMTP_CONNECTIONS=1, BROADCAST_URL=bus_url,
+        BUS_CHANNEL=f"crm-test-{uuid.uuid4().hex[:8]}", JOBS_EMBEDDED=int(bus == "embedded"),
+        CAMPAIGN_PROGRESS_SECONDS=1 if bus == "lost" else 30,
+        CAMPAIGN_PROGRESS_MIN_SECONDS=least,
+    )  # fmt: skip
+    async with ServerProcess(env) as server:
+        worker = None if bus == "embedded" else start_worker(env, tmp_path / "worker.log")
+        org, http = await org_on(server)
+        try:
+            made = await email_campaign(org.manager, size)
+            await asyncio.sleep(1.0)  # the worker is up and polling
+            async with live_client(server.base_url, org.seller.api.token) as reader:
+                live = await reader.subscribe(LIVE, {"id": made["id"]})
+                assert (await live.next())["data"]["campaignProgress"]["status"] == "PLANNED"
+                await org.manager.api.data(LAUNCH, id=made["id"])
+                seen: list[tuple[float, dict[str, Any]]] = []
+                with pytest.raises(Completed):
+                    while True:
+                        found = (await live.next(timeout=20))["data"]["campaignProgress"]
+                        seen.append((time.monotonic(), found))
+        finally:
+            if worker is not None:
+                await _terminate(worker, 10)
+            await http.aclose()
+    assert seen[-1][1]["status"] == "ACTIVE"
+    assert seen[-1][1]["progress"] == {
+        "members": size, "messaged": size, "skipped": 0, "pending": 0, "sent": size,
+        "failed": 0, "waiting": 0,
+    }  # fmt: skip
+    if bus == "lost":
+        return
+    sent = [found["progress"]["sent"] for _, found in seen]
+    assert sent == sorted(sent) and len(set(sent)) > 3, seen  # it moved, live, step by step
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert min(gaps) > least - 0.1, gaps  # (less the websocket's jitter)
 
 
 async def test_cancelling_stops_a_launch_under_way(database, sink):
@@ -404,9 +462,8 @@ async def test_one_organizations_campaigns_leave_slots_to_another(database, sink
 
 async def test_an_organizations_cap_holds_with_many_claimers_at_once(live_server):
     """Seven runners (six here, the test server's own) claim one organization's jobs at the
-    same instants, each on its own pooled connection: never more than `job_org_slots` run."""
-    if live_server.database != "postgres":
-        pytest.skip("on SQLite two processes claiming at once may exceed the cap by one")
+    same instants (each on its own pooled connection on PostgreSQL, interleaving on the one
+    connection on SQLite): never more than `job_org_slots` run."""
     organization = await Organization.create(name=f"Claims {uuid.uuid4().hex[:6]}")
     slots = live_server.settings.job_org_slots  # the test server's runner claims them too
     running, most, done = 0, 0, 0
@@ -440,6 +497,59 @@ async def test_an_organizations_cap_holds_with_many_claimers_at_once(live_server
     assert most == slots, f"{most} jobs of one organization ran at once (cap {slots})"
     finished = await Job.filter(organization_id=organization.id, state=JobState.DONE).count()
     assert finished == size
+
+
+def most_at_once(lines: list[str]) -> int:
+    """The most jobs running at one instant, from "start|end <time> <job>" lines."""
+    moves = sorted(
+        (float(when), 1 if what == "start" else -1)
+        for what, when, _ in (line.split() for line in lines)
+    )  # at equal times an end (-1) sorts before a start: touching intervals do not overlap
+    running = most = 0
+    for _, step in moves:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def start_claimer(env: dict[str, str], organization_id: str, log: Path) -> subprocess.Popen:
+    """Three runners in a process of their own (tests/claimers.py)."""
+    command = [sys.executable, "-m", "tests.claimers", "run", organization_id, "3", str(log)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+
+
+async def test_an_organizations_cap_holds_with_processes_claiming_at_once(database, tmp_path):
+    """Four processes of three runners each (each process on its own connection, so on SQLite
+    too) claim one organization's 24 jobs at the same instants, due together: never more than
+    `job_org_slots` of them run at once, and every one runs once."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "JOB_SLOTS": "4",
+        "JOB_ORG_SLOTS": "2",
+        "JOB_POLL_SECONDS": "0.02",
+        "JOB_LEASE_SECONDS": "30",
+    }
+    size, processes = 24, 4
+    queued = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.claimers", "queue", str(size), "4"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    organization_id = queued.stdout.split()[-1]
+    logs = [tmp_path / f"claims{n}.log" for n in range(processes)]
+    claimers = [start_claimer(env, organization_id, log) for log in logs]
+    try:
+        for claimer in claimers:
+            assert await asyncio.to_thread(claimer.wait, 90) == 0
+    finally:
+        for claimer in claimers:
+            await _terminate(claimer, 5)
+    lines = [line for log in logs if log.exists() for line in log.read_text().splitlines()]
+    assert len(lines) == 2 * size, lines  # each job ran once, to its end
+    assert len({line.split()[2] for line in lines}) == size
+    assert sum(log.exists() and log.read_text() != "" for log in logs) > 1  # they shared them
+    assert most_at_once(lines) == 2, sorted(lines, key=lambda line: float(line.split()[1]))
 
 
 def niceness(pid: int) -> int:
