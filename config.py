@@ -101,6 +101,14 @@ class Settings:
     # Operations of one organization executing at once in one process (the others wait their
     # turn): a burst from one organization queues behind itself, not in front of the others.
     org_concurrency: int = 4
+    # ... and of an organization at its limits (refused in the last 10 s): it takes turns, and
+    # leaves the process's event loop to the others.
+    org_concurrency_at_limits: int = 1
+    # A RATE_LIMITED answer over HTTP waits this long (at most the wait it announces), so that
+    # a client resending at once slows itself down; at most this many of an organization's
+    # (or an anonymous address's) refusals wait at once, the others are answered at once.
+    rate_limit_refusal_delay_seconds: float = 0.5
+    rate_limit_parked_per_organization: int = 50
     # Login throttling: failures allowed per account (email) and per address before each further
     # attempt waits, twice as long each time, up to login_max_delay_seconds. Sign-ups per
     # address and hour. 0 switches each off.
@@ -125,8 +133,8 @@ class Settings:
     # On SIGTERM: how long requests and websockets get to finish before they are cut.
     shutdown_timeout_seconds: float = 10.0
     # The server's young-generation GC threshold (server.py `main`; objects alive at start are
-    # frozen out of collection).
-    gc_threshold: int = 50_000
+    # frozen out of collection). Each collection pauses every request: higher, longer pauses.
+    gc_threshold: int = 5_000
     # Background jobs (resolvers/jobs.py): run inside each server process (off: only
     # `manage.py worker` processes run them), how many at once per process and per organization
     # (one tenant's launches leave slots to the others), how often the queue is polled, how long
@@ -256,6 +264,9 @@ _PLAIN = (
     "rate_limit_org_per_second",
     "rate_limit_org_burst",
     "org_concurrency",
+    "org_concurrency_at_limits",
+    "rate_limit_refusal_delay_seconds",
+    "rate_limit_parked_per_organization",
     "login_failures_per_account",
     "login_failures_per_address",
     "login_max_delay_seconds",

@@ -284,10 +284,15 @@ def main() -> None:
         raise SystemExit(f"Not started: {error}") from None
     # A GraphQL response allocates tens of thousands of short-lived objects; the cyclic
     # collector's default thresholds then scan the long-lived ones (schema, models, modules)
-    # over and over. Freeze what exists at start, and collect the young generation less often.
+    # over and over. Freeze what exists at start, and collect the young generation less often;
+    # not much less: a collection stops every request in the process, and a request leaves a
+    # few hundred objects in reference cycles (a new document's validation about 500), so at
+    # 50,000 each young collection took 60-100 ms and made every organization's tail latency
+    # (bench/fairness.py); at 5,000 they take 2-10 ms (and less in all). The middle
+    # generation likewise: every 10 young collections rather than 50 (one took 35-55 ms).
     gc.collect()
     gc.freeze()
-    gc.set_threshold(settings.gc_threshold, 50, 100)
+    gc.set_threshold(settings.gc_threshold, 10, 100)
     GracefulServer(server_config(app, settings), app.state.graphql).run()
 
 

@@ -8,6 +8,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -433,3 +434,65 @@ async def test_persisted_queries_are_kept_per_organization_within_caps(live_serv
         )
         again = (await post(org.seller, persisted(None, digest), server.base_url)).json()
         assert _code(again) == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_a_refusal_is_held_before_it_is_answered_within_a_bound(live_server, org):
+    async with live_server.serve(
+        rate_limit_per_second=0.01,
+        rate_limit_burst=1,
+        rate_limit_refusal_delay_seconds=2.0,
+        rate_limit_parked_per_organization=2,
+    ) as server:
+        assert _code((await post(org.seller, {"query": SMALL}, server.base_url)).json()) is None
+
+        async def refused() -> tuple[str | None, float]:
+            began = time.monotonic()
+            answer = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
+            return _code(answer), time.monotonic() - began
+
+        results = await asyncio.gather(*(refused() for _ in range(4)))
+        assert [code for code, _ in results] == ["RATE_LIMITED"] * 4
+        took = sorted(seconds for _, seconds in results)
+        assert took[0] < 1.5 and took[1] < 1.5  # past the organization's two: at once
+        assert took[2] >= 2.0 and took[3] >= 2.0  # held (a flood slows itself down)
+
+
+async def test_an_organization_at_its_limits_executes_one_operation_at_a_time(
+    live_server, org, other_org
+):
+    if live_server.database == "sqlite":
+        pytest.skip("the operations in flight are counted on PostgreSQL's lock waits")
+    async with live_server.serve(
+        rate_limit_per_second=0.01, rate_limit_burst=1, org_concurrency=4
+    ) as server:
+        for expected in (None, "RATE_LIMITED"):  # the seller is refused: `org` is at its limits
+            answer = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
+            assert _code(answer) == expected
+        connection = await asyncpg.connect(live_server.database_url)
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+            members = (org.teammate, org.manager, org.admin, other_org.seller)
+            sent = [
+                asyncio.create_task(post(member, {"query": SMALL}, server.base_url))
+                for member in members
+            ]
+            waiting_sql = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await connection.fetchval(waiting_sql) < 2:
+                assert loop.time() < deadline, "the operations never reached the table"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)
+            # One of `org`'s three (the two others wait their turn) and the other
+            # organization's one: never three of `org`'s, although ORG_CONCURRENCY is 4.
+            assert await connection.fetchval(waiting_sql) == 2
+            await transaction.rollback()
+            answers = [(await task).json() for task in sent]
+            assert [_code(answer) for answer in answers] == [None] * 4
+        finally:
+            await connection.close()

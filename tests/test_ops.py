@@ -127,4 +127,4 @@ def test_settings_are_read_by_the_entry_points_only(monkeypatch):
     assert Settings.from_env().gc_threshold == 1234
     assert config.TORTOISE_ORM["connections"]["default"] == "sqlite://elsewhere.sqlite3"
     monkeypatch.delenv("GC_THRESHOLD")
-    assert Settings.from_env().gc_threshold == 50_000
+    assert Settings.from_env().gc_threshold == 5_000

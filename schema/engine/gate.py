@@ -14,9 +14,11 @@ schema/engine/cost.py's, checked at the same point.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,30 +59,47 @@ class Gate:
     limiter: RateLimiter
     settings: Settings
     login: LoginThrottle
-    _shares: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+
+    _places: dict[int, Places] = field(default_factory=dict)
+    _at_limits: dict[int, float] = field(default_factory=dict)
+    _parked: dict[str, int] = field(default_factory=dict)
+
+    def places_of(self, organization_id: int) -> int:
+        """How many of the organization's operations may execute at once now:
+        ORG_CONCURRENCY, or ORG_CONCURRENCY_AT_LIMITS while it was refused in the last
+        AT_LIMITS_SECONDS (an organization at its limits takes turns, one operation at a time,
+        and leaves the process's loop to the others)."""
+        until = self._at_limits.get(organization_id)
+        if until is not None:
+            if time.monotonic() < until:
+                return self.settings.org_concurrency_at_limits
+            del self._at_limits[organization_id]
+        return self.settings.org_concurrency
 
     @contextlib.asynccontextmanager
     async def share(self, organization_id: int) -> AsyncIterator[None]:
-        """One of the organization's ORG_CONCURRENCY places to execute in this process: a burst
+        """One of the organization's places to execute in this process (`places_of`): a burst
         of one organization waits behind itself, and the others' operations go ahead."""
-        limit = self.settings.org_concurrency
-        if limit <= 0:
+        if self.settings.org_concurrency <= 0:
             yield
             return
-        share = self._shares.get(organization_id)
-        if share is None:
-            share = self._shares[organization_id] = asyncio.Semaphore(limit)
+        places = self._places.get(organization_id)
+        if places is None:
+            places = self._places[organization_id] = Places()
         try:
-            async with share:
+            await places.take(lambda: self.places_of(organization_id))
+            try:
                 yield
+            finally:
+                places.give_back(lambda: self.places_of(organization_id))
         finally:
             # Idle (no holder, no waiter): forget it, so the dict holds active organizations.
-            if share._value == limit and not share._waiters:  # noqa: SLF001
-                self._shares.pop(organization_id, None)
+            if places.idle:
+                self._places.pop(organization_id, None)
 
     async def wait(self, ctx: RequestContext) -> float:
         """A draw from the caller's bucket and their organization's: the seconds to wait (0:
-        go)."""
+        go). A refusal marks the organization as at its limits (`places_of`)."""
         wait = await self.limiter.take(bucket(ctx.api_key, ctx.viewer, client_of(ctx)))
         if wait == 0 and ctx.viewer is not None:
             wait = await self.limiter.take(
@@ -88,7 +107,36 @@ class Gate:
                 rate=self.settings.rate_limit_org_per_second,
                 burst=self.settings.rate_limit_org_burst,
             )
+        if wait > 0 and ctx.viewer is not None:
+            self._at_limits[ctx.viewer.organization_id] = time.monotonic() + AT_LIMITS_SECONDS
         return wait
+
+    async def hold_refusal(self, ctx: RequestContext, wait: float) -> None:
+        """Before a RATE_LIMITED answer over HTTP: RATE_LIMIT_REFUSAL_DELAY_SECONDS (never past
+        the `retryAfter` it announces), so that a client resending at once slows itself down to
+        a few requests a second. At most RATE_LIMIT_PARKED_PER_ORGANIZATION refusals of an
+        organization (or of one anonymous address) are held at once; the next ones are answered
+        at once."""
+        delay = min(retry_after(wait), self.settings.rate_limit_refusal_delay_seconds)
+        if delay <= 0 or ctx.over_websocket:
+            return
+        key = (
+            f"org:{ctx.viewer.organization_id}"
+            if ctx.viewer is not None
+            else bucket(ctx.api_key, None, client_of(ctx))
+        )
+        parked = self._parked.get(key, 0)
+        if parked >= self.settings.rate_limit_parked_per_organization:
+            return
+        self._parked[key] = parked + 1
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            left = self._parked[key] - 1
+            if left > 0:
+                self._parked[key] = left
+            else:
+                del self._parked[key]
 
     async def admit(
         self, ctx: RequestContext, query: str | None, *, draw: bool = True
@@ -104,6 +152,7 @@ class Gate:
             )
         wait = await self.wait(ctx) if draw else 0.0
         if wait > 0:
+            await self.hold_refusal(ctx, wait)
             seconds = retry_after(wait)
             headers = getattr(ctx.response, "headers", None)
             if headers is not None and not ctx.over_websocket:
@@ -124,6 +173,46 @@ class Gate:
                 "Only registered queries run here (manage.py persist-queries).",
             )
         return None
+
+
+# How long after a refusal an organization counts as at its limits (`Gate.places_of`).
+AT_LIMITS_SECONDS = 10.0
+
+
+class Places:
+    """Places to execute, their number read when taken (it changes as an organization reaches
+    its limits and leaves them): first come, first served."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def idle(self) -> bool:
+        return self.held == 0 and not self.waiters
+
+    async def take(self, limit: Callable[[], int]) -> None:
+        if not self.waiters and self.held < limit():
+            self.held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # given a place by give_back (held counted for us)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back(limit)  # given a place, then cancelled: pass it on
+            elif waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
+
+    def give_back(self, limit: Callable[[], int]) -> None:
+        self.held -= 1
+        while self.waiters and self.held < limit():
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.held += 1
+                waiter.set_result(None)
 
 
 def client_of(ctx: RequestContext) -> Any:
@@ -162,16 +251,30 @@ def root_fields(
 
 
 class OrganizationShare(SchemaExtension):
-    """Execution within the organization's share of the process (`Gate.share`). For a
-    subscription this covers subscribing only; its events run in the hub's own time."""
+    """An operation within its organization's share of the process (`Gate.share`): over HTTP
+    from its parsing to its end (a new document's parsing and validation is most of its
+    work); over websockets its execution (for a subscription, subscribing only: its events run
+    in the hub's own time)."""
 
-    async def on_execute(self) -> AsyncIterator[None]:
+    async def on_operation(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
-        if isinstance(ctx, RequestContext) and ctx.gate is not None and ctx.viewer is not None:
+        if self._shared(ctx) and not ctx.over_websocket:
             async with ctx.gate.share(ctx.viewer.organization_id):
                 yield
         else:
             yield
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        if self._shared(ctx) and ctx.over_websocket:
+            async with ctx.gate.share(ctx.viewer.organization_id):
+                yield
+        else:
+            yield
+
+    @staticmethod
+    def _shared(ctx: Any) -> bool:
+        return isinstance(ctx, RequestContext) and ctx.gate is not None and ctx.viewer is not None
 
 
 class Gatekeeper(SchemaExtension):
