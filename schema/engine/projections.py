@@ -375,9 +375,11 @@ class Projector:
             column = _column(on, definition.python_name, type_)
             return None if column is None else Projection(column)
         if relay_id(parent, definition) == "id":
-            # relay's global id: base64 of "Type:id" (no line breaks: ids are short)
+            # relay's global id: base64 of "Type:id" (no line breaks: ids are short). The bytes
+            # of the ASCII text through textsend: convert_to looks its encoding up by name for
+            # every id (0.1 to 0.8 ms of the pipeline page's 2.7 to 4 ms statement, measured).
             prefix = _quote(parent.name + ":")
-            return Projection(f"encode(convert_to({prefix} || {{parent}}.id, 'UTF8'), 'base64')")
+            return Projection(f"encode(textsend({prefix} || {{parent}}.id::text), 'base64')")
         return None
 
 
