@@ -36,7 +36,7 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ from observability import JOBS, JOBS_FINISHED
 from resolvers.context import RequestContext
 from resolvers.errors import forbidden
 from resolvers.events import lock_organization
+from resolvers.foreground import Courtesy
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 
 log = logging.getLogger("crm.jobs")
@@ -64,12 +65,14 @@ JOB_CLAIM_LOCK = 4_712
 
 @dataclass
 class Work:
-    """What a handler gets: its job, the settings, and this process's live hub (None in a
-    worker process) to ring after it commits events."""
+    """What a handler gets: its job, the settings, this process's live hub (None in a
+    worker process) to ring after it commits events, and its courtesy toward this process's
+    requests (`await work.courtesy.turn()` between steps, never inside a transaction)."""
 
     job: Job
     config: Settings
     hub: Any = None
+    courtesy: Courtesy = field(default_factory=Courtesy)
 
     def announce(self) -> None:
         if self.hub is not None and self.job.organization_id is not None:
