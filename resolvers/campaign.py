@@ -53,6 +53,7 @@ from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
 from resolvers.errors import bad_input, conflict, forbidden, not_found
 from resolvers.events import camel, record_event
+from resolvers.foreground import Courtesy
 from resolvers.message import deliver_batch
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 from resolvers.permissions import check_assignable, manages_owner
@@ -120,6 +121,25 @@ def render(template: str, values: dict[str, str], *, single_line: bool = False) 
         return " ".join(text.split()) if single_line else text
 
     return MERGE_FIELD_RE.sub(value, template)
+
+
+class Template:
+    """A template parsed once (a launch renders it for every member): `render` answers what
+    the function above does."""
+
+    def __init__(self, template: str, *, single_line: bool = False) -> None:
+        parts = MERGE_FIELD_RE.split(template)  # text, field, text, field, ..., text
+        self.texts = parts[0::2]
+        self.fields = parts[1::2]
+        self.single_line = single_line
+
+    def render(self, values: dict[str, str]) -> str:
+        out = [self.texts[0]]
+        for field, text in zip(self.fields, self.texts[1:], strict=True):
+            value = values[field]
+            out.append(" ".join(value.split()) if self.single_line else value)
+            out.append(text)
+        return "".join(out)
 
 
 # Campaigns
@@ -365,30 +385,43 @@ async def run_launch(work: jobs.Work) -> datetime | None:
         await Message.filter(campaign_id=campaign.id, status=MessageStatus.SENDING).update(
             status=MessageStatus.OUTBOX, retry_at=datetime.now(UTC)
         )
+        templates = (
+            Template(campaign.subject_template or "", single_line=True),
+            Template(campaign.body_template or ""),
+        )
+        # A batch is recorded in short transactions (RECORD_SIZE: requests wait behind them)
+        # and delivered whole over the same SMTP connections.
+        chunk = min(config.campaign_batch_size, RECORD_SIZE)
         # Each batch is delivered while the next one is recorded.
         delivering: asyncio.Task[None] | None = None
         try:
             while True:
                 started = time.perf_counter()
-                batch = await _message_batch(
-                    ctx, campaign, sender, config.campaign_batch_size, bool(config.smtp_url)
-                )
-                if batch is None:
+                recorded = await _message_batch(
+                    ctx, campaign, sender, templates, config.campaign_batch_size,
+                    deliver=bool(config.smtp_url), courtesy=work.courtesy, chunk=chunk,
+                )  # fmt: skip
+                if recorded is None:
                     return None  # cancelled or completed meanwhile: the rest stay PENDING
                 work.announce()
                 work.progress(campaign.id)
+                batch = recorded.messages
                 log.debug("campaign %s: %s recorded in %.3f s", campaign.id, len(batch),
                           time.perf_counter() - started)  # fmt: skip
                 if delivering is not None:
                     await delivering
                     delivering = None
                 if config.smtp_url and batch:
-                    delivering = asyncio.create_task(deliver_batch(config, batch, sender))
+                    delivering = asyncio.create_task(
+                        deliver_batch(config, batch, sender, recorded.names, work.courtesy)
+                    )
                     delivering.add_done_callback(lambda _: work.progress(campaign.id))
-                if len(batch) < config.campaign_batch_size and not await CampaignMember.exists(
-                    campaign_id=campaign.id, status=MemberStatus.PENDING
-                ):
-                    break
+                if recorded.members < config.campaign_batch_size:
+                    await work.courtesy.turn()
+                    if not await CampaignMember.exists(
+                        campaign_id=campaign.id, status=MemberStatus.PENDING
+                    ):
+                        break
             if delivering is not None:
                 await delivering
                 delivering = None
@@ -465,112 +498,209 @@ def _skip_reason(contact: Contact) -> str | None:
     return None
 
 
+@dataclass
+class Recorded:
+    """A batch recorded: its members, the messages to deliver and their recipients' names."""
+
+    members: int
+    messages: list[Message]
+    names: dict[int, str]
+
+
+# What a launch reads of a member's contact and account (merge_values, _skip_reason).
+CONTACT_FIELDS = ("id", "first_name", "last_name", "email", "title", "account_id", "deleted_at",
+                  "do_not_contact")  # fmt: skip
+ACCOUNT_FIELDS = ("id", "name", "industry", "city", "country")
+
+
 async def _message_batch(
-    ctx: RequestContext, campaign: Campaign, sender: User, size: int, deliver: bool
-) -> list[Message] | None:
+    ctx: RequestContext,
+    campaign: Campaign,
+    sender: User,
+    templates: tuple[Template, Template],
+    size: int,
+    *,
+    deliver: bool,
+    courtesy: Courtesy,
+    chunk: int,
+) -> Recorded | None:
     """Claim up to `size` PENDING members and record their messages, in one transaction with
-    the campaign's counts; the messages to deliver. None once the campaign is no longer
-    LAUNCHING or ACTIVE (cancelled or completed meanwhile)."""
+    the campaign's counts. None once the campaign is no longer LAUNCHING or ACTIVE (cancelled
+    or completed meanwhile).
+
+    The members, their contacts and accounts are read, and the messages rendered, before the
+    transaction, which only writes (and re-checks the campaign and the claim): it is short,
+    and on SQLite it holds the process's one connection, so requests wait behind it. The
+    courtesy's turns between the reads let this process's requests go first."""
+    await courtesy.turn()
+    if not await Campaign.exists(id=campaign.id, status__in=LIVE):
+        return None
+    await courtesy.turn()
+    members = (
+        await CampaignMember.filter(campaign_id=campaign.id, status=MemberStatus.PENDING)
+        .order_by("id")
+        .limit(size)
+        .values_list("id", "contact_id")
+    )
+    if not members:
+        return Recorded(0, [], {})
+    await courtesy.turn()
+    contacts = {
+        c.id: c
+        for c in await Contact.filter(id__in=[pk for _, pk in members]).only(*CONTACT_FIELDS)
+    }
+    account_ids = {c.account_id for c in contacts.values() if c.account_id}
+    accounts = {}
+    if account_ids:
+        await courtesy.turn()
+        accounts = {a.id: a for a in await Account.filter(id__in=account_ids).only(*ACCOUNT_FIELDS)}
+    subject, body = templates
+    now = datetime.now(UTC)
+    # (member id, contact id, its message, or None and why it is skipped)
+    entries: list[tuple[int, int, Message | None, str | None]] = []
+    for n, (member_id, contact_id) in enumerate(members, 1):
+        contact = contacts[contact_id]
+        reason = _skip_reason(contact)
+        if reason is not None:
+            entries.append((member_id, contact_id, None, reason))
+            continue
+        account = accounts.get(contact.account_id) if contact.account_id else None
+        values = merge_values(contact, account, sender, campaign)
+        draft = Message(
+            organization_id=campaign.organization_id,
+            sender_id=sender.id,
+            to_contact_id=contact.id,
+            to_email=contact.email,
+            subject=subject.render(values)[:300],
+            body=body.render(values),
+            campaign_id=campaign.id,
+            # With SMTP the job delivers it (the outbox's resending leaves it alone); without,
+            # it waits in the outbox like any message.
+            retry_at=now if deliver else None,
+        )
+        entries.append((member_id, contact_id, draft, None))
+        if n % 25 == 0:
+            await courtesy.turn()
+    messages: list[Message] = []
+    for start in range(0, len(entries), chunk):
+        await courtesy.turn()
+        done = await _record(ctx, campaign, entries[start : start + chunk])
+        if done is None:
+            return None
+        messages += done
+    names = {
+        message.to_contact_id: contacts[message.to_contact_id].full_name for message in messages
+    }
+    return Recorded(len(members), messages, names)
+
+
+async def _record(
+    ctx: RequestContext,
+    campaign: Campaign,
+    entries: list[tuple[int, int, Message | None, str | None]],
+) -> list[Message] | None:
+    """Claim these members and record their messages (and skips), in one transaction with the
+    campaign's counts; the messages. None when the campaign is no longer LAUNCHING or ACTIVE."""
+    drafts = [draft for _, _, draft, _ in entries if draft is not None]
+    skipped: dict[str, list[int]] = {}
+    for member_id, _, _, reason in entries:
+        if reason is not None:
+            skipped.setdefault(reason, []).append(member_id)
+    deals = await _open_deals_of({draft.to_contact_id for draft in drafts})
     async with in_transaction():
         still = await Campaign.filter(id=campaign.id).select_for_update().first()
-        if still is None or still.status not in (CampaignStatus.LAUNCHING,
-                                                 CampaignStatus.ACTIVE):  # fmt: skip
+        if still is None or still.status not in LIVE:
             return None
-        members = (
-            await CampaignMember.filter(campaign_id=campaign.id, status=MemberStatus.PENDING)
-            .order_by("id")
-            .limit(size)
-        )
-        if not members:
-            return []
         claimed = await CampaignMember.filter(
-            id__in=[m.id for m in members], status=MemberStatus.PENDING
+            id__in=[member_id for member_id, *_ in entries], status=MemberStatus.PENDING
         ).update(status=MemberStatus.MESSAGED)
-        if claimed != len(members):  # another run took some: let it have the batch
+        if claimed != len(entries):  # another run took some: let it have the batch
             raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
-        contacts = {c.id: c for c in await Contact.filter(id__in=[m.contact_id for m in members])}
-        account_ids = {c.account_id for c in contacts.values() if c.account_id}
-        accounts = {a.id: a for a in await Account.filter(id__in=account_ids)}
-        skipped: dict[str, list[int]] = {}
-        now = datetime.now(UTC)
-        messaged: list[CampaignMember] = []
-        drafts: list[Message] = []
-        for member in members:
-            contact = contacts[member.contact_id]
-            reason = _skip_reason(contact)
-            if reason is not None:
-                skipped.setdefault(reason, []).append(member.id)
-                continue
-            account = accounts.get(contact.account_id) if contact.account_id else None
-            values = merge_values(contact, account, sender, campaign)
-            drafts.append(
-                Message(
-                    organization_id=campaign.organization_id,
-                    sender_id=sender.id,
-                    to_contact_id=contact.id,
-                    to_email=contact.email,
-                    subject=render(campaign.subject_template or "", values, single_line=True)[:300],
-                    body=render(campaign.body_template or "", values),
-                    campaign_id=campaign.id,
-                    # With SMTP the job delivers it (the outbox's resending leaves it alone);
-                    # without, it waits in the outbox like any message.
-                    retry_at=now if deliver else None,
-                )
-            )
-            messaged.append(member)
-        messages: list[Message] = []
         if drafts:
             await Message.bulk_create(drafts)
             # One message per member and campaign (the claim above): found by their contacts.
-            messages = await Message.filter(
-                campaign_id=campaign.id, to_contact_id__in=[m.contact_id for m in messaged]
-            ).order_by("id")
-            by_contact = {message.to_contact_id: message.id for message in messages}
-            for member in messaged:
-                member.message_id = by_contact[member.contact_id]
-            await CampaignMember.bulk_update(messaged, fields=["message_id"])
+            by_contact = dict(
+                await Message.filter(
+                    campaign_id=campaign.id,
+                    to_contact_id__in=[draft.to_contact_id for draft in drafts],
+                ).values_list("to_contact_id", "id")
+            )
+            for draft in drafts:
+                draft.id = by_contact[draft.to_contact_id]
+            await CampaignMember.bulk_update(
+                [
+                    CampaignMember(
+                        id=member_id,
+                        campaign_id=campaign.id,
+                        contact_id=contact_id,
+                        message_id=by_contact[contact_id],
+                    )  # fmt: skip
+                    for member_id, contact_id, draft, _ in entries
+                    if draft is not None
+                ],
+                fields=["message_id"],
+            )
         for reason, ids in skipped.items():
             await CampaignMember.filter(id__in=ids).update(
                 status=MemberStatus.SKIPPED, skip_reason=reason
             )
         await Campaign.filter(id=campaign.id).update(
-            messaged_count=F("messaged_count") + len(messages),
+            messaged_count=F("messaged_count") + len(drafts),
             skipped_count=F("skipped_count") + sum(len(ids) for ids in skipped.values()),
             updated_at=datetime.now(UTC),
         )
-        await _tell_deals_of(ctx, campaign, messages)
-    return messages
+        await _tell_deals_of(ctx, campaign, drafts, deals)
+    return drafts
 
 
-async def _tell_deals_of(ctx: RequestContext, campaign: Campaign, messages: list[Message]) -> None:
-    """An event on the open leads and opportunities whose primary contact was written to."""
-    by_contact = {message.to_contact_id: message for message in messages}
-    if not by_contact:
-        return
+LIVE = (CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE)
+# Members recorded per transaction (a batch is delivered whole): on SQLite a transaction holds
+# the process's one connection, on either it runs on the loop that answers requests.
+RECORD_SIZE = 20
+
+
+async def _open_deals_of(contact_ids: set[int]) -> list[tuple[Any, int, int]]:
+    """The open leads and opportunities these contacts are the primary contact of: (kind, id,
+    contact id). Read before a batch's transaction (which stays short)."""
+    if not contact_ids:
+        return []
     open_leads = await Lead.filter(
-        contact_id__in=list(by_contact),
+        contact_id__in=list(contact_ids),
         deleted_at__isnull=True,
         status__in=[LeadStatus.NEW, LeadStatus.CONTACTED, LeadStatus.QUALIFIED],
     ).values_list("id", "contact_id")
     open_deals = await Opportunity.filter(
-        contact_id__in=list(by_contact), deleted_at__isnull=True, status=OpportunityStatus.OPEN
+        contact_id__in=list(contact_ids), deleted_at__isnull=True, status=OpportunityStatus.OPEN
     ).values_list("id", "contact_id")
-    for kind, found in ((LEAD, open_leads), (OPPORTUNITY, open_deals)):
-        for record_id, contact_id in found:
-            message = by_contact[contact_id]
-            details = {
-                "campaign_id": campaign.id,
-                "message_id": message.id,
-                "contact_id": contact_id,
-                "subject": message.subject,
-            }
-            await record_event(
-                ctx,
-                kind,  # type: ignore[arg-type]
-                record_id,
-                EventKind.CAMPAIGN_MESSAGE_SENT,
-                details=details,
-            )
+    return [(LEAD, pk, contact_id) for pk, contact_id in open_leads] + [
+        (OPPORTUNITY, pk, contact_id) for pk, contact_id in open_deals
+    ]
+
+
+async def _tell_deals_of(
+    ctx: RequestContext,
+    campaign: Campaign,
+    messages: list[Message],
+    deals: list[tuple[Any, int, int]],
+) -> None:
+    """An event on the open leads and opportunities (`_open_deals_of`) whose primary contact
+    was written to."""
+    by_contact = {message.to_contact_id: message for message in messages}
+    for kind, record_id, contact_id in deals:
+        message = by_contact[contact_id]
+        details = {
+            "campaign_id": campaign.id,
+            "message_id": message.id,
+            "contact_id": contact_id,
+            "subject": message.subject,
+        }
+        await record_event(
+            ctx,
+            kind,
+            record_id,
+            EventKind.CAMPAIGN_MESSAGE_SENT,
+            details=details,
+        )
 
 
 async def _tell_deals(

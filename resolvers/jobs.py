@@ -55,6 +55,7 @@ from observability import JOBS, JOBS_FINISHED
 from resolvers.context import RequestContext
 from resolvers.errors import forbidden
 from resolvers.events import lock_organization
+from resolvers.foreground import Courtesy
 from resolvers.pagination import BY_ID, Page, PageRequest, paginate
 
 log = logging.getLogger("crm.jobs")
@@ -71,13 +72,15 @@ PROGRESS_RING_SECONDS = 0.2
 
 @dataclass
 class Work:
-    """What a handler gets: its job, the settings, and what to ring after it commits events or
-    progress: this process's live hub, or a worker's doorbell on the bus
-    (subscriptions.bus.Doorbell); None: nothing to ring."""
+    """What a handler gets: its job, the settings, what to ring after it commits events or
+    progress (this process's live hub, or a worker's doorbell on the bus:
+    subscriptions.bus.Doorbell; None: nothing to ring), and its courtesy toward this process's
+    requests (`await work.courtesy.turn()` between steps, never inside a transaction)."""
 
     job: Job
     config: Settings
     hub: Any = None
+    courtesy: Courtesy = field(default_factory=Courtesy)
     _rung_at: float = field(default=float("-inf"), init=False)
     _trailing: asyncio.TimerHandle | None = field(default=None, init=False)
 

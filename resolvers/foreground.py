@@ -1,0 +1,96 @@
+"""The API first: the HTTP requests in flight in this process, and a background job's courtesy
+toward them.
+
+The request middleware (observability.RequestLogMiddleware) counts the HTTP requests this
+process is answering (`REQUESTS`). A job that runs in the same process (the embedded runner)
+awaits `Courtesy.turn()` before each of its steps (a statement outside a transaction, a message
+handed to SMTP): while a request is in flight the job waits until none is, so a request that
+arrives during a launch waits for at most the job's current step, not its batch. The job never
+waits inside a transaction (on SQLite that would hold the process's one connection).
+
+The wait is bounded, so a job is never starved: it spends at most `share` of its running time
+waiting (under a steady stream of requests it still moves at `1 - share` of its speed), and at
+most `longest` seconds at once. In a worker process no request is ever in flight: `turn()`
+returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class InFlight:
+    """How many HTTP requests this process is answering; waiters for the moment none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def quiet(self, at_most: float) -> None:
+        """Return once no request is in flight, or after `at_most` seconds."""
+        if self.count == 0:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(at_most):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+REQUESTS = InFlight()
+
+
+class Courtesy:
+    """One job's yielding to this process's requests (see the module's doc). Several tasks of a
+    job (its recording, its SMTP connections) share one: their waits at the same moment count
+    once."""
+
+    def __init__(
+        self, share: float = 0.5, longest: float = 0.2, requests: InFlight = REQUESTS
+    ) -> None:
+        self.share = share
+        self.longest = longest
+        self.requests = requests
+        self.started = time.monotonic()
+        self.waited = 0.0  # seconds during which at least one of the job's tasks waited
+        self._waiting = 0
+        self._since = 0.0
+
+    async def turn(self) -> None:
+        """Wait while a request is in flight here, within the job's budget of waiting."""
+        if self.requests.count == 0 or self.share <= 0:
+            return
+        now = time.monotonic()
+        waited = self.waited + (now - self._since if self._waiting else 0.0)
+        # Waiting at most `share` of the time since the start (a first wait is allowed).
+        budget = (now - self.started) * self.share - waited + self.longest * self.share
+        timeout = min(self.longest, budget)
+        if timeout <= 0:
+            return
+        if self._waiting == 0:
+            self._since = now
+        self._waiting += 1
+        try:
+            await self.requests.quiet(timeout)
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self.waited += time.monotonic() - self._since

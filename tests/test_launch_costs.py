@@ -1,0 +1,122 @@
+"""What a campaign launch does per member, made cheaper (issue 18), answering as before: the
+campaign's email bytes written directly equal the email package's; a template parsed once
+renders what `render` does; and a job in a server process gives way to the requests in flight
+(resolvers/foreground.py), within its budget of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+import time
+
+from resolvers.campaign import Template, render
+from resolvers.events import global_id
+from resolvers.foreground import Courtesy, InFlight
+from resolvers.message import _campaign_email, _campaign_email_by_package, _plain_header
+
+DATE = "Wed, 02 Dec 2026 14:46:42 +0000"
+MESSAGE_ID = "<179622280246.8925.2074513223292239503@localhost>"
+
+
+class Mail:
+    """What _campaign_email reads of a message."""
+
+    def __init__(self, pk: int, to_email: str, subject: str, body: str) -> None:
+        self.id, self.to_email, self.subject, self.body = pk, to_email, subject, body
+
+
+def _both(mail: Mail, sender: str, to_name: str) -> tuple[bytes, bytes, bool]:
+    from email.utils import formataddr
+
+    direct = _campaign_email(
+        mail,  # type: ignore[arg-type]
+        sender,
+        "reply@seller.example",
+        "crm@seller.example",
+        to_name,
+        date=DATE,
+        message_id=MESSAGE_ID,
+    )
+    headers = (
+        ("Date", DATE),
+        ("From", formataddr((sender, "crm@seller.example"))),
+        ("Reply-To", "reply@seller.example"),
+        ("To", formataddr((to_name, mail.to_email))),
+        ("Subject", mail.subject),
+        ("Message-ID", MESSAGE_ID),
+        ("X-CRM-Message", global_id("Message", mail.id) or ""),
+    )
+    by_package = _campaign_email_by_package(mail, headers)  # type: ignore[arg-type]
+    return direct, by_package, all(_plain_header(name, value) for name, value in headers)
+
+
+def test_campaign_email_bytes_are_the_email_packages() -> None:
+    cases = [
+        (Mail(5, "m1@client.example", "Hello Member1", "Dear Member1,\nnews."), "Bench", "M B"),
+        (Mail(6, "a@b.example", "Héllo ça va", "ça va ?\n" * 40), "Lovelace, née Byron", "Zoë"),
+        (Mail(7, "a@b.example", "x" * 90, "long subject"), "A  B", '"quoted" name'),
+        (Mail(8, "a@b.example", " lead and trail ", ""), "\tTab", "=?utf-8?q?x?="),
+    ]
+    rng = random.Random(18)
+    alphabet = string.ascii_letters + "  \t\"',.;:<>()@=?-_é€ñ"
+
+    def text(longest: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
+
+    for _ in range(3000):
+        local = "".join(rng.choice(string.ascii_lowercase + ".-") for _ in range(8)) or "x"
+        mail = Mail(rng.randint(1, 10**9), f"{local}@x.example", text(90), text(300))
+        cases.append((mail, text(20), text(rng.choice([10, 30, 70]))))
+    written = 0
+    for mail, sender, to_name in cases:
+        direct, by_package, plain = _both(mail, sender, to_name)
+        assert direct == by_package, (mail.subject, sender, to_name)
+        written += plain
+    # Both ways were compared: the direct one for the plain headers, the package for the rest.
+    assert 100 < written < len(cases) - 100
+
+
+def test_a_template_parsed_once_renders_as_render_does() -> None:
+    values = {"contact.first_name": "Ada", "contact.full_name": "Ada  Lovelace\nByron"}
+    for template in [
+        "",
+        "plain",
+        "{{contact.first_name}}",
+        "Dear {{ contact.full_name }},\n{{contact.first_name}}{{contact.first_name}} end",
+    ]:
+        for single_line in (False, True):
+            parsed = Template(template, single_line=single_line)
+            assert parsed.render(values) == render(template, values, single_line=single_line)
+
+
+async def test_a_job_gives_way_while_a_request_is_in_flight() -> None:
+    requests = InFlight()
+    courtesy = Courtesy(share=0.5, longest=5.0, requests=requests)
+    courtesy.started -= 10  # a job under way for 10 s: its budget allows waiting
+    await courtesy.turn()  # nothing in flight: at once
+    requests.enter()
+    turn = asyncio.create_task(courtesy.turn())
+    await asyncio.sleep(0.05)
+    assert not turn.done()  # waits while the request is answered
+    requests.leave()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert turn.done()
+    assert 0.04 < courtesy.waited < 1
+
+
+async def test_a_job_never_waits_more_than_its_share() -> None:
+    requests = InFlight()
+    requests.enter()  # a request that never ends
+    courtesy = Courtesy(share=0.5, longest=0.05, requests=requests)
+    started = time.monotonic()
+    turns = 0
+    while time.monotonic() - started < 0.6:
+        await courtesy.turn()
+        turns += 1
+        await asyncio.sleep(0.002)  # the job's step
+    # It waited at most about half the time, and kept stepping.
+    assert courtesy.waited <= 0.5 * 0.6 + 0.05
+    assert turns > 20
+    requests.leave()
