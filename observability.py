@@ -12,8 +12,6 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resolvers.foreground import REQUESTS
-
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("crm.access")
 
@@ -104,7 +102,6 @@ class RequestLogMiddleware:
         scope["state"]["request_id"] = request_id
         status = 500
         started = time.perf_counter()
-        REQUESTS.enter()  # a background job in this process gives way (resolvers/foreground.py)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -120,7 +117,6 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            REQUESTS.leave()
             duration = time.perf_counter() - started
             route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()

@@ -165,7 +165,7 @@ async def sign_up(
         if wait > 0:
             raise rate_limited(ctx, wait, "Too many sign-ups from this address")
     org_name = validation.text(organization_name, "organizationName")
-    name = validation.text(full_name, "fullName")
+    name = validation.single_line(full_name, "fullName")
     address = validation.email(email).lower()
     validation.password(password)
     password_hash = await hash_password(ctx.settings, password)

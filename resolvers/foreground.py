@@ -1,17 +1,19 @@
-"""The API first: the HTTP requests in flight in this process, and a background job's courtesy
-toward them.
+"""The API first: the HTTP operations in flight in this process, and a background job's
+courtesy toward them.
 
-The request middleware (observability.RequestLogMiddleware) counts the HTTP requests this
-process is answering (`REQUESTS`). A job that runs in the same process (the embedded runner)
-awaits `Courtesy.turn()` before each of its steps (a statement outside a transaction, a message
-handed to SMTP): while a request is in flight the job waits until none is, so a request that
-arrives during a launch waits for at most the job's current step, not its batch. The job never
-waits inside a transaction (on SQLite that would hold the process's one connection).
+The GraphQL endpoint (endpoint.GraphQL.execute_single) counts the HTTP operations this process
+is executing past the gate (`REQUESTS`: not refusals, held or not, nor exports or metrics). A
+job that runs in the same process (the embedded runner) awaits `Courtesy.turn()` before each
+of its steps (a statement outside a transaction, a message handed to SMTP): while an operation
+is in flight the job waits until none is, so a request that arrives during a launch waits for
+at most the job's current step, not its batch. The job never waits inside a transaction (on
+SQLite that would hold the process's one connection).
 
 The wait is bounded, so a job is never starved: it spends at most `share` of its running time
-waiting (under a steady stream of requests it still moves at `1 - share` of its speed), and at
-most `longest` seconds at once. In a worker process no request is ever in flight: `turn()`
-returns at once.
+waiting, and at most `longest` seconds at once; the unused part of that share is kept for at
+most two waits, so under a steady stream of requests the job still moves at `1 - share` of its
+speed however long it ran before they came. In a worker process no request is ever in
+flight: `turn()` returns at once.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class Courtesy:
         self.requests = requests
         self.started = time.monotonic()
         self.waited = 0.0  # seconds during which at least one of the job's tasks waited
+        # Seconds of waiting the job may still spend: `share` of each second it runs, kept to
+        # at most CREDIT_TURNS waits (a job that ran long without requests does not save up
+        # minutes of waiting for when they come); a first wait is allowed.
+        self._credit = longest * share
+        self._credited = self.started
         self._waiting = 0
         self._since = 0.0
 
@@ -79,10 +86,13 @@ class Courtesy:
         if self.requests.count == 0 or self.share <= 0:
             return
         now = time.monotonic()
-        waited = self.waited + (now - self._since if self._waiting else 0.0)
-        # Waiting at most `share` of the time since the start (a first wait is allowed).
-        budget = (now - self.started) * self.share - waited + self.longest * self.share
-        timeout = min(self.longest, budget)
+        self._credit = min(
+            self._credit + (now - self._credited) * self.share, self.longest * CREDIT_TURNS
+        )
+        self._credited = now
+        # (A wait of another of the job's tasks under way is paid for when it ends.)
+        ongoing = now - self._since if self._waiting else 0.0
+        timeout = min(self.longest, self._credit - ongoing)
         if timeout <= 0:
             return
         if self._waiting == 0:
@@ -93,4 +103,10 @@ class Courtesy:
         finally:
             self._waiting -= 1
             if self._waiting == 0:
-                self.waited += time.monotonic() - self._since
+                spent = time.monotonic() - self._since
+                self.waited += spent
+                self._credit -= spent
+
+
+# The most waiting a job saves up, in waits of `longest`.
+CREDIT_TURNS = 2

@@ -11,6 +11,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.errors import MessageError
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -256,7 +257,7 @@ def _campaign_email(
     (`_campaign_email_by_package`), written out directly when every header is short printable
     ASCII (nothing to fold or encode: a launch builds thousands, and the package's folding was
     a third of a launch's CPU); otherwise built by the package."""
-    for value in (message.to_email, message.subject, reply_to, to_name):
+    for value in (message.to_email, message.subject, reply_to, to_name, sender_name, sent_from):
         if "\n" in value or "\r" in value:
             raise ValueError("a header holds a line break")
     date = date or format_datetime(datetime.now(UTC))  # RFC 5322: when it was handed over
@@ -341,7 +342,10 @@ async def deliver(
     names = await _names(message)
     try:
         email = _email(message, sender.full_name, sender.email, settings.smtp_from, names)
-    except ValueError as error:  # a header the email library refuses (after the commit: record it)
+    except (
+        ValueError,
+        MessageError,
+    ) as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])
         return True
@@ -499,7 +503,7 @@ async def _send_over_one_connection(
                 config.smtp_from,
                 names.get(message.to_contact_id, ""),  # type: ignore[arg-type]
             )
-        except ValueError as error:
+        except (ValueError, MessageError) as error:
             errors[message.id] = f"Unsendable: {error}"
             continue
         try:

@@ -66,7 +66,7 @@ async def create_user(
 ) -> User:
     admin = require_admin(ctx)
     address = validation.email(email).lower()
-    name = validation.text(full_name, "fullName")
+    name = validation.single_line(full_name, "fullName")
     validation.password(password)
     await _check_manager(ctx, manager_id, None)
     password_hash = await hash_password(ctx.settings, password)
@@ -98,7 +98,7 @@ async def update_user(ctx: RequestContext, user_id: int, changes: dict[str, Any]
         user = await get_or_not_found(ctx, User, user_id, "user")
         updates: dict[str, Any] = {}
         if "full_name" in changes:
-            updates["full_name"] = validation.text(changes["full_name"] or "", "fullName")
+            updates["full_name"] = validation.single_line(changes["full_name"] or "", "fullName")
         if "email" in changes:
             address = validation.email(changes["email"] or "").lower()
             if address != user.email and await User.filter(email=address).exists():

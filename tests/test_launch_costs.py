@@ -120,3 +120,37 @@ async def test_a_job_never_waits_more_than_its_share() -> None:
     assert courtesy.waited <= 0.5 * 0.6 + 0.05
     assert turns > 20
     requests.leave()
+
+
+async def test_a_job_that_ran_long_alone_saves_up_no_waiting() -> None:
+    """A job that ran a while without requests, then meets a steady stream of them: it still
+    waits at most about its share, not all it would have saved."""
+    requests = InFlight()
+    courtesy = Courtesy(share=0.5, longest=0.05, requests=requests)
+    await asyncio.sleep(1.0)  # running alone: no request in flight
+    requests.enter()  # then a request that never ends
+    started = time.monotonic()
+    turns = 0
+    while time.monotonic() - started < 0.6:
+        await courtesy.turn()
+        turns += 1
+        await asyncio.sleep(0.002)
+    assert courtesy.waited <= 0.5 * 0.6 + 0.15
+    assert turns > 20
+    requests.leave()
+
+
+def test_a_line_break_in_any_header_value_is_refused() -> None:
+    """Not written into the headers (an injected header or body) nor left to the email package
+    (which raises HeaderParseError, not ValueError, for some): the message is Unsendable."""
+    mail = Mail(9, "to@client.example", "Hello", "body")
+    for sender, to_name in [
+        ("Alice\r\n\r\nInjected body", "Bob"),
+        ("Alice\r\nBcc: x@evil.example", "Bob"),
+        ("Alice", "Bob\nBcc: x@evil.example"),
+    ]:
+        try:
+            _both(mail, sender, to_name)
+        except ValueError:
+            continue
+        raise AssertionError(f"{sender!r} / {to_name!r} was written")

@@ -457,17 +457,31 @@ async def test_a_refusal_is_held_before_it_is_answered_within_a_bound(live_serve
         assert took[2] >= 2.0 and took[3] >= 2.0  # held (a flood slows itself down)
 
 
+@pytest.mark.parametrize("refused_by", ["organization", "user"])
 async def test_an_organization_at_its_limits_executes_one_operation_at_a_time(
-    live_server, org, other_org
+    live_server, org, other_org, refused_by
 ):
+    """Refused by its own bucket, an organization takes turns; one of its users refused by
+    theirs leaves the others their ORG_CONCURRENCY."""
     if live_server.database == "sqlite":
         pytest.skip("the operations in flight are counted on PostgreSQL's lock waits")
+    by_organization = refused_by == "organization"
     async with live_server.serve(
-        rate_limit_per_second=0.01, rate_limit_burst=1, org_concurrency=4
+        rate_limit_per_second=1000 if by_organization else 0.01,
+        rate_limit_burst=1000 if by_organization else 3,
+        rate_limit_org_per_second=5 if by_organization else 1000,
+        rate_limit_org_burst=3 if by_organization else 1000,
+        rate_limit_refusal_delay_seconds=0,
+        org_concurrency=4,
     ) as server:
-        for expected in (None, "RATE_LIMITED"):  # the seller is refused: `org` is at its limits
-            answer = (await post(org.seller, {"query": SMALL}, server.base_url)).json()
-            assert _code(answer) == expected
+        # A burst past the organization's own bucket, or past the seller's.
+        burst = await asyncio.gather(
+            *(post(org.seller, {"query": SMALL}, server.base_url) for _ in range(5))
+        )
+        assert sorted(_code(answer.json()) or "" for answer in burst) == [
+            "", "", "", "RATE_LIMITED", "RATE_LIMITED"
+        ]  # fmt: skip
+        await asyncio.sleep(0.8)  # the organization's bucket fills again (3 at 5 a second)
         connection = await asyncpg.connect(live_server.database_url)
         try:
             transaction = connection.transaction()
@@ -488,9 +502,9 @@ async def test_an_organization_at_its_limits_executes_one_operation_at_a_time(
                 assert loop.time() < deadline, "the operations never reached the table"
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1)
-            # One of `org`'s three (the two others wait their turn) and the other
-            # organization's one: never three of `org`'s, although ORG_CONCURRENCY is 4.
-            assert await connection.fetchval(waiting_sql) == 2
+            # At its limits, one of `org`'s three (the two others wait their turn) and the
+            # other organization's one: never three of `org`'s, although ORG_CONCURRENCY is 4.
+            assert await connection.fetchval(waiting_sql) == (2 if by_organization else 4)
             await transaction.rollback()
             answers = [(await task).json() for task in sent]
             assert [_code(answer) for answer in answers] == [None] * 4

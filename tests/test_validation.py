@@ -595,6 +595,13 @@ RECORD_CASES = table(
         ("createUser", "email-255", usr(email="a" * 245 + "@x.example"), bad("email")),
         ("createUser", "blank-name", usr(fullName="  "), bad("fullName")),
         ("createUser", "name-201", usr(fullName=LONG), bad("fullName")),
+        # A user's name is the From of their messages: no line break (an injected header).
+        (
+            "createUser",
+            "name-two-lines",
+            usr(fullName="Ann\r\nBcc: x@evil.example"),
+            bad("fullName"),
+        ),
         ("createUser", "short-password", usr(password="short"), bad("password")),
         ("createUser", "password-9", usr(password="123456789"), bad("password")),
         ("createUser", "empty-password", usr(password=""), bad("password")),
@@ -611,6 +618,12 @@ RECORD_CASES = table(
         ("updateUser", "contact-id", inp(id=CONTACT, fullName="X"), bad("id")),
         ("updateUser", "bad-email", uusr(email="bad"), bad("email")),
         ("updateUser", "empty-name", uusr(fullName=""), bad("fullName")),
+        (
+            "updateUser",
+            "name-two-lines",
+            uusr(fullName="Ann\nBcc: x@evil.example"),
+            bad("fullName"),
+        ),
         ("updateUser", "active-string", uusr(isActive="yes"), coerced(".isActive")),
         ("updateUser", "own-manager", inp(id=MANAGER, managerId=MANAGER), bad("managerId")),
         (

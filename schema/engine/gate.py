@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -71,8 +72,8 @@ class Gate:
         and leaves the process's loop to the others)."""
         until = self._at_limits.get(organization_id)
         if until is not None:
-            if time.monotonic() < until:
-                return self.settings.org_concurrency_at_limits
+            if time.monotonic() < until and self.settings.org_concurrency_at_limits > 0:
+                return self.settings.org_concurrency_at_limits  # (0: no fewer than usual)
             del self._at_limits[organization_id]
         return self.settings.org_concurrency
 
@@ -99,17 +100,30 @@ class Gate:
 
     async def wait(self, ctx: RequestContext) -> float:
         """A draw from the caller's bucket and their organization's: the seconds to wait (0:
-        go). A refusal marks the organization as at its limits (`places_of`)."""
+        go). A refusal by the organization's bucket marks it as at its limits (`places_of`)."""
         wait = await self.limiter.take(bucket(ctx.api_key, ctx.viewer, client_of(ctx)))
         if wait == 0 and ctx.viewer is not None:
+            organization = ctx.viewer.organization_id
             wait = await self.limiter.take(
-                f"org:{ctx.viewer.organization_id}",
+                f"org:{organization}",
                 rate=self.settings.rate_limit_org_per_second,
                 burst=self.settings.rate_limit_org_burst,
             )
-        if wait > 0 and ctx.viewer is not None:
-            self._at_limits[ctx.viewer.organization_id] = time.monotonic() + AT_LIMITS_SECONDS
+            if wait > 0:  # the organization's own bucket (not one user's or key's)
+                self._mark_at_limits(organization)
         return wait
+
+    def _mark_at_limits(self, organization_id: int) -> None:
+        """The marks are kept in the order they expire (each re-inserted at the end), so the
+        expired ones, organizations that went quiet, are dropped from the front."""
+        now = time.monotonic()
+        marks = self._at_limits
+        marks.pop(organization_id, None)
+        marks[organization_id] = now + AT_LIMITS_SECONDS
+        for organization, until in list(itertools.islice(marks.items(), 8)):
+            if until > now:
+                break
+            del marks[organization]
 
     async def hold_refusal(self, ctx: RequestContext, wait: float) -> None:
         """Before a RATE_LIMITED answer over HTTP: RATE_LIMIT_REFUSAL_DELAY_SECONDS (never past
