@@ -154,10 +154,10 @@ class Settings:
     lifecycle_sweep_hours: float = 24.0
     prune_changes_hours: float = 1.0
     resend_outbox_minutes: float = 5.0
-    # Campaign launches: members messaged per transaction, then delivered over a few SMTP
-    # connections (reused for the whole batch); delivery
-    # attempts of each message, the first retry after this many seconds, doubling each time
-    # (8 attempts from 60 s: the last about two hours after the first).
+    # Campaign launches: members messaged per batch (recorded in transactions of 20, then
+    # delivered over a few SMTP connections reused for the whole batch); delivery attempts of
+    # each message, the first retry after this many seconds, doubling each time (8 attempts
+    # from 60 s: the last about two hours after the first).
     campaign_batch_size: int = 100
     smtp_connections: int = 4  # per batch, each sending its share of the batch in turn
     message_attempts: int = 8

@@ -401,8 +401,10 @@ async def run_launch(work: jobs.Work) -> datetime | None:
                     ctx, campaign, sender, templates, config.campaign_batch_size,
                     deliver=bool(config.smtp_url), courtesy=work.courtesy, chunk=chunk,
                 )  # fmt: skip
-                if recorded is None:
-                    return None  # cancelled or completed meanwhile: the rest stay PENDING
+                if recorded is None:  # cancelled or completed meanwhile: the rest stay PENDING
+                    if delivering is not None:  # (what was recorded before is delivered)
+                        await delivering
+                    return None
                 work.announce()
                 work.progress(campaign.id)
                 batch = recorded.messages
@@ -416,6 +418,10 @@ async def run_launch(work: jobs.Work) -> datetime | None:
                         deliver_batch(config, batch, sender, recorded.names, work.courtesy)
                     )
                     delivering.add_done_callback(lambda _: work.progress(campaign.id))
+                if recorded.stopped:  # cancelled or completed during the batch: after its
+                    if delivering is not None:  # recorded part is delivered, the launch stops
+                        await delivering
+                    return None
                 if recorded.members < config.campaign_batch_size:
                     await work.courtesy.turn()
                     if not await CampaignMember.exists(
@@ -505,6 +511,9 @@ class Recorded:
     members: int
     messages: list[Message]
     names: dict[int, str]
+    # The campaign was cancelled or completed while the batch was recorded: the messages
+    # recorded before are delivered, then the launch stops.
+    stopped: bool = False
 
 
 # What a launch reads of a member's contact and account (merge_values, _skip_reason).
@@ -524,9 +533,10 @@ async def _message_batch(
     courtesy: Courtesy,
     chunk: int,
 ) -> Recorded | None:
-    """Claim up to `size` PENDING members and record their messages, in one transaction with
-    the campaign's counts. None once the campaign is no longer LAUNCHING or ACTIVE (cancelled
-    or completed meanwhile).
+    """Claim up to `size` PENDING members and record their messages, in transactions of `chunk`
+    with the campaign's counts. None when the campaign is no longer LAUNCHING or ACTIVE
+    (cancelled or completed meanwhile) before any was recorded; `stopped` when it became so
+    between two transactions (the messages recorded before are in the batch).
 
     The members, their contacts and accounts are read, and the messages rendered, before the
     transaction, which only writes (and re-checks the campaign and the claim): it is short,
@@ -586,12 +596,15 @@ async def _message_batch(
         await courtesy.turn()
         done = await _record(ctx, campaign, entries[start : start + chunk])
         if done is None:
-            return None
+            stopped = True
+            break
         messages += done
+    else:
+        stopped = False
     names = {
         message.to_contact_id: contacts[message.to_contact_id].full_name for message in messages
     }
-    return Recorded(len(members), messages, names)
+    return Recorded(len(members), messages, names, stopped)
 
 
 async def _record(

@@ -132,6 +132,7 @@ async def _progress(ctx: RequestContext, row: Campaign) -> AsyncIterator[Campaig
     ctx.open_feeds += 1
     try:
         with watching as rung:
+            rung.set()  # a ring between the first read and the watch is not lost: read again
             yield row
             seen, sent = _progress_of(row), loop.time()
             while row.status in (CampaignStatus.PLANNED, CampaignStatus.LAUNCHING):
