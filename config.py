@@ -101,8 +101,9 @@ class Settings:
     # Operations of one organization executing at once in one process (the others wait their
     # turn): a burst from one organization queues behind itself, not in front of the others.
     org_concurrency: int = 4
-    # ... and of an organization at its limits (refused by its own bucket in the last 10 s): it
-    # takes turns, and leaves the process's event loop to the others (0: as many as usual).
+    # ... and of a user, key or organization at its limits (refused by its own bucket in the
+    # last 10 s): it takes turns, and leaves the process's event loop to the others (0: as many
+    # as usual).
     org_concurrency_at_limits: int = 1
     # A RATE_LIMITED answer over HTTP waits this long (at most the wait it announces), so that
     # a client resending at once slows itself down; at most this many of an organization's

@@ -31,7 +31,6 @@ from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
-from resolvers.foreground import REQUESTS
 from resolvers.limits import HASH_RE, LoginThrottle, RateLimiter, known_query, query_hash
 from schema.engine.gate import Gate, graphql_error
 from sockets import LegacyWsHandler, TransportWsHandler, admit_connection
@@ -153,20 +152,14 @@ class CrmGraphQL(GraphQL):
         if refusal is not None:
             result: ExecutionResult = PreExecutionError(data=None, errors=[refusal])
         else:
-            # An operation past the gate: a background job in this process gives way to it
-            # (resolvers/foreground.py); refusals, held or not, exports and metrics do not count.
-            REQUESTS.enter()
-            try:
-                result = await super().execute_single(
-                    request,
-                    request_adapter,
-                    sub_response,
-                    context,  # type: ignore[arg-type]
-                    root_value,
-                    request_data,
-                )
-            finally:
-                REQUESTS.leave()
+            result = await super().execute_single(
+                request,
+                request_adapter,
+                sub_response,
+                context,  # type: ignore[arg-type]
+                root_value,
+                request_data,
+            )
         codes = [(error.extensions or {}).get("code") for error in result.errors or ()]
         if ErrorCode.SERVICE_UNAVAILABLE.value in codes:
             sub_response.status_code = 503

@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resolvers.foreground import REQUESTS
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("crm.access")
 
@@ -102,6 +104,12 @@ class RequestLogMiddleware:
         scope["state"]["request_id"] = request_id
         status = 500
         started = time.perf_counter()
+        # A background job in this process gives way to GraphQL requests, from their first byte
+        # (the session lookup, the parsing) to their last (resolvers/foreground.py); not to
+        # exports, metrics or probes, nor to a refusal while it is held (Gate.hold_refusal).
+        api = scope["path"] == "/graphql"
+        if api:
+            REQUESTS.enter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -117,6 +125,8 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if api:
+                REQUESTS.leave()
             duration = time.perf_counter() - started
             route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()

@@ -1,13 +1,13 @@
 """The API first: the HTTP operations in flight in this process, and a background job's
 courtesy toward them.
 
-The GraphQL endpoint (endpoint.GraphQL.execute_single) counts the HTTP operations this process
-is executing past the gate (`REQUESTS`: not refusals, held or not, nor exports or metrics). A
-job that runs in the same process (the embedded runner) awaits `Courtesy.turn()` before each
-of its steps (a statement outside a transaction, a message handed to SMTP): while an operation
-is in flight the job waits until none is, so a request that arrives during a launch waits for
-at most the job's current step, not its batch. The job never waits inside a transaction (on
-SQLite that would hold the process's one connection).
+The request middleware (observability.RequestLogMiddleware) counts the GraphQL requests over
+HTTP this process is answering (`REQUESTS`: not exports, metrics or probes, nor a refusal while
+it is held). A job that runs in the same process (the embedded runner) awaits
+`Courtesy.turn()` before each of its steps (a statement outside a transaction, a message handed
+to SMTP): while a request is in flight the job waits until none is, so a request that arrives
+during a launch waits for at most the job's current step, not its batch. The job never waits
+inside a transaction (on SQLite that would hold the process's one connection).
 
 The wait is bounded, so a job is never starved: it spends at most `share` of its running time
 waiting, and at most `longest` seconds at once; the unused part of that share is kept for at
@@ -19,7 +19,9 @@ flight: `turn()` returns at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 
 class InFlight:
@@ -40,6 +42,16 @@ class InFlight:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        """A counted request that waits without working (a refusal held): not counted
+        meanwhile."""
+        self.leave()
+        try:
+            yield
+        finally:
+            self.enter()
 
     async def quiet(self, at_most: float) -> None:
         """Return once no request is in flight, or after `at_most` seconds."""

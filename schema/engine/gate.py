@@ -18,8 +18,9 @@ import collections
 import contextlib
 import itertools
 import math
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from strawberry.extensions import SchemaExtension
 from config import Settings
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
+from resolvers.foreground import REQUESTS
 from resolvers.limits import LoginThrottle, RateLimiter, allowlisted, query_hash, remember_query
 from schema.engine.cost import fragments_of
 
@@ -61,69 +63,89 @@ class Gate:
     settings: Settings
     login: LoginThrottle
 
-    _places: dict[int, Places] = field(default_factory=dict)
-    _at_limits: dict[int, float] = field(default_factory=dict)
+    # Places to execute, by organization id or by principal (a user's or key's rate bucket);
+    # the organizations and principals refused by their own bucket lately, until when.
+    _places: dict[Hashable, Places] = field(default_factory=dict)
+    _at_limits: dict[Hashable, float] = field(default_factory=dict)
     _parked: dict[str, int] = field(default_factory=dict)
 
-    def places_of(self, organization_id: int) -> int:
-        """How many of the organization's operations may execute at once now:
-        ORG_CONCURRENCY, or ORG_CONCURRENCY_AT_LIMITS while it was refused in the last
-        AT_LIMITS_SECONDS (an organization at its limits takes turns, one operation at a time,
-        and leaves the process's loop to the others)."""
-        until = self._at_limits.get(organization_id)
+    def places_of(self, who: Hashable, usual: int) -> int:
+        """How many operations of an organization or a principal may execute at once now:
+        `usual`, or ORG_CONCURRENCY_AT_LIMITS while it was refused by its own bucket in the last
+        AT_LIMITS_SECONDS (at its limits it takes turns, one operation at a time, and leaves
+        the process's loop to the others)."""
+        until = self._at_limits.get(who)
         if until is not None:
             if time.monotonic() < until and self.settings.org_concurrency_at_limits > 0:
                 return self.settings.org_concurrency_at_limits  # (0: no fewer than usual)
-            del self._at_limits[organization_id]
-        return self.settings.org_concurrency
+            del self._at_limits[who]
+        return usual
 
     @contextlib.asynccontextmanager
-    async def share(self, organization_id: int) -> AsyncIterator[None]:
-        """One of the organization's places to execute in this process (`places_of`): a burst
-        of one organization waits behind itself, and the others' operations go ahead."""
-        if self.settings.org_concurrency <= 0:
+    async def share(self, ctx: RequestContext) -> AsyncIterator[None]:
+        """One of the organization's places to execute in this process (ORG_CONCURRENCY): a
+        burst of one organization waits behind itself, and the others' operations go ahead.
+        A principal (user or API key) at its own limits first takes one of its own places
+        (ORG_CONCURRENCY_AT_LIMITS), so it takes turns without holding its colleagues'."""
+        if self.settings.org_concurrency <= 0 or ctx.viewer is None:
             yield
             return
-        places = self._places.get(organization_id)
+        principal = bucket(ctx.api_key, ctx.viewer, client_of(ctx))
+        async with contextlib.AsyncExitStack() as places:
+            if principal in self._at_limits:
+                await places.enter_async_context(self._place(principal, sys.maxsize))
+            organization = ctx.viewer.organization_id
+            await places.enter_async_context(
+                self._place(organization, self.settings.org_concurrency)
+            )
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _place(self, who: Hashable, usual: int) -> AsyncIterator[None]:
+        places = self._places.get(who)
         if places is None:
-            places = self._places[organization_id] = Places()
+            places = self._places[who] = Places()
         try:
-            await places.take(lambda: self.places_of(organization_id))
+            await places.take(lambda: self.places_of(who, usual))
             try:
                 yield
             finally:
-                places.give_back(lambda: self.places_of(organization_id))
+                places.give_back(lambda: self.places_of(who, usual))
         finally:
-            # Idle (no holder, no waiter): forget it, so the dict holds active organizations.
+            # Idle (no holder, no waiter): forget it, so the dict holds the active ones.
             if places.idle:
-                self._places.pop(organization_id, None)
+                self._places.pop(who, None)
 
     async def wait(self, ctx: RequestContext) -> float:
         """A draw from the caller's bucket and their organization's: the seconds to wait (0:
-        go). A refusal by the organization's bucket marks it as at its limits (`places_of`)."""
-        wait = await self.limiter.take(bucket(ctx.api_key, ctx.viewer, client_of(ctx)))
-        if wait == 0 and ctx.viewer is not None:
+        go). A refusal marks the principal or the organization whose bucket refused as at its
+        limits (`places_of`)."""
+        principal = bucket(ctx.api_key, ctx.viewer, client_of(ctx))
+        wait = await self.limiter.take(principal)
+        if wait > 0 and ctx.viewer is not None:  # the user's or key's own bucket
+            self._mark_at_limits(principal)
+        elif wait == 0 and ctx.viewer is not None:
             organization = ctx.viewer.organization_id
             wait = await self.limiter.take(
                 f"org:{organization}",
                 rate=self.settings.rate_limit_org_per_second,
                 burst=self.settings.rate_limit_org_burst,
             )
-            if wait > 0:  # the organization's own bucket (not one user's or key's)
+            if wait > 0:  # the organization's own bucket: all its users take turns
                 self._mark_at_limits(organization)
         return wait
 
-    def _mark_at_limits(self, organization_id: int) -> None:
+    def _mark_at_limits(self, who: Hashable) -> None:
         """The marks are kept in the order they expire (each re-inserted at the end), so the
         expired ones, organizations that went quiet, are dropped from the front."""
         now = time.monotonic()
         marks = self._at_limits
-        marks.pop(organization_id, None)
-        marks[organization_id] = now + AT_LIMITS_SECONDS
-        for organization, until in list(itertools.islice(marks.items(), 8)):
+        marks.pop(who, None)
+        marks[who] = now + AT_LIMITS_SECONDS
+        for marked, until in list(itertools.islice(marks.items(), 8)):
             if until > now:
                 break
-            del marks[organization]
+            del marks[marked]
 
     async def hold_refusal(self, ctx: RequestContext, wait: float) -> None:
         """Before a RATE_LIMITED answer over HTTP: RATE_LIMIT_REFUSAL_DELAY_SECONDS (never past
@@ -144,7 +166,8 @@ class Gate:
             return
         self._parked[key] = parked + 1
         try:
-            await asyncio.sleep(delay)
+            with REQUESTS.away():  # a held refusal does no work: background jobs go on
+                await asyncio.sleep(delay)
         finally:
             left = self._parked[key] - 1
             if left > 0:
@@ -273,7 +296,7 @@ class OrganizationShare(SchemaExtension):
     async def on_operation(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
         if self._shared(ctx) and not ctx.over_websocket:
-            async with ctx.gate.share(ctx.viewer.organization_id):
+            async with ctx.gate.share(ctx):
                 yield
         else:
             yield
@@ -281,7 +304,7 @@ class OrganizationShare(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
         if self._shared(ctx) and ctx.over_websocket:
-            async with ctx.gate.share(ctx.viewer.organization_id):
+            async with ctx.gate.share(ctx):
                 yield
         else:
             yield
