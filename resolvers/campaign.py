@@ -115,17 +115,10 @@ def merge_values(
     }
 
 
-def render(template: str, values: dict[str, str], *, single_line: bool = False) -> str:
-    def value(found: re.Match[str]) -> str:
-        text = values[found.group(1)]
-        return " ".join(text.split()) if single_line else text
-
-    return MERGE_FIELD_RE.sub(value, template)
-
-
 class Template:
-    """A template parsed once (a launch renders it for every member): `render` answers what
-    the function above does."""
+    """A template parsed once (a launch renders it for every member): each merge field
+    (MERGE_FIELD_RE) replaced by its value, its whitespace collapsed when `single_line` (a
+    subject)."""
 
     def __init__(self, template: str, *, single_line: bool = False) -> None:
         parts = MERGE_FIELD_RE.split(template)  # text, field, text, field, ..., text

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import string
 import time
 
-from resolvers.campaign import Template, render
+from resolvers.campaign import MERGE_FIELD_RE, Template
 from resolvers.events import global_id
 from resolvers.foreground import Courtesy, InFlight
 from resolvers.message import _campaign_email, _campaign_email_by_package, _plain_header
@@ -75,6 +76,16 @@ def test_campaign_email_bytes_are_the_email_packages() -> None:
         written += plain
     # Both ways were compared: the direct one for the plain headers, the package for the rest.
     assert 100 < written < len(cases) - 100
+
+
+def render(template: str, values: dict[str, str], *, single_line: bool = False) -> str:
+    """The reference: every merge field substituted by the regular expression."""
+
+    def value(found: re.Match[str]) -> str:
+        text = values[found.group(1)]
+        return " ".join(text.split()) if single_line else text
+
+    return MERGE_FIELD_RE.sub(value, template)
 
 
 def test_a_template_parsed_once_renders_as_render_does() -> None:
