@@ -221,6 +221,11 @@ async def _names(message: Message) -> dict[str, str]:
     return {person.email: person.full_name for person in people if person.email}
 
 
+# What building a message raises for a header it cannot write (a line break, an address the
+# package will not parse): the message is Unsendable, recorded as FAILED.
+UNSENDABLE = (ValueError, MessageError)
+
+
 def _email(
     message: Message, sender_name: str, reply_to: str, sent_from: str, names: dict[str, str]
 ) -> EmailMessage:
@@ -342,10 +347,7 @@ async def deliver(
     names = await _names(message)
     try:
         email = _email(message, sender.full_name, sender.email, settings.smtp_from, names)
-    except (
-        ValueError,
-        MessageError,
-    ) as error:  # a header the email library refuses (after the commit: record it)
+    except UNSENDABLE as error:  # a header the email library refuses (after the commit: record it)
         message.status, message.last_error = MessageStatus.FAILED, f"Unsendable: {error}"
         await message.save(update_fields=["status", "last_error", "updated_at"])
         return True
@@ -503,7 +505,7 @@ async def _send_over_one_connection(
                 config.smtp_from,
                 names.get(message.to_contact_id, ""),  # type: ignore[arg-type]
             )
-        except (ValueError, MessageError) as error:
+        except UNSENDABLE as error:
             errors[message.id] = f"Unsendable: {error}"
             continue
         try:
