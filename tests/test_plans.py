@@ -503,8 +503,8 @@ async def test_fetch_gives_what_awaiting_the_query_gives(seeded):
 
 
 async def test_a_stored_backslash_u0000_is_not_a_missing_value(seeded, graphql_core, http):
-    """A stored name whose text is backslash-u0000 (how a null where GraphQL forbids one came
-    back when PostgreSQL built the JSON, schema/engine/projections.py) is a name like any other:
+    """On PostgreSQL a null where GraphQL forbids one comes back as the JSON text \\u0000
+    (schema/engine/projections.py). A stored name whose text is backslash-u0000 is not taken for it:
     the page stays on its plan, and answers as graphql-core does."""
     seller = await User.get(id=pk(seeded.seller.id))
     await Contact.filter(organization_id=seller.organization_id).update(last_name="Odd \\u0000")

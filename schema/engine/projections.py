@@ -1,25 +1,18 @@
-"""SQL projections: on PostgreSQL, a relation's whole selection read where it is found.
+"""SQL projections: on PostgreSQL, a relation's whole selection read as JSON where it is found.
 
 A plan (schema/engine/plans.py) resolves a relation with one batch call per level. Each call
 turns rows into model instances and GraphQL objects, value by value, and the plan then reads each
 selected field back off them: on the pipeline page that was most of the time left. When everything a
 query selects below a relation is declared here, the plan asks PostgreSQL for that subtree as
-records, in one statement for all the projected relations of a level:
+the JSON the response will hold, in one statement for all the projected relations of a level:
 
-    SELECT <one expression per relation>
+    SELECT json_agg(json_build_array(<one expression per relation>) ORDER BY d.ord)
     FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)
     CROSS JOIN LATERAL (SELECT ... FROM "opportunity" WHERE id = d.id ... LIMIT 1) AS t0
     LEFT JOIN LATERAL (<each to-one relation's row, by its key> LIMIT 1) ON true ...
-    ORDER BY d.ord
 
-a to-one relation a record of its selection (`ROW(t1.id, t1."name")`), a list an array of
-them, a subquery per parent row (`ARRAY(SELECT ROW(...) FROM ... WHERE record_id = t0.id)`).
-asyncpg decodes them (tuples, lists), and a function written for each selection makes the
-JSON objects of the response from them, with the global ids (`_record`). PostgreSQL sends plain
-values: building the JSON there (json_build_object, json_agg) looked each value's type up
-again for every value, and encoding the ids in SQL cost as much again: on the pipeline page,
-PostgreSQL took 5.1 ms of CPU for the statement as JSON, 2.3 ms as records (README, Tenants at
-scale). Every row is reached from the page's ids through an index, one lookup at a time: the
+with each list a subquery per parent row (`(SELECT json_agg(...) FROM ... WHERE record_id =
+t0.id)`). Every row is reached from the page's ids through an index, one lookup at a time: the
 plan has the same shape, and costs the same, for an organization of fifty rows and one of two
 hundred thousand (the LATERAL ... LIMIT 1 keeps PostgreSQL from turning a lookup into a join
 whose method would follow the tables' statistics: tests/test_query_plans.py).
@@ -47,13 +40,13 @@ answers. Both paths are compared answer for answer, for every kind of viewer
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from graphql import (
     FieldNode,
     GraphQLEnumType,
@@ -75,6 +68,7 @@ from resolvers.context import RequestContext
 
 SQL = "crm.sql"  # the metadata key of a field's SQL: a Join, or an expression over {row}
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a GraphQL field's own definition
+MAX_KEYS = 50  # json_build_object takes at most 100 arguments
 # The fields declared in SQL ("Type.field") that have run in this process as SQL (COVERED), and
 # on their batch functions in a plan (BATCHED): a few dozen names at most, the schema's
 # declarations, for the test that every declaration is covered (tests/test_plans.py).
@@ -218,90 +212,36 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@dataclass(frozen=True, slots=True)
-class Build:
-    """How a value PostgreSQL sends becomes its field's JSON value: a row's id its global id
-    ("id", `of` the type's name), a record its object ("one", `of` the record's function), an
-    array of records their list ("many")."""
-
-    kind: str
-    of: Any
-
-
-def _record(keys: Sequence[str], values: Sequence[Projection | str]) -> Callable[[Any], Any]:
-    """The function making the selection's JSON object of its record (a tuple, as asyncpg
-    decodes it): `values` in the order of `keys`, each a projection (a value of the record, in
-    turn) or the type's name (`__typename`). SQL knows nothing of GraphQL's non-null types: a
-    null where the field forbids one raises Unlike, and the plan's run is dropped.
-
-    Written as Python source, as dataclasses writes its __init__: a dict display of the
-    record's unpacked values is about five times faster than dict(zip(keys, row)), and a page
-    makes hundreds of these objects (a pipeline page about 750)."""
-    names: dict[str, Any] = {"Unlike": Unlike, "b64encode": base64.b64encode}
-    unpacked: list[str] = []
-    missing: list[str] = []
-    items: list[str] = []
-    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
-        if isinstance(value, str):
-            items.append(f"{key!r}: {value!r}")
-            continue
-        name = f"v{len(unpacked)}"
-        unpacked.append(name)
-        if value.required:
-            missing.append(f"{name} is None")
-        expression = _built(value.build, name, f"_{i}", names)
-        items.append(f"{key!r}: {expression}")
-    lines = ["def record(row):", f"    ({''.join(f'{name}, ' for name in unpacked)}) = row"]
-    if missing:
-        lines.append(f"    if {' or '.join(missing)}:")
-        lines.append("        raise Unlike('null', 'a null where its field forbids one')")
-    lines.append(f"    return {{{', '.join(items)}}}")
-    exec("\n".join(lines), names)  # noqa: S102 (the source is made of names and repr()s)
-    return names["record"]  # type: ignore[no-any-return]
+# SQL knows nothing of GraphQL's non-null types: where a value must not be null, a null becomes
+# this JSON string instead. PostgreSQL text cannot hold a NUL character, so no stored string is
+# ever written "\u0000" in JSON: finding the marker in a result is finding a null where its
+# field forbids one, and the plan's run is dropped. A stored backslash is written "\\", so a
+# stored string whose text is backslash-u0000 shows an odd run of backslashes before "u0000";
+# the marker has an even one (none, after its quote).
+MISSING = "\\u0000"
+MISSING_SQL = """E'"\\\\u0000"'::json"""  # an E'' string: whatever standard_conforming_strings
+MARKER = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _built(build: Build | None, value: str, name: str, names: dict[str, Any]) -> str:
-    """The Python expression of a value's JSON value (`value` the variable holding it; `name`
-    free for what the expression needs, put in `names`)."""
-    if build is None:
-        return value
-    if build.kind == "id":  # relay's global id, as relay.to_base64 writes it
-        names[name] = f"{build.of}:%d".encode()
-        return f"b64encode({name} % {value}).decode()"
-    names[name] = build.of
-    if build.kind == "one":
-        return f"None if {value} is None else {name}({value})"
-    return f"[{name}(item) for item in {value}]"
-
-
-def _built_column(build: Build | None) -> Callable[[Sequence[Any]], list[Any]]:
-    """The function building a statement's column of values."""
-    if build is None:
-        return list
-    names: dict[str, Any] = {"b64encode": base64.b64encode}
-    expression = _built(build, "value", "_of", names)
-    return eval(f"lambda values: [{expression} for value in values]", names)  # type: ignore[no-any-return]  # noqa: S307
+def _required(sql: str) -> str:
+    return f"coalesce(to_json({sql}), {MISSING_SQL})"
 
 
 @dataclass(frozen=True, slots=True)
 class Projection:
     """A field's value in SQL, over the row it is a field of (`{parent}`), and the LEFT JOINs it
-    needs beside that row in the FROM; `build` says how the value asyncpg decodes (an id, a
-    record, a list of records) becomes the field's JSON value (None: it is that value already),
-    and `required` that the value must not be null."""
+    needs beside that row in the FROM."""
 
     value: str
     joins: tuple[str, ...] = ()
     declared: frozenset[str] = frozenset()  # the fields declared in SQL it is made of
-    build: Build | None = None
-    required: bool = False
 
     def on(self, alias: str) -> Projection:
         """The same, for the row `alias`."""
-        return dataclasses.replace(
-            self,
-            value=self.value.replace("{parent}", alias),
-            joins=tuple(join.replace("{parent}", alias) for join in self.joins),
+        return Projection(
+            self.value.replace("{parent}", alias),
+            tuple(join.replace("{parent}", alias) for join in self.joins),
+            self.declared,
         )
 
 
@@ -311,8 +251,10 @@ class Projector:
     SQL has `{org}` and `{viewer}` for the organization's and the viewer's ids, and `$1` for
     the ids of a level's parents.
 
-    A to-one relation is a LEFT JOIN LATERAL lookup beside its parent's row, its value a
-    record; a list is an array of records, a subquery per parent."""
+    Relations are written set by set, as PostgreSQL runs them best (a third less time for the
+    pipeline page than a subquery per parent and relation): a to-one relation is a LEFT JOIN
+    beside its parent's row; a list of the level's parents is one grouped pass over all their
+    rows, LEFT JOINed by parent id; a list further down is a subquery per parent."""
 
     collect: Callable[[GraphQLObjectType, Sequence[SelectionSetNode]], dict[str, list[FieldNode]]]
     aliases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -334,9 +276,12 @@ class Projector:
         name = frozenset({declared_name(parent, definition)})
         if isinstance(declared, str):  # an expression over the row
             sql = _names(declared, on).replace("{row}", "{parent}")
-            return Projection(sql, (), name, required=isinstance(type_, GraphQLNonNull))
+            value = _required(sql) if isinstance(type_, GraphQLNonNull) else sql
+            return Projection(value, (), name)
         found = self._relation(declared, type_, selection_sets, on)
-        return None if found is None else dataclasses.replace(found, declared=found.declared | name)
+        return (
+            None if found is None else Projection(found.value, found.joins, found.declared | name)
+        )
 
     def _relation(
         self,
@@ -370,13 +315,15 @@ class Projector:
         if not many:
             found = f"CASE WHEN {alias}.id IS NOT NULL THEN {value} END"
             own = named(f"LEFT JOIN {lookup(join.rows, where)} ON true")
-            return dataclasses.replace(
-                built, value=found, joins=(own, *built.joins), required=required
+            return Projection(
+                _required(found) if required else found, (own, *built.joins), built.declared
             )
-        rows = f"SELECT {value} FROM {join.rows} {joins} WHERE {where} ORDER BY {join.order}"
-        assert built.build is not None
-        record = Build("many", built.build.of)
-        return Projection(named(f"ARRAY({rows})"), (), built.declared, record)
+        rows = f"json_agg({value} ORDER BY {join.order})"
+        return Projection(
+            named(f"(SELECT coalesce({rows}, '[]') FROM {join.rows} {joins} WHERE {where})"),
+            (),
+            built.declared,
+        )
 
     def _object(
         self,
@@ -385,16 +332,17 @@ class Projector:
         alias: str,
         selection_sets: Sequence[SelectionSetNode],
     ) -> Projection | None:
-        """The selection on a row (`alias`) of the type as a record (its values but
-        `__typename`), the joins its values need beside that row, and its object's function."""
-        keys: list[str] = []
-        values: list[Projection | str] = []
+        """json_build_object of the selection on a row (`alias`) of the type, and the joins
+        its values need beside that row."""
+        pairs: list[str] = []
         joins: list[str] = []
         declared: set[str] = set()
-        for key, nodes in self.collect(type_, selection_sets).items():
-            keys.append(key)
+        collected = self.collect(type_, selection_sets)
+        if len(collected) > MAX_KEYS:
+            return None
+        for key, nodes in collected.items():
             if nodes[0].name.value == "__typename":
-                values.append(type_.name)
+                pairs.append(f"{_quote(key)}, {_quote(type_.name)}")
                 continue
             found = plain_field(type_, nodes)
             if found is None:
@@ -405,12 +353,12 @@ class Projector:
             if projected is None:
                 return None
             projected = projected.on(alias)
-            values.append(projected)
+            pairs.append(f"{_quote(key)}, {projected.value}")
             joins.extend(projected.joins)
             declared |= projected.declared
-        row = ", ".join(value.value for value in values if isinstance(value, Projection))
-        record = Build("one", _record(keys, values))
-        return Projection(f"ROW({row})", tuple(joins), frozenset(declared), record)
+        return Projection(
+            f"json_build_object({', '.join(pairs)})", tuple(joins), frozenset(declared)
+        )
 
     def _value(
         self,
@@ -424,12 +372,14 @@ class Projector:
         if metadata.get(SQL) is not None:
             return self.field(parent, definition, type_, selection_sets)
         if definition.base_resolver is None:
-            return _column(on, definition.python_name, type_)
+            column = _column(on, definition.python_name, type_)
+            return None if column is None else Projection(column)
         if relay_id(parent, definition) == "id":
             # relay's global id: base64 of "Type:id" (no line breaks: ids are short). The bytes
             # of the ASCII text through textsend: convert_to looks its encoding up by name for
             # every id (0.1 to 0.8 ms of the pipeline page's 2.7 to 4 ms statement, measured).
-            return Projection("{parent}.id", build=Build("id", parent.name))
+            prefix = _quote(parent.name + ":")
+            return Projection(f"encode(textsend({prefix} || {{parent}}.id::text), 'base64')")
         return None
 
 
@@ -442,7 +392,7 @@ def lookup(rows: str, where: str) -> str:
     return f"LATERAL (SELECT * FROM {table} AS {alias} WHERE {where} LIMIT 1) AS {alias}"
 
 
-def _column(on: Table, name: str, type_: GraphQLOutputType) -> Projection | None:
+def _column(on: Table, name: str, type_: GraphQLOutputType) -> str | None:
     """A declared column standing for its field as it is, or None."""
     source = on.columns.get(name)
     if source is None:
@@ -462,7 +412,7 @@ def _column(on: Table, name: str, type_: GraphQLOutputType) -> Projection | None
         column, CharEnumFieldInstance
     ):
         return None
-    return Projection(sql, required=required and (column.null or sql.startswith("CASE")))
+    return _required(sql) if required and (column.null or sql.startswith("CASE")) else sql
 
 
 def _overrides(cls: type, method: str) -> bool:
@@ -486,9 +436,6 @@ class Statement:
     organization: bool  # the statement reads the organization's id
     viewer: bool  # ... and the viewer's
     declared: frozenset[str] = frozenset()  # the fields declared in SQL it is made of
-    # per key: how its column's values become JSON values (None: as they are), and whether
-    # they must not be null
-    builds: tuple[tuple[Callable[[Sequence[Any]], list[Any]], bool], ...] = ()
 
     @classmethod
     def of(cls, on: Table, projected: dict[str, Projection]) -> Statement:
@@ -499,14 +446,13 @@ class Statement:
             f'"{on.model._meta.db_table}" AS t0', "t0.id = d.id AND t0.organization_id = {org}"
         )
         sql = (
-            f"SELECT {values} FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord)"
-            f" CROSS JOIN {parents}{joins} ORDER BY d.ord"
+            f"SELECT json_agg(json_build_array({values}) ORDER BY d.ord)::text"
+            f" FROM unnest($1::int[]) WITH ORDINALITY AS d(id, ord) CROSS JOIN {parents}{joins}"
         )
         organization, viewer = "{org}" in sql, "{viewer}" in sql
         sql = sql.replace("{org}", "$2").replace("{viewer}", "$3" if organization else "$2")
         declared = frozenset().union(*(projection.declared for projection in fields))
-        builds = tuple((_built_column(field.build), field.required) for field in fields)
-        return cls(sql, tuple(projected), on.model, organization, viewer, declared, builds)
+        return cls(sql, tuple(projected), on.model, organization, viewer, declared)
 
     def applies(self) -> bool:
         return self.model._meta.db.capabilities.dialect == "postgres"
@@ -521,14 +467,15 @@ class Statement:
         if self.viewer:
             arguments.append(ctx.require_viewer().id)
         _, rows = await self.model._meta.db.execute_query(self.sql, arguments)
-        if len(rows) != len(parents):
+        text = rows[0][0] if rows else None
+        if text is None:
             raise Unlike("gone", "a parent's row is gone")
-        columns = []
-        for values, (build, required) in zip(zip(*rows, strict=True), self.builds, strict=True):
-            if required and None in values:
-                raise Unlike("null", "a null where its field forbids one")
-            columns.append(build(values))
-        return columns
+        if MISSING in text and MARKER.search(text):
+            raise Unlike("null", "a null where its field forbids one")
+        found = orjson.loads(text)
+        if len(found) != len(parents):
+            raise Unlike("gone", "a parent's row is gone")
+        return [list(values) for values in zip(*found, strict=True)]
 
 
 class Unlike(Exception):
