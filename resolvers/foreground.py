@@ -9,9 +9,10 @@ runs in the same process (the embedded runner) awaits `Courtesy.turn()` before e
 job waits until none is, so a request that arrives during a launch waits for at most the job's
 current step, not its batch. The job never waits inside a transaction (on SQLite that would hold
 the process's one connection). An organization at its limits likewise (schema/engine/gate.py):
-before each step of its operations (parsing, validation, execution) it waits while another
-organization's request is in flight, so that its work does not interleave with theirs on the
-process's event loop; its own requests do not count (`Courtesy.owner`).
+before each step of its operations (parsing, validation, execution, each level of its plan's
+statements, which run outside any transaction) it waits while another organization's request
+is in flight, so that its work does not interleave with theirs on the process's event loop; its
+own requests do not count (`Courtesy.owner`).
 
 The wait is bounded, so neither is ever starved: it spends at most `share` of its running time
 waiting, and at most `longest` seconds at once; the unused part of that share is kept for at

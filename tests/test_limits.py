@@ -609,3 +609,66 @@ async def test_the_courtesy_of_an_organization_at_its_limits_is_bounded(
             assert _code((await theirs).json()) is None
         finally:
             await connection.close()
+
+
+async def test_at_its_limits_an_operation_gives_way_between_its_statements(
+    live_server, org, other_org
+):
+    """An operation of an organization at its limits that is under way when another
+    organization's request comes in gives way before its next level's statements."""
+    if live_server.database == "sqlite":
+        pytest.skip("the requests are held in flight by PostgreSQL locks")
+    async with live_server.serve(
+        rate_limit_org_per_second=5,
+        rate_limit_org_burst=3,
+        rate_limit_refusal_delay_seconds=0,
+        at_limits_courtesy_share=1.0,
+        at_limits_courtesy_longest_seconds=5.0,
+    ) as server:
+        await create_account(org.seller)
+        await asyncio.gather(
+            *(post(org.seller, {"query": SMALL}, server.base_url) for _ in range(5))
+        )
+        await asyncio.sleep(0.8)  # the organization's bucket fills again (3 at 5 a second)
+        accounts = await asyncpg.connect(live_server.database_url)
+        contacts = await asyncpg.connect(live_server.database_url)
+        waiting_sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+        async def until_waiting(count: int) -> None:
+            deadline = time.monotonic() + 10
+            while await accounts.fetchval(waiting_sql) < count:
+                assert time.monotonic() < deadline, "the requests never reached the tables"
+                await asyncio.sleep(0.05)
+
+        try:
+            held_accounts, held_contacts = accounts.transaction(), contacts.transaction()
+            await held_accounts.start()
+            await accounts.execute("LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+            await held_contacts.start()
+            await contacts.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+            # Ours starts alone: its first statement waits on the accounts...
+            query = "{ accounts(first: 5) { nodes { id owner { fullName } } } }"
+            ours = asyncio.create_task(post(org.seller, {"query": query}, server.base_url))
+            await until_waiting(1)
+            # ... when the other organization's comes in (and waits on the contacts).
+            theirs = asyncio.create_task(
+                post(
+                    other_org.seller,
+                    {"query": "{ contacts(first: 1) { nodes { id } } }"},
+                    server.base_url,
+                )
+            )
+            await until_waiting(2)
+            await held_accounts.rollback()
+            await asyncio.sleep(1.0)
+            assert not ours.done()  # it gave way before its owners (without: answered)
+            await held_contacts.rollback()
+            assert _code((await theirs).json()) is None
+            answer = (await ours).json()
+            assert _code(answer) is None and answer["data"]["accounts"]["nodes"][0]["owner"]
+        finally:
+            await accounts.close()
+            await contacts.close()

@@ -84,9 +84,10 @@ class Gate:
         return usual
 
     async def give_way(self, ctx: RequestContext) -> None:
-        """Before a step of an operation (its parsing, validation, execution) of a principal or
-        an organization at its limits: wait while another organization's request is in flight
-        in this process, within its courtesy's bounds (AT_LIMITS_COURTESY_SHARE of its time,
+        """Before a step of an operation (its parsing, validation, execution, each level of its
+        plan's statements: schema/engine/plans.py) of a principal or an organization at its
+        limits: wait while another organization's request is in flight in this process, within
+        its courtesy's bounds (AT_LIMITS_COURTESY_SHARE of its time,
         AT_LIMITS_COURTESY_LONGEST_SECONDS at once; resolvers/foreground.py), so that its work
         does not interleave with theirs on the event loop."""
         if ctx.viewer is None or self.settings.at_limits_courtesy_share <= 0:
@@ -335,7 +336,8 @@ class OrganizationShare(SchemaExtension):
     from its parsing to its end (a new document's parsing and validation is most of its
     work); over websockets its execution (for a subscription, subscribing only: its events run
     in the hub's own time). At its limits, it gives way to the other organizations' requests
-    before each step (`Gate.give_way`): its parsing, its validation, its execution."""
+    before each step (`Gate.give_way`): its parsing, its validation, its execution (and the
+    plan, before each level's statements)."""
 
     async def on_operation(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
