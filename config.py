@@ -105,6 +105,12 @@ class Settings:
     # last 10 s): it takes turns, and leaves the process's event loop to the others (0: as many
     # as usual).
     org_concurrency_at_limits: int = 1
+    # ... and before each step of its operations (parsing, validation, execution, each level of
+    # its plan's statements) it waits while another organization's request is in flight in the
+    # process, so that its work does not interleave with theirs on the event loop; at most this
+    # share of its time and this long at once, so that it is never starved (0: it does not wait).
+    at_limits_courtesy_share: float = 0.5
+    at_limits_courtesy_longest_seconds: float = 0.05
     # A RATE_LIMITED answer over HTTP waits this long (at most the wait it announces), so that
     # a client resending at once slows itself down; at most this many of an organization's
     # (or an anonymous address's) refusals wait at once, the others are answered at once.
@@ -266,6 +272,8 @@ _PLAIN = (
     "rate_limit_org_burst",
     "org_concurrency",
     "org_concurrency_at_limits",
+    "at_limits_courtesy_share",
+    "at_limits_courtesy_longest_seconds",
     "rate_limit_refusal_delay_seconds",
     "rate_limit_parked_per_organization",
     "login_failures_per_account",

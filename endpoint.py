@@ -31,6 +31,7 @@ from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
+from resolvers.foreground import REQUESTS
 from resolvers.limits import HASH_RE, LoginThrottle, RateLimiter, known_query, query_hash
 from schema.engine.gate import Gate, graphql_error
 from sockets import LegacyWsHandler, TransportWsHandler, admit_connection
@@ -215,6 +216,9 @@ class CrmGraphQL(GraphQL):
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id
             ctx.log_fields["user"] = viewer.id
+            flight = state.get("in_flight")
+            if flight is not None:
+                REQUESTS.own(flight, viewer.organization_id)
         return ctx
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:

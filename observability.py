@@ -107,9 +107,10 @@ class RequestLogMiddleware:
         # A background job in this process gives way to GraphQL requests, from their first byte
         # (the session lookup, the parsing) to their last (resolvers/foreground.py); not to
         # exports, metrics or probes, nor to a refusal while it is held (Gate.hold_refusal).
-        api = scope["path"] == "/graphql"
-        if api:
-            REQUESTS.enter()
+        # An organization at its limits gives way to the other organizations' requests: the
+        # session lookup names the request's organization (`REQUESTS.own`).
+        flight = REQUESTS.enter() if scope["path"] == "/graphql" else None
+        scope["state"]["in_flight"] = flight
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -125,8 +126,8 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if api:
-                REQUESTS.leave()
+            if flight is not None:
+                REQUESTS.leave(flight)
             duration = time.perf_counter() - started
             route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()

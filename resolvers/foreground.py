@@ -1,15 +1,20 @@
-"""The API first: the HTTP operations in flight in this process, and a background job's
-courtesy toward them.
+"""The API first: the HTTP operations in flight in this process, and the courtesy of work that
+comes second (a background job, an organization at its limits) toward them.
 
 The request middleware (observability.RequestLogMiddleware) counts the GraphQL requests over
 HTTP this process is answering (`REQUESTS`: not exports, metrics or probes, nor a refusal while
-it is held). A job that runs in the same process (the embedded runner) awaits
-`Courtesy.turn()` before each of its steps (a statement outside a transaction, a message handed
-to SMTP): while a request is in flight the job waits until none is, so a request that arrives
-during a launch waits for at most the job's current step, not its batch. The job never waits
-inside a transaction (on SQLite that would hold the process's one connection).
+it is held), and once a request's session is known, the organization it is for. A job that
+runs in the same process (the embedded runner) awaits `Courtesy.turn()` before each of its steps
+(a statement outside a transaction, a message handed to SMTP): while a request is in flight the
+job waits until none is, so a request that arrives during a launch waits for at most the job's
+current step, not its batch. The job never waits inside a transaction (on SQLite that would hold
+the process's one connection). An organization at its limits likewise (schema/engine/gate.py):
+before each step of its operations (parsing, validation, execution, each level of its plan's
+statements, which run outside any transaction) it waits while another organization's request
+is in flight, so that its work does not interleave with theirs on the process's event loop; its
+own requests do not count (`Courtesy.owner`).
 
-The wait is bounded, so a job is never starved: it spends at most `share` of its running time
+The wait is bounded, so neither is ever starved: it spends at most `share` of its running time
 waiting, and at most `longest` seconds at once; the unused part of that share is kept for at
 most two waits, so under a steady stream of requests the job still moves at `1 - share` of its
 speed however long it ran before they came. In a worker process no request is ever in
@@ -19,70 +24,118 @@ flight: `turn()` returns at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass
+class Flight:
+    """One request counted in flight, and the organization it is for once its session is known
+    (`InFlight.own`)."""
+
+    owner: Hashable | None = None
 
 
 class InFlight:
-    """How many HTTP requests this process is answering; waiters for the moment none is."""
+    """How many HTTP requests this process is answering, how many of them each organization's;
+    waiters for the moment none is (or none but one organization's)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._owned: collections.Counter[Hashable] = collections.Counter()
+        self._waiters: list[tuple[Hashable | None, asyncio.Future[None]]] = []
 
-    def enter(self) -> None:
+    def enter(self) -> Flight:
         self.count += 1
+        return Flight()
 
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count <= 0:
-            self.count = 0
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                if not waiter.done():
+    def own(self, flight: Flight, owner: Hashable) -> None:
+        """The request is `owner`'s (its organization, once its session is known)."""
+        if flight.owner is None:
+            flight.owner = owner
+            self._owned[owner] += 1
+            self._wake()  # one waiting for all but `owner`'s may go
+
+    def leave(self, flight: Flight | None = None) -> None:
+        self.count = max(0, self.count - 1)
+        owner = flight.owner if flight is not None else None
+        if owner is not None:
+            left = self._owned[owner] - 1
+            if left > 0:
+                self._owned[owner] = left
+            else:
+                del self._owned[owner]
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiters:
+            waiting, self._waiters = self._waiters, []
+            for besides, waiter in waiting:
+                if self.others(besides) > 0:
+                    self._waiters.append((besides, waiter))
+                elif not waiter.done():
                     waiter.set_result(None)
 
+    def others(self, owner: Hashable | None = None) -> int:
+        """Requests in flight that are not `owner`'s (all of them when None)."""
+        return self.count - (self._owned.get(owner, 0) if owner is not None else 0)
+
     @contextlib.contextmanager
-    def away(self) -> Iterator[None]:
+    def away(self, flight: Flight | None = None) -> Iterator[None]:
         """A counted request that waits without working (a refusal held): not counted
         meanwhile."""
-        self.leave()
+        owner = flight.owner if flight is not None else None
+        self.leave(flight)
         try:
             yield
         finally:
             self.enter()
+            if flight is not None:
+                flight.owner = None
+                if owner is not None:
+                    self.own(flight, owner)
 
-    async def quiet(self, at_most: float) -> None:
-        """Return once no request is in flight, or after `at_most` seconds."""
-        if self.count == 0:
+    async def quiet(self, at_most: float, besides: Hashable | None = None) -> None:
+        """Return once no request is in flight (none but `besides`'s), or after `at_most`
+        seconds."""
+        if self.others(besides) <= 0:
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (besides, waiter)
+        self._waiters.append(entry)
         try:
             async with asyncio.timeout(at_most):
                 await waiter
         except TimeoutError:
             pass
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if entry in self._waiters:
+                self._waiters.remove(entry)
 
 
 REQUESTS = InFlight()
 
 
 class Courtesy:
-    """One job's yielding to this process's requests (see the module's doc). Several tasks of a
-    job (its recording, its SMTP connections) share one: their waits at the same moment count
-    once."""
+    """One job's (or one organization's at its limits) yielding to this process's requests (see
+    the module's doc); `owner`: an organization whose own requests it does not wait for.
+    Several tasks of a job (its recording, its SMTP connections) share one: their waits at the
+    same moment count once."""
 
     def __init__(
-        self, share: float = 0.5, longest: float = 0.2, requests: InFlight = REQUESTS
+        self,
+        share: float = 0.5,
+        longest: float = 0.2,
+        requests: InFlight = REQUESTS,
+        owner: Hashable | None = None,
     ) -> None:
         self.share = share
         self.longest = longest
         self.requests = requests
+        self.owner = owner
         self.started = time.monotonic()
         self.waited = 0.0  # seconds during which at least one of the job's tasks waited
         # Seconds of waiting the job may still spend: `share` of each second it runs, kept to
@@ -95,7 +148,7 @@ class Courtesy:
 
     async def turn(self) -> None:
         """Wait while a request is in flight here, within the job's budget of waiting."""
-        if self.requests.count == 0 or self.share <= 0:
+        if self.requests.others(self.owner) <= 0 or self.share <= 0:
             return
         now = time.monotonic()
         self._credit = min(
@@ -111,7 +164,7 @@ class Courtesy:
             self._since = now
         self._waiting += 1
         try:
-            await self.requests.quiet(timeout)
+            await self.requests.quiet(timeout, self.owner)
         finally:
             self._waiting -= 1
             if self._waiting == 0:

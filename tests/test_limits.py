@@ -510,3 +510,165 @@ async def test_an_organization_at_its_limits_executes_one_operation_at_a_time(
             assert [_code(answer) for answer in answers] == [None] * 4
         finally:
             await connection.close()
+
+
+async def test_an_organization_at_its_limits_gives_way_to_the_others(live_server, org, other_org):
+    """At its limits, an organization's next operation waits while another organization's
+    request is in flight (AT_LIMITS_COURTESY_*), and goes once it has ended; an organization
+    that is not at its limits does not wait."""
+    if live_server.database == "sqlite":
+        pytest.skip("the other organization's request is held in flight by a PostgreSQL lock")
+    async with live_server.serve(
+        rate_limit_org_per_second=5,
+        rate_limit_org_burst=3,
+        rate_limit_refusal_delay_seconds=0,
+        at_limits_courtesy_share=1.0,
+        at_limits_courtesy_longest_seconds=5.0,
+    ) as server:
+        burst = await asyncio.gather(
+            *(post(org.seller, {"query": SMALL}, server.base_url) for _ in range(5))
+        )
+        assert "RATE_LIMITED" in [_code(answer.json()) for answer in burst]
+        await asyncio.sleep(0.8)  # the organization's bucket fills again (3 at 5 a second)
+        viewer = {"query": "{ viewer { id } }"}
+        # Its own requests in flight (waiting their turn) are not the others': no waiting.
+        began = time.monotonic()
+        own = await asyncio.gather(
+            *(post(member, viewer, server.base_url) for member in (org.seller, org.teammate))
+        )
+        assert [_code(answer.json()) for answer in own] == [None, None]
+        assert time.monotonic() - began < 1.5
+        await asyncio.sleep(0.5)  # (the bucket again)
+        connection = await asyncpg.connect(live_server.database_url)
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+            # The other organization's request, in flight until the lock goes.
+            theirs = asyncio.create_task(post(other_org.seller, {"query": SMALL}, server.base_url))
+            waiting_sql = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await connection.fetchval(waiting_sql) < 1:
+                assert loop.time() < deadline, "the other organization's request never ran"
+                await asyncio.sleep(0.05)
+            ours = asyncio.create_task(post(org.seller, viewer, server.base_url))
+            # The other organization itself, not at its limits, goes ahead meanwhile.
+            began = time.monotonic()
+            assert _code((await post(other_org.manager, viewer, server.base_url)).json()) is None
+            assert time.monotonic() - began < 1.0
+            await asyncio.sleep(1.0)
+            assert not ours.done()  # (without the courtesy: answered at once)
+            await transaction.rollback()
+            assert _code((await theirs).json()) is None
+            answer = (await ours).json()
+            assert _code(answer) is None and answer["data"]["viewer"]["id"]
+        finally:
+            await connection.close()
+
+
+async def test_the_courtesy_of_an_organization_at_its_limits_is_bounded(
+    live_server, org, other_org
+):
+    """However long the others' requests stay in flight, an organization at its limits waits
+    at most AT_LIMITS_COURTESY_LONGEST_SECONDS at once: it is never starved."""
+    if live_server.database == "sqlite":
+        pytest.skip("the other organization's request is held in flight by a PostgreSQL lock")
+    async with live_server.serve(
+        rate_limit_org_per_second=5,
+        rate_limit_org_burst=3,
+        rate_limit_refusal_delay_seconds=0,
+        at_limits_courtesy_share=0.5,
+        at_limits_courtesy_longest_seconds=0.3,
+    ) as server:
+        await asyncio.gather(
+            *(post(org.seller, {"query": SMALL}, server.base_url) for _ in range(5))
+        )
+        await asyncio.sleep(0.8)
+        connection = await asyncpg.connect(live_server.database_url)
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+            theirs = asyncio.create_task(post(other_org.seller, {"query": SMALL}, server.base_url))
+            await asyncio.sleep(0.5)  # in flight, behind the lock
+            began = time.monotonic()
+            answer = (
+                await post(org.seller, {"query": "{ viewer { id } }"}, server.base_url)
+            ).json()
+            took = time.monotonic() - began
+            assert _code(answer) is None
+            # It gave way (half of 0.3 s at first, then its share), but not for as long as the
+            # other organization's request stays in flight.
+            assert 0.1 <= took < 1.0, took
+            assert not theirs.done()
+            await transaction.rollback()
+            assert _code((await theirs).json()) is None
+        finally:
+            await connection.close()
+
+
+async def test_at_its_limits_an_operation_gives_way_between_its_statements(
+    live_server, org, other_org
+):
+    """An operation of an organization at its limits that is under way when another
+    organization's request comes in gives way before its next level's statements."""
+    if live_server.database == "sqlite":
+        pytest.skip("the requests are held in flight by PostgreSQL locks")
+    async with live_server.serve(
+        rate_limit_org_per_second=5,
+        rate_limit_org_burst=3,
+        rate_limit_refusal_delay_seconds=0,
+        at_limits_courtesy_share=1.0,
+        at_limits_courtesy_longest_seconds=5.0,
+    ) as server:
+        await create_account(org.seller)
+        await asyncio.gather(
+            *(post(org.seller, {"query": SMALL}, server.base_url) for _ in range(5))
+        )
+        await asyncio.sleep(0.8)  # the organization's bucket fills again (3 at 5 a second)
+        accounts = await asyncpg.connect(live_server.database_url)
+        contacts = await asyncpg.connect(live_server.database_url)
+        waiting_sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+        async def until_waiting(count: int) -> None:
+            deadline = time.monotonic() + 10
+            while await accounts.fetchval(waiting_sql) < count:
+                assert time.monotonic() < deadline, "the requests never reached the tables"
+                await asyncio.sleep(0.05)
+
+        try:
+            held_accounts, held_contacts = accounts.transaction(), contacts.transaction()
+            await held_accounts.start()
+            await accounts.execute("LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+            await held_contacts.start()
+            await contacts.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+            # Ours starts alone: its first statement waits on the accounts...
+            query = "{ accounts(first: 5) { nodes { id owner { fullName } } } }"
+            ours = asyncio.create_task(post(org.seller, {"query": query}, server.base_url))
+            await until_waiting(1)
+            # ... when the other organization's comes in (and waits on the contacts).
+            theirs = asyncio.create_task(
+                post(
+                    other_org.seller,
+                    {"query": "{ contacts(first: 1) { nodes { id } } }"},
+                    server.base_url,
+                )
+            )
+            await until_waiting(2)
+            await held_accounts.rollback()
+            await asyncio.sleep(1.0)
+            assert not ours.done()  # it gave way before its owners (without: answered)
+            await held_contacts.rollback()
+            assert _code((await theirs).json()) is None
+            answer = (await ours).json()
+            assert _code(answer) is None and answer["data"]["accounts"]["nodes"][0]["owner"]
+        finally:
+            await accounts.close()
+            await contacts.close()

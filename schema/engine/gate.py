@@ -38,7 +38,7 @@ from strawberry.extensions import SchemaExtension
 from config import Settings
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
-from resolvers.foreground import REQUESTS
+from resolvers.foreground import REQUESTS, Courtesy, Flight
 from resolvers.limits import LoginThrottle, RateLimiter, allowlisted, query_hash, remember_query
 from schema.engine.cost import fragments_of
 
@@ -64,9 +64,10 @@ class Gate:
     login: LoginThrottle
 
     # Places to execute, by organization id or by principal (a user's or key's rate bucket);
-    # the organizations and principals refused by their own bucket lately, until when.
+    # the organizations and principals refused by their own bucket lately (until when, and
+    # their courtesy toward the other organizations).
     _places: dict[Hashable, Places] = field(default_factory=dict)
-    _at_limits: dict[Hashable, float] = field(default_factory=dict)
+    _at_limits: dict[Hashable, AtLimits] = field(default_factory=dict)
     _parked: dict[str, int] = field(default_factory=dict)
 
     def places_of(self, who: Hashable, usual: int) -> int:
@@ -74,12 +75,29 @@ class Gate:
         `usual`, or ORG_CONCURRENCY_AT_LIMITS while it was refused by its own bucket in the last
         AT_LIMITS_SECONDS (at its limits it takes turns, one operation at a time, and leaves
         the process's loop to the others)."""
-        until = self._at_limits.get(who)
-        if until is not None:
-            if time.monotonic() < until and self.settings.org_concurrency_at_limits > 0:
+        mark = self._at_limits.get(who)
+        if mark is not None:
+            if time.monotonic() < mark.until and self.settings.org_concurrency_at_limits > 0:
                 return self.settings.org_concurrency_at_limits  # (0: no fewer than usual)
-            del self._at_limits[who]
+            if time.monotonic() >= mark.until:
+                del self._at_limits[who]
         return usual
+
+    async def give_way(self, ctx: RequestContext) -> None:
+        """Before a step of an operation (its parsing, validation, execution, each level of its
+        plan's statements: schema/engine/plans.py) of a principal or an organization at its
+        limits: wait while another organization's request is in flight in this process, within
+        its courtesy's bounds (AT_LIMITS_COURTESY_SHARE of its time,
+        AT_LIMITS_COURTESY_LONGEST_SECONDS at once; resolvers/foreground.py), so that its work
+        does not interleave with theirs on the event loop."""
+        if ctx.viewer is None or self.settings.at_limits_courtesy_share <= 0:
+            return
+        now = time.monotonic()
+        for who in (bucket(ctx.api_key, ctx.viewer, client_of(ctx)), ctx.viewer.organization_id):
+            mark = self._at_limits.get(who)
+            if mark is not None and now < mark.until:
+                await mark.courtesy.turn()
+                return
 
     @contextlib.asynccontextmanager
     async def share(self, ctx: RequestContext) -> AsyncIterator[None]:
@@ -123,7 +141,7 @@ class Gate:
         principal = bucket(ctx.api_key, ctx.viewer, client_of(ctx))
         wait = await self.limiter.take(principal)
         if wait > 0 and ctx.viewer is not None:  # the user's or key's own bucket
-            self._mark_at_limits(principal)
+            self._mark_at_limits(principal, ctx.viewer.organization_id)
         elif wait == 0 and ctx.viewer is not None:
             organization = ctx.viewer.organization_id
             wait = await self.limiter.take(
@@ -132,18 +150,27 @@ class Gate:
                 burst=self.settings.rate_limit_org_burst,
             )
             if wait > 0:  # the organization's own bucket: all its users take turns
-                self._mark_at_limits(organization)
+                self._mark_at_limits(organization, organization)
         return wait
 
-    def _mark_at_limits(self, who: Hashable) -> None:
+    def _mark_at_limits(self, who: Hashable, organization: Hashable) -> None:
         """The marks are kept in the order they expire (each re-inserted at the end), so the
-        expired ones, organizations that went quiet, are dropped from the front."""
+        expired ones, organizations that went quiet, are dropped from the front. A mark still
+        running keeps its courtesy (and what it waited)."""
         now = time.monotonic()
         marks = self._at_limits
-        marks.pop(who, None)
-        marks[who] = now + AT_LIMITS_SECONDS
-        for marked, until in list(itertools.islice(marks.items(), 8)):
-            if until > now:
+        mark = marks.pop(who, None)
+        if mark is None or mark.until <= now:
+            courtesy = Courtesy(
+                share=self.settings.at_limits_courtesy_share,
+                longest=self.settings.at_limits_courtesy_longest_seconds,
+                owner=organization,
+            )
+            mark = AtLimits(now, courtesy)
+        mark.until = now + AT_LIMITS_SECONDS
+        marks[who] = mark
+        for marked, old in list(itertools.islice(marks.items(), 8)):
+            if old.until > now:
                 break
             del marks[marked]
 
@@ -166,7 +193,8 @@ class Gate:
             return
         self._parked[key] = parked + 1
         try:
-            with REQUESTS.away():  # a held refusal does no work: background jobs go on
+            # A held refusal does no work: background jobs and organizations at their limits go on.
+            with REQUESTS.away(in_flight(ctx)):
                 await asyncio.sleep(delay)
         finally:
             left = self._parked[key] - 1
@@ -216,6 +244,15 @@ class Gate:
 AT_LIMITS_SECONDS = 10.0
 
 
+@dataclass
+class AtLimits:
+    """A principal or an organization refused by its own bucket: until when it counts as at its
+    limits, and its courtesy toward the other organizations' requests (`Gate.give_way`)."""
+
+    until: float
+    courtesy: Courtesy
+
+
 class Places:
     """Places to execute, their number read when taken (it changes as an organization reaches
     its limits and leaves them): first come, first served."""
@@ -256,6 +293,13 @@ def client_of(ctx: RequestContext) -> Any:
     return getattr(ctx.request, "client", None)
 
 
+def in_flight(ctx: RequestContext) -> Flight | None:
+    """The request as counted in flight (observability.RequestLogMiddleware), if it is."""
+    state = getattr(ctx.request, "scope", {}).get("state") or {}
+    flight = state.get("in_flight")
+    return flight if isinstance(flight, Flight) else None
+
+
 def bucket(api_key: Any, viewer: Any, client: Any) -> str:
     """The rate limit's bucket: the API key, else the user, else the client's address."""
     if api_key is not None:
@@ -291,21 +335,35 @@ class OrganizationShare(SchemaExtension):
     """An operation within its organization's share of the process (`Gate.share`): over HTTP
     from its parsing to its end (a new document's parsing and validation is most of its
     work); over websockets its execution (for a subscription, subscribing only: its events run
-    in the hub's own time)."""
+    in the hub's own time). At its limits, it gives way to the other organizations' requests
+    before each step (`Gate.give_way`): its parsing, its validation, its execution (and the
+    plan, before each level's statements)."""
 
     async def on_operation(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
         if self._shared(ctx) and not ctx.over_websocket:
             async with ctx.gate.share(ctx):
+                await ctx.gate.give_way(ctx)
                 yield
         else:
             yield
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        # (A document kept from before is not validated again: nothing to give way for.)
+        if self._shared(ctx) and self.execution_context.pre_execution_errors is None:
+            await ctx.gate.give_way(ctx)
+        yield
 
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
         if self._shared(ctx) and ctx.over_websocket:
             async with ctx.gate.share(ctx):
+                await ctx.gate.give_way(ctx)
                 yield
+        elif self._shared(ctx):
+            await ctx.gate.give_way(ctx)
+            yield
         else:
             yield
 

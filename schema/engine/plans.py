@@ -316,6 +316,11 @@ class Selection:
         loading = [
             field for field in self.fields if field.load is not None and field.key not in projected
         ]
+        # At its limits, the caller's organization gives way to the others' requests before each
+        # level's statements too (schema/engine/gate.py, `Gate.give_way`).
+        gate = getattr(run.ctx, "gate", None)
+        if gate is not None and not run.ctx.over_websocket:
+            await gate.give_way(run.ctx)
         runs = [field.load(parents, run.ctx) for field in loading if field.load is not None]
         if statement is not None:
             runs.append(statement.run(parents, run.ctx))
