@@ -587,7 +587,7 @@ async def _message_batch(
     messages: list[Message] = []
     for start in range(0, len(entries), chunk):
         await courtesy.turn()
-        done = await _record(ctx, campaign, entries[start : start + chunk])
+        done = await _record(ctx, campaign, entries[start : start + chunk], courtesy)
         if done is None:
             stopped = True
             break
@@ -604,6 +604,7 @@ async def _record(
     ctx: RequestContext,
     campaign: Campaign,
     entries: list[tuple[int, int, Message | None, str | None]],
+    courtesy: Courtesy,
 ) -> list[Message] | None:
     """Claim these members and record their messages (and skips), in one transaction with the
     campaign's counts; the messages. None when the campaign is no longer LAUNCHING or ACTIVE."""
@@ -613,7 +614,7 @@ async def _record(
         if reason is not None:
             skipped.setdefault(reason, []).append(member_id)
     deals = await _open_deals_of({draft.to_contact_id for draft in drafts})
-    async with in_transaction():
+    async with courtesy.exclusive(), in_transaction():
         still = await Campaign.filter(id=campaign.id).select_for_update().first()
         if still is None or still.status not in LIVE:
             return None

@@ -19,6 +19,12 @@ waiting, and at most `longest` seconds at once; the unused part of that share is
 most two waits, so under a steady stream of requests the job still moves at `1 - share` of its
 speed however long it ran before they came. In a worker process no request is ever in
 flight: `turn()` returns at once.
+
+While requests are recent (one in flight or ended within `RECENT_SECONDS`), a job keeps its
+steps short and out of the requests' way: `turn()` yields to the loop once even when none is
+in flight (a request that just arrived is read and counted before the job's next step), and
+waits while another of the job's tasks is in one of its transactions (`Courtesy.exclusive()`:
+the job's SMTP exchanges do not stretch a transaction that requests queue behind).
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 
 
@@ -45,12 +52,18 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        self.last = -math.inf  # when a request last began or ended (time.monotonic())
         self._owned: collections.Counter[Hashable] = collections.Counter()
         self._waiters: list[tuple[Hashable | None, asyncio.Future[None]]] = []
 
     def enter(self) -> Flight:
         self.count += 1
+        self.last = time.monotonic()
         return Flight()
+
+    def recent(self, within: float) -> bool:
+        """Whether a request is in flight or ended less than `within` seconds ago."""
+        return self.count > 0 or time.monotonic() - self.last < within
 
     def own(self, flight: Flight, owner: Hashable) -> None:
         """The request is `owner`'s (its organization, once its session is known)."""
@@ -60,6 +73,7 @@ class InFlight:
             self._wake()  # one waiting for all but `owner`'s may go
 
     def leave(self, flight: Flight | None = None) -> None:
+        self.last = time.monotonic()
         self.count = max(0, self.count - 1)
         owner = flight.owner if flight is not None else None
         if owner is not None:
@@ -145,10 +159,39 @@ class Courtesy:
         self._credited = self.started
         self._waiting = 0
         self._since = 0.0
+        # The task of the job in one of its transactions, and the end of that transaction.
+        self._exclusive: asyncio.Task[object] | None = None
+        self._exclusive_ended: asyncio.Event | None = None
+
+    def busy(self) -> bool:
+        """Whether this process's requests are recent: the job keeps its steps short."""
+        return self.share > 0 and self.requests.recent(RECENT_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Around one of the job's transactions: while requests are recent, the job's other
+        tasks wait at their turns until it ends. (Its own task takes no turn inside it.)"""
+        ended = asyncio.Event()
+        self._exclusive, self._exclusive_ended = asyncio.current_task(), ended
+        try:
+            yield
+        finally:
+            if self._exclusive_ended is ended:
+                self._exclusive = self._exclusive_ended = None
+            ended.set()
 
     async def turn(self) -> None:
-        """Wait while a request is in flight here, within the job's budget of waiting."""
-        if self.requests.others(self.owner) <= 0 or self.share <= 0:
+        """Wait while a request is in flight here (another organization's, for an organization
+        at its limits), within the budget of waiting; while requests are recent, let the loop
+        run once and wait for the job's transaction under way in another of its tasks."""
+        if not self.busy():
+            return
+        ended = self._exclusive_ended
+        if ended is not None and self._exclusive is not asyncio.current_task():
+            await ended.wait()  # (short: a transaction takes no turns)
+        else:
+            await asyncio.sleep(0)
+        if self.requests.others(self.owner) <= 0:
             return
         now = time.monotonic()
         self._credit = min(
@@ -175,3 +218,5 @@ class Courtesy:
 
 # The most waiting a job saves up, in waits of `longest`.
 CREDIT_TURNS = 2
+# Requests that ended less than this long ago are recent: the job keeps its steps short.
+RECENT_SECONDS = 1.0

@@ -454,7 +454,11 @@ async def deliver_batch(
     now = datetime.now(UTC)
     sent = [message.id for message in messages if message.id not in errors]
     failed = 0
-    async with in_transaction():
+    if courtesy is not None:
+        await courtesy.turn()
+    # (The job's other tasks wait for this transaction while requests are recent.)
+    holding = courtesy.exclusive() if courtesy is not None else contextlib.nullcontext()
+    async with holding, in_transaction():
         if sent:
             await Message.filter(id__in=sent).update(
                 status=MessageStatus.SENT, sent_at=now, last_error=None, retry_at=None,

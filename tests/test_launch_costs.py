@@ -151,6 +151,62 @@ async def test_a_job_that_ran_long_alone_saves_up_no_waiting() -> None:
     requests.leave()
 
 
+async def test_a_job_keeps_its_steps_short_while_requests_are_recent() -> None:
+    """A request ended a moment ago: the job's turn lets the loop run once (a request that has
+    just arrived is read before the job's next step), and another of the job's tasks waits at
+    its turn while the job is in a transaction (its SMTP exchanges do not stretch it)."""
+    requests = InFlight()
+    courtesy = Courtesy(share=0.5, longest=5.0, requests=requests)
+    requests.enter()
+    requests.leave()
+    ran: list[str] = []
+    asyncio.get_running_loop().call_soon(ran.append, "the loop ran")
+    await courtesy.turn()
+    assert ran == ["the loop ran"]
+
+    in_transaction = asyncio.Event()
+    release = asyncio.Event()
+
+    async def recording() -> None:
+        async with courtesy.exclusive():
+            in_transaction.set()
+            await release.wait()  # the transaction's statements
+
+    recorder = asyncio.create_task(recording())
+    await in_transaction.wait()
+    lane = asyncio.create_task(courtesy.turn())
+    await asyncio.sleep(0.05)
+    assert not lane.done()  # waits for the job's transaction
+    release.set()
+    await recorder
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert lane.done()
+
+
+async def test_a_job_with_no_recent_request_runs_on() -> None:
+    """In a worker (or long after the last request) a turn returns at once, in a transaction of
+    another of the job's tasks or not."""
+    courtesy = Courtesy(share=0.5, longest=5.0, requests=InFlight())
+    assert not courtesy.busy()
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def recording() -> None:
+        async with courtesy.exclusive():
+            held.set()
+            await release.wait()
+
+    recorder = asyncio.create_task(recording())
+    await held.wait()
+    ran: list[str] = []
+    asyncio.get_running_loop().call_soon(ran.append, "the loop ran")
+    await courtesy.turn()
+    assert ran == []  # did not even yield
+    release.set()
+    await recorder
+
+
 def test_a_line_break_in_any_header_value_is_refused() -> None:
     """Not written into the headers (an injected header or body) nor left to the email package
     (which raises HeaderParseError, not ValueError, for some): the message is Unsendable."""
