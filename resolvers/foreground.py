@@ -54,6 +54,10 @@ class InFlight:
         self.count = 0
         self.last = -math.inf  # when a request last began or ended (time.monotonic())
         self._owned: collections.Counter[Hashable] = collections.Counter()
+        # Requests giving way (an organization at its limits, waiting in `quiet`), by owner: they
+        # do no work meanwhile, so no one waits for them (two organizations at their limits do
+        # not wait for each other).
+        self._yielding: collections.Counter[Hashable] = collections.Counter()
         self._waiters: list[tuple[Hashable | None, asyncio.Future[None]]] = []
 
     def enter(self) -> Flight:
@@ -94,23 +98,28 @@ class InFlight:
                     waiter.set_result(None)
 
     def others(self, owner: Hashable | None = None) -> int:
-        """Requests in flight that are not `owner`'s (all of them when None)."""
-        return self.count - (self._owned.get(owner, 0) if owner is not None else 0)
+        """Requests in flight and working that are not `owner`'s (all of them when None)."""
+        yielding = self._yielding.total()
+        if owner is None:
+            return self.count - yielding
+        return self.count - self._owned.get(owner, 0) - (yielding - self._yielding.get(owner, 0))
 
     @contextlib.contextmanager
     def away(self, flight: Flight | None = None) -> Iterator[None]:
         """A counted request that waits without working (a refusal held): not counted
-        meanwhile."""
-        owner = flight.owner if flight is not None else None
+        meanwhile. (A request never counted, None: nothing to do.)"""
+        if flight is None:
+            yield
+            return
+        owner = flight.owner
         self.leave(flight)
         try:
             yield
         finally:
             self.enter()
-            if flight is not None:
-                flight.owner = None
-                if owner is not None:
-                    self.own(flight, owner)
+            flight.owner = None
+            if owner is not None:
+                self.own(flight, owner)
 
     async def quiet(self, at_most: float, besides: Hashable | None = None) -> None:
         """Return once no request is in flight (none but `besides`'s), or after `at_most`
@@ -120,6 +129,9 @@ class InFlight:
         waiter = asyncio.get_running_loop().create_future()
         entry = (besides, waiter)
         self._waiters.append(entry)
+        if besides is not None:  # a request of `besides`'s, idle meanwhile
+            self._yielding[besides] += 1
+            self._wake()
         try:
             async with asyncio.timeout(at_most):
                 await waiter
@@ -128,6 +140,10 @@ class InFlight:
         finally:
             if entry in self._waiters:
                 self._waiters.remove(entry)
+            if besides is not None:
+                self._yielding[besides] -= 1
+                if self._yielding[besides] <= 0:
+                    del self._yielding[besides]
 
 
 REQUESTS = InFlight()
@@ -159,9 +175,8 @@ class Courtesy:
         self._credited = self.started
         self._waiting = 0
         self._since = 0.0
-        # The task of the job in one of its transactions, and the end of that transaction.
-        self._exclusive: asyncio.Task[object] | None = None
-        self._exclusive_ended: asyncio.Event | None = None
+        # The job's tasks in one of their transactions, and the end of each.
+        self._exclusive: dict[asyncio.Task[object] | None, asyncio.Event] = {}
 
     def busy(self) -> bool:
         """Whether this process's requests are recent: the job keeps its steps short."""
@@ -170,14 +185,15 @@ class Courtesy:
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         """Around one of the job's transactions: while requests are recent, the job's other
-        tasks wait at their turns until it ends. (Its own task takes no turn inside it.)"""
-        ended = asyncio.Event()
-        self._exclusive, self._exclusive_ended = asyncio.current_task(), ended
+        tasks wait at their turns until it ends (at most `longest`). (Its own task takes no
+        turn inside it.)"""
+        task, ended = asyncio.current_task(), asyncio.Event()
+        self._exclusive[task] = ended
         try:
             yield
         finally:
-            if self._exclusive_ended is ended:
-                self._exclusive = self._exclusive_ended = None
+            if self._exclusive.get(task) is ended:
+                del self._exclusive[task]
             ended.set()
 
     async def turn(self) -> None:
@@ -186,9 +202,12 @@ class Courtesy:
         run once and wait for the job's transaction under way in another of its tasks."""
         if not self.busy():
             return
-        ended = self._exclusive_ended
-        if ended is not None and self._exclusive is not asyncio.current_task():
-            await ended.wait()  # (short: a transaction takes no turns)
+        task = asyncio.current_task()
+        open_ = [ended.wait() for other, ended in self._exclusive.items() if other is not task]
+        if open_:  # (short: a transaction takes no turns; bounded all the same)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.longest):
+                    await asyncio.gather(*open_)
         else:
             await asyncio.sleep(0)
         if self.requests.others(self.owner) <= 0:

@@ -179,9 +179,65 @@ async def test_a_job_keeps_its_steps_short_while_requests_are_recent() -> None:
     assert not lane.done()  # waits for the job's transaction
     release.set()
     await recorder
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert lane.done()
+    await asyncio.wait_for(lane, 1)
+
+
+async def test_a_turn_waits_for_every_transaction_of_the_job_under_way() -> None:
+    """Two of the job's tasks in their transactions at once (its recording, its delivery's):
+    another task's turn waits until both have ended, whichever ends first."""
+    requests = InFlight()
+    courtesy = Courtesy(share=0.5, longest=5.0, requests=requests)
+    requests.enter()
+    requests.leave()
+    opened = [asyncio.Event(), asyncio.Event()]
+    release = [asyncio.Event(), asyncio.Event()]
+
+    async def transaction(i: int) -> None:
+        async with courtesy.exclusive():
+            opened[i].set()
+            await release[i].wait()
+
+    first = asyncio.create_task(transaction(0))
+    await opened[0].wait()
+    second = asyncio.create_task(transaction(1))
+    await opened[1].wait()
+    lane = asyncio.create_task(courtesy.turn())
+    release[1].set()  # the later one ends first
+    await second
+    await asyncio.sleep(0.05)
+    assert not lane.done()  # the first is still open
+    release[0].set()
+    await first
+    await asyncio.wait_for(lane, 1)
+
+
+async def test_organizations_at_their_limits_do_not_wait_for_each_other() -> None:
+    """A request giving way does no work: another organization at its limits does not wait for
+    it (they would both wait out their courtesy, the loop idle); a working request of another
+    organization is still waited for, and a held refusal (`away`) counts as none."""
+    requests = InFlight()
+    a, b = requests.enter(), requests.enter()
+    requests.own(a, "A")
+    requests.own(b, "B")
+    courtesy_a = Courtesy(share=1.0, longest=5.0, requests=requests, owner="A")
+    courtesy_b = Courtesy(share=1.0, longest=5.0, requests=requests, owner="B")
+    courtesy_a.started -= 10
+    courtesy_b.started -= 10
+    courtesy_a._credit = courtesy_b._credit = 5.0  # noqa: SLF001 (as after 10 s of running)
+    a_turn = asyncio.create_task(courtesy_a.turn())  # B's request is working: A waits
+    await asyncio.sleep(0.05)
+    assert not a_turn.done()
+    await asyncio.wait_for(courtesy_b.turn(), 0.5)  # A's only request is giving way: B goes
+    assert not a_turn.done()
+    with requests.away(b):  # B's request held (a refusal): A goes
+        await asyncio.wait_for(a_turn, 1)
+    assert requests.count == 2 and requests.others("A") == 1 and requests.others("B") == 1
+    requests.leave(a)
+    requests.leave(b)
+    assert requests.count == 0 and requests.others() == 0
+    with requests.away(None):  # a request never counted: nothing changes
+        assert requests.count == 0
+    assert requests.count == 0
 
 
 async def test_a_job_with_no_recent_request_runs_on() -> None:

@@ -90,7 +90,7 @@ class Gate:
         its courtesy's bounds (AT_LIMITS_COURTESY_SHARE of its time,
         AT_LIMITS_COURTESY_LONGEST_SECONDS at once; resolvers/foreground.py), so that its work
         does not interleave with theirs on the event loop."""
-        if ctx.viewer is None or self.settings.at_limits_courtesy_share <= 0:
+        if not self._at_limits or ctx.viewer is None or self.settings.at_limits_courtesy_share <= 0:
             return
         now = time.monotonic()
         for who in (bucket(ctx.api_key, ctx.viewer, client_of(ctx)), ctx.viewer.organization_id):
@@ -348,12 +348,17 @@ class OrganizationShare(SchemaExtension):
         else:
             yield
 
-    async def on_validate(self) -> AsyncIterator[None]:
-        ctx = self.execution_context.context
-        # (A document kept from before is not validated again: nothing to give way for.)
-        if self._shared(ctx) and self.execution_context.pre_execution_errors is None:
-            await ctx.gate.give_way(ctx)
+    async def on_parse(self) -> AsyncIterator[None]:
+        # Between its parsing and its validation. (Hooks after the yield run in reverse order:
+        # this one, the last extension's, right after the parse, before any `on_validate`. A
+        # document kept from before, DocumentCache's, is neither parsed nor validated again:
+        # nothing to give way for.)
+        context = self.execution_context
+        parsing = context.graphql_document is None
         yield
+        ctx = context.context
+        if parsing and context.graphql_document is not None and self._shared(ctx):
+            await ctx.gate.give_way(ctx)
 
     async def on_execute(self) -> AsyncIterator[None]:
         ctx = self.execution_context.context
