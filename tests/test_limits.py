@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -660,3 +661,36 @@ async def test_at_its_limits_an_operation_gives_way_between_its_statements(
             assert _code((await theirs).json()) is None
             answer = (await ours).json()
             assert _code(answer) is None and answer["data"]["accounts"]["nodes"][0]["owner"]
+
+
+class CountingGate:
+    """Counts where an operation gives way (the real Gate's `share` and `give_way`, at its
+    limits: waiting here would need other organizations' requests in flight)."""
+
+    def __init__(self) -> None:
+        self.ways = 0
+
+    @contextlib.asynccontextmanager
+    async def share(self, ctx):
+        yield
+
+    async def give_way(self, ctx) -> None:
+        self.ways += 1
+
+
+async def test_at_its_limits_an_operation_gives_way_before_its_validation() -> None:
+    """`OrganizationShare` gives way before the parsing, between the parsing and the validation
+    (for a document parsed, not one kept from before), and before the execution."""
+    schema = build_schema(Settings())
+    gate = CountingGate()
+    viewer: Any = SimpleNamespace(id=1, organization_id=1)  # all the share reads of it
+
+    async def ways(document: str) -> tuple[int, bool]:
+        gate.ways = 0
+        context = RequestContext(request_id="ways", settings=Settings(), viewer=viewer, gate=gate)
+        result = await schema.execute(document, context_value=context)
+        return gate.ways, result.errors is None
+
+    assert await ways("{ __typename nope }") == (2, False)  # operation, validation: refused
+    assert await ways("{ a: __typename }") == (3, True)  # operation, validation, execution
+    assert await ways("{ a: __typename }") == (2, True)  # kept: nothing parsed or validated
