@@ -33,7 +33,7 @@ from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.foreground import REQUESTS
 from resolvers.limits import HASH_RE, LoginThrottle, RateLimiter, known_query, query_hash
-from schema.engine.gate import Gate, graphql_error
+from schema.engine.gate import Gate, graphql_error, in_flight
 from sockets import LegacyWsHandler, TransportWsHandler, admit_connection
 from subscriptions.hub import Hub
 
@@ -216,7 +216,7 @@ class CrmGraphQL(GraphQL):
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id
             ctx.log_fields["user"] = viewer.id
-            flight = state.get("in_flight")
+            flight = in_flight(ctx)
             if flight is not None:
                 REQUESTS.own(flight, viewer.organization_id)
         return ctx

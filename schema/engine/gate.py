@@ -77,10 +77,10 @@ class Gate:
         the process's loop to the others)."""
         mark = self._at_limits.get(who)
         if mark is not None:
-            if time.monotonic() < mark.until and self.settings.org_concurrency_at_limits > 0:
-                return self.settings.org_concurrency_at_limits  # (0: no fewer than usual)
             if time.monotonic() >= mark.until:
                 del self._at_limits[who]
+            elif self.settings.org_concurrency_at_limits > 0:
+                return self.settings.org_concurrency_at_limits  # (0: no fewer than usual)
         return usual
 
     async def give_way(self, ctx: RequestContext) -> None:

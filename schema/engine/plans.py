@@ -318,9 +318,8 @@ class Selection:
         ]
         # At its limits, the caller's organization gives way to the others' requests before each
         # level's statements too (schema/engine/gate.py, `Gate.give_way`).
-        gate = getattr(run.ctx, "gate", None)
-        if gate is not None and not run.ctx.over_websocket:
-            await gate.give_way(run.ctx)
+        if run.ctx.gate is not None and not run.ctx.over_websocket:
+            await run.ctx.gate.give_way(run.ctx)
         runs = [field.load(parents, run.ctx) for field in loading if field.load is not None]
         if statement is not None:
             runs.append(statement.run(parents, run.ctx))
