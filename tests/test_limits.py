@@ -498,6 +498,26 @@ async def _held(database_url: str, table: str) -> AsyncIterator[Held]:
         await connection.close()
 
 
+@contextlib.asynccontextmanager
+async def _an_organization_at_its_limits(
+    live_server: Any, org: Any, share: float, longest: float
+) -> AsyncIterator[tuple[Any, list[httpx.Response]]]:
+    """A server whose organizations' buckets hold 3 at 5 a second, refusals answered at once,
+    at-limits courtesy (`share`, `longest`) as given, and `org` past its bucket: the server and
+    the answers of `org`'s burst. (PostgreSQL: the other organizations' requests are held in
+    flight by its locks.)"""
+    if live_server.database == "sqlite":
+        pytest.skip("the other organization's request is held in flight by a PostgreSQL lock")
+    async with live_server.serve(
+        rate_limit_org_per_second=5,
+        rate_limit_org_burst=3,
+        rate_limit_refusal_delay_seconds=0,
+        at_limits_courtesy_share=share,
+        at_limits_courtesy_longest_seconds=longest,
+    ) as server:
+        yield server, await _past_its_bucket(server, org.seller)
+
+
 async def _past_its_bucket(server: Any, member: Member) -> list[httpx.Response]:
     """A burst of five of `member`'s requests (past a bucket of 3), then 0.8 s for the bucket
     to fill again (3 at 5 a second): the answers of the burst."""
@@ -552,16 +572,7 @@ async def test_an_organization_at_its_limits_gives_way_to_the_others(live_server
     """At its limits, an organization's next operation waits while another organization's
     request is in flight (AT_LIMITS_COURTESY_*), and goes once it has ended; an organization
     that is not at its limits does not wait."""
-    if live_server.database == "sqlite":
-        pytest.skip("the other organization's request is held in flight by a PostgreSQL lock")
-    async with live_server.serve(
-        rate_limit_org_per_second=5,
-        rate_limit_org_burst=3,
-        rate_limit_refusal_delay_seconds=0,
-        at_limits_courtesy_share=1.0,
-        at_limits_courtesy_longest_seconds=5.0,
-    ) as server:
-        burst = await _past_its_bucket(server, org.seller)
+    async with _an_organization_at_its_limits(live_server, org, 1.0, 5.0) as (server, burst):
         assert "RATE_LIMITED" in [_code(answer.json()) for answer in burst]
         viewer = {"query": "{ viewer { id } }"}
         # Its own requests in flight (waiting their turn) are not the others': no waiting.
@@ -594,31 +605,22 @@ async def test_the_courtesy_of_an_organization_at_its_limits_is_bounded(
 ):
     """However long the others' requests stay in flight, an organization at its limits waits
     at most AT_LIMITS_COURTESY_LONGEST_SECONDS at once: it is never starved."""
-    if live_server.database == "sqlite":
-        pytest.skip("the other organization's request is held in flight by a PostgreSQL lock")
-    async with live_server.serve(
-        rate_limit_org_per_second=5,
-        rate_limit_org_burst=3,
-        rate_limit_refusal_delay_seconds=0,
-        at_limits_courtesy_share=0.5,
-        at_limits_courtesy_longest_seconds=0.3,
-    ) as server:
-        await _past_its_bucket(server, org.seller)
-        async with _held(live_server.database_url, "account") as accounts:
-            theirs = asyncio.create_task(post(other_org.seller, {"query": SMALL}, server.base_url))
-            await accounts.until_waiting(1)  # in flight, behind the lock
-            began = time.monotonic()
-            answer = (
-                await post(org.seller, {"query": "{ viewer { id } }"}, server.base_url)
-            ).json()
-            took = time.monotonic() - began
-            assert _code(answer) is None
-            # It gave way (0.3 s at once, within its credit of two such waits and half of its
-            # time), but not for as long as the other organization's request stays in flight.
-            assert 0.1 <= took < 2.0, took
-            assert not theirs.done()
-            await accounts.release()
-            assert _code((await theirs).json()) is None
+    async with (
+        _an_organization_at_its_limits(live_server, org, 0.5, 0.3) as (server, _),
+        _held(live_server.database_url, "account") as accounts,
+    ):
+        theirs = asyncio.create_task(post(other_org.seller, {"query": SMALL}, server.base_url))
+        await accounts.until_waiting(1)  # in flight, behind the lock
+        began = time.monotonic()
+        answer = (await post(org.seller, {"query": "{ viewer { id } }"}, server.base_url)).json()
+        took = time.monotonic() - began
+        assert _code(answer) is None
+        # It gave way (0.3 s at once, within its credit of two such waits and half of its
+        # time), but not for as long as the other organization's request stays in flight.
+        assert 0.1 <= took < 2.0, took
+        assert not theirs.done()
+        await accounts.release()
+        assert _code((await theirs).json()) is None
 
 
 async def test_at_its_limits_an_operation_gives_way_between_its_statements(
@@ -626,41 +628,32 @@ async def test_at_its_limits_an_operation_gives_way_between_its_statements(
 ):
     """An operation of an organization at its limits that is under way when another
     organization's request comes in gives way before its next level's statements."""
-    if live_server.database == "sqlite":
-        pytest.skip("the requests are held in flight by PostgreSQL locks")
-    async with live_server.serve(
-        rate_limit_org_per_second=5,
-        rate_limit_org_burst=3,
-        rate_limit_refusal_delay_seconds=0,
-        at_limits_courtesy_share=1.0,
-        at_limits_courtesy_longest_seconds=5.0,
-    ) as server:
-        await create_account(org.seller)
-        await _past_its_bucket(server, org.seller)
-        async with (
-            _held(live_server.database_url, "account") as accounts,
-            _held(live_server.database_url, "contact") as contacts,
-        ):
-            # Ours starts alone: its first statement waits on the accounts...
-            query = "{ accounts(first: 5) { nodes { id owner { fullName } } } }"
-            ours = asyncio.create_task(post(org.seller, {"query": query}, server.base_url))
-            await accounts.until_waiting(1)
-            # ... when the other organization's comes in (and waits on the contacts).
-            theirs = asyncio.create_task(
-                post(
-                    other_org.seller,
-                    {"query": "{ contacts(first: 1) { nodes { id } } }"},
-                    server.base_url,
-                )
+    await create_account(org.seller)  # the account its query reads, made before its burst
+    async with (
+        _an_organization_at_its_limits(live_server, org, 1.0, 5.0) as (server, _),
+        _held(live_server.database_url, "account") as accounts,
+        _held(live_server.database_url, "contact") as contacts,
+    ):
+        # Ours starts alone: its first statement waits on the accounts...
+        query = "{ accounts(first: 5) { nodes { id owner { fullName } } } }"
+        ours = asyncio.create_task(post(org.seller, {"query": query}, server.base_url))
+        await accounts.until_waiting(1)
+        # ... when the other organization's comes in (and waits on the contacts).
+        theirs = asyncio.create_task(
+            post(
+                other_org.seller,
+                {"query": "{ contacts(first: 1) { nodes { id } } }"},
+                server.base_url,
             )
-            await accounts.until_waiting(2)
-            await accounts.release()
-            await asyncio.sleep(1.0)
-            assert not ours.done()  # it gave way before its owners (without: answered)
-            await contacts.release()
-            assert _code((await theirs).json()) is None
-            answer = (await ours).json()
-            assert _code(answer) is None and answer["data"]["accounts"]["nodes"][0]["owner"]
+        )
+        await accounts.until_waiting(2)
+        await accounts.release()
+        await asyncio.sleep(1.0)
+        assert not ours.done()  # it gave way before its owners (without: answered)
+        await contacts.release()
+        assert _code((await theirs).json()) is None
+        answer = (await ours).json()
+        assert _code(answer) is None and answer["data"]["accounts"]["nodes"][0]["owner"]
 
 
 class CountingGate:
