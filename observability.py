@@ -86,7 +86,8 @@ def configure_logging(level: str) -> None:
 
 
 class RequestLogMiddleware:
-    """Gives every HTTP request an id (X-Request-ID), logs one line for it, and counts it."""
+    """Gives every HTTP request an id (X-Request-ID) and a `Server-Timing: app;dur=` header (ms
+    from its arrival to its answer's first byte), logs one line for it, and counts it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -117,9 +118,13 @@ class RequestLogMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
+                # The server's own time to the answer's first byte (browsers' devtools show it;
+                # a client tells the server's time from the network's and its own queueing).
+                elapsed = (time.perf_counter() - started) * 1000
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode("latin-1")),
+                    (b"server-timing", f"app;dur={elapsed:.2f}".encode("latin-1")),
                 ]
             await send(message)
 

@@ -207,7 +207,7 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_HEADERS,
-                expose_headers=["x-request-id", "retry-after"],
+                expose_headers=["x-request-id", "retry-after", "server-timing"],
                 max_age=600,
             ),
             Middleware(OutageGuard),

@@ -35,6 +35,8 @@ async def test_request_id_is_returned_and_logged(http, org, caplog):
         headers={"authorization": f"Bearer {org.seller.api.token}", "x-request-id": "req-42"},
     )
     assert response.headers["x-request-id"] == "req-42"
+    name, duration = response.headers["server-timing"].split(";dur=")
+    assert name == "app" and 0 < float(duration) < 10_000
     entries = [r for r in caplog.records if r.name == "crm.access" and r.fields.get("operation")]
     fields = entries[-1].fields
     assert fields["operation"] == "Pipeline"
