@@ -72,6 +72,7 @@ class Message(TimestampedModel):
             ("organization_id", "updated_at", "id"),
             ("sender_id", "id"),  # one's own messages
             ("campaign_id", "id"),  # a campaign's messages
+            ("campaign_id", "to_contact_id"),  # a launch's message to a member (its contact)
             ("status", "updated_at"),  # the outbox's deliveries and stale claims
         )
 

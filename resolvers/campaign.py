@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import Expression, F, Q, RawSQL, ResolveContext, ResolveResult
 from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
@@ -584,16 +584,28 @@ async def _message_batch(
         entries.append((member_id, contact_id, draft, None))
         if n % 25 == 0:
             await courtesy.turn()
+    await courtesy.turn()
+    deals = await _open_deals_of({draft.to_contact_id for _, _, draft, _ in entries if draft})
     messages: list[Message] = []
     for start in range(0, len(entries), chunk):
         await courtesy.turn()
-        done = await _record(ctx, campaign, entries[start : start + chunk], courtesy)
+        done = await _record(ctx, campaign, entries[start : start + chunk], deals, courtesy)
         if done is None:
             stopped = True
             break
         messages += done
     else:
         stopped = False
+    if messages:  # their ids, for their delivery (one message per member and campaign)
+        await courtesy.turn()
+        ids = dict(
+            await Message.filter(
+                campaign_id=campaign.id,
+                to_contact_id__in=[message.to_contact_id for message in messages],
+            ).values_list("to_contact_id", "id")
+        )
+        for message in messages:
+            message.id = ids[message.to_contact_id]
     names = {
         message.to_contact_id: contacts[message.to_contact_id].full_name for message in messages
     }
@@ -604,60 +616,72 @@ async def _record(
     ctx: RequestContext,
     campaign: Campaign,
     entries: list[tuple[int, int, Message | None, str | None]],
+    deals: dict[int, list[tuple[Any, int]]],
     courtesy: Courtesy,
 ) -> list[Message] | None:
     """Claim these members and record their messages (and skips), in one transaction with the
-    campaign's counts; the messages. None when the campaign is no longer LAUNCHING or ACTIVE."""
+    campaign's counts; the messages (without their ids unless an open deal was told of them:
+    the caller reads them after). None when the campaign is no longer LAUNCHING or ACTIVE.
+
+    Everything is built before the transaction, which runs four statements (the campaign's
+    counts, the messages, the claim of their members with each one's message, the skips):
+    on SQLite requests wait for the process's connection meanwhile."""
     drafts = [draft for _, _, draft, _ in entries if draft is not None]
+    messaged = [member_id for member_id, _, draft, _ in entries if draft is not None]
     skipped: dict[str, list[int]] = {}
     for member_id, _, _, reason in entries:
         if reason is not None:
             skipped.setdefault(reason, []).append(member_id)
-    deals = await _open_deals_of({draft.to_contact_id for draft in drafts})
+    told = [draft for draft in drafts if draft.to_contact_id in deals]
+    now = datetime.now(UTC)
     async with courtesy.exclusive(), in_transaction():
-        still = await Campaign.filter(id=campaign.id).select_for_update().first()
-        if still is None or still.status not in LIVE:
+        # The campaign's row first, as cancelling locks it: still live, and its counts move.
+        live = await Campaign.filter(id=campaign.id, status__in=LIVE).update(
+            messaged_count=F("messaged_count") + len(drafts),
+            skipped_count=F("skipped_count") + (len(entries) - len(drafts)),
+            updated_at=now,
+        )
+        if not live:
             return None
-        claimed = await CampaignMember.filter(
-            id__in=[member_id for member_id, *_ in entries], status=MemberStatus.PENDING
-        ).update(status=MemberStatus.MESSAGED)
-        if claimed != len(entries):  # another run took some: let it have the batch
-            raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
+        claimed = 0
         if drafts:
             await Message.bulk_create(drafts)
-            # One message per member and campaign (the claim above): found by their contacts.
-            by_contact = dict(
-                await Message.filter(
-                    campaign_id=campaign.id,
-                    to_contact_id__in=[draft.to_contact_id for draft in drafts],
-                ).values_list("to_contact_id", "id")
-            )
-            for draft in drafts:
-                draft.id = by_contact[draft.to_contact_id]
-            await CampaignMember.bulk_update(
-                [
-                    CampaignMember(
-                        id=member_id,
-                        campaign_id=campaign.id,
-                        contact_id=contact_id,
-                        message_id=by_contact[contact_id],
-                    )  # fmt: skip
-                    for member_id, contact_id, draft, _ in entries
-                    if draft is not None
-                ],
-                fields=["message_id"],
-            )
+            # One message per member and campaign (this claim): found by its contact.
+            claimed += await CampaignMember.filter(
+                id__in=messaged, status=MemberStatus.PENDING
+            ).update(status=MemberStatus.MESSAGED, message_id=_MemberMessage(campaign.id))
         for reason, ids in skipped.items():
-            await CampaignMember.filter(id__in=ids).update(
+            claimed += await CampaignMember.filter(id__in=ids, status=MemberStatus.PENDING).update(
                 status=MemberStatus.SKIPPED, skip_reason=reason
             )
-        await Campaign.filter(id=campaign.id).update(
-            messaged_count=F("messaged_count") + len(drafts),
-            skipped_count=F("skipped_count") + sum(len(ids) for ids in skipped.values()),
-            updated_at=datetime.now(UTC),
-        )
-        await _tell_deals_of(ctx, campaign, drafts, deals)
+        if claimed != len(entries):  # another run took some: let it have the batch
+            raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
+        if told:
+            found = dict(
+                await Message.filter(
+                    campaign_id=campaign.id, to_contact_id__in=[d.to_contact_id for d in told]
+                ).values_list("to_contact_id", "id")
+            )
+            for draft in told:
+                draft.id = found[draft.to_contact_id]
+            await _tell_deals_of(ctx, campaign, told, deals)
     return drafts
+
+
+class _MemberMessage(Expression):
+    """In an UPDATE of campaign members: each one's message of the campaign (by its contact;
+    the index on the message's campaign and recipient finds it)."""
+
+    def __init__(self, campaign_id: int) -> None:
+        self.campaign_id = int(campaign_id)
+
+    def resolve(self, resolve_context: ResolveContext) -> ResolveResult:
+        return ResolveResult(
+            term=RawSQL(
+                f'(SELECT "id" FROM "message" WHERE "campaign_id" = {self.campaign_id} '
+                'AND "to_contact_id" = "campaign_member"."contact_id")'
+            )
+        )
 
 
 LIVE = (CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE)
@@ -666,11 +690,11 @@ LIVE = (CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE)
 RECORD_SIZE = 20
 
 
-async def _open_deals_of(contact_ids: set[int]) -> list[tuple[Any, int, int]]:
-    """The open leads and opportunities these contacts are the primary contact of: (kind, id,
-    contact id). Read before a batch's transaction (which stays short)."""
+async def _open_deals_of(contact_ids: set[int]) -> dict[int, list[tuple[Any, int]]]:
+    """The open leads and opportunities these contacts are the primary contact of, by contact:
+    (kind, id). Read before a batch's transactions (which stay short)."""
     if not contact_ids:
-        return []
+        return {}
     open_leads = await Lead.filter(
         contact_id__in=list(contact_ids),
         deleted_at__isnull=True,
@@ -679,35 +703,36 @@ async def _open_deals_of(contact_ids: set[int]) -> list[tuple[Any, int, int]]:
     open_deals = await Opportunity.filter(
         contact_id__in=list(contact_ids), deleted_at__isnull=True, status=OpportunityStatus.OPEN
     ).values_list("id", "contact_id")
-    return [(LEAD, pk, contact_id) for pk, contact_id in open_leads] + [
-        (OPPORTUNITY, pk, contact_id) for pk, contact_id in open_deals
-    ]
+    deals: dict[int, list[tuple[Any, int]]] = {}
+    for kind, rows in ((LEAD, open_leads), (OPPORTUNITY, open_deals)):
+        for pk, contact_id in rows:
+            deals.setdefault(contact_id, []).append((kind, pk))
+    return deals
 
 
 async def _tell_deals_of(
     ctx: RequestContext,
     campaign: Campaign,
     messages: list[Message],
-    deals: list[tuple[Any, int, int]],
+    deals: dict[int, list[tuple[Any, int]]],
 ) -> None:
     """An event on the open leads and opportunities (`_open_deals_of`) whose primary contact
     was written to."""
-    by_contact = {message.to_contact_id: message for message in messages}
-    for kind, record_id, contact_id in deals:
-        message = by_contact[contact_id]
-        details = {
-            "campaign_id": campaign.id,
-            "message_id": message.id,
-            "contact_id": contact_id,
-            "subject": message.subject,
-        }
-        await record_event(
-            ctx,
-            kind,
-            record_id,
-            EventKind.CAMPAIGN_MESSAGE_SENT,
-            details=details,
-        )
+    for message in messages:
+        for kind, record_id in deals.get(message.to_contact_id, ()):
+            details = {
+                "campaign_id": campaign.id,
+                "message_id": message.id,
+                "contact_id": message.to_contact_id,
+                "subject": message.subject,
+            }
+            await record_event(
+                ctx,
+                kind,
+                record_id,
+                EventKind.CAMPAIGN_MESSAGE_SENT,
+                details=details,
+            )
 
 
 async def _tell_deals(

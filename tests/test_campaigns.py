@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from models import Contact, ContactTag, Message
+from models import CampaignMember, Contact, ContactTag, Message
 from tests.helpers import (
     DELETE,
     Member,
@@ -170,11 +170,21 @@ async def test_an_email_campaign_messages_each_member_once(org):
         if m["status"] == "SKIPPED"
     ]
     assert sorted(skipped) == ["DO_NOT_CONTACT", "NO_EMAIL"]
+    # Each member messaged names its own message (set by the statement that claims it).
+    sent_to = dict(
+        await Message.filter(campaign_id=pk(made["id"])).values_list("to_contact_id", "id")
+    )
+    assert sorted(sent_to) == sorted([pk(ada["id"]), pk(bob["id"])])
+    named = await CampaignMember.filter(campaign_id=pk(made["id"]), status="MESSAGED").values_list(
+        "contact_id", "message_id"
+    )
+    assert dict(named) == sent_to
 
     # Ada's open opportunity tells its followers that the campaign wrote to her.
     events = await history(org.seller, deal["id"])
     assert events[0]["kind"] == "CAMPAIGN_MESSAGE_SENT"
     assert events[0]["changes"]["campaignId"] == made["id"]
+    assert pk(events[0]["changes"]["messageId"]) == sent_to[pk(ada["id"])]
     unread = await org.teammate.api.data("{ unreadNotificationCount }")
     assert unread["unreadNotificationCount"] >= 1
 
