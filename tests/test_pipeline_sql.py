@@ -129,11 +129,11 @@ query Detail($id: ID!) {
 }"""
 
 
-# The token and the record; the comments, activities and history pages and the comments' count;
+# The token and the record; the comments (with their count), activities and history pages;
 # the record's account, participants, follower ids, owner and stage; the participants' contacts
 # and the activities' attendees; and two batches of users (those the record names, then those
 # its comments, activities, history and followers name: authors, owners, actors, managers).
-DETAIL_STATEMENTS = 14
+DETAIL_STATEMENTS = 13
 
 
 async def _detail_record(org, size: int) -> str:
