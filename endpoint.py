@@ -196,7 +196,7 @@ class CrmGraphQL(GraphQL):
 
     async def get_context(self, request: HTTPConnection, response: Any) -> RequestContext:  # type: ignore[override]
         state = request.scope.setdefault("state", {})
-        viewer, api_key, token_hash, auth_error = await principal(
+        viewer, api_key, token_hash, auth_error, team = await principal(
             request.headers.get("authorization"), keys=request.scope["type"] == "http"
         )
         ctx = RequestContext(
@@ -212,6 +212,7 @@ class CrmGraphQL(GraphQL):
             over_websocket=request.scope["type"] == "websocket",
             api_key=api_key,
             gate=self.gate,
+            team_ids=team,
         )
         if viewer is not None:
             ctx.log_fields["organization"] = viewer.organization_id
@@ -246,12 +247,12 @@ class CrmGraphQL(GraphQL):
 
 async def principal(
     authorization: str | None, *, keys: bool = True
-) -> tuple[Any, Any, str | None, str | None]:
-    """(viewer, API key, session token digest, why not): an API key (when `keys`: over HTTP),
-    else a session token."""
+) -> tuple[Any, Any, str | None, str | None, set[int] | None]:
+    """(viewer, API key, session token digest, why not, the viewer's team when read): an API
+    key (when `keys`: over HTTP), else a session token."""
     token = (authorization or "").partition(" ")[2].strip()
     if keys and is_api_key(token):
         viewer, key, why = await key_user(token)
-        return viewer, key, None, why
-    viewer, token_hash, why = await authenticate(authorization)
-    return viewer, None, token_hash, why
+        return viewer, key, None, why, None
+    viewer, token_hash, why, team = await authenticate(authorization)
+    return viewer, None, token_hash, why, team

@@ -78,7 +78,7 @@ async def export(request: Request) -> Response:
     if spec is None:
         known = ", ".join(f"/export/{name}.ndjson" for name in exports())
         raise Refusal(404, ErrorCode.NOT_FOUND, f"No such export: try {known}.")
-    viewer, key, _, why = await principal(request.headers.get("authorization"))
+    viewer, key, _, why, _ = await principal(request.headers.get("authorization"))
     if viewer is None:
         message = why or "Send Authorization: Bearer <key>."
         raise Refusal(401, ErrorCode.UNAUTHENTICATED, message)

@@ -151,7 +151,7 @@ async def authenticate_connection(ctx: RequestContext) -> bool:
     if not isinstance(authorization, str) or not authorization:
         ctx.auth_error = 'Send {"authorization": "Bearer <token>"} in connection_init.'
         return False
-    ctx.viewer, ctx.token_hash, ctx.auth_error = await authenticate(authorization)
+    ctx.viewer, ctx.token_hash, ctx.auth_error, ctx.team_ids = await authenticate(authorization)
     if ctx.viewer is not None:
         ctx.log_fields.update(organization=ctx.viewer.organization_id, user=ctx.viewer.id)
     return ctx.viewer is not None

@@ -66,7 +66,14 @@ PIPELINE = """query Pipeline($first: Int!, $after: String) {
   }
 }"""
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
-SERVER_ENV = {"RATE_LIMIT_PER_SECOND": "0", "LOG_LEVEL": "WARNING", "EVENT_POLL_SECONDS": "60"}
+# No rate limits (the user's nor the organization's: 10 clients of one organization append
+# faster than its 100 a second), quiet logs, no polling of the event log meanwhile.
+SERVER_ENV = {
+    "RATE_LIMIT_PER_SECOND": "0",
+    "RATE_LIMIT_ORG_PER_SECOND": "0",
+    "LOG_LEVEL": "WARNING",
+    "EVENT_POLL_SECONDS": "60",
+}
 TABLES = [
     "crm_user",
     "account",

@@ -42,7 +42,8 @@ class RequestContext:
     auth_error: str | None = None
     request: Any = None
     response: Any = None
-    # The viewer's reports, transitively; filled on first use by resolvers.permissions.
+    # The viewer's reports, transitively: read with the session (resolvers/auth.py) on
+    # PostgreSQL, else on first use by resolvers.permissions.
     team_ids: set[int] | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
     # The process's live hub (subscriptions.hub.Hub), or in a worker's jobs its doorbell on the

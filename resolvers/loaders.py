@@ -7,6 +7,7 @@ and returns results in key order.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import cache, cached_property
@@ -163,6 +164,15 @@ async def fetch(query: QuerySet[M]) -> list[M]:
     (pages of every list: Tortoise's `_init_from_db` took 0.35 of 0.9 ms for a page of 50
     opportunities). A query with related rows, annotations or chosen fields goes through
     Tortoise. (tests/test_plans.py compares the two on both databases.)"""
+    return (await fetch_with(query))[0]
+
+
+async def fetch_with(
+    query: QuerySet[M], also: tuple[str, list[Any]] | None = None
+) -> tuple[list[M], Any]:
+    """`fetch`, and `also`: a statement of one value (a count, with its parameters) read as one
+    more column of the plain query's statement, returned beside the rows (None for a query
+    left to Tortoise, or without rows)."""
     if (
         type(query) is not QuerySet
         or query._select_related
@@ -174,12 +184,36 @@ async def fetch(query: QuerySet[M]) -> list[M]:
         or query._group_bys
         or query._select_for_update
     ):
-        return list(await query)
+        return list(await query), None
     if query._db is None:
         query._db = query._choose_db()
     query._make_query()  # what `await query` does before it runs its statement
-    _, rows = await query._db.execute_query(*query.query.get_parameterized_sql())
-    return instances(query.model, rows)
+    sql, params = query.query.get_parameterized_sql()
+    if also is None:
+        _, rows = await query._db.execute_query(sql, params)
+        return instances(query.model, rows), None
+    sql, params = _with_column(query._db.capabilities.dialect, sql, list(params), *also)
+    _, rows = await query._db.execute_query(sql, params)
+    if not rows:
+        return [], None
+    make = _maker(query.model, tuple(rows[0].keys())[:-1])
+    return [make(tuple(row)[:-1]) for row in rows], rows[0][-1]
+
+
+def _with_column(
+    dialect: str, sql: str, params: list[Any], column: str, column_params: list[Any]
+) -> tuple[str, list[Any]]:
+    """A plain query's statement (`SELECT "a","b" FROM ...`: its columns are names) with one
+    more column, the value of `column` (a statement of its own, with its own parameters)."""
+    head, found, tail = sql.partition(" FROM ")
+    if not found or not head.startswith("SELECT ") or "(" in head:
+        raise ValueError(f"not a plain query: {sql[:80]}")
+    if dialect == "postgres":  # $1... of the column's statement, after the query's own
+        offset = len(params)
+        column = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", column)
+        return f"{head}, ({column}){found}{tail}", [*params, *column_params]
+    # SQLite's `?` are positional: the column's come first, in the select list
+    return f"{head}, ({column}){found}{tail}", [*column_params, *params]
 
 
 async def select_values(

@@ -20,7 +20,7 @@ from tortoise.queryset import QuerySet
 from config import Settings
 from resolvers import cursors
 from resolvers.errors import bad_input
-from resolvers.loaders import fetch
+from resolvers.loaders import fetch_with
 
 M = TypeVar("M", bound=Model)
 _MAX_ID = 2**31 - 1  # ids are IntField: 32-bit integers on PostgreSQL
@@ -126,6 +126,8 @@ class PageRequest:
     after: str | None = None
     last: int | None = None
     before: str | None = None
+    # totalCount is asked for: the page's statement counts too (one statement, not two).
+    counted: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,24 +139,36 @@ class Count:
     exact: bool
 
 
-async def count_up_to(query: QuerySet[M], bound: int) -> Count:
-    """Count the query's rows, reading at most `bound` + 1 of them (COUNT_LIMIT)."""
+def count_sql(query: QuerySet[M], bound: int) -> tuple[str, list[Any]]:
+    """The statement counting the query's rows, reading at most `bound` + 1 of them."""
     rows = query.order_by().limit(bound + 1).values_list("id", flat=True)
     rows._choose_db_if_not_chosen()
     rows._make_query()
     sql, params = rows.query.get_parameterized_sql()
-    _, found = await rows._db.execute_query(f"SELECT count(*) FROM ({sql}) AS counted", params)
-    counted = int(found[0][0])
+    return f"SELECT count(*) FROM ({sql}) AS counted", list(params)
+
+
+def bounded(counted: int, bound: int) -> Count:
     return Count(min(counted, bound), counted <= bound)
+
+
+async def count_up_to(query: QuerySet[M], bound: int) -> Count:
+    """Count the query's rows, reading at most `bound` + 1 of them (COUNT_LIMIT)."""
+    sql, params = count_sql(query, bound)
+    _, found = await query._choose_db().execute_query(sql, params)
+    return bounded(int(found[0][0]), bound)
 
 
 class CountOnce:
     """A connection's count, computed once whichever of totalCount and totalCountPrecision
     asks first (they resolve side by side)."""
 
-    def __init__(self, count: Callable[[], Awaitable[Count]]) -> None:
+    def __init__(self, count: Callable[[], Awaitable[Count]], found: Count | None = None) -> None:
         self._count = count
         self._found: asyncio.Future[Count] | None = None
+        if found is not None:  # counted by the page's statement
+            self._found = asyncio.get_running_loop().create_future()
+            self._found.set_result(found)
 
     async def __call__(self) -> Count:
         if self._found is None:
@@ -196,6 +210,7 @@ class Page(Window[M]):
     has_previous_page: bool
     query: QuerySet[M]  # the filtered rows before paging, for totalCount
     count_limit: int  # how far totalCount counts
+    counted: Count | None = None  # totalCount, when the page's statement counted
 
     @property
     def items(self) -> list[M]:  # type: ignore[override]
@@ -205,7 +220,9 @@ class Page(Window[M]):
         return encode_cursor(self.key, row)
 
     def __post_init__(self) -> None:
-        self.total_count = CountOnce(lambda: count_up_to(self.query, self.count_limit))
+        self.total_count = CountOnce(
+            lambda: count_up_to(self.query, self.count_limit), self.counted
+        )
 
 
 def encode_cursor(key: SortKey, row: Model) -> str:
@@ -290,7 +307,15 @@ async def paginate(
     size = page.last if backwards else page.first
     if size is None:
         size = page.bounds.default
-    rows = await fetch(query.order_by(*_order(key, descending != backwards)).limit(size + 1))
+    query = query.order_by(*_order(key, descending != backwards)).limit(size + 1)
+    counted = None
+    if page.counted:
+        # The count as one more column of the page's statement (None: a page of no rows, or a
+        # query `fetch` leaves to Tortoise: counted apart when asked).
+        rows, found = await fetch_with(query, count_sql(filtered, page.bounds.count_limit))
+        counted = None if found is None else bounded(int(found), page.bounds.count_limit)
+    else:
+        rows, _ = await fetch_with(query)
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
@@ -302,6 +327,7 @@ async def paginate(
         has_previous_page=more if backwards else page.after is not None,
         query=filtered,
         count_limit=page.bounds.count_limit,
+        counted=counted,
     )
 
 

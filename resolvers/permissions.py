@@ -32,7 +32,8 @@ def reports_of(user_id: int, lines: dict[int, list[int]]) -> set[int]:
 
 
 async def team_ids(ctx: RequestContext) -> set[int]:
-    """The ids of the viewer's reports, direct and indirect (one query, cached per request)."""
+    """The ids of the viewer's reports, direct and indirect (one query, cached per request;
+    on PostgreSQL the session's statement read them already: resolvers/auth.py)."""
     if ctx.team_ids is None:
         viewer = ctx.require_viewer()
         rows = await select_values(

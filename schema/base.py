@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from graphql import FieldNode
 from strawberry import UNSET, relay
 
 from resolvers.context import RequestContext
@@ -170,7 +171,28 @@ def page_request(
 ) -> PageRequest:
     """The page asked for, within the request's bounds (its settings' page sizes)."""
     bounds = context(info).page_bounds
-    return PageRequest(bounds=bounds, first=first, after=after, last=last, before=before)
+    return PageRequest(
+        bounds=bounds,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        counted=asks_count(info),
+    )
+
+
+COUNT_FIELDS = frozenset({"totalCount", "totalCountPrecision"})
+
+
+def asks_count(info: Info) -> bool:
+    """Whether the connection's own selection names totalCount (or its precision): the page's
+    statement then counts too. One named in a fragment is counted when asked, apart."""
+    for node in info._raw_info.field_nodes:  # noqa: SLF001  (graphql-core's field nodes)
+        selections = node.selection_set.selections if node.selection_set else ()
+        for selection in selections:
+            if isinstance(selection, FieldNode) and selection.name.value in COUNT_FIELDS:
+                return True
+    return False
 
 
 def ordering(order_by: Any, default: str) -> tuple[str, bool]:

@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from models import Role, User
+from resolvers.auth import digest, session_user
+from resolvers.permissions import reporting_lines, reports_of
+from tests.conftest import DATABASE
 from tests.helpers import (
     CREATE_ACCOUNT,
     CREATE_CONTACT,
@@ -30,6 +34,7 @@ from tests.helpers import (
     create_lead,
     create_opportunity,
     new_org,
+    pk,
     unique_email,
 )
 
@@ -583,3 +588,37 @@ async def test_only_sign_up_and_login_work_without_a_valid_token(org, api):
     assert (await org.admin.api.data(VIEWER))["viewer"]["isActive"] is True
     sign_up = {"organizationName": "Anon Co", "fullName": "A", "email": unique_email()}
     assert (await api.data(SIGN_UP, input={**sign_up, "password": PASSWORD}))["signUp"]["token"]
+
+
+async def test_the_sessions_team_is_the_walk_down_the_reporting_lines(org, chain):
+    """On PostgreSQL the session's statement reads the viewer's team (what
+    permissions.team_ids looks up otherwise): the walk over the organization's (user, manager)
+    pairs, for every role, and with a cycle in the lines; admins get none from it (looked up
+    when asked), nor does anyone on SQLite."""
+    everyone = [org.admin, org.manager, org.seller, org.teammate, org.outsider]
+    everyone += [chain.director, chain.mid, chain.rep]
+    organization_id = (await User.get(id=pk(org.admin.id))).organization_id
+
+    async def teams() -> dict[int, set[int] | None]:
+        pairs = await User.filter(organization_id=organization_id).values_list("id", "manager_id")
+        lines = reporting_lines(pairs)  # type: ignore[arg-type]
+        found = {}
+        for person in everyone:
+            user, team, why = await session_user(digest(person.api.token or ""))
+            assert user is not None and why is None, why
+            if DATABASE != "postgres" or user.role == Role.ADMIN:
+                assert team is None, person
+            else:
+                assert team == reports_of(user.id, lines), person
+            found[user.id] = team
+        return found
+
+    found = await teams()
+    if DATABASE == "postgres":
+        assert found[pk(chain.director.id)] == {pk(chain.mid.id), pk(chain.rep.id)}
+        assert found[pk(org.manager.id)] == {pk(org.seller.id), pk(org.teammate.id)}
+    # A cycle (director -> mid -> rep -> director, written directly): each walk still ends.
+    await User.filter(id=pk(chain.director.id)).update(manager_id=pk(chain.rep.id))
+    found = await teams()
+    if DATABASE == "postgres":
+        assert found[pk(chain.mid.id)] == {pk(chain.rep.id), pk(chain.director.id)}
