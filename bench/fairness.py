@@ -16,8 +16,9 @@ Organization B's client sends a request every 1/15 s (within its own limits, as 
 Rounds alternate (alone, at its limits, flooding, alone...) so that all are measured minutes
 apart at most; each figure is the median over rounds (min-max). The goal: B's p99 under load
 within 1.5x of its p99 alone. B's times are printed as its client saw them and as the server
-timed them (its `Server-Timing` header): on a busy machine the two part, and the in-server
-figures tell the server's share from the machine's scheduling of the processes.
+timed them (its `Server-Timing` header: the application's time from its first middleware, so a
+wait on the event loop before it, behind A's work, is not in it): on a busy machine the two
+part, and the in-server figures tell the application's share from the machine's and the loop's.
 
     .venv/bin/python bench/fairness.py            # 5 rounds of 10 s
     .venv/bin/python bench/fairness.py --quick    # 2 rounds of 3 s
@@ -90,8 +91,8 @@ async def measure(
 ) -> tuple[list[float], list[float]]:
     """The quiet organization's client: a request every 1/QUIET_RATE s (within its own
     limits, as a normal tenant), for `seconds`; each one's time in ms as this client saw it,
-    and as the server timed it (its Server-Timing header: from the request's arrival in the
-    server to its answer), which tells the server's share from this machine's scheduling."""
+    and as the server timed it (its Server-Timing header: from its first middleware to its
+    answer)."""
     timings: list[float] = []
     in_server: list[float] = []
     headers = {"authorization": f"Bearer {token}"}

@@ -72,9 +72,11 @@ class Message(TimestampedModel):
             ("organization_id", "updated_at", "id"),
             ("sender_id", "id"),  # one's own messages
             ("campaign_id", "id"),  # a campaign's messages
-            ("campaign_id", "to_contact_id"),  # a launch's message to a member (its contact)
             ("status", "updated_at"),  # the outbox's deliveries and stale claims
         )
+        # A campaign messages each member (contact) once: a launch's claim finds the member's
+        # message by it (resolvers/campaign.py `_record`), so a second one is refused.
+        unique_together = (("campaign_id", "to_contact_id"),)
 
     def __str__(self) -> str:
         return f"message {self.id} to {self.to_email}"

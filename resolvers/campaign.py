@@ -596,16 +596,9 @@ async def _message_batch(
         messages += done
     else:
         stopped = False
-    if messages:  # their ids, for their delivery (one message per member and campaign)
+    if messages and deliver:  # their ids, for their delivery
         await courtesy.turn()
-        ids = dict(
-            await Message.filter(
-                campaign_id=campaign.id,
-                to_contact_id__in=[message.to_contact_id for message in messages],
-            ).values_list("to_contact_id", "id")
-        )
-        for message in messages:
-            message.id = ids[message.to_contact_id]
+        await _read_ids(campaign, messages)
     names = {
         message.to_contact_id: contacts[message.to_contact_id].full_name for message in messages
     }
@@ -624,8 +617,9 @@ async def _record(
     the caller reads them after). None when the campaign is no longer LAUNCHING or ACTIVE.
 
     Everything is built before the transaction, which runs four statements (the campaign's
-    counts, the messages, the claim of their members with each one's message, the skips):
-    on SQLite requests wait for the process's connection meanwhile."""
+    counts, the messages, the claim of their members with each one's message, the skips), and
+    the events of the open deals whose primary contact a member is: on SQLite requests wait
+    for the process's connection meanwhile."""
     drafts = [draft for _, _, draft, _ in entries if draft is not None]
     messaged = [member_id for member_id, _, draft, _ in entries if draft is not None]
     skipped: dict[str, list[int]] = {}
@@ -633,13 +627,12 @@ async def _record(
         if reason is not None:
             skipped.setdefault(reason, []).append(member_id)
     told = [draft for draft in drafts if draft.to_contact_id in deals]
-    now = datetime.now(UTC)
     async with courtesy.exclusive(), in_transaction():
         # The campaign's row first, as cancelling locks it: still live, and its counts move.
         live = await Campaign.filter(id=campaign.id, status__in=LIVE).update(
             messaged_count=F("messaged_count") + len(drafts),
             skipped_count=F("skipped_count") + (len(entries) - len(drafts)),
-            updated_at=now,
+            updated_at=datetime.now(UTC),
         )
         if not live:
             return None
@@ -657,29 +650,37 @@ async def _record(
         if claimed != len(entries):  # another run took some: let it have the batch
             raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
         if told:
-            found = dict(
-                await Message.filter(
-                    campaign_id=campaign.id, to_contact_id__in=[d.to_contact_id for d in told]
-                ).values_list("to_contact_id", "id")
-            )
-            for draft in told:
-                draft.id = found[draft.to_contact_id]
+            await _read_ids(campaign, told)
             await _tell_deals_of(ctx, campaign, told, deals)
     return drafts
 
 
+async def _read_ids(campaign: Campaign, messages: list[Message]) -> None:
+    """The ids of a launch's messages recorded by bulk_create (which leaves them unset), found
+    by their recipients: a campaign messages a contact once (a unique constraint)."""
+    ids = dict(
+        await Message.filter(
+            campaign_id=campaign.id, to_contact_id__in=[m.to_contact_id for m in messages]
+        ).values_list("to_contact_id", "id")
+    )
+    for message in messages:
+        message.id = ids[message.to_contact_id]
+
+
 class _MemberMessage(Expression):
     """In an UPDATE of campaign members: each one's message of the campaign (by its contact;
-    the index on the message's campaign and recipient finds it)."""
+    one at most, which the unique constraint on the message's campaign and recipient keeps and
+    whose index finds it)."""
 
     def __init__(self, campaign_id: int) -> None:
         self.campaign_id = int(campaign_id)
 
     def resolve(self, resolve_context: ResolveContext) -> ResolveResult:
+        message, member = Message._meta.db_table, CampaignMember._meta.db_table
         return ResolveResult(
             term=RawSQL(
-                f'(SELECT "id" FROM "message" WHERE "campaign_id" = {self.campaign_id} '
-                'AND "to_contact_id" = "campaign_member"."contact_id")'
+                f'(SELECT "id" FROM "{message}" WHERE "campaign_id" = {self.campaign_id} '
+                f'AND "to_contact_id" = "{member}"."contact_id")'
             )
         )
 

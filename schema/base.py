@@ -186,11 +186,16 @@ COUNT_FIELDS = frozenset({"totalCount", "totalCountPrecision"})
 
 def asks_count(info: Info) -> bool:
     """Whether the connection's own selection names totalCount (or its precision): the page's
-    statement then counts too. One named in a fragment is counted when asked, apart."""
+    statement then counts too. One named in a fragment, or under a directive (`@include`,
+    `@skip`), is counted when it is resolved, apart."""
     for node in info._raw_info.field_nodes:  # noqa: SLF001  (graphql-core's field nodes)
         selections = node.selection_set.selections if node.selection_set else ()
         for selection in selections:
-            if isinstance(selection, FieldNode) and selection.name.value in COUNT_FIELDS:
+            if (
+                isinstance(selection, FieldNode)
+                and selection.name.value in COUNT_FIELDS
+                and not selection.directives
+            ):
                 return True
     return False
 

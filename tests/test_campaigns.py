@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from tortoise.exceptions import IntegrityError
+
 from models import CampaignMember, Contact, ContactTag, Message
 from tests.helpers import (
     DELETE,
@@ -179,6 +182,16 @@ async def test_an_email_campaign_messages_each_member_once(org):
         "contact_id", "message_id"
     )
     assert dict(named) == sent_to
+    # A second message of the campaign to the same contact is refused by the database (the
+    # claim's subquery finds a member's message by its contact).
+    first = await Message.get(id=sent_to[pk(ada["id"])])
+    copy = {
+        name: getattr(first, name)
+        for name in ("organization_id", "sender_id", "to_contact_id", "to_email", "campaign_id")
+    }
+    with pytest.raises(IntegrityError):
+        await Message.create(**copy, subject="Again", body="Again")
+    await Message.create(**{**copy, "campaign_id": None}, subject="Apart", body="Apart")
 
     # Ada's open opportunity tells its followers that the campaign wrote to her.
     events = await history(org.seller, deal["id"])

@@ -47,6 +47,20 @@ async def test_request_id_is_returned_and_logged(http, org, caplog):
     assert "duration_ms" in fields
 
 
+async def test_server_timing_is_told_of_signed_in_queries_only(http, org):
+    """A login's (or any mutation's, or an anonymous request's) precise time would tell more of
+    the password check than the wall clock does: only a signed-in query carries it."""
+    login = 'mutation { login(email: "nobody@example.com", password: "wrong-password") { token } }'
+    answer = await http.post("/graphql", json={"query": login})
+    assert answer.json()["errors"] and "server-timing" not in answer.headers
+    mutation = 'mutation { createAccount(input: {name: "Timed"}) { id } }'
+    signed_in = {"authorization": f"Bearer {org.seller.api.token}"}
+    answer = await http.post("/graphql", json={"query": mutation}, headers=signed_in)
+    assert answer.json()["data"]["createAccount"]["id"] and "server-timing" not in answer.headers
+    answer = await http.post("/graphql", json={"query": "{ viewer { id } }"}, headers=signed_in)
+    assert answer.headers["server-timing"].startswith("app;dur=")
+
+
 async def test_cors_allows_configured_origins_only(http):
     preflight = {
         "access-control-request-method": "POST",

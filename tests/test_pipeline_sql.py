@@ -178,3 +178,20 @@ async def test_detail_view_statements_do_not_grow_with_the_record(org, sql_state
         assert len(node["activities"]["edges"]) == size
         counts[size] = len(seen)
     assert counts == {1: DETAIL_STATEMENTS, 4: DETAIL_STATEMENTS}, counts
+
+
+async def test_a_count_under_a_directive_is_read_only_when_included(org, sql_statements):
+    """`totalCount @include(if: false)` counts nothing; included, it is counted apart."""
+    await seed_pipeline(org.seller.id, 12)
+    query = PIPELINE.replace("($first: Int!)", "($first: Int!, $count: Boolean!)").replace(
+        "    totalCount\n", "    totalCount @include(if: $count)\n"
+    )
+    api = org.seller.api.uncompared()
+    for count in (False, True):
+        with sql_statements() as seen:
+            data = await api.data(query, first=5, count=count)
+        page = data["opportunities"]
+        assert len(page["edges"]) == 5
+        assert page.get("totalCount") == (12 if count else None)
+        counting = [s for s in seen if "count(" in s.lower()]
+        assert len(counting) == (1 if count else 0), "\n".join(counting)
