@@ -157,6 +157,9 @@ class Settings:
     # `manage.py worker` lowers its CPU priority by this much (os.nice): on a machine it shares
     # with server processes, their requests win the cores (0 leaves it as started).
     job_worker_niceness: int = 10
+    # While this process's requests are recent, a job in it works at most this fraction of the
+    # wall time and rests the rest (resolvers/foreground.py; 1: at full speed).
+    job_busy_duty: float = 0.3
     # Scheduled upkeep: the lifecycle sweep, the change log's pruning, the outbox's resending.
     lifecycle_sweep_hours: float = 24.0
     prune_changes_hours: float = 1.0
@@ -297,6 +300,7 @@ _PLAIN = (
     "job_attempts",
     "job_retry_base_seconds",
     "job_worker_niceness",
+    "job_busy_duty",
     "lifecycle_sweep_hours",
     "prune_changes_hours",
     "resend_outbox_minutes",

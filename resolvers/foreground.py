@@ -25,6 +25,13 @@ steps short and out of the requests' way: `turn()` yields to the loop once even 
 in flight (a request that just arrived is read and counted before the job's next step), and
 waits while another of the job's tasks is in one of its transactions (`Courtesy.exclusive()`:
 the job's SMTP exchanges do not stretch a transaction that requests queue behind).
+
+While requests are recent, a job also paces itself (`duty` < 1, JOB_BUSY_DUTY): at each turn,
+having worked W seconds since its last rest ended (its waits for requests not counted), it
+rests W * (1 / duty - 1) (at most `longest`), so that it takes at most `duty` of the wall
+time, and with it the CPU of the database backends and the mail server working for it: the
+machine the requests share is left to them. A launch has slack against its goal; the
+requests have none. The job's tasks rest together (one rest at a time for the whole job).
 """
 
 from __future__ import annotations
@@ -161,13 +168,21 @@ class Courtesy:
         longest: float = 0.2,
         requests: InFlight = REQUESTS,
         owner: Hashable | None = None,
+        duty: float = 1.0,
     ) -> None:
         self.share = share
+        self.duty = duty
         self.longest = longest
         self.requests = requests
         self.owner = owner
         self.started = time.monotonic()
         self.waited = 0.0  # seconds during which at least one of the job's tasks waited
+        self.rested = 0.0  # seconds the job rested to keep to its duty
+        # The pace (`duty`): when the job's current stretch of work began (its last rest
+        # ended), its waits for requests until then, and when the rest under way ends.
+        self._rested_at = self.started
+        self._waited_at = 0.0
+        self._resting_until = -math.inf
         # Seconds of waiting the job may still spend: `share` of each second it runs, kept to
         # at most CREDIT_TURNS waits (a job that ran long without requests does not save up
         # minutes of waiting for when they come); a first wait is allowed.
@@ -201,7 +216,9 @@ class Courtesy:
         at its limits), within the budget of waiting; while requests are recent, let the loop
         run once and wait for the job's transaction under way in another of its tasks."""
         if not self.busy():
+            self._rested_at, self._waited_at = time.monotonic(), self.waited  # full speed
             return
+        await self._pace()
         task = asyncio.current_task()
         open_ = [ended.wait() for other, ended in self._exclusive.items() if other is not task]
         if open_:  # (short: a transaction takes no turns; bounded all the same)
@@ -233,6 +250,23 @@ class Courtesy:
                 spent = time.monotonic() - self._since
                 self.waited += spent
                 self._credit -= spent
+
+    async def _pace(self) -> None:
+        """Rest so that the job works at most `duty` of the time (see the module's doc)."""
+        if self.duty >= 1:
+            return
+        now = time.monotonic()
+        if now < self._resting_until:  # another of the job's tasks rests: rest with it
+            await asyncio.sleep(self._resting_until - now)
+            return
+        worked = now - self._rested_at - (self.waited - self._waited_at)
+        rest = min(worked * (1 / max(self.duty, 0.01) - 1), self.longest)
+        if rest <= 0:
+            return
+        self._resting_until = self._rested_at = now + rest
+        self._waited_at = self.waited
+        self.rested += rest
+        await asyncio.sleep(rest)
 
 
 # The most waiting a job saves up, in waits of `longest`.

@@ -363,7 +363,9 @@ class Runner:
 
     async def _run(self, job: Job) -> None:
         run = HANDLERS[job.kind]
-        work = asyncio.create_task(run(Work(job, self.config, self.hub)))
+        work = asyncio.create_task(
+            run(Work(job, self.config, self.hub, Courtesy(duty=self.config.job_busy_duty)))
+        )
         beat = asyncio.create_task(self._heartbeat(job, work))
         outcome = "done"
         try:
