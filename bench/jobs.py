@@ -177,7 +177,9 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
         target=serve_sink, args=(smtp_port, received, connections, ready, sink_stop)
     )
     sink.start()
-    await asyncio.to_thread(ready.wait, 30)
+    if not await asyncio.to_thread(ready.wait, 30):
+        sink.kill()
+        raise SystemExit("the SMTP sink did not start within 30 s")
     settings = {
         "DATABASE_URL": database_url,
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
@@ -214,6 +216,9 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
             await _terminate(worker, 10)
         sink_stop.set()
         await asyncio.to_thread(sink.join, 10)
+        if sink.is_alive():  # (hung: not left behind)
+            sink.kill()
+            await asyncio.to_thread(sink.join, 5)
 
 
 async def measure(
