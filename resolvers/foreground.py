@@ -28,10 +28,15 @@ the job's SMTP exchanges do not stretch a transaction that requests queue behind
 
 While requests are recent, a job also paces itself (`duty` < 1, JOB_BUSY_DUTY): at each turn,
 having worked W seconds since its last rest ended (its waits for requests not counted), it
-rests W * (1 / duty - 1) (at most `longest`), so that it takes at most `duty` of the wall
+rests W * (1 / duty - 1) (at most `longest`), so that it takes about `duty` of the wall
 time, and with it the CPU of the database backends and the mail server working for it: the
-machine the requests share is left to them. A launch has slack against its goal; the
-requests have none. The job's tasks rest together (one rest at a time for the whole job).
+machine the requests share is left to them. About: a stretch of work longer than
+`longest * duty / (1 - duty)` (86 ms at the defaults) rests only `longest`, and the job's other
+tasks working during a rest are not counted; the other way, W is wall time, including the
+loop's time on requests, so under load the job takes less. Waits and rests add up: at worst
+the job moves at about `(1 - share) * duty` of its speed, bounded, never starved. A launch
+has slack against its goal; the requests have none. The job's tasks rest together (one rest
+at a time for the whole job).
 """
 
 from __future__ import annotations
@@ -252,7 +257,7 @@ class Courtesy:
                 self._credit -= spent
 
     async def _pace(self) -> None:
-        """Rest so that the job works at most `duty` of the time (see the module's doc)."""
+        """Rest so that the job works about `duty` of the time (see the module's doc)."""
         if self.duty >= 1:
             return
         now = time.monotonic()

@@ -57,6 +57,8 @@ async def test_server_timing_is_told_of_signed_in_queries_only(http, org):
     signed_in = {"authorization": f"Bearer {org.seller.api.token}"}
     answer = await http.post("/graphql", json={"query": mutation}, headers=signed_in)
     assert answer.json()["data"]["createAccount"]["id"] and "server-timing" not in answer.headers
+    answer = await http.post("/graphql", json={"query": "{ __typename }"})
+    assert answer.json()["data"] and "server-timing" not in answer.headers  # anonymous
     answer = await http.post("/graphql", json={"query": "{ viewer { id } }"}, headers=signed_in)
     assert answer.headers["server-timing"].startswith("app;dur=")
 
