@@ -657,13 +657,17 @@ async def _record(
 
 async def _read_ids(campaign: Campaign, messages: list[Message]) -> None:
     """The ids of a launch's messages recorded by bulk_create (which leaves them unset), found
-    by their recipients: a campaign messages a contact once (a unique constraint)."""
+    by their recipients: a campaign messages a contact once (a unique constraint). Those read
+    already (an open deal was told of them) are not read again."""
+    unread = [message for message in messages if message.id is None]
+    if not unread:
+        return
     ids = dict(
         await Message.filter(
-            campaign_id=campaign.id, to_contact_id__in=[m.to_contact_id for m in messages]
+            campaign_id=campaign.id, to_contact_id__in=[m.to_contact_id for m in unread]
         ).values_list("to_contact_id", "id")
     )
-    for message in messages:
+    for message in unread:
         message.id = ids[message.to_contact_id]
 
 
@@ -720,13 +724,13 @@ async def _tell_deals_of(
     """An event on the open leads and opportunities (`_open_deals_of`) whose primary contact
     was written to."""
     for message in messages:
+        details = {
+            "campaign_id": campaign.id,
+            "message_id": message.id,
+            "contact_id": message.to_contact_id,
+            "subject": message.subject,
+        }
         for kind, record_id in deals.get(message.to_contact_id, ()):
-            details = {
-                "campaign_id": campaign.id,
-                "message_id": message.id,
-                "contact_id": message.to_contact_id,
-                "subject": message.subject,
-            }
             await record_event(
                 ctx,
                 kind,

@@ -308,14 +308,11 @@ async def paginate(
     if size is None:
         size = page.bounds.default
     query = query.order_by(*_order(key, descending != backwards)).limit(size + 1)
-    counted = None
-    if page.counted:
-        # The count as one more column of the page's statement (None: a page of no rows, or a
-        # query `fetch` leaves to Tortoise: counted apart when asked).
-        rows, found = await fetch_with(query, count_sql(filtered, page.bounds.count_limit))
-        counted = None if found is None else bounded(int(found), page.bounds.count_limit)
-    else:
-        rows, _ = await fetch_with(query)
+    # When totalCount is asked, the count as one more column of the page's statement (None: a
+    # page of no rows, or a query `fetch` leaves to Tortoise: counted apart when asked).
+    limit = page.bounds.count_limit
+    rows, found = await fetch_with(query, count_sql(filtered, limit) if page.counted else None)
+    counted = None if found is None else bounded(int(found), limit)
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
