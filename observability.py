@@ -35,6 +35,14 @@ OPERATION_PLANS = Counter(
     "directive, introspection, middleware, unparsed)",
     ["path", "reason"],
 )
+STATEMENT_SHAPES = Counter(
+    "crm_statement_shapes_total",
+    "Statements of plain querysets by where their SQL came from (resolvers/statements.py): "
+    "kept (the shape cache), learnt (a shape seen the first time, or again after it was pushed "
+    "out), unfit (a shape found not to fit, rendered by Tortoise each time) or rendered (a "
+    "queryset with values a shape does not hold: text, dates, expressions)",
+    ["outcome"],
+)
 LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")
 LIVE_DELIVERIES = Counter(
     "crm_live_deliveries_total", "Events and notifications handed to live subscribers"

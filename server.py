@@ -37,6 +37,7 @@ from doors import (
 from endpoint import CrmGraphQL, principal
 from models import Role
 from observability import RequestLogMiddleware, configure_logging
+from resolvers import statements
 from resolvers.context import RequestContext
 from resolvers.errors import ErrorCode
 from resolvers.export import stream
@@ -149,6 +150,8 @@ def create_app(settings: Settings, *, orm: bool = True) -> Starlette:
         breaker_seconds=settings.redis_breaker_seconds,
     )
     schema = build_schema(settings)
+    # Under test, each statement from the shape cache is checked against Tortoise's too.
+    statements.COMPARE = settings.plans_compare
     graphql = CrmGraphQL(
         schema,
         graphql_ide="graphiql" if settings.graphiql else None,

@@ -30,6 +30,7 @@ from models import (
     Product,
     User,
 )
+from resolvers.statements import sql_of
 
 if TYPE_CHECKING:
     from resolvers.deal_kinds import DealKind, FollowedKind
@@ -187,8 +188,7 @@ async def fetch_with(
         return list(await query), None
     if query._db is None:
         query._db = query._choose_db()
-    query._make_query()  # what `await query` does before it runs its statement
-    sql, params = query.query.get_parameterized_sql()
+    sql, params = sql_of(query)  # what `await query` would run (built once per shape)
     if also is None:
         _, rows = await query._db.execute_query(sql, params)
         return instances(query.model, rows), None

@@ -21,6 +21,7 @@ from config import Settings
 from resolvers import cursors
 from resolvers.errors import bad_input
 from resolvers.loaders import fetch_with
+from resolvers.statements import sql_of
 
 M = TypeVar("M", bound=Model)
 _MAX_ID = 2**31 - 1  # ids are IntField: 32-bit integers on PostgreSQL
@@ -141,11 +142,8 @@ class Count:
 
 def count_sql(query: QuerySet[M], bound: int) -> tuple[str, list[Any]]:
     """The statement counting the query's rows, reading at most `bound` + 1 of them."""
-    rows = query.order_by().limit(bound + 1).values_list("id", flat=True)
-    rows._choose_db_if_not_chosen()
-    rows._make_query()
-    sql, params = rows.query.get_parameterized_sql()
-    return f"SELECT count(*) FROM ({sql}) AS counted", list(params)
+    sql, params = sql_of(query.order_by().limit(bound + 1).values_list("id", flat=True))
+    return f"SELECT count(*) FROM ({sql}) AS counted", params
 
 
 def bounded(counted: int, bound: int) -> Count:

@@ -1,0 +1,116 @@
+"""Statements built once per shape (resolvers/statements.py): the same SQL and parameters as
+Tortoise renders, for every value; anything a shape cannot hold is rendered by Tortoise."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tortoise.expressions import Q, Subquery
+
+from models import Opportunity, OpportunityFollower, Visibility
+from resolvers import statements
+from resolvers.pagination import count_sql
+from resolvers.statements import Statements, _render
+from tests.test_pipeline_sql import PIPELINE, seed_pipeline
+
+
+def seller_page(org_id: int, viewer: int, team: list[int], after: tuple[int, int] | None):
+    """The seller's pipeline page as resolvers build it: the read rule, a keyset, a limit."""
+    followed = Subquery(OpportunityFollower.filter(user_id=viewer).values("record_id"))
+    query = Opportunity.filter(organization_id=org_id, deleted_at__isnull=True).filter(
+        Q(visibility=Visibility.ORGANIZATION) | Q(owner_id__in=[viewer, *team]) | Q(id__in=followed)
+    )
+    if after is not None:
+        amount, pk = after
+        query = query.filter(
+            Q(amount_cents__lte=amount) & (Q(amount_cents__lt=amount) | Q(id__lt=pk))
+        )
+    return query.order_by("-amount_cents", "-id").limit(51)
+
+
+async def test_a_shape_gives_tortoises_statement_for_every_value(live_server):
+    cache = Statements()
+    cases = [
+        (1, 10, [11, 12], None),
+        (2, 20, [21, 22], (5_000, 7)),  # same shapes as the first, other values
+        (3, 30, [31, 32], (900, 3)),
+        (4, 40, [], None),  # a shorter team: another shape
+        (5, 50, [51, 52], None),
+    ]
+    for org_id, viewer, team, after in cases:
+        query = seller_page(org_id, viewer, team, after)
+        assert cache.sql(query) == _render(seller_page(org_id, viewer, team, after))
+        counted = query.order_by().limit(10_001).values_list("id", flat=True)
+        assert cache.sql(counted) == _render(counted)
+    kept = [shape for shape, template in cache._shapes.items() if template is not None]
+    # page without / with a cursor, team of two / none, and the counts of each
+    assert len(kept) == len(cache._shapes) == 6
+
+
+async def test_what_changes_the_text_is_part_of_the_shape(live_server):
+    """A value whose truth or length changes the SQL (an empty list, a limit of 0, isnull,
+    None) gets a shape of its own, never another shape's statement."""
+    cache = Statements()
+    queries = [
+        lambda: Opportunity.filter(organization_id=1, id__in=[]),
+        lambda: Opportunity.filter(organization_id=1, id__in=[4, 5]),
+        lambda: Opportunity.filter(organization_id=1, deleted_at__isnull=True),
+        lambda: Opportunity.filter(organization_id=1, deleted_at__isnull=False),
+        lambda: Opportunity.filter(organization_id=1, contact_id=None),
+        lambda: Opportunity.filter(organization_id=1).limit(0),
+        lambda: Opportunity.filter(organization_id=1).limit(7),
+        lambda: Opportunity.filter(organization_id=1).order_by("name"),
+        lambda: Opportunity.filter(organization_id=1).order_by("-name"),
+        lambda: Opportunity.filter(organization_id=1, visibility=Visibility.PRIVATE),
+        lambda: Opportunity.filter(organization_id=1, visibility=Visibility.ORGANIZATION),
+        lambda: Opportunity.exclude(organization_id=1),
+    ]
+    for _ in range(2):  # learnt, then from the cache
+        for make in queries:
+            assert cache.sql(make()) == _render(make())
+
+
+async def test_values_a_shape_cannot_hold_are_rendered_each_time(live_server):
+    cache = Statements()
+    texts = Opportunity.filter(organization_id=1, name__icontains="acme")
+    dates = Opportunity.filter(organization_id=1, expected_close_date__gte=date(2027, 1, 1))
+    for query in (texts, dates):
+        assert cache.sql(query) == _render(query)
+    assert not cache._shapes  # not even tried
+
+
+async def test_a_shape_whose_markers_do_not_land_is_unfit(live_server):
+    """An integer that Tortoise converts (a boolean column given 1) does not land among the
+    parameters as given: the shape is marked unfit and rendered by Tortoise each time."""
+    cache = Statements()
+    for value in (1, 0, 1):
+        query = Opportunity.filter(organization_id=3, probability_overridden=value)
+        assert cache.sql(query) == _render(query)
+    assert list(cache._shapes.values()) == [None]
+
+
+async def test_the_cache_is_bounded(live_server):
+    cache = Statements(kept=2)
+    for size in (1, 2, 3):
+        cache.sql(Opportunity.filter(id__in=list(range(size))))
+    assert len(cache._shapes) == 2
+
+
+async def test_the_count_reads_the_cached_shape(live_server):
+    before = statements.KEPT._value.get()
+    query = seller_page(9, 90, [91], None)
+    first = count_sql(query, 10_000)
+    again = count_sql(seller_page(8, 80, [81], None), 10_000)
+    assert first[0] == again[0] and first[1] != again[1]
+    assert statements.KEPT._value.get() > before
+
+
+async def test_the_pipeline_page_is_built_from_the_cache(org, sql_statements):
+    """The seller's page and count come from the cache from the second request on (its
+    answers are the same: the suite checks every cached statement against Tortoise's)."""
+    await seed_pipeline(org.seller.id, 12)
+    first = await org.seller.api.data(PIPELINE, first=5)
+    before = statements.KEPT._value.get()
+    again = await org.seller.api.data(PIPELINE, first=5)
+    assert again == first
+    assert statements.KEPT._value.get() >= before + 1
