@@ -10,11 +10,15 @@ import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise import timezone
 from tortoise.expressions import Subquery
+from tortoise.fields import DatetimeField, Field
+from tortoise.fields.data import CharEnumFieldInstance, IntEnumFieldInstance
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -118,12 +122,39 @@ def _builder(model: type[Model], columns: tuple[str, ...]) -> list[tuple[str, Co
     for column, attribute, field in meta.db_default_fields:
         by_column[column] = (attribute, _or_none(field.field_type))
     for column, attribute, field in meta.db_complex_fields:
-        by_column[column] = (attribute, field.to_python_value)
+        by_column[column] = (attribute, _converter(field))
     return [by_column[column] for column in columns]
 
 
 def _or_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
+
+
+def _converter(field: Field[Any]) -> Callable[[Any], Any]:
+    """The field's `to_python_value`, with a shortcut giving the same value for what drivers
+    return most: an enum column's stored value (its member, looked up without calling the
+    enum), a time as asyncpg returns it (aware, in UTC: moved to Tortoise's time zone, without
+    Tortoise reading its settings from the environment for every value). A third of the time
+    of making a page's opportunities."""
+    convert = field.to_python_value
+    if isinstance(field, CharEnumFieldInstance | IntEnumFieldInstance):
+        members = field.enum_type._value2member_map_
+
+        def member(value: Any) -> Any:
+            found = members.get(value) if value is not None else None
+            return found if found is not None else convert(value)
+
+        return member
+    if type(field) is DatetimeField and timezone.get_use_tz():
+        zone = timezone.get_default_timezone()
+
+        def moment(value: Any) -> Any:
+            if type(value) is datetime and value.tzinfo is UTC:
+                return value.astimezone(zone)
+            return convert(value)
+
+        return moment
+    return convert
 
 
 def instances(model: type[M], rows: Sequence[Any]) -> list[M]:

@@ -475,6 +475,10 @@ async def test_loader_rows_are_the_instances_tortoise_builds(seeded):
         ours = [vars(instance) for instance in instances(model, rows)]
         theirs = [vars(model._init_from_db(**dict(row))) for row in rows]
         assert ours == theirs, table
+        # the same types too: time zones, enum members
+        assert [{k: repr(v) for k, v in row.items()} for row in ours] == [
+            {k: repr(v) for k, v in row.items()} for row in theirs
+        ], table
         checked.append(table)
     assert {"contact", "crm_user", "opportunity", "opportunity_participant"} <= set(checked)
 
