@@ -27,6 +27,7 @@ from doors import (
     TooDeep,
     decode_json,
 )
+from resolvers import statements
 from resolvers.api_key import is_api_key, key_user
 from resolvers.auth import authenticate
 from resolvers.context import RequestContext
@@ -215,6 +216,7 @@ class CrmGraphQL(GraphQL):
             team_ids=team,
         )
         if viewer is not None:
+            statements.OWNER.set(viewer.organization_id)  # whose share a new shape takes
             ctx.log_fields["organization"] = viewer.organization_id
             ctx.log_fields["user"] = viewer.id
             flight = in_flight(ctx)

@@ -39,8 +39,9 @@ STATEMENT_SHAPES = Counter(
     "crm_statement_shapes_total",
     "Statements of plain querysets by where their SQL came from (resolvers/statements.py): "
     "kept (the shape cache), learnt (a shape seen the first time, or again after it was pushed "
-    "out), unfit (a shape found not to fit, rendered by Tortoise each time) or rendered (a "
-    "queryset with values a shape does not hold: text, dates, expressions)",
+    "out), unfit (a shape found not to fit, rendered by Tortoise each time), rendered (a "
+    "queryset with values a shape does not hold: text, dates, expressions, long lists) or full "
+    "(a new shape of an organization that added its share of the cache: rendered)",
     ["outcome"],
 )
 LIVE_SUBSCRIPTIONS = Gauge("crm_live_subscriptions", "Live subscriptions open in this process")

@@ -15,11 +15,16 @@ marker is written into the SQL text, and the statement it gives for the request'
 the one Tortoise renders for them. A queryset with anything else (text, dates, expressions,
 annotations, related rows, locks) is rendered by Tortoise as before.
 
-The kept statements are the same for every organization: a shape holds no value of anyone's,
-so `SHAPES_KEPT` bounds the cache for all of them, and a shape pushed out is rendered again
-(the cost without the cache, never a wrong statement). Under test (`COMPARE`, the suite's
-`plans_compare`), every statement taken from the cache is rendered by Tortoise as well, and a
-difference is recorded (`MISMATCHES`, failing the test) and the rendered one used.
+A kept statement holds no value of anyone's and serves every organization whose request has
+its shape. The cache holds at most `SHAPES_KEPT` shapes, least recently used dropped, and each
+organization may have added at most `SHAPES_PER_ORGANIZATION` of those kept (`OWNER`, set from
+the request's viewer; work outside a request counts as one owner): a client sending lists of
+ever new lengths (each length is a shape) fills its own share, then its new shapes are rendered
+by Tortoise, and it cannot push out the others' statements. A list longer than `LIST_SLOTS`
+items is not shaped at all. A shape pushed out is learnt again (the cost without the cache,
+never a wrong statement). Under test (`COMPARE`, the suite's `plans_compare`), every statement
+taken from the cache is rendered by Tortoise as well, and a difference (of a value or of its
+type) is recorded (`MISMATCHES`, failing the test) and the rendered one used.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Hashable
+from contextvars import ContextVar
 from enum import Enum
 from typing import Any
 
@@ -38,11 +44,15 @@ from tortoise.queryset import AwaitableQuery, QuerySet, ValuesListQuery, ValuesQ
 from observability import STATEMENT_SHAPES
 
 log = logging.getLogger("crm.statements")
-KEPT, LEARNT, UNFIT, RENDERED = (
-    STATEMENT_SHAPES.labels(outcome) for outcome in ("kept", "learnt", "unfit", "rendered")
+KEPT, LEARNT, UNFIT, RENDERED, FULL = (
+    STATEMENT_SHAPES.labels(outcome) for outcome in ("kept", "learnt", "unfit", "rendered", "full")
 )
 
 SHAPES_KEPT = 512
+SHAPES_PER_ORGANIZATION = 64
+LIST_SLOTS = 32  # a longer list is rendered by Tortoise (each length would be a shape)
+# Who adds a shape: the request's organization (endpoint.py sets it with the viewer).
+OWNER: ContextVar[int | None] = ContextVar("crm_statement_owner", default=None)
 # Markers: integers far outside any id, amount or limit the API stores or accepts, each written
 # once in a shape's copy, so that a parameter equal to one is the slot it marks.
 _MARKER_BASE = -7_340_000_000_000_000
@@ -58,12 +68,15 @@ Template = tuple[str, tuple[int | None, ...], tuple[Any, ...]]  # sql, slot per 
 
 
 class Statements:
-    """Statements by shape (least recently used dropped past SHAPES_KEPT); None for a shape
-    found not to fit (rendered by Tortoise each time)."""
+    """Statements by shape (least recently used dropped past `kept`, at most `per_owner` added
+    by one owner); None for a shape found not to fit (rendered by Tortoise each time)."""
 
-    def __init__(self, kept: int = SHAPES_KEPT) -> None:
+    def __init__(self, kept: int = SHAPES_KEPT, per_owner: int = SHAPES_PER_ORGANIZATION) -> None:
         self.kept = kept
+        self.per_owner = per_owner
         self._shapes: OrderedDict[Hashable, Template | None] = OrderedDict()
+        self._owners: dict[Hashable, int | None] = {}  # who added each kept shape
+        self._held: Counter[int | None] = Counter()  # how many each owner added
 
     def sql(self, query: AwaitableQuery[Any]) -> tuple[str, list[Any]]:
         """The statement and parameters of `query` (a queryset not yet run)."""
@@ -73,8 +86,12 @@ class Statements:
             RENDERED.inc()
             return _render(query)
         if shape not in self._shapes:
+            owner = OWNER.get()
+            if self._held[owner] >= self.per_owner:
+                FULL.inc()
+                return _render(query)
             LEARNT.inc()
-            return self._learn(query, shape, values)
+            return self._learn(query, shape, values, owner)
         self._shapes.move_to_end(shape)
         found = self._shapes[shape]
         if found is None:
@@ -85,13 +102,13 @@ class Statements:
         params = [constants[i] if slot is None else values[slot] for i, slot in enumerate(slots)]
         if COMPARE:
             rendered = _render(query)
-            if rendered != (sql, params):
+            if _typed(rendered) != _typed((sql, params)):
                 MISMATCHES.append(f"{shape!r}: {(sql, params)!r} != {rendered!r}")
                 return rendered
         return sql, params
 
     def _learn(
-        self, query: AwaitableQuery[Any], shape: Hashable, values: list[int]
+        self, query: AwaitableQuery[Any], shape: Hashable, values: list[int], owner: int | None
     ) -> tuple[str, list[Any]]:
         rendered = _render(query)
         template: Template | None = None
@@ -102,15 +119,18 @@ class Statements:
             if template is not None:
                 slots, constants = template[1], template[2]
                 mine = [constants[i] if s is None else values[s] for i, s in enumerate(slots)]
-                if (sql, mine) != rendered:
+                if _typed((sql, mine)) != _typed(rendered):
                     template = None
-        except _Unshaped:
+        except Exception:  # a marker a field refuses (a short text column given an integer)
             template = None
         if template is None:
             log.debug("statement shape not kept: %r", shape)
         self._shapes[shape] = template
+        self._owners[shape] = owner
+        self._held[owner] += 1
         if len(self._shapes) > self.kept:
-            self._shapes.popitem(last=False)
+            dropped, _ = self._shapes.popitem(last=False)
+            self._held[self._owners.pop(dropped)] -= 1
         return rendered
 
 
@@ -120,6 +140,12 @@ STATEMENTS = Statements()
 def sql_of(query: AwaitableQuery[Any]) -> tuple[str, list[Any]]:
     """The statement of a queryset, from the shape cache when it fits (see the module)."""
     return STATEMENTS.sql(query)
+
+
+def _typed(statement: tuple[str, list[Any]]) -> tuple[str, list[tuple[type, Any]]]:
+    """A statement with each parameter's type beside it (0 == False, and 1 == 1.0)."""
+    sql, params = statement
+    return sql, [(type(param), param) for param in params]
 
 
 def _render(query: AwaitableQuery[Any]) -> tuple[str, list[Any]]:
@@ -169,7 +195,7 @@ def _query_shape(query: AwaitableQuery[Any], values: list[int]) -> Hashable:
         tuple(query._orderings),  # type: ignore[attr-defined]
         _limit(query._limit, values),  # type: ignore[attr-defined]
     )
-    if query._annotations or query._custom_filters or query._joined_tables:
+    if query._annotations or query._custom_filters:
         raise _Unshaped
     if kind is QuerySet:
         plain: QuerySet[Any] = query  # type: ignore[assignment]
@@ -213,10 +239,12 @@ def _query_shape(query: AwaitableQuery[Any], values: list[int]) -> Hashable:
 
 
 def _limit(limit: Any, values: list[int]) -> Hashable:
-    if limit is None or limit == 0:
-        return ("limit", limit)  # no LIMIT clause (Tortoise's tests differ by query class)
+    if limit is None:
+        return ("limit", None)
     if type(limit) is not int or limit < 0:
-        raise _Unshaped
+        raise _Unshaped  # a boolean or a float limit: as Tortoise renders it
+    if limit == 0:
+        return ("limit", 0)  # LIMIT 0 or none at all: Tortoise's tests differ by query class
     values.append(limit)
     return "limit"
 
@@ -237,7 +265,7 @@ def _value_shape(key: str, value: Any, values: list[int]) -> Hashable:
     if value is None or kind is bool or isinstance(value, Enum):
         return ("const", kind, value)
     if kind is list or kind is tuple:
-        if not all(type(item) is int for item in value):
+        if len(value) > LIST_SLOTS or not all(type(item) is int for item in value):
             raise _Unshaped
         values.extend(value)
         return ("ints", len(value))

@@ -64,10 +64,59 @@ async def test_what_changes_the_text_is_part_of_the_shape(live_server):
         lambda: Opportunity.filter(organization_id=1, visibility=Visibility.PRIVATE),
         lambda: Opportunity.filter(organization_id=1, visibility=Visibility.ORGANIZATION),
         lambda: Opportunity.exclude(organization_id=1),
+        lambda: Opportunity.filter(organization_id=1, deleted_at__isnull=0),
+        lambda: Opportunity.filter(organization_id=1, deleted_at__isnull=2),
+        lambda: Opportunity.filter(organization_id=1).limit(7).values_list("id", flat=True),
+        lambda: Opportunity.filter(organization_id=1).limit(0).values_list("id", flat=True),
+        lambda: Opportunity.filter(organization_id=1).limit(False).values_list("id", flat=True),
+        lambda: Opportunity.filter(organization_id=1).limit(0.0),  # type: ignore[arg-type]
     ]
     for _ in range(2):  # learnt, then from the cache
         for make in queries:
-            assert cache.sql(make()) == _render(make())
+            assert typed(cache.sql(make())) == typed(_render(make()))
+
+
+def typed(statement):
+    sql, params = statement
+    return sql, [(type(param), param) for param in params]
+
+
+async def test_a_marker_a_field_refuses_leaves_the_shape_to_tortoise(live_server):
+    """A three-letter text column given an integer: Tortoise renders '1', a marker would be
+    too long for the column: the shape is unfit, never an error."""
+    cache = Statements()
+    for _ in range(2):
+        query = Opportunity.filter(organization_id=1, currency=1)
+        assert cache.sql(query) == _render(query)
+    assert list(cache._shapes.values()) == [None]
+
+
+async def test_one_organization_cannot_push_out_the_others_shapes(live_server):
+    """Each length of a list is a shape: a client sending ever new lengths fills its own share
+    of the cache, then its new shapes are rendered by Tortoise; the others' stay."""
+    cache = Statements(kept=8, per_owner=3)
+    token = statements.OWNER.set(2)
+    try:
+        cache.sql(Opportunity.filter(organization_id=2, owner_id__in=[1]))
+    finally:
+        statements.OWNER.reset(token)
+    token = statements.OWNER.set(1)
+    try:
+        for length in range(1, 20):
+            query = Opportunity.filter(organization_id=1, owner_id__in=list(range(length)))
+            assert cache.sql(query) == _render(query)
+    finally:
+        statements.OWNER.reset(token)
+    assert len(cache._shapes) == 4  # organization 2's, and 3 of organization 1's
+    assert cache._held == {1: 3, 2: 1}
+    other = Opportunity.filter(organization_id=2, owner_id__in=[5])
+    assert cache.sql(other) == _render(other)
+    assert statements.KEPT._value.get() > 0
+    long = Opportunity.filter(
+        organization_id=1, owner_id__in=list(range(statements.LIST_SLOTS + 1))
+    )
+    assert cache.sql(long) == _render(long)
+    assert len(cache._shapes) == 4  # a long list is not shaped
 
 
 async def test_values_a_shape_cannot_hold_are_rendered_each_time(live_server):
@@ -105,7 +154,7 @@ async def test_the_count_reads_the_cached_shape(live_server):
     assert statements.KEPT._value.get() > before
 
 
-async def test_the_pipeline_page_is_built_from_the_cache(org, sql_statements):
+async def test_the_pipeline_page_is_built_from_the_cache(org):
     """The seller's page and count come from the cache from the second request on (its
     answers are the same: the suite checks every cached statement against Tortoise's)."""
     await seed_pipeline(org.seller.id, 12)
