@@ -130,7 +130,10 @@ class Statements:
         self._held[owner] += 1
         if len(self._shapes) > self.kept:
             dropped, _ = self._shapes.popitem(last=False)
-            self._held[self._owners.pop(dropped)] -= 1
+            added_by = self._owners.pop(dropped)
+            self._held[added_by] -= 1
+            if not self._held[added_by]:
+                del self._held[added_by]
         return rendered
 
 
