@@ -47,7 +47,7 @@ from models import (
     User,
 )
 from models.base import from_cents
-from resolvers import jobs, validation
+from resolvers import jobs, prepared, validation
 from resolvers.access import LEADS, OPPORTUNITIES
 from resolvers.context import RequestContext
 from resolvers.deal_kinds import LEAD, OPPORTUNITY
@@ -627,26 +627,46 @@ async def _record(
         if reason is not None:
             skipped.setdefault(reason, []).append(member_id)
     told = [draft for draft in drafts if draft.to_contact_id in deals]
-    async with courtesy.exclusive(), in_transaction():
-        # The campaign's row first, as cancelling locks it: still live, and its counts move.
-        live = await Campaign.filter(id=campaign.id, status__in=LIVE).update(
+    # Its statements are built before it, between the job's turns (resolvers/prepared.py).
+    counts = prepared.update(
+        Campaign.filter(id=campaign.id, status__in=LIVE).update(
             messaged_count=F("messaged_count") + len(drafts),
             skipped_count=F("skipped_count") + (len(entries) - len(drafts)),
             updated_at=datetime.now(UTC),
         )
-        if not live:
-            return None
-        claimed = 0
-        if drafts:
-            await Message.bulk_create(drafts)
-            # One message per member and campaign (this claim): found by its contact.
-            claimed += await CampaignMember.filter(
-                id__in=messaged, status=MemberStatus.PENDING
-            ).update(status=MemberStatus.MESSAGED, message_id=_MemberMessage(campaign.id))
-        for reason, ids in skipped.items():
-            claimed += await CampaignMember.filter(id__in=ids, status=MemberStatus.PENDING).update(
-                status=MemberStatus.SKIPPED, skip_reason=reason
+    )
+    claims: list[prepared.Prepared] = []
+    insert = None
+    if drafts:
+        await courtesy.turn()
+        insert = prepared.insert(Message, drafts)
+        await courtesy.turn()
+        # One message per member and campaign (this claim): found by its contact.
+        claims.append(
+            prepared.update(
+                CampaignMember.filter(id__in=messaged, status=MemberStatus.PENDING).update(
+                    status=MemberStatus.MESSAGED, message_id=_MemberMessage(campaign.id)
+                )
             )
+        )
+    for reason, ids in skipped.items():
+        claims.append(
+            prepared.update(
+                CampaignMember.filter(id__in=ids, status=MemberStatus.PENDING).update(
+                    status=MemberStatus.SKIPPED, skip_reason=reason
+                )
+            )
+        )
+    await courtesy.turn()
+    async with courtesy.exclusive(), in_transaction() as connection:
+        # The campaign's row first, as cancelling locks it: still live, and its counts move.
+        if not await prepared.run(connection, counts):
+            return None
+        if insert is not None:
+            await prepared.run(connection, insert)
+        claimed = 0
+        for claim in claims:
+            claimed += await prepared.run(connection, claim)
         if claimed != len(entries):  # another run took some: let it have the batch
             raise RuntimeError(f"campaign {campaign.id}: members claimed by another run")
         if told:

@@ -38,7 +38,7 @@ from models import (
     MessageStatus,
     User,
 )
-from resolvers import lifecycle, validation
+from resolvers import lifecycle, prepared, validation
 from resolvers.access import MESSAGES
 from resolvers.context import RequestContext
 from resolvers.deal import get_readable
@@ -453,37 +453,61 @@ async def deliver_batch(
     )  # fmt: skip
     now = datetime.now(UTC)
     sent = [message.id for message in messages if message.id not in errors]
+    # The outcomes' statements, built before their transaction (resolvers/prepared.py) and
+    # between the job's turns: the transaction only sends them.
+    statements: list[prepared.Prepared] = []
+    if sent:
+        statements.append(
+            prepared.update(
+                Message.filter(id__in=sent).update(
+                    status=MessageStatus.SENT,
+                    sent_at=now,
+                    last_error=None,
+                    retry_at=None,
+                    attempts=F("attempts") + 1,
+                    updated_at=now,
+                )  # fmt: skip
+            )
+        )
     failed = 0
+    for message in messages:
+        if message.id not in errors:
+            continue
+        attempts = message.attempts + 1
+        final = attempts >= config.message_attempts
+        failed += final
+        log.warning("delivery of message %s failed (attempt %s): %s",
+                    message.id, attempts, errors[message.id])  # fmt: skip
+        statements.append(
+            prepared.update(
+                Message.filter(id=message.id).update(
+                    status=MessageStatus.FAILED if final else MessageStatus.OUTBOX,
+                    attempts=attempts,
+                    last_error=errors[message.id],
+                    retry_at=None if final else now + retry_delay(attempts, config),
+                    updated_at=now,
+                )
+            )
+        )
+    campaign_id = messages[0].campaign_id
+    if campaign_id is not None and (sent or failed):
+        if courtesy is not None:
+            await courtesy.turn()
+        statements.append(
+            prepared.update(
+                Campaign.filter(id=campaign_id).update(
+                    sent_count=F("sent_count") + len(sent),
+                    failed_count=F("failed_count") + failed,
+                )
+            )
+        )
     if courtesy is not None:
         await courtesy.turn()
     # (The job's other tasks wait for this transaction while requests are recent.)
     holding = courtesy.exclusive() if courtesy is not None else contextlib.nullcontext()
-    async with holding, in_transaction():
-        if sent:
-            await Message.filter(id__in=sent).update(
-                status=MessageStatus.SENT, sent_at=now, last_error=None, retry_at=None,
-                attempts=F("attempts") + 1, updated_at=now,
-            )  # fmt: skip
-        for message in messages:
-            if message.id not in errors:
-                continue
-            attempts = message.attempts + 1
-            final = attempts >= config.message_attempts
-            failed += final
-            log.warning("delivery of message %s failed (attempt %s): %s",
-                        message.id, attempts, errors[message.id])  # fmt: skip
-            await Message.filter(id=message.id).update(
-                status=MessageStatus.FAILED if final else MessageStatus.OUTBOX,
-                attempts=attempts,
-                last_error=errors[message.id],
-                retry_at=None if final else now + retry_delay(attempts, config),
-                updated_at=now,
-            )
-        campaign_id = messages[0].campaign_id
-        if campaign_id is not None and (sent or failed):
-            await Campaign.filter(id=campaign_id).update(
-                sent_count=F("sent_count") + len(sent), failed_count=F("failed_count") + failed
-            )
+    async with holding, in_transaction() as connection:
+        for statement in statements:
+            await prepared.run(connection, statement)
 
 
 async def _send_over_one_connection(

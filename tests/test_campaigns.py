@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
+from tortoise import connections
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import BulkCreateQuery, UpdateQuery
 
 from models import CampaignMember, Contact, ContactTag, Message
 from tests.helpers import (
@@ -346,3 +350,49 @@ async def test_two_launches_at_once_message_each_member_once(org):
     )
     assert len(messages) == size
     assert len(set(messages)) == size
+
+
+async def test_a_launchs_transactions_only_send_statements_built_before_them(org, monkeypatch):
+    """A record transaction of a launch (the campaign's counts, the messages, the members'
+    claims and skips) builds none of its statements inside it: they are built before it,
+    between the job's turns, and the transaction only sends them (resolvers/prepared.py)."""
+    built: list[tuple[str, bool]] = []
+
+    def inside() -> bool:
+        return isinstance(connections.get("default"), TransactionalDBClient)
+
+    def recording() -> bool:  # called by the record of a batch (`_record`)
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_name != "_record":
+            frame = frame.f_back  # type: ignore[assignment]
+        return frame is not None
+
+    make_update, make_insert = UpdateQuery._make_query, BulkCreateQuery._make_queries
+
+    def spy_update(self: UpdateQuery) -> None:
+        if recording():
+            built.append((f"update {self.model.__name__}", inside()))
+        make_update(self)
+
+    def spy_insert(self: BulkCreateQuery, omit: Any) -> Any:
+        if recording():
+            built.append((f"insert {self.model.__name__}", inside()))
+        return make_insert(self, omit)
+
+    tag = f"built{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, 3)
+    await create_contact(org.seller, firstName="NoMail", email=None, tags=[tag])
+    made = await campaign(
+        org.manager,
+        segmentId=(await segment(org.manager, tag))["id"],
+        subjectTemplate="S",
+        bodyTemplate="B",
+    )
+    monkeypatch.setattr(UpdateQuery, "_make_query", spy_update)
+    monkeypatch.setattr(BulkCreateQuery, "_make_queries", spy_insert)
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    assert (await launched(org.manager, made["id"]))["status"] == "ACTIVE"
+    assert {name for name, _ in built} == {
+        "update Campaign", "insert Message", "update CampaignMember"
+    }, built  # fmt: skip
+    assert [name for name, within in built if within] == [], built

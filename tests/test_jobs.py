@@ -573,3 +573,55 @@ async def test_a_worker_lowers_its_cpu_priority(database, sink, tmp_path):
         assert niceness(worker.pid) == os.nice(0) + 7  # above ours by 7
     finally:
         await _terminate(worker, 10)
+
+
+async def test_a_batchs_delivery_outcomes_are_built_before_their_transaction(
+    org, live_server, sink, monkeypatch
+):
+    """The transaction that records a batch's delivery outcomes (its messages SENT, the
+    campaign's counts) builds none of its statements inside it (resolvers/prepared.py)."""
+    from tortoise import connections
+    from tortoise.backends.base.client import TransactionalDBClient
+    from tortoise.queryset import UpdateQuery
+
+    from models import Message, MessageStatus, User
+    from resolvers.message import deliver_batch
+    from tests.helpers import pk
+    from tests.test_campaigns import _tagged_contacts, launched
+
+    inbox, port, _ = sink
+    tag = f"outcomes{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, 3)
+    values = {"name": "Outcomes", "channel": "EMAIL", "subjectTemplate": "S", "bodyTemplate": "B"}
+    made = (
+        await org.manager.api.data(
+            CREATE, input={**values, "segmentId": (await segment(org.manager, tag))["id"]}
+        )
+    )["createCampaign"]
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    assert (await launched(org.manager, made["id"]))["status"] == "ACTIVE"  # (no SMTP: outbox)
+    messages = await Message.filter(campaign_id=pk(made["id"]))
+    sender = await User.get(id=pk(org.manager.id))
+    config = replace(
+        live_server.settings, smtp_url=f"smtp://127.0.0.1:{port}", smtp_from="crm@seller.example"
+    )
+    built: list[tuple[str, bool]] = []
+    make_update = UpdateQuery._make_query
+
+    def spy_update(self: UpdateQuery) -> None:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name != "deliver_batch":
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None:
+            inside = isinstance(connections.get("default"), TransactionalDBClient)
+            built.append((self.model.__name__, inside))
+        make_update(self)
+
+    monkeypatch.setattr(UpdateQuery, "_make_query", spy_update)
+    await deliver_batch(config, messages, sender)
+    assert len(inbox.received) == 3
+    statuses = await Message.filter(campaign_id=pk(made["id"])).values_list("status", flat=True)
+    assert set(statuses) == {MessageStatus.SENT}
+    # SENDING (before the sending), then SENT and the campaign's counts (the outcomes).
+    assert [name for name, _ in built] == ["Message", "Message", "Campaign"], built
+    assert [name for name, inside in built if inside] == [], built
