@@ -396,3 +396,38 @@ async def test_a_launchs_transactions_only_send_statements_built_before_them(org
         "update Campaign", "insert Message", "update CampaignMember"
     }, built  # fmt: skip
     assert [name for name, within in built if within] == [], built
+
+
+async def test_a_launch_takes_a_turn_every_few_messages_it_renders(org, monkeypatch):
+    """While it renders a batch's messages, a launch takes a turn (resolvers/foreground.py)
+    every RENDER_TURN members, so that a request arriving meanwhile waits for a few messages'
+    rendering, not a batch's."""
+    from resolvers import campaign as campaigns
+    from resolvers.foreground import Courtesy
+
+    events: list[str] = []
+    render, turn = campaigns.Template.render, Courtesy.turn
+
+    def spy_render(self: Any, values: dict[str, str]) -> str:
+        events.append("render")
+        return render(self, values)
+
+    async def spy_turn(self: Courtesy) -> None:
+        events.append("turn")
+        await turn(self)
+
+    tag = f"turns{pk(org.admin.id)}"
+    await _tagged_contacts(org, tag, 30)
+    made = await campaign(
+        org.manager,
+        segmentId=(await segment(org.manager, tag))["id"],
+        subjectTemplate="S {{contact.first_name}}",
+        bodyTemplate="B",
+    )
+    monkeypatch.setattr(campaigns.Template, "render", spy_render)
+    monkeypatch.setattr(Courtesy, "turn", spy_turn)
+    await org.manager.api.data(LAUNCH, id=made["id"])
+    assert (await launched(org.manager, made["id"]))["status"] == "ACTIVE"
+    assert events.count("render") == 60  # a subject and a body for each of the 30
+    runs = "".join("r" if event == "render" else "|" for event in events).split("|")
+    assert max(len(run) for run in runs) <= 2 * campaigns.RENDER_TURN == 10, runs
