@@ -616,10 +616,12 @@ async def _record(
     campaign's counts; the messages (without their ids unless an open deal was told of them:
     the caller reads them after). None when the campaign is no longer LAUNCHING or ACTIVE.
 
-    Everything is built before the transaction, which runs four statements (the campaign's
-    counts, the messages, the claim of their members with each one's message, the skips), and
-    the events of the open deals whose primary contact a member is: on SQLite requests wait
-    for the process's connection meanwhile."""
+    Everything is built before the transaction, statements included (resolvers/prepared.py:
+    SQL and values, between the job's turns), which only sends four statements (the
+    campaign's counts, the messages, the claim of their members with each one's message, the
+    skips), and the events of the open deals whose primary contact a member is: on SQLite
+    requests wait for the process's connection meanwhile, and on either the job takes no turn
+    inside it."""
     drafts = [draft for _, _, draft, _ in entries if draft is not None]
     messaged = [member_id for member_id, _, draft, _ in entries if draft is not None]
     skipped: dict[str, list[int]] = {}
