@@ -20,6 +20,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.queryset import UpdateQuery
 
+from resolvers.statements import render
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -32,10 +34,7 @@ class Prepared:
 
 def update(query: UpdateQuery) -> Prepared:
     """An UPDATE's SQL and values, as awaiting `query` would send them."""
-    query._choose_db_if_not_chosen(True)
-    query._make_query()
-    sql, values = query.query.get_parameterized_sql()
-    return Prepared(sql, list(values))
+    return Prepared(*render(query, for_write=True))
 
 
 def insert(model: type[Model], objects: Sequence[Model]) -> Prepared:

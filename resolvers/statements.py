@@ -30,10 +30,9 @@ type) is recorded (`MISMATCHES`, failing the test) and the rendered one used.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from contextvars import ContextVar
 from enum import Enum
 from typing import Any
@@ -84,24 +83,24 @@ class Statements:
             shape, values = _shape(query)
         except _Unshaped:
             RENDERED.inc()
-            return _render(query)
+            return render(query)
         if shape not in self._shapes:
             owner = OWNER.get()
             if self._held[owner] >= self.per_owner:
                 FULL.inc()
-                return _render(query)
+                return render(query)
             LEARNT.inc()
             return self._learn(query, shape, values, owner)
         self._shapes.move_to_end(shape)
         found = self._shapes[shape]
         if found is None:
             UNFIT.inc()
-            return _render(query)
+            return render(query)
         KEPT.inc()
         sql, slots, constants = found
         params = [constants[i] if slot is None else values[slot] for i, slot in enumerate(slots)]
         if COMPARE:
-            rendered = _render(query)
+            rendered = render(query)
             if _typed(rendered) != _typed((sql, params)):
                 MISMATCHES.append(f"{shape!r}: {(sql, params)!r} != {rendered!r}")
                 return rendered
@@ -110,11 +109,11 @@ class Statements:
     def _learn(
         self, query: AwaitableQuery[Any], shape: Hashable, values: list[int], owner: int | None
     ) -> tuple[str, list[Any]]:
-        rendered = _render(query)
+        rendered = render(query)
         template: Template | None = None
         try:
             markers = [_MARKER_BASE - i for i in range(len(values))]
-            sql, params = _render(_marked(query, iter(markers)))
+            sql, params = render(_marked(query, iter(markers)))
             template = _template(sql, params, markers)
             if template is not None:
                 slots, constants = template[1], template[2]
@@ -151,8 +150,10 @@ def _typed(statement: tuple[str, list[Any]]) -> tuple[str, list[tuple[type, Any]
     return sql, [(type(param), param) for param in params]
 
 
-def _render(query: AwaitableQuery[Any]) -> tuple[str, list[Any]]:
-    query._choose_db_if_not_chosen()
+def render(query: AwaitableQuery[Any], *, for_write: bool = False) -> tuple[str, list[Any]]:
+    """The statement Tortoise would send for `query` (its own building steps, which its
+    `__await__` runs), built now."""
+    query._choose_db_if_not_chosen(for_write)
     query._make_query()
     sql, params = query.query.get_parameterized_sql()
     return sql, list(params)
@@ -280,7 +281,7 @@ def _value_shape(key: str, value: Any, values: list[int]) -> Hashable:
 # The copy of a queryset with markers for its integer values, walked in the same order.
 
 
-def _marked(query: AwaitableQuery[Any], markers: itertools.chain[int] | Any) -> Any:
+def _marked(query: AwaitableQuery[Any], markers: Iterator[int]) -> Any:
     copied: Any = query._clone() if type(query) is QuerySet else copy.copy(query)  # type: ignore[attr-defined]
     if type(query._limit) is int and query._limit > 0:  # type: ignore[attr-defined]
         copied._limit = next(markers)
@@ -288,7 +289,7 @@ def _marked(query: AwaitableQuery[Any], markers: itertools.chain[int] | Any) -> 
     return copied
 
 
-def _marked_q(q: Q, markers: Any) -> Q:
+def _marked_q(q: Q, markers: Iterator[int]) -> Q:
     filters = {key: _marked_value(key, value, markers) for key, value in q.filters.items()}
     marked = Q(*(_marked_q(child, markers) for child in q.children), join_type=q.join_type)
     marked.filters = filters
@@ -296,7 +297,7 @@ def _marked_q(q: Q, markers: Any) -> Q:
     return marked
 
 
-def _marked_value(key: str, value: Any, markers: Any) -> Any:
+def _marked_value(key: str, value: Any, markers: Iterator[int]) -> Any:
     kind = type(value)
     if kind is int:
         return value if key.endswith("isnull") else next(markers)

@@ -10,7 +10,7 @@ from tortoise.expressions import Q, Subquery
 from models import Opportunity, OpportunityFollower, Visibility
 from resolvers import statements
 from resolvers.pagination import count_sql
-from resolvers.statements import Statements, _render
+from resolvers.statements import Statements, render
 from tests.test_pipeline_sql import PIPELINE, seed_pipeline
 
 
@@ -39,9 +39,9 @@ async def test_a_shape_gives_tortoises_statement_for_every_value(live_server):
     ]
     for org_id, viewer, team, after in cases:
         query = seller_page(org_id, viewer, team, after)
-        assert cache.sql(query) == _render(seller_page(org_id, viewer, team, after))
+        assert cache.sql(query) == render(seller_page(org_id, viewer, team, after))
         counted = query.order_by().limit(10_001).values_list("id", flat=True)
-        assert cache.sql(counted) == _render(counted)
+        assert cache.sql(counted) == render(counted)
     kept = [shape for shape, template in cache._shapes.items() if template is not None]
     # page without / with a cursor, team of two / none, and the counts of each
     assert len(kept) == len(cache._shapes) == 6
@@ -73,7 +73,7 @@ async def test_what_changes_the_text_is_part_of_the_shape(live_server):
     ]
     for _ in range(2):  # learnt, then from the cache
         for make in queries:
-            assert typed(cache.sql(make())) == typed(_render(make()))
+            assert typed(cache.sql(make())) == typed(render(make()))
 
 
 def typed(statement):
@@ -87,7 +87,7 @@ async def test_a_marker_a_field_refuses_leaves_the_shape_to_tortoise(live_server
     cache = Statements()
     for _ in range(2):
         query = Opportunity.filter(organization_id=1, currency=1)
-        assert cache.sql(query) == _render(query)
+        assert cache.sql(query) == render(query)
     assert list(cache._shapes.values()) == [None]
 
 
@@ -104,27 +104,27 @@ async def test_one_organization_cannot_push_out_the_others_shapes(live_server):
     try:
         for length in range(1, 20):
             query = Opportunity.filter(organization_id=1, owner_id__in=list(range(length)))
-            assert cache.sql(query) == _render(query)
+            assert cache.sql(query) == render(query)
     finally:
         statements.OWNER.reset(token)
     assert len(cache._shapes) == 4  # organization 2's, and 3 of organization 1's
     assert cache._held == {1: 3, 2: 1}
     other = Opportunity.filter(organization_id=2, owner_id__in=[5])
-    assert cache.sql(other) == _render(other)
+    assert cache.sql(other) == render(other)
     assert statements.KEPT._value.get() > 0
     long = Opportunity.filter(
         organization_id=1, owner_id__in=list(range(statements.LIST_SLOTS + 1))
     )
-    assert cache.sql(long) == _render(long)
+    assert cache.sql(long) == render(long)
     assert len(cache._shapes) == 4  # a long list is not shaped
 
 
-async def test_values_a_shape_cannot_hold_are_rendered_each_time(live_server):
+async def test_values_a_shape_cannot_hold_arerendered_each_time(live_server):
     cache = Statements()
     texts = Opportunity.filter(organization_id=1, name__icontains="acme")
     dates = Opportunity.filter(organization_id=1, expected_close_date__gte=date(2027, 1, 1))
     for query in (texts, dates):
-        assert cache.sql(query) == _render(query)
+        assert cache.sql(query) == render(query)
     assert not cache._shapes  # not even tried
 
 
@@ -134,7 +134,7 @@ async def test_a_shape_whose_markers_do_not_land_is_unfit(live_server):
     cache = Statements()
     for value in (1, 0, 1):
         query = Opportunity.filter(organization_id=3, probability_overridden=value)
-        assert cache.sql(query) == _render(query)
+        assert cache.sql(query) == render(query)
     assert list(cache._shapes.values()) == [None]
 
 
